@@ -1,0 +1,2 @@
+//! Accumen node internals.
+pub mod types;

@@ -1,0 +1,27 @@
+//! Chain data types: transactions, blocks, receipts, state commitments and their canonical
+//! encoding. No actix, no storage, no VM: everything here is pure data and pure functions, so
+//! every node (sequencer or follower) computes the same bytes and hashes from the same values.
+
+mod block;
+mod bytes;
+mod codec;
+mod merkle;
+mod receipt;
+mod state;
+mod tx;
+
+#[cfg(test)]
+mod proptests;
+
+pub use block::{Block, BlockError, BlockHeader, MAX_BLOCK_BYTES, receipts_root, tx_root};
+pub use bytes::{Address, Bytes, Hash, HexError, PublicKey, Signature};
+pub use codec::{
+    DecodeError, decode_canonical, decode_trusted, encode, hash_of, sha256, sha256_parts,
+};
+pub use merkle::merkle_root;
+pub use receipt::{Event, Receipt, ReceiptStatus};
+pub use state::{ContractInfo, WriteSet, genesis_state_root, state_root};
+pub use tx::{
+    Action, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN, MAX_ENTRY_LEN,
+    MAX_TX_BYTES, SignedTx, Tx, TxError, VerifiedTx, contract_address, valid_entry, verify_hash,
+};

@@ -1,0 +1,386 @@
+//! Transactions: the unsigned body, its action, the signed envelope and signing keys.
+//!
+//! Invariants:
+//! - A transaction's id is SHA-256 of the canonical encoding of its unsigned body (`Tx`); the
+//!   signature is Ed25519 by `sender` over those 32 id bytes, checked with `verify_strict`
+//!   (no malleable or small-order signatures).
+//! - The signature is outside the id, so re-encoding a signature cannot change the id.
+//! - Shape limits (`check_shape`) are stateless and cheap; they run before any signature check so
+//!   an oversized transaction costs the node nothing.
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::bytes::{Address, Bytes, Hash, HexError, PublicKey, Signature};
+use super::codec::{DecodeError, decode_canonical, encode, hash_of, sha256, sha256_parts};
+
+/// Longest chain id, in bytes.
+pub const MAX_CHAIN_ID_LEN: usize = 64;
+/// Longest entry-point name, in bytes.
+pub const MAX_ENTRY_LEN: usize = 64;
+/// Largest call argument, in bytes.
+pub const MAX_ARGS_LEN: usize = 64 * 1024;
+/// Largest contract code, in bytes.
+pub const MAX_CODE_LEN: usize = 512 * 1024;
+/// Largest encoded signed transaction, in bytes (a maximal deploy plus headroom).
+pub const MAX_TX_BYTES: usize = MAX_CODE_LEN + 4 * 1024;
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Deploy a WebAssembly module; its `init` export runs if present.
+    Deploy { code: Bytes },
+    /// Call the export `entry` of a deployed contract with `args` as its input.
+    Call {
+        contract: Address,
+        entry: String,
+        args: Bytes,
+    },
+}
+
+/// The unsigned body of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tx {
+    /// Chain this transaction is for; a node refuses other chains' transactions (replay guard).
+    pub chain_id: String,
+    /// Ed25519 public key of the signer, who pays the gas and owns the nonce.
+    pub sender: PublicKey,
+    /// Per-sender sequence number, strictly sequential from 0.
+    pub nonce: u64,
+    /// Most gas this transaction may use.
+    pub gas_limit: u64,
+    /// Higher is served first by the mempool.
+    pub priority: u64,
+    /// Unix milliseconds after which it may no longer be included.
+    #[serde(default)]
+    pub expiry: Option<u64>,
+    /// What it does.
+    pub action: Action,
+}
+
+/// A transaction with its signature: what clients submit and blocks carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedTx {
+    pub tx: Tx,
+    pub signature: Signature,
+}
+
+/// Why a transaction was refused before execution.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("chain id is empty or longer than {MAX_CHAIN_ID_LEN} bytes")]
+    BadChainId,
+    #[error("gas limit must be greater than zero")]
+    ZeroGasLimit,
+    #[error(
+        "entry name must be 1..={MAX_ENTRY_LEN} bytes of ASCII letters, digits or '_', got {0:?}"
+    )]
+    BadEntry(String),
+    #[error("call args are {0} bytes, limit {MAX_ARGS_LEN}")]
+    ArgsTooLarge(usize),
+    #[error("contract code is {0} bytes, limit {MAX_CODE_LEN}")]
+    CodeTooLarge(usize),
+    #[error("contract code is empty")]
+    EmptyCode,
+    #[error("sender is not a valid Ed25519 public key")]
+    BadSender,
+    #[error("signature does not verify for the sender")]
+    BadSignature,
+}
+
+impl Tx {
+    /// The transaction id: SHA-256 of the canonical encoding of this body.
+    pub fn id(&self) -> Hash {
+        hash_of(self)
+    }
+
+    /// Stateless limits that every node applies before looking at signatures or state.
+    pub fn check_shape(&self) -> Result<(), TxError> {
+        if self.chain_id.is_empty() || self.chain_id.len() > MAX_CHAIN_ID_LEN {
+            return Err(TxError::BadChainId);
+        }
+        if self.gas_limit == 0 {
+            return Err(TxError::ZeroGasLimit);
+        }
+        match &self.action {
+            Action::Deploy { code } => {
+                if code.is_empty() {
+                    return Err(TxError::EmptyCode);
+                }
+                if code.len() > MAX_CODE_LEN {
+                    return Err(TxError::CodeTooLarge(code.len()));
+                }
+            }
+            Action::Call { entry, args, .. } => {
+                if !valid_entry(entry) {
+                    return Err(TxError::BadEntry(entry.chars().take(80).collect()));
+                }
+                if args.len() > MAX_ARGS_LEN {
+                    return Err(TxError::ArgsTooLarge(args.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The contract this transaction touches: the callee, or the address a deploy creates.
+    pub fn target(&self) -> Address {
+        match &self.action {
+            Action::Deploy { code } => {
+                contract_address(&self.sender, self.nonce, &sha256(code.as_ref()))
+            }
+            Action::Call { contract, .. } => *contract,
+        }
+    }
+}
+
+/// Entry names are plain identifiers so they can be printed and logged safely.
+pub fn valid_entry(entry: &str) -> bool {
+    !entry.is_empty()
+        && entry.len() <= MAX_ENTRY_LEN
+        && entry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The address of a contract deployed by `deployer` with `nonce` and code hash `code_hash`.
+pub fn contract_address(deployer: &PublicKey, nonce: u64, code_hash: &Hash) -> Address {
+    let h = sha256_parts(&[
+        b"accumen/contract/v1",
+        &deployer.0,
+        &nonce.to_le_bytes(),
+        &code_hash.0,
+    ]);
+    Address(h.0)
+}
+
+impl SignedTx {
+    /// Decodes a transaction from its canonical binary form.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        Ok(decode_canonical(bytes, MAX_TX_BYTES)?)
+    }
+
+    /// The canonical binary form.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Checks shape and signature; returns the transaction with its id computed once.
+    pub fn verify(self) -> Result<VerifiedTx, TxError> {
+        self.tx.check_shape()?;
+        let id = self.tx.id();
+        let key = VerifyingKey::from_bytes(&self.tx.sender.0).map_err(|_| TxError::BadSender)?;
+        let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        key.verify_strict(&id.0, &sig)
+            .map_err(|_| TxError::BadSignature)?;
+        Ok(VerifiedTx { id, tx: self })
+    }
+}
+
+/// A transaction whose shape and signature have been checked, with its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTx {
+    id: Hash,
+    tx: SignedTx,
+}
+
+impl VerifiedTx {
+    /// The transaction id.
+    pub fn id(&self) -> Hash {
+        self.id
+    }
+
+    /// The signed transaction.
+    pub fn signed(&self) -> &SignedTx {
+        &self.tx
+    }
+
+    /// The unsigned body.
+    pub fn tx(&self) -> &Tx {
+        &self.tx.tx
+    }
+
+    /// Gives back the signed transaction.
+    pub fn into_signed(self) -> SignedTx {
+        self.tx
+    }
+
+    /// Rebuilds from storage written by this node: the id is recomputed, the signature trusted.
+    pub fn from_trusted(tx: SignedTx) -> Self {
+        Self { id: tx.tx.id(), tx }
+    }
+}
+
+/// An Ed25519 signing key for transactions or blocks.
+pub struct Keypair {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        write!(f, "Keypair(public={})", self.public())
+    }
+}
+
+/// Why a key could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("no randomness from the operating system: {0}")]
+    Entropy(String),
+    #[error("secret key: {0}")]
+    Hex(#[from] HexError),
+}
+
+impl Keypair {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| KeyError::Entropy(e.to_string()))?;
+        Ok(Self::from_seed(seed))
+    }
+
+    /// The key with this 32-byte secret seed (deterministic; tests and key files).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// Parses a seed written by `seed_hex` (surrounding whitespace ignored).
+    pub fn from_seed_hex(s: &str) -> Result<Self, KeyError> {
+        Ok(Self::from_seed(Hash::from_hex(s.trim())?.0))
+    }
+
+    /// The secret seed as hex, for a key file.
+    pub fn seed_hex(&self) -> String {
+        hex::encode(self.key.to_bytes())
+    }
+
+    /// The public key.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key().to_bytes())
+    }
+
+    /// Signs 32 bytes (a transaction id or a block header hash).
+    pub fn sign_hash(&self, hash: &Hash) -> Signature {
+        Signature(self.key.sign(&hash.0).to_bytes())
+    }
+
+    /// Signs a transaction body. The body's `sender` should be this key's public key.
+    pub fn sign(&self, tx: Tx) -> SignedTx {
+        let signature = self.sign_hash(&tx.id());
+        SignedTx { tx, signature }
+    }
+}
+
+/// Checks an Ed25519 signature over 32 bytes.
+pub fn verify_hash(key: &PublicKey, hash: &Hash, sig: &Signature) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(&key.0) else {
+        return false;
+    };
+    key.verify_strict(&hash.0, &ed25519_dalek::Signature::from_bytes(&sig.0))
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(kp: &Keypair, nonce: u64) -> Tx {
+        Tx {
+            chain_id: "accumen-test".into(),
+            sender: kp.public(),
+            nonce,
+            gas_limit: 1_000_000,
+            priority: 0,
+            expiry: None,
+            action: Action::Call {
+                contract: Address([9; 32]),
+                entry: "increment".into(),
+                args: Bytes(vec![]),
+            },
+        }
+    }
+
+    #[test]
+    fn sign_verify_and_tamper() {
+        let kp = Keypair::from_seed([1; 32]);
+        let stx = kp.sign(call(&kp, 0));
+        let v = stx.clone().verify().unwrap();
+        assert_eq!(v.id(), stx.tx.id());
+
+        let mut tampered = stx.clone();
+        tampered.tx.nonce = 1;
+        assert_eq!(tampered.verify(), Err(TxError::BadSignature));
+
+        let other = Keypair::from_seed([2; 32]);
+        let mut wrong_sender = stx.clone();
+        wrong_sender.tx.sender = other.public();
+        assert_eq!(wrong_sender.verify(), Err(TxError::BadSignature));
+
+        let mut bad_sig = stx;
+        bad_sig.signature.0[0] ^= 1;
+        assert_eq!(bad_sig.verify(), Err(TxError::BadSignature));
+    }
+
+    #[test]
+    fn binary_and_json_round_trip() {
+        let kp = Keypair::from_seed([3; 32]);
+        let stx = kp.sign(call(&kp, 5));
+        assert_eq!(SignedTx::decode(&stx.encode()), Ok(stx.clone()));
+        let json = serde_json::to_string(&stx).unwrap();
+        assert!(json.contains("\"call\""), "{json}");
+        let back: SignedTx = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, stx);
+        let unknown = json.replacen("\"nonce\"", "\"bogus\":1,\"nonce\"", 1);
+        assert!(serde_json::from_str::<SignedTx>(&unknown).is_err());
+    }
+
+    #[test]
+    fn shape_limits() {
+        let kp = Keypair::from_seed([4; 32]);
+        let mut tx = call(&kp, 0);
+        tx.gas_limit = 0;
+        assert_eq!(tx.check_shape(), Err(TxError::ZeroGasLimit));
+        let mut tx = call(&kp, 0);
+        tx.action = Action::Call {
+            contract: Address::ZERO,
+            entry: "bad name".into(),
+            args: Bytes::default(),
+        };
+        assert!(matches!(tx.check_shape(), Err(TxError::BadEntry(_))));
+        tx.action = Action::Deploy {
+            code: Bytes(vec![0; MAX_CODE_LEN + 1]),
+        };
+        assert_eq!(
+            tx.check_shape(),
+            Err(TxError::CodeTooLarge(MAX_CODE_LEN + 1))
+        );
+        tx.chain_id = String::new();
+        assert_eq!(tx.check_shape(), Err(TxError::BadChainId));
+    }
+
+    #[test]
+    fn key_seed_round_trip() {
+        let kp = Keypair::generate().unwrap();
+        let again = Keypair::from_seed_hex(&format!("{}\n", kp.seed_hex())).unwrap();
+        assert_eq!(kp.public(), again.public());
+        assert!(!format!("{kp:?}").contains(&kp.seed_hex()));
+    }
+
+    #[test]
+    fn addresses_depend_on_all_inputs() {
+        let d = PublicKey([1; 32]);
+        let c = Hash([2; 32]);
+        let a = contract_address(&d, 0, &c);
+        assert_ne!(a, contract_address(&d, 1, &c));
+        assert_ne!(a, contract_address(&PublicKey([3; 32]), 0, &c));
+        assert_ne!(a, contract_address(&d, 0, &Hash([4; 32])));
+    }
+}
