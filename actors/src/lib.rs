@@ -1,2 +1,3 @@
 //! Accumen node internals.
 pub mod types;
+pub mod vm;

@@ -1,0 +1,425 @@
+//! The contract engine: one wasmtime `Engine` per configuration, and single calls in fresh
+//! stores.
+//!
+//! Determinism settings, fixed: fuel metering (gas), NaN canonicalization, no threads, no
+//! relaxed SIMD, one linear memory per contract. The pooling allocator holds every linear memory
+//! the engine can have at once: `execution.memory_limit / wasm.max_memory_pages` slots, which
+//! must cover `execution.workers` concurrent calls, so the memory bound is exact. An epoch ticker
+//! thread gives each call a wall-clock deadline (`execution.timeout`); that deadline is a backstop
+//! for a stuck or far too slow node, never a contract result: a call that hits it is reported as
+//! `RunEnd::Timeout` and the caller drops its transaction.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig,
+    StoreLimitsBuilder, Trap,
+};
+
+use super::cache::{CachedModule, ModuleCache};
+use super::gas;
+use super::host::{self, CallCtx, HostTrap, Overlay};
+use super::state::{StateError, StateView};
+use super::validate::{ModuleInfo, ValidationError, validate};
+use crate::types::{Address, Event, Hash, PublicKey};
+
+/// Bytes in a WebAssembly page.
+pub const PAGE_BYTES: u64 = 65_536;
+/// How often the epoch ticker advances; the timeout resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Most memory slots the pool reserves address space for, however large the limit.
+const MAX_POOL_SLOTS: u64 = 256;
+
+/// Engine settings (from `execution.*` and `wasm.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// `wasm.max_memory_pages`: most 64 KiB pages one call's memory may have.
+    pub max_memory_pages: u32,
+    /// `execution.memory_limit`: MB of linear memory all concurrent calls may hold together.
+    pub memory_limit_mb: u64,
+    /// `execution.workers`: calls that run at once.
+    pub workers: usize,
+    /// `execution.timeout`: wall-clock backstop per call.
+    pub timeout: Duration,
+    /// Where compiled modules are kept across restarts (persistent nodes).
+    pub cache_dir: Option<PathBuf>,
+    /// Compiled modules kept in memory.
+    pub module_cache_entries: usize,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self {
+            max_memory_pages: 64,
+            memory_limit_mb: 128,
+            workers: 4,
+            timeout: Duration::from_secs(5),
+            cache_dir: None,
+            module_cache_entries: 1024,
+        }
+    }
+}
+
+/// A configuration the engine cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("wasm.max_memory_pages must be between 1 and 65536, got {0}")]
+    MemoryPages(u32),
+    #[error("execution.workers must be at least 1")]
+    Workers,
+    #[error("execution.timeout must be at least {}ms", EPOCH_TICK.as_millis())]
+    Timeout,
+    #[error(
+        "execution.memory_limit = {limit_mb} MB cannot hold execution.workers = {workers} calls of \
+         wasm.max_memory_pages = {pages} pages (64 KiB each): needs at least {needed_mb} MB"
+    )]
+    MemoryLimit {
+        limit_mb: u64,
+        workers: usize,
+        pages: u32,
+        needed_mb: u64,
+    },
+}
+
+impl VmConfig {
+    fn max_memory_bytes(&self) -> u64 {
+        u64::from(self.max_memory_pages) * PAGE_BYTES
+    }
+
+    /// Checks that the workers fit in the memory limit; returns the pool's slot count.
+    pub fn check(&self) -> Result<u32, ConfigError> {
+        if self.max_memory_pages == 0 || self.max_memory_pages > 65_536 {
+            return Err(ConfigError::MemoryPages(self.max_memory_pages));
+        }
+        if self.workers == 0 {
+            return Err(ConfigError::Workers);
+        }
+        if self.timeout < EPOCH_TICK {
+            return Err(ConfigError::Timeout);
+        }
+        let slots = self.memory_limit_mb.saturating_mul(1024 * 1024) / self.max_memory_bytes();
+        if slots < self.workers as u64 {
+            let needed = (self.workers as u64) * self.max_memory_bytes();
+            return Err(ConfigError::MemoryLimit {
+                limit_mb: self.memory_limit_mb,
+                workers: self.workers,
+                pages: self.max_memory_pages,
+                needed_mb: needed.div_ceil(1024 * 1024),
+            });
+        }
+        Ok(slots.min(MAX_POOL_SLOTS.max(self.workers as u64)) as u32)
+    }
+}
+
+/// A node-side failure: the block must be aborted and retried, never half-committed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("engine: {0}")]
+    Engine(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("all {0} instance slots are busy; retry later")]
+    Busy(u32),
+    #[error("stored code for {0} is missing")]
+    MissingCode(Hash),
+    #[error("execution timeout")]
+    Timeout,
+}
+
+fn engine_err(e: impl std::fmt::Display) -> VmError {
+    VmError::Engine(e.to_string())
+}
+
+/// How one call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RunEnd {
+    Success,
+    OutOfGas,
+    Reverted(String),
+    Trapped(String),
+    /// Hit the wall-clock deadline: not a deterministic result.
+    Timeout,
+}
+
+/// Everything one call produced.
+pub(crate) struct RunResult {
+    pub end: RunEnd,
+    /// Fuel consumed by instructions and host calls.
+    pub fuel_used: u64,
+    pub output: Vec<u8>,
+    pub events: Vec<Event>,
+    pub logs: Vec<String>,
+    /// The call's own writes (meaningful only on success).
+    pub writes: Overlay,
+    /// The block overlay handed in, handed back untouched.
+    pub group: Overlay,
+}
+
+/// Inputs of one call.
+pub(crate) struct RunInput {
+    pub contract: Address,
+    pub sender: PublicKey,
+    pub height: u64,
+    pub time_ms: u64,
+    pub input: Vec<u8>,
+    pub fuel: u64,
+    pub group: Overlay,
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The contract engine.
+pub struct Vm {
+    engine: Engine,
+    linker: Linker<CallCtx>,
+    cache: ModuleCache,
+    config: VmConfig,
+    slots: u32,
+    deadline_ticks: u64,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("config", &self.config)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vm {
+    /// Builds the engine, its pool and its epoch ticker.
+    pub fn new(config: VmConfig) -> Result<Vm, VmError> {
+        let slots = config.check()?;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_component_instances(0)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(gas::MAX_TABLE_ELEMENTS as usize)
+            .max_memory_size(config.max_memory_bytes() as usize)
+            // Small contracts reuse their first pages without a syscall on every call.
+            .linear_memory_keep_resident(PAGE_BYTES as usize * 4)
+            .table_keep_resident(16 * 1024);
+
+        let mut c = Config::new();
+        // Threads are not compiled in (wasmtime feature `threads` is off), so no shared memory.
+        c.consume_fuel(true)
+            .epoch_interruption(true)
+            .cranelift_nan_canonicalization(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .wasm_relaxed_simd(false)
+            .wasm_multi_memory(false)
+            .wasm_memory64(false)
+            .max_wasm_stack(512 * 1024)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&c).map_err(engine_err)?;
+        let linker = host::linker(&engine).map_err(engine_err)?;
+        let cache = ModuleCache::new(
+            &engine,
+            config.module_cache_entries,
+            config.cache_dir.clone(),
+        );
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("accumen-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(engine_err)?
+        };
+        let deadline_ticks =
+            (config.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+        Ok(Vm {
+            engine,
+            linker,
+            cache,
+            config,
+            slots,
+            deadline_ticks,
+            _ticker: Ticker {
+                stop,
+                handle: Some(handle),
+            },
+        })
+    }
+
+    /// The settings this engine runs with.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Instance slots in the pool (concurrent calls the memory limit allows).
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// Compiled modules held in memory.
+    pub fn cached_modules(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Deploy-time validation of contract code against this engine and its limits.
+    pub fn validate(&self, code: &[u8]) -> Result<ModuleInfo, ValidationError> {
+        validate(&self.engine, code, self.config.max_memory_pages)
+    }
+
+    /// The compiled module for `code_hash`, compiling `code` (or loading the stored code) on a miss.
+    pub(crate) fn module(
+        &self,
+        code_hash: &Hash,
+        code: Option<&[u8]>,
+        base: &dyn StateView,
+    ) -> Result<Arc<CachedModule>, VmError> {
+        if let Some(m) = self.cache.get(code_hash) {
+            return Ok(m);
+        }
+        let stored;
+        let code = match code {
+            Some(c) => c,
+            None => {
+                stored = base
+                    .code(code_hash)?
+                    .ok_or(VmError::MissingCode(*code_hash))?;
+                &stored
+            }
+        };
+        self.cache
+            .load(code_hash, code, &self.linker)
+            .map_err(|e| VmError::Engine(format!("compiling {code_hash}: {e:#}")))
+    }
+
+    /// Runs `entry` of `module` in a fresh store.
+    pub(crate) fn run(
+        &self,
+        module: &CachedModule,
+        entry: &str,
+        base: Arc<dyn StateView>,
+        input: RunInput,
+    ) -> Result<RunResult, VmError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.config.max_memory_bytes() as usize)
+            .table_elements(gas::MAX_TABLE_ELEMENTS as usize)
+            .instances(1)
+            .memories(1)
+            .tables(1)
+            .build();
+        let ctx = CallCtx {
+            contract: input.contract,
+            sender: input.sender,
+            height: input.height,
+            time_ms: input.time_ms,
+            input: input.input,
+            output: Vec::new(),
+            events: Vec::new(),
+            logs: Vec::new(),
+            writes: Overlay::new(),
+            group: input.group,
+            base,
+            memory: None,
+            limits,
+        };
+        let mut store = wasmtime::Store::new(&self.engine, ctx);
+        store.limiter(|c| &mut c.limits);
+        store.set_fuel(input.fuel).map_err(engine_err)?;
+        store.set_epoch_deadline(self.deadline_ticks);
+
+        let result = match module.pre.instantiate(&mut store) {
+            Ok(instance) => {
+                let memory = instance.get_memory(&mut store, "memory");
+                store.data_mut().memory = memory;
+                match instance.get_typed_func::<(), ()>(&mut store, entry) {
+                    Ok(f) => f.call(&mut store, ()),
+                    Err(_) => {
+                        return Err(VmError::Engine(format!(
+                            "entry {entry:?} is not a () -> () export"
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some()
+                {
+                    return Err(VmError::Busy(self.slots));
+                }
+                Err(e)
+            }
+        };
+        let fuel_left = store.get_fuel().map_err(engine_err)?;
+        let fuel_used = input.fuel.saturating_sub(fuel_left);
+        let end = match result {
+            Ok(()) => RunEnd::Success,
+            Err(e) => classify(e)?,
+        };
+        let ctx = store.into_data();
+        Ok(RunResult {
+            end,
+            fuel_used,
+            output: ctx.output,
+            events: ctx.events,
+            logs: ctx.logs,
+            writes: ctx.writes,
+            group: ctx.group,
+        })
+    }
+}
+
+/// Maps a failed call to its deterministic end, or a node error.
+fn classify(e: wasmtime::Error) -> Result<RunEnd, VmError> {
+    if let Some(h) = e.downcast_ref::<HostTrap>() {
+        return Ok(match h {
+            HostTrap::OutOfGas => RunEnd::OutOfGas,
+            HostTrap::Revert(m) => RunEnd::Reverted(m.clone()),
+            HostTrap::Abi(m) => RunEnd::Trapped(format!("host: {m}")),
+            HostTrap::State(s) => return Err(VmError::State(s.clone())),
+        });
+    }
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        return Ok(match t {
+            Trap::OutOfFuel => RunEnd::OutOfGas,
+            Trap::Interrupt => RunEnd::Timeout,
+            Trap::StackOverflow => RunEnd::Trapped("stack overflow".into()),
+            Trap::MemoryOutOfBounds => RunEnd::Trapped("memory out of bounds".into()),
+            Trap::TableOutOfBounds => RunEnd::Trapped("table out of bounds".into()),
+            Trap::IndirectCallToNull => RunEnd::Trapped("indirect call to null".into()),
+            Trap::BadSignature => RunEnd::Trapped("indirect call type mismatch".into()),
+            Trap::IntegerOverflow => RunEnd::Trapped("integer overflow".into()),
+            Trap::IntegerDivisionByZero => RunEnd::Trapped("integer division by zero".into()),
+            Trap::BadConversionToInteger => RunEnd::Trapped("invalid conversion to integer".into()),
+            Trap::UnreachableCodeReached => RunEnd::Trapped("unreachable".into()),
+            other => RunEnd::Trapped(other.to_string()),
+        });
+    }
+    // Anything else (e.g. a failed instantiation) is a node fault, not a contract result:
+    // validation guarantees validated code instantiates.
+    Err(VmError::Engine(format!("{e:#}")))
+}

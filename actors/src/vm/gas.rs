@@ -1,0 +1,80 @@
+//! Gas: the one table of every charge and every size limit of contract execution.
+//!
+//! Gas is wasmtime fuel. Executing a WebAssembly instruction costs 1 (wasmtime's default
+//! operator cost; `nop`/`drop`-like bookkeeping costs 0). Host functions and the transaction
+//! itself charge the amounts below, always *before* doing the work, by taking fuel from the
+//! store: a call that cannot pay stops with out-of-gas. `gas_used = gas_limit - fuel left`.
+//!
+//! Invariant: these numbers are consensus rules. Changing one changes receipts and state roots,
+//! so it is a chain upgrade, never a tuning knob; `CONTRACT_ABI.md` documents the same table.
+
+/// Charged to every transaction before anything runs.
+pub const TX_BASE: u64 = 5_000;
+/// Per byte of call args (carried, hashed and copied by every node).
+pub const TX_ARGS_BYTE: u64 = 10;
+/// Per byte of deployed code (validated, compiled and stored by every node).
+pub const DEPLOY_CODE_BYTE: u64 = 50;
+
+/// Charged on entry to every host function, on top of its own cost.
+pub const HOST_CALL: u64 = 20;
+/// Per byte copied between the host and guest memory (`input_read`, `output`, `sender`,
+/// `revert` message, `storage_read` value).
+pub const COPY_BYTE: u64 = 1;
+/// `storage_read`, plus `COPY_BYTE` per key byte and per value byte copied.
+pub const STORAGE_READ: u64 = 400;
+/// `storage_write`, plus `STORAGE_WRITE_BYTE` per key and value byte.
+pub const STORAGE_WRITE: u64 = 2_000;
+/// Per key and value byte of `storage_write`: state is kept by every node forever.
+pub const STORAGE_WRITE_BYTE: u64 = 20;
+/// `storage_remove`, plus `COPY_BYTE` per key byte.
+pub const STORAGE_REMOVE: u64 = 1_000;
+/// `emit`, plus `EMIT_BYTE` per topic and data byte.
+pub const EMIT: u64 = 500;
+/// Per byte of an event (kept in the receipt).
+pub const EMIT_BYTE: u64 = 8;
+/// `log`, plus `LOG_BYTE` per byte.
+pub const LOG: u64 = 100;
+/// Per byte of a log line (kept in the receipt).
+pub const LOG_BYTE: u64 = 2;
+
+/// Longest storage key, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+/// Largest storage value, in bytes.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// Largest return data (`output`), in bytes.
+pub const MAX_OUTPUT_LEN: usize = 64 * 1024;
+/// Longest event topic, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// Largest event data, in bytes.
+pub const MAX_EVENT_DATA_LEN: usize = 16 * 1024;
+/// Most events one call may emit.
+pub const MAX_EVENTS: usize = 128;
+/// Longest log line, in bytes.
+pub const MAX_LOG_LEN: usize = 1024;
+/// Most log lines one call may write.
+pub const MAX_LOGS: usize = 64;
+/// Longest revert message, in bytes.
+pub const MAX_REVERT_LEN: usize = 1024;
+
+/// Most functions (imported and defined) a contract may have.
+pub const MAX_FUNCTIONS: u32 = 10_000;
+/// Most globals a contract may have.
+pub const MAX_GLOBALS: u32 = 1_000;
+/// Most elements of a contract's table.
+pub const MAX_TABLE_ELEMENTS: u64 = 10_000;
+/// Most bytes in all of a contract's data segments together.
+pub const MAX_DATA_BYTES: u64 = 1024 * 1024;
+/// Most exports a contract may have.
+pub const MAX_EXPORTS: u32 = 1_000;
+
+/// The intrinsic charge of a transaction: base, plus its args or code.
+pub fn intrinsic(args_len: usize, code_len: usize) -> u64 {
+    TX_BASE
+        .saturating_add(TX_ARGS_BYTE.saturating_mul(args_len as u64))
+        .saturating_add(DEPLOY_CODE_BYTE.saturating_mul(code_len as u64))
+}
+
+/// `base + per_byte * bytes`, saturating (a saturated charge simply runs out of gas).
+pub fn cost(base: u64, per_byte: u64, bytes: usize) -> u64 {
+    base.saturating_add(per_byte.saturating_mul(bytes as u64))
+}

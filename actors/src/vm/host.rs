@@ -1,0 +1,302 @@
+//! The ABI v1 host functions: the only way a contract touches the world.
+//!
+//! Every function here, in order: charges `gas::HOST_CALL` plus its own cost (see `gas.rs`)
+//! *before* doing any work; checks sizes against the ABI limits; bounds-checks every guest
+//! pointer and length (negative lengths and ranges past the end of memory fail the call, they
+//! never panic or wrap); then does its work. Breaking a rule fails the call with a `host:` trap
+//! whose message names the rule. Storage writes go to the call's own overlay, so a failed call
+//! leaves nothing behind.
+//!
+//! | function | cost (on top of `HOST_CALL`) |
+//! |---|---|
+//! | `input_len() -> i32` | 0 |
+//! | `input_read(ptr)` | `COPY_BYTE` × input length |
+//! | `output(ptr, len)` | `COPY_BYTE` × len |
+//! | `storage_read(kp, kl, vp, cap) -> i32` | `STORAGE_READ` + `COPY_BYTE` × (kl + bytes copied) |
+//! | `storage_write(kp, kl, vp, vl)` | `STORAGE_WRITE` + `STORAGE_WRITE_BYTE` × (kl + vl) |
+//! | `storage_remove(kp, kl)` | `STORAGE_REMOVE` + `COPY_BYTE` × kl |
+//! | `emit(tp, tl, dp, dl)` | `EMIT` + `EMIT_BYTE` × (tl + dl) |
+//! | `log(ptr, len)` | `LOG` + `LOG_BYTE` × len |
+//! | `sender(ptr)` | `COPY_BYTE` × 32 |
+//! | `block_height() -> i64`, `block_time() -> i64`, `gas_left() -> i64` | 0 |
+//! | `revert(ptr, len)` | `COPY_BYTE` × len |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::{Caller, Linker, Memory, StoreLimits};
+
+use super::gas;
+use super::state::{StateError, StateView};
+use crate::types::{Address, Bytes, Event, PublicKey};
+
+/// Why a host function stopped the call.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostTrap {
+    #[error("out of gas")]
+    OutOfGas,
+    #[error("reverted: {0}")]
+    Revert(String),
+    #[error("host: {0}")]
+    Abi(String),
+    #[error(transparent)]
+    State(StateError),
+}
+
+/// A contract's storage overlay: `Some` sets a key, `None` removes it.
+pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The store data of one call.
+pub(crate) struct CallCtx {
+    pub contract: Address,
+    pub sender: PublicKey,
+    pub height: u64,
+    pub time_ms: u64,
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    pub events: Vec<Event>,
+    pub logs: Vec<String>,
+    /// This call's writes; kept only if it succeeds.
+    pub writes: Overlay,
+    /// Writes of earlier successful calls to the same contract in this block.
+    pub group: Overlay,
+    pub base: Arc<dyn StateView>,
+    pub memory: Option<Memory>,
+    pub limits: StoreLimits,
+}
+
+type HostResult<T> = wasmtime::Result<T>;
+
+fn abi(msg: impl Into<String>) -> wasmtime::Error {
+    wasmtime::Error::new(HostTrap::Abi(msg.into()))
+}
+
+fn charge(caller: &mut Caller<'_, CallCtx>, amount: u64) -> HostResult<()> {
+    let fuel = caller.get_fuel()?;
+    let total = amount.saturating_add(gas::HOST_CALL);
+    if fuel < total {
+        caller.set_fuel(0)?;
+        return Err(wasmtime::Error::new(HostTrap::OutOfGas));
+    }
+    caller.set_fuel(fuel - total)?;
+    Ok(())
+}
+
+fn length(len: i32, limit: usize, what: &str) -> HostResult<usize> {
+    let len = usize::try_from(len).map_err(|_| abi(format!("{what} length {len} is negative")))?;
+    if len > limit {
+        return Err(abi(format!("{what} is {len} bytes, limit {limit}")));
+    }
+    Ok(len)
+}
+
+fn memory(caller: &Caller<'_, CallCtx>) -> HostResult<Memory> {
+    caller
+        .data()
+        .memory
+        .ok_or_else(|| abi("contract has no memory export"))
+}
+
+/// Copies `len` guest bytes at `ptr`; out-of-bounds ranges fail the call.
+fn read(caller: &mut Caller<'_, CallCtx>, ptr: i32, len: usize, what: &str) -> HostResult<Vec<u8>> {
+    let mem = memory(caller)?;
+    let start = ptr as u32 as usize;
+    let data = mem.data(&*caller);
+    let end = start
+        .checked_add(len)
+        .filter(|end| *end <= data.len())
+        .ok_or_else(|| abi(format!("{what} at {start}..+{len} is outside memory")))?;
+    Ok(data[start..end].to_vec())
+}
+
+/// Writes `bytes` into guest memory at `ptr`; out-of-bounds ranges fail the call.
+fn write(caller: &mut Caller<'_, CallCtx>, ptr: i32, bytes: &[u8], what: &str) -> HostResult<()> {
+    let mem = memory(caller)?;
+    let start = ptr as u32 as usize;
+    let data = mem.data_mut(&mut *caller);
+    let end = start
+        .checked_add(bytes.len())
+        .filter(|end| *end <= data.len())
+        .ok_or_else(|| {
+            abi(format!(
+                "{what} at {start}..+{} is outside memory",
+                bytes.len()
+            ))
+        })?;
+    data[start..end].copy_from_slice(bytes);
+    Ok(())
+}
+
+/// Looks a key up through the call overlay, the block overlay, then the parent state.
+fn lookup(ctx: &CallCtx, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+    if let Some(v) = ctx.writes.get(key) {
+        return Ok(v.clone());
+    }
+    if let Some(v) = ctx.group.get(key) {
+        return Ok(v.clone());
+    }
+    ctx.base.storage_get(&ctx.contract, key)
+}
+
+/// Builds the linker with every ABI v1 function under the module name `accumen`.
+pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallCtx>> {
+    let mut l = Linker::new(engine);
+    l.func_wrap(
+        "accumen",
+        "input_len",
+        |mut c: Caller<'_, CallCtx>| -> HostResult<i32> {
+            charge(&mut c, 0)?;
+            Ok(c.data().input.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "input_read",
+        |mut c: Caller<'_, CallCtx>, ptr: i32| -> HostResult<()> {
+            let len = c.data().input.len();
+            charge(&mut c, gas::cost(0, gas::COPY_BYTE, len))?;
+            let input = std::mem::take(&mut c.data_mut().input);
+            let r = write(&mut c, ptr, &input, "input_read destination");
+            c.data_mut().input = input;
+            r
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "output",
+        |mut c: Caller<'_, CallCtx>, ptr: i32, len: i32| -> HostResult<()> {
+            let len = length(len, gas::MAX_OUTPUT_LEN, "output")?;
+            charge(&mut c, gas::cost(0, gas::COPY_BYTE, len))?;
+            let bytes = read(&mut c, ptr, len, "output")?;
+            c.data_mut().output = bytes;
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "storage_read",
+        |mut c: Caller<'_, CallCtx>, kp: i32, kl: i32, vp: i32, cap: i32| -> HostResult<i32> {
+            let kl = length(kl, gas::MAX_KEY_LEN, "storage key")?;
+            let cap = usize::try_from(cap)
+                .map_err(|_| abi(format!("storage_read capacity {cap} is negative")))?;
+            charge(&mut c, gas::cost(gas::STORAGE_READ, gas::COPY_BYTE, kl))?;
+            let key = read(&mut c, kp, kl, "storage key")?;
+            let value =
+                lookup(c.data(), &key).map_err(|e| wasmtime::Error::new(HostTrap::State(e)))?;
+            let Some(value) = value else { return Ok(-1) };
+            let n = value.len().min(cap);
+            charge(&mut c, gas::cost(0, gas::COPY_BYTE, n))?;
+            write(&mut c, vp, &value[..n], "storage_read destination")?;
+            Ok(value.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "storage_write",
+        |mut c: Caller<'_, CallCtx>, kp: i32, kl: i32, vp: i32, vl: i32| -> HostResult<()> {
+            let kl = length(kl, gas::MAX_KEY_LEN, "storage key")?;
+            let vl = length(vl, gas::MAX_VALUE_LEN, "storage value")?;
+            charge(
+                &mut c,
+                gas::cost(gas::STORAGE_WRITE, gas::STORAGE_WRITE_BYTE, kl + vl),
+            )?;
+            let key = read(&mut c, kp, kl, "storage key")?;
+            let value = read(&mut c, vp, vl, "storage value")?;
+            c.data_mut().writes.insert(key, Some(value));
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "storage_remove",
+        |mut c: Caller<'_, CallCtx>, kp: i32, kl: i32| -> HostResult<()> {
+            let kl = length(kl, gas::MAX_KEY_LEN, "storage key")?;
+            charge(&mut c, gas::cost(gas::STORAGE_REMOVE, gas::COPY_BYTE, kl))?;
+            let key = read(&mut c, kp, kl, "storage key")?;
+            c.data_mut().writes.insert(key, None);
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "emit",
+        |mut c: Caller<'_, CallCtx>, tp: i32, tl: i32, dp: i32, dl: i32| -> HostResult<()> {
+            let tl = length(tl, gas::MAX_TOPIC_LEN, "event topic")?;
+            let dl = length(dl, gas::MAX_EVENT_DATA_LEN, "event data")?;
+            if c.data().events.len() >= gas::MAX_EVENTS {
+                return Err(abi(format!("more than {} events", gas::MAX_EVENTS)));
+            }
+            charge(&mut c, gas::cost(gas::EMIT, gas::EMIT_BYTE, tl + dl))?;
+            let topic = read(&mut c, tp, tl, "event topic")?;
+            let data = read(&mut c, dp, dl, "event data")?;
+            let contract = c.data().contract;
+            c.data_mut().events.push(Event {
+                contract,
+                topic: Bytes(topic),
+                data: Bytes(data),
+            });
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "log",
+        |mut c: Caller<'_, CallCtx>, ptr: i32, len: i32| -> HostResult<()> {
+            let len = length(len, gas::MAX_LOG_LEN, "log line")?;
+            if c.data().logs.len() >= gas::MAX_LOGS {
+                return Err(abi(format!("more than {} log lines", gas::MAX_LOGS)));
+            }
+            charge(&mut c, gas::cost(gas::LOG, gas::LOG_BYTE, len))?;
+            let bytes = read(&mut c, ptr, len, "log line")?;
+            let line = String::from_utf8(bytes).map_err(|_| abi("log line is not UTF-8"))?;
+            c.data_mut().logs.push(line);
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "sender",
+        |mut c: Caller<'_, CallCtx>, ptr: i32| -> HostResult<()> {
+            charge(&mut c, gas::cost(0, gas::COPY_BYTE, 32))?;
+            let sender = c.data().sender;
+            write(&mut c, ptr, &sender.0, "sender destination")
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "block_height",
+        |mut c: Caller<'_, CallCtx>| -> HostResult<i64> {
+            charge(&mut c, 0)?;
+            Ok(c.data().height as i64)
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "block_time",
+        |mut c: Caller<'_, CallCtx>| -> HostResult<i64> {
+            charge(&mut c, 0)?;
+            Ok(c.data().time_ms as i64)
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "gas_left",
+        |mut c: Caller<'_, CallCtx>| -> HostResult<i64> {
+            charge(&mut c, 0)?;
+            Ok(i64::try_from(c.get_fuel()?).unwrap_or(i64::MAX))
+        },
+    )?;
+    l.func_wrap(
+        "accumen",
+        "revert",
+        |mut c: Caller<'_, CallCtx>, ptr: i32, len: i32| -> HostResult<()> {
+            let len = length(len, gas::MAX_REVERT_LEN, "revert message")?;
+            charge(&mut c, gas::cost(0, gas::COPY_BYTE, len))?;
+            let bytes = read(&mut c, ptr, len, "revert message")?;
+            Err(wasmtime::Error::new(HostTrap::Revert(
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )))
+        },
+    )?;
+    Ok(l)
+}
