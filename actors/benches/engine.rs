@@ -1,1 +1,143 @@
-fn main() {}
+//! Benchmarks of the contract engine and chain types (criterion). Figures are reported in
+//! closing notes, never asserted in tests.
+//!
+//! - `execute/counter_increment_1_thread`: a block of counter `increment` calls on one worker;
+//!   each call gets a fresh Store and does its storage read and write. Goal: ≥ 100,000 calls/s.
+//! - `execute/block_5000_counter_calls_2_workers`: 5,000 calls spread over 8 counters, 2 workers.
+//! - `tx/verify` and `tx/decode`: signature verification (with id hashing) and canonical decode.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use accumen_actors::types::{Action, Address, Bytes, Keypair, SignedTx, Tx, VerifiedTx};
+use accumen_actors::vm::{BlockContext, MemState, Vm, VmConfig};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const CHAIN: &str = "accumen-bench";
+
+fn counter() -> Vec<u8> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/counter.wat");
+    match wat::parse_file(path) {
+        Ok(w) => w,
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+fn signed(key: &Keypair, nonce: u64, action: Action) -> SignedTx {
+    key.sign(Tx {
+        chain_id: CHAIN.into(),
+        sender: key.public(),
+        nonce,
+        gas_limit: 1_000_000,
+        priority: 0,
+        expiry: None,
+        action,
+    })
+}
+
+fn ctx(height: u64) -> BlockContext {
+    BlockContext {
+        chain_id: CHAIN.into(),
+        height,
+        timestamp_ms: 1_700_000_000_000,
+        max_tx_gas: 50_000_000,
+    }
+}
+
+/// Deploys `n` counters from one deployer; returns the state and their addresses.
+fn setup(vm: &Vm, n: usize) -> (MemState, Vec<Address>) {
+    let deployer = Keypair::from_seed([200; 32]);
+    let mut st = MemState::default();
+    let mut txs = Vec::new();
+    for i in 0..n {
+        let mut t = signed(&deployer, i as u64, Action::Deploy { code: Bytes(counter()) });
+        t.tx.gas_limit = 50_000_000;
+        let t = deployer.sign(t.tx);
+        txs.push(t.verify().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let addrs = txs.iter().map(|t| t.tx().target()).collect();
+    let out = vm
+        .execute_block(Arc::new(st.clone()), &ctx(1), txs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    st.apply(&out.writes);
+    (st, addrs)
+}
+
+/// `n` increment calls round-robin over `contracts`, from 100 senders.
+fn calls(contracts: &[Address], n: usize) -> Vec<VerifiedTx> {
+    let keys: Vec<Keypair> = (0..100u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    (0..n)
+        .map(|i| {
+            let action = Action::Call {
+                contract: contracts[i % contracts.len()],
+                entry: "increment".into(),
+                args: Bytes::default(),
+            };
+            signed(&keys[i % 100], (i / 100) as u64, action)
+                .verify()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+fn execute(c: &mut Criterion) {
+    let mut g = c.benchmark_group("execute");
+    g.sample_size(20);
+
+    let vm = Vm::new(VmConfig {
+        workers: 1,
+        ..VmConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (st, addrs) = setup(&vm, 1);
+    let base: Arc<MemState> = Arc::new(st);
+    let txs = calls(&addrs, 2_000);
+    g.throughput(Throughput::Elements(txs.len() as u64));
+    g.bench_function("counter_increment_1_thread", |b| {
+        b.iter_batched(
+            || txs.clone(),
+            |txs| black_box(vm.execute_block(base.clone(), &ctx(2), txs)),
+            BatchSize::LargeInput,
+        )
+    });
+
+    let vm2 = Vm::new(VmConfig {
+        workers: 2,
+        ..VmConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (st, addrs) = setup(&vm2, 8);
+    let base: Arc<MemState> = Arc::new(st);
+    let txs = calls(&addrs, 5_000);
+    g.throughput(Throughput::Elements(txs.len() as u64));
+    g.bench_function("block_5000_counter_calls_2_workers", |b| {
+        b.iter_batched(
+            || txs.clone(),
+            |txs| black_box(vm2.execute_block(base.clone(), &ctx(2), txs)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn tx(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tx");
+    let key = Keypair::from_seed([1; 32]);
+    let t = signed(
+        &key,
+        7,
+        Action::Call {
+            contract: Address([3; 32]),
+            entry: "increment".into(),
+            args: Bytes(vec![0; 32]),
+        },
+    );
+    let bytes = t.encode();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("verify", |b| b.iter(|| black_box(t.clone().verify())));
+    g.bench_function("decode", |b| b.iter(|| black_box(SignedTx::decode(&bytes))));
+    g.finish();
+}
+
+criterion_group!(benches, execute, tx);
+criterion_main!(benches);
