@@ -1,2 +1,3 @@
 //! Accumen node internals.
+pub mod storage;
 pub mod types;
