@@ -1,3 +1,4 @@
 //! Accumen node internals.
+pub mod storage;
 pub mod types;
 pub mod vm;

@@ -1,0 +1,768 @@
+//! Durable node state in one redb database: blocks, receipts, contract state, nonces, the
+//! mempool journal and the bridge outbox.
+//!
+//! Role: this module is the only code that declares (see `tables`) or opens redb tables. Every
+//! other part of the node reads through `Storage` / `Snapshot` and writes through the few
+//! methods below, so the invariants can be kept here:
+//!
+//! - One write transaction per block (`commit_block`): the block, its hash index, tx locations,
+//!   receipts, every state write, the nonce updates, the journal clean-up and the new head are
+//!   committed together or not at all. Every check runs inside that transaction and any error
+//!   aborts it, so a failed or crashed commit leaves the previous head and state untouched.
+//! - The chain is linear and gap-free: a block is accepted only at `head + 1` on top of the head's
+//!   hash, and no transaction id is ever stored twice.
+//! - A file belongs to one chain and one schema: both are written when the file is created and
+//!   checked on every open, with an error that tells the operator what to do.
+//! - Persistent commits use redb's default (immediate) durability: once `commit_block` returns
+//!   `Ok`, the block survives a crash. The in-memory backend runs the very same code.
+//! - Everything stored is written by this node, so values are decoded with `decode_trusted`; a
+//!   value that fails to decode is reported as `Corrupt`, naming the table and key.
+
+mod tables;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redb::backends::InMemoryBackend;
+use redb::{
+    Database, DatabaseError, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableError, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+
+use crate::types::{
+    Address, Block, BlockHeader, ContractInfo, Hash, PublicKey, Receipt, SignedTx, WriteSet,
+    decode_trusted, encode,
+};
+use tables::{
+    BLOCK_INDEX, BLOCKS, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL, META,
+    META_CHAIN_ID, META_HEAD, META_SCHEMA_VERSION, NONCES, OUTBOX, RECEIPTS, TX_LOCATIONS,
+};
+
+/// Version of the on-disk layout in `tables`. Bump it on any change to a table's name, key or
+/// value format; a file with another version is refused on open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a storage operation failed. Every variant leaves the database as it was before the call.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A redb error, with what the node was doing when it happened.
+    #[error("database error: {0}")]
+    Db(String),
+    /// The data file (or its directory) could not be prepared.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// Another process holds the data file open.
+    #[error(
+        "data file {} is already open in another process; stop the other accumen node using this data_dir, or point data_dir elsewhere",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    #[error(
+        "storage schema version {found} found, this node needs {expected}: the data dir was written by an incompatible accumen version; export/migrate it with the matching version, or point data_dir at an empty directory to start a fresh node"
+    )]
+    SchemaMismatch { found: u32, expected: u32 },
+    #[error(
+        "data dir belongs to chain {found:?} but the node is configured for chain {expected:?}; fix chain_id in the config or point data_dir at this chain's data"
+    )]
+    ChainMismatch { found: String, expected: String },
+    /// Stored data that this node must have written is missing or does not decode.
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+    #[error("block height {got} is not the next block (expected {expected})")]
+    NotNextBlock { expected: u64, got: u64 },
+    #[error("block parent hash {got} does not match the head hash {expected}")]
+    ParentMismatch { expected: Hash, got: Hash },
+    #[error("transaction {0} is already stored")]
+    DuplicateTx(Hash),
+    #[error("block has {txs} transactions but {receipts} receipts")]
+    ReceiptCount { txs: usize, receipts: usize },
+    #[error("receipt {index} is for tx {receipt_tx}, but the block's tx {index} is {block_tx}")]
+    ReceiptMismatch {
+        index: usize,
+        block_tx: Hash,
+        receipt_tx: Hash,
+    },
+    #[error("block has more than u32::MAX transactions")]
+    TooManyTxs,
+}
+
+/// Attaches "what we were doing" to any redb error.
+trait Ctx<T> {
+    fn ctx(self, what: &str) -> Result<T, StorageError>;
+}
+
+impl<T, E: Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> Result<T, StorageError> {
+        self.map_err(|e| StorageError::Db(format!("{what}: {e}")))
+    }
+}
+
+/// Decodes a value this node wrote; a failure means the file is damaged.
+fn decode<T: DeserializeOwned>(
+    table: &str,
+    key: impl Display,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    decode_trusted(bytes)
+        .map_err(|e| StorageError::Corrupt(format!("table {table}, key {key}: {e}")))
+}
+
+/// The contract-state key: 32-byte address followed by the contract's own key.
+fn state_key(a: &Address, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(Address::LEN + key.len());
+    k.extend_from_slice(&a.0);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Runs `f` on the contract-state key without a heap allocation for the common short keys: the
+/// VM calls `storage_get` on its hottest path.
+fn with_state_key<R>(a: &Address, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const INLINE: usize = 96;
+    if key.len() <= INLINE {
+        let mut buf = [0u8; Address::LEN + INLINE];
+        buf[..Address::LEN].copy_from_slice(&a.0);
+        buf[Address::LEN..Address::LEN + key.len()].copy_from_slice(key);
+        f(&buf[..Address::LEN + key.len()])
+    } else {
+        f(&state_key(a, key))
+    }
+}
+
+// ---- reads shared by `Storage` (fresh read transaction) and `Snapshot` (held tables) ----
+
+fn read_head(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<BlockHeader, StorageError> {
+    let guard = meta
+        .get(META_HEAD)
+        .ctx("reading head")?
+        .ok_or_else(|| StorageError::Corrupt("table meta has no head".into()))?;
+    decode("meta", META_HEAD, guard.value())
+}
+
+fn read_contract(
+    t: &impl ReadableTable<Key32, &'static [u8]>,
+    a: &Address,
+) -> Result<Option<ContractInfo>, StorageError> {
+    match t.get(&a.0).ctx("reading contracts")? {
+        Some(g) => Ok(Some(decode("contracts", a, g.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn read_code(
+    t: &impl ReadableTable<Key32, &'static [u8]>,
+    h: &Hash,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    Ok(t.get(&h.0).ctx("reading code")?.map(|g| g.value().to_vec()))
+}
+
+fn read_state(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    a: &Address,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StorageError> {
+    with_state_key(a, key, |k| {
+        Ok(t.get(k)
+            .ctx("reading contract_state")?
+            .map(|g| g.value().to_vec()))
+    })
+}
+
+fn read_nonce(t: &impl ReadableTable<Key32, u64>, s: &PublicKey) -> Result<u64, StorageError> {
+    Ok(t.get(&s.0).ctx("reading nonces")?.map_or(0, |g| g.value()))
+}
+
+fn read_block(
+    t: &impl ReadableTable<u64, &'static [u8]>,
+    h: u64,
+) -> Result<Option<Block>, StorageError> {
+    match t.get(h).ctx("reading blocks")? {
+        Some(g) => Ok(Some(decode("blocks", h, g.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Which redb backend a `Storage` runs on (for logs and `Debug`).
+#[derive(Debug, Clone)]
+enum Backend {
+    File(PathBuf),
+    Memory,
+}
+
+/// The node's database. Cheap to share: wrap it in an `Arc`; reads may run on any thread while
+/// the block producer commits (redb gives every read transaction its own consistent view).
+pub struct Storage {
+    db: Database,
+    chain_id: String,
+    backend: Backend,
+    /// Test-only fail-point: when set, `commit_block` does every write and then fails instead of
+    /// committing, to prove that a late failure leaves nothing behind.
+    #[cfg(test)]
+    fail_before_commit: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("chain_id", &self.chain_id)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A consistent read view of state at one point in time (one redb read transaction). The table
+/// handles are opened once, so each read is a single B-tree lookup. Holding a snapshot pins the
+/// pages it sees; drop it when done (e.g. after executing a block).
+pub struct Snapshot {
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    contracts: ReadOnlyTable<Key32, &'static [u8]>,
+    code: ReadOnlyTable<Key32, &'static [u8]>,
+    state: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    nonces: ReadOnlyTable<Key32, u64>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").finish_non_exhaustive()
+    }
+}
+
+// Storage is shared across actor threads and snapshots are handed to executor workers.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Storage>();
+    assert_send_sync::<Snapshot>();
+};
+
+impl Storage {
+    /// Opens the database file at `path`, creating it (with the genesis block of `chain_id`) if
+    /// it does not exist; an existing file must have this schema version and chain id.
+    pub fn open(path: &Path, chain_id: &str) -> Result<Self, StorageError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StorageError::Io(format!("creating {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StorageError::Locked(path.to_path_buf()),
+            other => StorageError::Db(format!("opening {}: {other}", path.display())),
+        })?;
+        Self::init(db, chain_id, Backend::File(path.to_path_buf()))
+    }
+
+    /// A database in memory (local development and tests): same tables and code as `open`.
+    pub fn in_memory(chain_id: &str) -> Result<Self, StorageError> {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .ctx("creating in-memory database")?;
+        Self::init(db, chain_id, Backend::Memory)
+    }
+
+    fn init(db: Database, chain_id: &str, backend: Backend) -> Result<Self, StorageError> {
+        let storage = Self {
+            db,
+            chain_id: chain_id.to_owned(),
+            backend,
+            #[cfg(test)]
+            fail_before_commit: std::sync::atomic::AtomicBool::new(false),
+        };
+        let rtx = storage.begin_read()?;
+        match rtx.open_table(META) {
+            Ok(meta) => storage.check_meta(&meta)?,
+            Err(TableError::TableDoesNotExist(_)) => {
+                // No meta table: a brand-new file, unless something else already lives in it.
+                let existing = rtx.list_tables().ctx("listing tables")?.count();
+                if existing > 0 {
+                    return Err(StorageError::Corrupt(format!(
+                        "{existing} tables but no meta table: not an accumen data file?"
+                    )));
+                }
+                drop(rtx);
+                storage.create_genesis()?;
+            }
+            Err(e) => return Err(StorageError::Db(format!("opening table meta: {e}"))),
+        }
+        let head = storage.head()?;
+        tracing::info!(
+            chain_id,
+            backend = ?storage.backend,
+            head_height = head.height,
+            head_hash = %head.hash(),
+            "storage opened"
+        );
+        Ok(storage)
+    }
+
+    fn check_meta(
+        &self,
+        meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<(), StorageError> {
+        // Version first: a file from another schema may not even encode the chain id the same way.
+        let version: u32 = match meta.get(META_SCHEMA_VERSION).ctx("reading meta")? {
+            Some(g) => decode("meta", META_SCHEMA_VERSION, g.value())?,
+            None => return Err(StorageError::Corrupt("meta has no schema_version".into())),
+        };
+        if version != SCHEMA_VERSION {
+            return Err(StorageError::SchemaMismatch {
+                found: version,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        let found: String = match meta.get(META_CHAIN_ID).ctx("reading meta")? {
+            Some(g) => decode("meta", META_CHAIN_ID, g.value())?,
+            None => return Err(StorageError::Corrupt("meta has no chain_id".into())),
+        };
+        if found != self.chain_id {
+            return Err(StorageError::ChainMismatch {
+                found,
+                expected: self.chain_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates every table and stores the genesis block, in one transaction.
+    fn create_genesis(&self) -> Result<(), StorageError> {
+        let genesis = Block::genesis(&self.chain_id);
+        let txn = self.begin_write()?;
+        {
+            let mut meta = txn.open_table(META).ctx("creating meta")?;
+            meta.insert(META_SCHEMA_VERSION, encode(&SCHEMA_VERSION).as_slice())
+                .ctx("writing meta")?;
+            meta.insert(META_CHAIN_ID, encode(&self.chain_id).as_slice())
+                .ctx("writing meta")?;
+            meta.insert(META_HEAD, encode(&genesis.header).as_slice())
+                .ctx("writing meta")?;
+            txn.open_table(BLOCKS)
+                .ctx("creating blocks")?
+                .insert(0, genesis.encode().as_slice())
+                .ctx("writing genesis")?;
+            txn.open_table(BLOCK_INDEX)
+                .ctx("creating block_index")?
+                .insert(&genesis.hash().0, 0)
+                .ctx("writing genesis")?;
+            // The remaining tables start empty but must exist, so reads never meet a missing table.
+            txn.open_table(TX_LOCATIONS).ctx("creating tx_locations")?;
+            txn.open_table(RECEIPTS).ctx("creating receipts")?;
+            txn.open_table(CONTRACTS).ctx("creating contracts")?;
+            txn.open_table(CODE).ctx("creating code")?;
+            txn.open_table(CONTRACT_STATE)
+                .ctx("creating contract_state")?;
+            txn.open_table(NONCES).ctx("creating nonces")?;
+            txn.open_table(MEMPOOL_JOURNAL)
+                .ctx("creating mempool_journal")?;
+            txn.open_table(OUTBOX).ctx("creating outbox")?;
+        }
+        txn.commit().ctx("committing genesis")?;
+        tracing::info!(chain_id = %self.chain_id, hash = %genesis.hash(), "created new chain database with genesis block");
+        Ok(())
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
+        self.db.begin_read().ctx("beginning read transaction")
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StorageError> {
+        self.db.begin_write().ctx("beginning write transaction")
+    }
+
+    /// The chain id this database belongs to.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// The database file, or `None` for the in-memory backend.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::File(p) => Some(p),
+            Backend::Memory => None,
+        }
+    }
+
+    /// The latest committed block header (genesis right after creation).
+    pub fn head(&self) -> Result<BlockHeader, StorageError> {
+        let rtx = self.begin_read()?;
+        read_head(&rtx.open_table(META).ctx("opening meta")?)
+    }
+
+    /// The block at height `h`, if committed.
+    pub fn block_by_height(&self, h: u64) -> Result<Option<Block>, StorageError> {
+        let rtx = self.begin_read()?;
+        read_block(&rtx.open_table(BLOCKS).ctx("opening blocks")?, h)
+    }
+
+    /// The block with this hash, if committed.
+    pub fn block_by_hash(&self, h: &Hash) -> Result<Option<Block>, StorageError> {
+        let rtx = self.begin_read()?;
+        let index = rtx.open_table(BLOCK_INDEX).ctx("opening block_index")?;
+        let Some(height) = index
+            .get(&h.0)
+            .ctx("reading block_index")?
+            .map(|g| g.value())
+        else {
+            return Ok(None);
+        };
+        let block = read_block(&rtx.open_table(BLOCKS).ctx("opening blocks")?, height)?;
+        match block {
+            Some(b) => Ok(Some(b)),
+            None => Err(StorageError::Corrupt(format!(
+                "block_index maps {h} to height {height}, which has no block"
+            ))),
+        }
+    }
+
+    /// Where a committed transaction is: (block height, index in the block).
+    pub fn tx_location(&self, id: &Hash) -> Result<Option<(u64, u32)>, StorageError> {
+        let rtx = self.begin_read()?;
+        let t = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
+        Ok(t.get(&id.0).ctx("reading tx_locations")?.map(|g| g.value()))
+    }
+
+    /// The receipt of a committed transaction.
+    pub fn receipt(&self, id: &Hash) -> Result<Option<Receipt>, StorageError> {
+        let rtx = self.begin_read()?;
+        let t = rtx.open_table(RECEIPTS).ctx("opening receipts")?;
+        match t.get(&id.0).ctx("reading receipts")? {
+            Some(g) => Ok(Some(decode("receipts", id, g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipts of the block at `height`, in block order; empty if there is no such block.
+    pub fn block_receipts(&self, height: u64) -> Result<Vec<Receipt>, StorageError> {
+        let rtx = self.begin_read()?;
+        let Some(block) = read_block(&rtx.open_table(BLOCKS).ctx("opening blocks")?, height)?
+        else {
+            return Ok(Vec::new());
+        };
+        let t = rtx.open_table(RECEIPTS).ctx("opening receipts")?;
+        block
+            .txs
+            .iter()
+            .map(|tx| {
+                let id = tx.tx.id();
+                match t.get(&id.0).ctx("reading receipts")? {
+                    Some(g) => decode("receipts", id, g.value()),
+                    None => Err(StorageError::Corrupt(format!(
+                        "block {height} holds tx {id} but receipts has no entry for it"
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    /// A deployed contract's record.
+    pub fn contract(&self, a: &Address) -> Result<Option<ContractInfo>, StorageError> {
+        let rtx = self.begin_read()?;
+        read_contract(&rtx.open_table(CONTRACTS).ctx("opening contracts")?, a)
+    }
+
+    /// Contract code by its hash.
+    pub fn code(&self, code_hash: &Hash) -> Result<Option<Vec<u8>>, StorageError> {
+        let rtx = self.begin_read()?;
+        read_code(&rtx.open_table(CODE).ctx("opening code")?, code_hash)
+    }
+
+    /// One key of a contract's storage.
+    pub fn storage_get(&self, a: &Address, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let rtx = self.begin_read()?;
+        read_state(
+            &rtx.open_table(CONTRACT_STATE)
+                .ctx("opening contract_state")?,
+            a,
+            key,
+        )
+    }
+
+    /// The sender's next nonce (0 for a sender never seen).
+    pub fn nonce(&self, sender: &PublicKey) -> Result<u64, StorageError> {
+        let rtx = self.begin_read()?;
+        read_nonce(&rtx.open_table(NONCES).ctx("opening nonces")?, sender)
+    }
+
+    /// A consistent view of the current head and state, unaffected by later commits.
+    pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let rtx = self.begin_read()?;
+        // The table handles keep the read transaction's view alive on their own, so the
+        // transaction itself can be dropped here.
+        Ok(Snapshot {
+            meta: rtx.open_table(META).ctx("opening meta")?,
+            contracts: rtx.open_table(CONTRACTS).ctx("opening contracts")?,
+            code: rtx.open_table(CODE).ctx("opening code")?,
+            state: rtx
+                .open_table(CONTRACT_STATE)
+                .ctx("opening contract_state")?,
+            nonces: rtx.open_table(NONCES).ctx("opening nonces")?,
+        })
+    }
+
+    /// Commits one block with its receipts and state writes in a single write transaction.
+    ///
+    /// Checks (inside the transaction): `header.height == head + 1`, `parent_hash == head hash`,
+    /// one receipt per transaction in the same order, and no transaction id already stored.
+    /// Writes the block (by height, plus a hash -> height index), tx locations, receipts (by tx
+    /// id), every `WriteSet` entry, removes the block's txs from the mempool journal and moves
+    /// the head. Any error aborts the transaction: nothing of the block becomes visible.
+    pub fn commit_block(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        writes: &WriteSet,
+    ) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let txn = self.begin_write()?;
+        if let Err(e) = Self::write_block(&txn, block, receipts, writes) {
+            Self::abort(txn);
+            return Err(e);
+        }
+        #[cfg(test)]
+        if self
+            .fail_before_commit
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            Self::abort(txn);
+            return Err(StorageError::Db("injected failure before commit".into()));
+        }
+        txn.commit().ctx("committing block")?;
+        tracing::debug!(
+            height = block.header.height,
+            txs = block.txs.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "block committed to storage"
+        );
+        Ok(())
+    }
+
+    fn abort(txn: WriteTransaction) {
+        // Dropping would abort too; aborting explicitly lets us log if even that fails.
+        if let Err(e) = txn.abort() {
+            tracing::warn!(error = %e, "aborting storage write transaction failed");
+        }
+    }
+
+    fn write_block(
+        txn: &WriteTransaction,
+        block: &Block,
+        receipts: &[Receipt],
+        writes: &WriteSet,
+    ) -> Result<(), StorageError> {
+        let header = &block.header;
+        let mut meta = txn.open_table(META).ctx("opening meta")?;
+        let head = read_head(&meta)?;
+        let expected = head
+            .height
+            .checked_add(1)
+            .ok_or(StorageError::NotNextBlock {
+                expected: u64::MAX,
+                got: header.height,
+            })?;
+        if header.height != expected {
+            return Err(StorageError::NotNextBlock {
+                expected,
+                got: header.height,
+            });
+        }
+        let head_hash = head.hash();
+        if header.parent_hash != head_hash {
+            return Err(StorageError::ParentMismatch {
+                expected: head_hash,
+                got: header.parent_hash,
+            });
+        }
+        if receipts.len() != block.txs.len() {
+            return Err(StorageError::ReceiptCount {
+                txs: block.txs.len(),
+                receipts: receipts.len(),
+            });
+        }
+        if u32::try_from(block.txs.len()).is_err() {
+            return Err(StorageError::TooManyTxs);
+        }
+        let ids: Vec<Hash> = block.txs.iter().map(|t| t.tx.id()).collect();
+        for (index, (id, r)) in ids.iter().zip(receipts).enumerate() {
+            if r.tx_id != *id {
+                return Err(StorageError::ReceiptMismatch {
+                    index,
+                    block_tx: *id,
+                    receipt_tx: r.tx_id,
+                });
+            }
+        }
+
+        let height = header.height;
+        let hash = block.hash();
+        {
+            let mut blocks = txn.open_table(BLOCKS).ctx("opening blocks")?;
+            if blocks
+                .insert(height, block.encode().as_slice())
+                .ctx("writing blocks")?
+                .is_some()
+            {
+                return Err(StorageError::Corrupt(format!(
+                    "a block is already stored at height {height}, above head {}",
+                    head.height
+                )));
+            }
+        }
+        txn.open_table(BLOCK_INDEX)
+            .ctx("opening block_index")?
+            .insert(&hash.0, height)
+            .ctx("writing block_index")?;
+        {
+            let mut locations = txn.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
+            let mut receipts_t = txn.open_table(RECEIPTS).ctx("opening receipts")?;
+            let mut journal = txn
+                .open_table(MEMPOOL_JOURNAL)
+                .ctx("opening mempool_journal")?;
+            for (index, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
+                // Checked above that the count fits in u32.
+                let index = index as u32;
+                // The previous value tells us about duplicates (already committed, or twice in
+                // this block) without a separate lookup.
+                if locations
+                    .insert(&id.0, (height, index))
+                    .ctx("writing tx_locations")?
+                    .is_some()
+                {
+                    return Err(StorageError::DuplicateTx(*id));
+                }
+                receipts_t
+                    .insert(&id.0, encode(receipt).as_slice())
+                    .ctx("writing receipts")?;
+                journal.remove(&id.0).ctx("writing mempool_journal")?;
+            }
+        }
+        Self::apply_writes(txn, writes)?;
+        meta.insert(META_HEAD, encode(header).as_slice())
+            .ctx("writing head")?;
+        Ok(())
+    }
+
+    fn apply_writes(txn: &WriteTransaction, writes: &WriteSet) -> Result<(), StorageError> {
+        if !writes.storage.is_empty() {
+            let mut state = txn
+                .open_table(CONTRACT_STATE)
+                .ctx("opening contract_state")?;
+            for ((addr, key), value) in &writes.storage {
+                with_state_key(addr, key.as_ref(), |k| match value {
+                    Some(v) => state.insert(k, v.as_ref()).map(drop),
+                    None => state.remove(k).map(drop),
+                })
+                .ctx("writing contract_state")?;
+            }
+        }
+        if !writes.contracts.is_empty() {
+            let mut contracts = txn.open_table(CONTRACTS).ctx("opening contracts")?;
+            for (addr, info) in &writes.contracts {
+                contracts
+                    .insert(&addr.0, encode(info).as_slice())
+                    .ctx("writing contracts")?;
+            }
+        }
+        if !writes.code.is_empty() {
+            let mut code = txn.open_table(CODE).ctx("opening code")?;
+            for (hash, bytes) in &writes.code {
+                code.insert(&hash.0, bytes.as_ref()).ctx("writing code")?;
+            }
+        }
+        if !writes.nonces.is_empty() {
+            let mut nonces = txn.open_table(NONCES).ctx("opening nonces")?;
+            for (sender, next) in &writes.nonces {
+                nonces.insert(&sender.0, *next).ctx("writing nonces")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Journals accepted transactions (keyed by tx id) so they survive a restart.
+    pub fn journal_put(&self, txs: &[SignedTx]) -> Result<(), StorageError> {
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut j = txn
+                .open_table(MEMPOOL_JOURNAL)
+                .ctx("opening mempool_journal")?;
+            for tx in txs {
+                j.insert(&tx.tx.id().0, encode(tx).as_slice())
+                    .ctx("writing mempool_journal")?;
+            }
+        }
+        txn.commit().ctx("committing mempool_journal")
+    }
+
+    /// Forgets journaled transactions (dropped or expired); unknown ids are ignored.
+    pub fn journal_remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut j = txn
+                .open_table(MEMPOOL_JOURNAL)
+                .ctx("opening mempool_journal")?;
+            for id in ids {
+                j.remove(&id.0).ctx("writing mempool_journal")?;
+            }
+        }
+        txn.commit().ctx("committing mempool_journal")
+    }
+
+    /// Every journaled transaction, ordered by tx id (not arrival order: the mempool re-orders
+    /// them by sender and nonce when it re-admits them).
+    pub fn journal_all(&self) -> Result<Vec<SignedTx>, StorageError> {
+        let rtx = self.begin_read()?;
+        let j = rtx
+            .open_table(MEMPOOL_JOURNAL)
+            .ctx("opening mempool_journal")?;
+        let mut out = Vec::new();
+        for entry in j.iter().ctx("reading mempool_journal")? {
+            let (k, v) = entry.ctx("reading mempool_journal")?;
+            out.push(decode("mempool_journal", Hash(*k.value()), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Number of envelopes waiting in the bridge outbox.
+    pub fn outbox_len(&self) -> Result<u64, StorageError> {
+        let rtx = self.begin_read()?;
+        rtx.open_table(OUTBOX)
+            .ctx("opening outbox")?
+            .len()
+            .ctx("reading outbox")
+    }
+}
+
+impl Snapshot {
+    /// The head header as of this snapshot.
+    pub fn head(&self) -> Result<BlockHeader, StorageError> {
+        read_head(&self.meta)
+    }
+
+    /// A deployed contract's record.
+    pub fn contract(&self, a: &Address) -> Result<Option<ContractInfo>, StorageError> {
+        read_contract(&self.contracts, a)
+    }
+
+    /// Contract code by its hash.
+    pub fn code(&self, h: &Hash) -> Result<Option<Vec<u8>>, StorageError> {
+        read_code(&self.code, h)
+    }
+
+    /// One key of a contract's storage.
+    pub fn storage_get(&self, a: &Address, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        read_state(&self.state, a, key)
+    }
+
+    /// The sender's next nonce (0 for a sender never seen).
+    pub fn nonce(&self, s: &PublicKey) -> Result<u64, StorageError> {
+        read_nonce(&self.nonces, s)
+    }
+}

@@ -1,0 +1,55 @@
+//! Every redb table of the node, declared in one place.
+//!
+//! Invariant: this file and its parent module are the only code that names a table, so the
+//! on-disk layout can be read (and versioned with `SCHEMA_VERSION`) from this one page. Changing
+//! a table's name, key or value type is a schema change: bump `SCHEMA_VERSION` and provide a
+//! migration, because redb refuses to open a table whose types differ from those it was created
+//! with.
+//!
+//! Value conventions: structured values (blocks, receipts, contract records, journaled
+//! transactions, meta entries) are the canonical encoding from `crate::types::encode`, read back
+//! with `decode_trusted`; plain integers use redb's fixed-width integer types; contract code and
+//! contract storage values are the raw bytes the contract gave, stored as-is.
+
+use redb::TableDefinition;
+
+/// Fixed-size keys (hashes, addresses, public keys) are stored as their 32 raw bytes.
+pub(super) type Key32 = &'static [u8; 32];
+
+/// Node metadata: see the `META_*` keys.
+pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// `encode(u32)`: the schema version the file was written with.
+pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `encode(String)`: the chain this file belongs to.
+pub(super) const META_CHAIN_ID: &str = "chain_id";
+/// `encode(BlockHeader)`: the latest committed header (it carries the head height). Kept here so
+/// `head()` costs one small read instead of decoding a whole block.
+pub(super) const META_HEAD: &str = "head";
+
+/// Height -> `encode(Block)`; genesis is height 0.
+pub(super) const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
+/// Block hash -> height.
+pub(super) const BLOCK_INDEX: TableDefinition<'static, Key32, u64> =
+    TableDefinition::new("block_index");
+/// Tx id -> (block height, index in the block).
+pub(super) const TX_LOCATIONS: TableDefinition<'static, Key32, (u64, u32)> =
+    TableDefinition::new("tx_locations");
+/// Tx id -> `encode(Receipt)`.
+pub(super) const RECEIPTS: TableDefinition<'static, Key32, &[u8]> =
+    TableDefinition::new("receipts");
+/// Contract address -> `encode(ContractInfo)`.
+pub(super) const CONTRACTS: TableDefinition<'static, Key32, &[u8]> =
+    TableDefinition::new("contracts");
+/// Code hash -> raw WebAssembly bytes.
+pub(super) const CODE: TableDefinition<'static, Key32, &[u8]> = TableDefinition::new("code");
+/// 32-byte contract address || user key -> raw value. The address prefix keeps one contract's
+/// keys contiguous, so a contract's state can be range-scanned (export, future proofs).
+pub(super) const CONTRACT_STATE: TableDefinition<'static, &[u8], &[u8]> =
+    TableDefinition::new("contract_state");
+/// Sender public key -> next nonce.
+pub(super) const NONCES: TableDefinition<'static, Key32, u64> = TableDefinition::new("nonces");
+/// Tx id -> `encode(SignedTx)`: accepted but not yet committed transactions.
+pub(super) const MEMPOOL_JOURNAL: TableDefinition<'static, Key32, &[u8]> =
+    TableDefinition::new("mempool_journal");
+/// Sequence number -> signed bridge envelope bytes, written before anything is sent to the L0.
+pub(super) const OUTBOX: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox");

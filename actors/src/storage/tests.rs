@@ -1,0 +1,566 @@
+//! Storage tests: round trips, all-or-nothing commits, reopen, open-time checks, the journal and
+//! snapshot isolation. Every test runs against the in-memory backend or a temp file.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::*;
+use crate::types::{
+    Action, Bytes, Keypair, ReceiptStatus, Signature, Tx, receipts_root, sha256, state_root,
+    tx_root,
+};
+
+const CHAIN: &str = "accumen-test";
+
+impl Storage {
+    /// Test fail-point: make `commit_block` fail after all writes, before the commit.
+    fn set_fail_before_commit(&self, on: bool) {
+        self.fail_before_commit.store(on, Ordering::SeqCst);
+    }
+
+    /// Writes a raw meta entry (to fake a file from another version).
+    fn write_meta_raw(&self, key: &str, value: &[u8]) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(key, value).unwrap();
+        txn.commit().unwrap();
+    }
+}
+
+fn kp(n: u8) -> Keypair {
+    Keypair::from_seed([n; 32])
+}
+
+fn call_tx(k: &Keypair, nonce: u64) -> SignedTx {
+    k.sign(Tx {
+        chain_id: CHAIN.into(),
+        sender: k.public(),
+        nonce,
+        gas_limit: 1_000,
+        priority: 0,
+        expiry: None,
+        action: Action::Call {
+            contract: contract_a(),
+            entry: "inc".into(),
+            args: Bytes(nonce.to_le_bytes().to_vec()),
+        },
+    })
+}
+
+fn receipt_for(tx: &SignedTx) -> Receipt {
+    Receipt {
+        tx_id: tx.tx.id(),
+        contract: tx.tx.target(),
+        status: ReceiptStatus::Success,
+        gas_used: 7,
+        output: Bytes(vec![1, 2]),
+        events: Vec::new(),
+        logs: vec!["hello".into()],
+    }
+}
+
+fn make_block(
+    parent: &BlockHeader,
+    txs: Vec<SignedTx>,
+    writes: &WriteSet,
+) -> (Block, Vec<Receipt>) {
+    let receipts: Vec<Receipt> = txs.iter().map(receipt_for).collect();
+    let header = BlockHeader {
+        height: parent.height + 1,
+        parent_hash: parent.hash(),
+        timestamp_ms: parent.timestamp_ms + 1_000,
+        tx_root: tx_root(&txs),
+        receipts_root: receipts_root(&receipts),
+        state_root: state_root(&parent.state_root, writes),
+        sequencer: PublicKey::ZERO,
+    };
+    (Block::seal(header, txs, &kp(200)), receipts)
+}
+
+fn contract_a() -> Address {
+    Address([0xa1; 32])
+}
+fn contract_b() -> Address {
+    Address([0xb2; 32])
+}
+const CODE_A: &[u8] = b"\0asm fake code";
+const LONG_KEY: [u8; 200] = [7; 200];
+
+fn key(s: &str) -> (Address, Bytes) {
+    (contract_a(), Bytes(s.as_bytes().to_vec()))
+}
+
+/// Block 1's writes: deploy contract A, set k1 and k2, sender 1 has used nonces 0 and 1.
+fn writes1() -> WriteSet {
+    let mut w = WriteSet::default();
+    let code_hash = sha256(CODE_A);
+    w.code.insert(code_hash, Bytes(CODE_A.to_vec()));
+    w.contracts.insert(
+        contract_a(),
+        ContractInfo {
+            address: contract_a(),
+            code_hash,
+            deployer: kp(1).public(),
+            height: 1,
+            tx_id: Hash([3; 32]),
+        },
+    );
+    w.storage.insert(key("k1"), Some(Bytes(b"v1".to_vec())));
+    w.storage.insert(key("k2"), Some(Bytes(b"v2".to_vec())));
+    w.nonces.insert(kp(1).public(), 2);
+    w
+}
+
+/// Block 2's writes: remove k1, overwrite k2, set a long key, bump sender 1.
+fn writes2() -> WriteSet {
+    let mut w = WriteSet::default();
+    w.storage.insert(key("k1"), None);
+    w.storage.insert(key("k2"), Some(Bytes(b"v2'".to_vec())));
+    w.storage.insert(
+        (contract_a(), Bytes(LONG_KEY.to_vec())),
+        Some(Bytes(b"long".to_vec())),
+    );
+    w.nonces.insert(kp(1).public(), 3);
+    w
+}
+
+/// Commits blocks 1 (txs nonce 0, 1) and 2 (tx nonce 2); returns them with their receipts.
+fn commit_two(s: &Storage) -> Vec<(Block, Vec<Receipt>)> {
+    let k = kp(1);
+    let (b1, r1) = make_block(
+        &s.head().unwrap(),
+        vec![call_tx(&k, 0), call_tx(&k, 1)],
+        &writes1(),
+    );
+    s.commit_block(&b1, &r1, &writes1()).unwrap();
+    let (b2, r2) = make_block(&b1.header, vec![call_tx(&k, 2)], &writes2());
+    s.commit_block(&b2, &r2, &writes2()).unwrap();
+    vec![(b1, r1), (b2, r2)]
+}
+
+/// Everything observable through the public API for the fixtures above, as one comparable value.
+fn observe(s: &Storage) -> String {
+    let k = kp(1);
+    let ids: Vec<Hash> = (0..5).map(|n| call_tx(&k, n).tx.id()).collect();
+    let mut out = Vec::new();
+    out.push(format!("head {:?}", s.head().unwrap()));
+    for h in 0..5 {
+        let b = s.block_by_height(h).unwrap();
+        if let Some(b) = &b {
+            out.push(format!("by hash {:?}", s.block_by_hash(&b.hash()).unwrap()));
+        }
+        out.push(format!(
+            "block {h} {b:?} receipts {:?}",
+            s.block_receipts(h).unwrap()
+        ));
+    }
+    for id in &ids {
+        out.push(format!(
+            "tx {id} {:?} {:?}",
+            s.tx_location(id).unwrap(),
+            s.receipt(id).unwrap()
+        ));
+    }
+    for a in [contract_a(), contract_b()] {
+        out.push(format!("contract {:?}", s.contract(&a).unwrap()));
+        for key in [&b"k1"[..], b"k2", b"k3", &LONG_KEY] {
+            out.push(format!("state {:?}", s.storage_get(&a, key).unwrap()));
+        }
+    }
+    out.push(format!("code {:?}", s.code(&sha256(CODE_A)).unwrap()));
+    for n in [1, 2] {
+        out.push(format!("nonce {}", s.nonce(&kp(n).public()).unwrap()));
+    }
+    out.push(format!("journal {:?}", s.journal_all().unwrap()));
+    out.push(format!("outbox {}", s.outbox_len().unwrap()));
+    out.join("\n")
+}
+
+#[test]
+fn genesis_on_create() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let g = Block::genesis(CHAIN);
+    assert_eq!(s.chain_id(), CHAIN);
+    assert_eq!(s.head().unwrap(), g.header);
+    assert_eq!(s.block_by_height(0).unwrap(), Some(g.clone()));
+    assert_eq!(s.block_by_hash(&g.hash()).unwrap(), Some(g));
+    assert_eq!(s.block_receipts(0).unwrap(), Vec::new());
+    assert_eq!(s.outbox_len().unwrap(), 0);
+    assert!(s.path().is_none());
+}
+
+#[test]
+fn commit_and_read_back() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let k = kp(1);
+    let w1 = writes1();
+    let (b1, r1) = make_block(
+        &s.head().unwrap(),
+        vec![call_tx(&k, 0), call_tx(&k, 1)],
+        &w1,
+    );
+    s.commit_block(&b1, &r1, &w1).unwrap();
+
+    assert_eq!(s.head().unwrap(), b1.header);
+    assert_eq!(s.block_by_height(1).unwrap().as_ref(), Some(&b1));
+    assert_eq!(s.block_by_hash(&b1.hash()).unwrap().as_ref(), Some(&b1));
+    assert_eq!(s.block_by_hash(&Hash([9; 32])).unwrap(), None);
+    assert_eq!(s.block_by_height(2).unwrap(), None);
+    let id0 = b1.txs[0].tx.id();
+    let id1 = b1.txs[1].tx.id();
+    assert_eq!(s.tx_location(&id0).unwrap(), Some((1, 0)));
+    assert_eq!(s.tx_location(&id1).unwrap(), Some((1, 1)));
+    assert_eq!(s.tx_location(&Hash([9; 32])).unwrap(), None);
+    assert_eq!(s.receipt(&id1).unwrap().as_ref(), Some(&r1[1]));
+    assert_eq!(s.receipt(&Hash([9; 32])).unwrap(), None);
+    assert_eq!(s.block_receipts(1).unwrap(), r1);
+    assert_eq!(s.block_receipts(7).unwrap(), Vec::new());
+    assert_eq!(
+        s.contract(&contract_a()).unwrap().as_ref(),
+        w1.contracts.get(&contract_a())
+    );
+    assert_eq!(s.contract(&contract_b()).unwrap(), None);
+    assert_eq!(s.code(&sha256(CODE_A)).unwrap(), Some(CODE_A.to_vec()));
+    assert_eq!(s.code(&Hash([9; 32])).unwrap(), None);
+    assert_eq!(
+        s.storage_get(&contract_a(), b"k1").unwrap(),
+        Some(b"v1".to_vec())
+    );
+    assert_eq!(
+        s.storage_get(&contract_a(), b"k2").unwrap(),
+        Some(b"v2".to_vec())
+    );
+    // Keys are per contract: the same key under another address is a different slot.
+    assert_eq!(s.storage_get(&contract_b(), b"k1").unwrap(), None);
+    assert_eq!(s.nonce(&k.public()).unwrap(), 2);
+    assert_eq!(s.nonce(&kp(2).public()).unwrap(), 0);
+
+    let w2 = writes2();
+    let (b2, r2) = make_block(&b1.header, vec![call_tx(&k, 2)], &w2);
+    s.commit_block(&b2, &r2, &w2).unwrap();
+    assert_eq!(s.head().unwrap(), b2.header);
+    assert_eq!(
+        s.storage_get(&contract_a(), b"k1").unwrap(),
+        None,
+        "removed"
+    );
+    assert_eq!(
+        s.storage_get(&contract_a(), b"k2").unwrap(),
+        Some(b"v2'".to_vec())
+    );
+    assert_eq!(
+        s.storage_get(&contract_a(), &LONG_KEY).unwrap(),
+        Some(b"long".to_vec())
+    );
+    assert_eq!(s.nonce(&k.public()).unwrap(), 3);
+    assert_eq!(s.tx_location(&b2.txs[0].tx.id()).unwrap(), Some((2, 0)));
+    // Earlier blocks are untouched by later ones.
+    assert_eq!(s.block_by_height(1).unwrap().as_ref(), Some(&b1));
+    assert_eq!(s.code(&sha256(CODE_A)).unwrap(), Some(CODE_A.to_vec()));
+
+    // A snapshot reads the same state.
+    let snap = s.snapshot().unwrap();
+    assert_eq!(snap.head().unwrap(), b2.header);
+    assert_eq!(snap.nonce(&k.public()).unwrap(), 3);
+    assert_eq!(snap.storage_get(&contract_a(), b"k1").unwrap(), None);
+    assert_eq!(
+        snap.storage_get(&contract_a(), &LONG_KEY).unwrap(),
+        Some(b"long".to_vec())
+    );
+    assert_eq!(
+        snap.contract(&contract_a()).unwrap(),
+        s.contract(&contract_a()).unwrap()
+    );
+    assert_eq!(snap.code(&sha256(CODE_A)).unwrap(), Some(CODE_A.to_vec()));
+}
+
+#[test]
+fn failed_commits_leave_nothing_behind() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let k = kp(1);
+    let w1 = writes1();
+    let (b1, r1) = make_block(
+        &s.head().unwrap(),
+        vec![call_tx(&k, 0), call_tx(&k, 1)],
+        &w1,
+    );
+    s.commit_block(&b1, &r1, &w1).unwrap();
+    let pending = call_tx(&k, 2);
+    s.journal_put(std::slice::from_ref(&pending)).unwrap();
+    let before = observe(&s);
+    let w2 = writes2();
+
+    // A tx already committed in block 1: found only after the block row, its index entry and the
+    // first tx's location were written inside the transaction.
+    let (dup, dup_r) = make_block(&b1.header, vec![pending.clone(), call_tx(&k, 1)], &w2);
+    match s.commit_block(&dup, &dup_r, &w2) {
+        Err(StorageError::DuplicateTx(id)) => assert_eq!(id, call_tx(&k, 1).tx.id()),
+        other => panic!("expected DuplicateTx, got {other:?}"),
+    }
+    assert_eq!(observe(&s), before);
+    assert_eq!(s.block_by_hash(&dup.hash()).unwrap(), None);
+
+    // The same tx twice in one block.
+    let (twice, twice_r) = make_block(&b1.header, vec![pending.clone(), pending.clone()], &w2);
+    assert!(matches!(
+        s.commit_block(&twice, &twice_r, &w2),
+        Err(StorageError::DuplicateTx(_))
+    ));
+    assert_eq!(observe(&s), before);
+
+    // Wrong height.
+    let (mut skip, skip_r) = make_block(&b1.header, vec![pending.clone()], &w2);
+    skip.header.height = 3;
+    assert!(matches!(
+        s.commit_block(&skip, &skip_r, &w2),
+        Err(StorageError::NotNextBlock {
+            expected: 2,
+            got: 3
+        })
+    ));
+    // Re-committing the current head's height is also refused.
+    assert!(matches!(
+        s.commit_block(&b1, &r1, &w1),
+        Err(StorageError::NotNextBlock {
+            expected: 2,
+            got: 1
+        })
+    ));
+    // Wrong parent.
+    let (mut fork, fork_r) = make_block(&b1.header, vec![pending.clone()], &w2);
+    fork.header.parent_hash = Hash([5; 32]);
+    match s.commit_block(&fork, &fork_r, &w2) {
+        Err(StorageError::ParentMismatch { expected, got }) => {
+            assert_eq!(expected, b1.hash());
+            assert_eq!(got, Hash([5; 32]));
+        }
+        other => panic!("expected ParentMismatch, got {other:?}"),
+    }
+    // Receipts that do not match the txs.
+    let (b2, r2) = make_block(&b1.header, vec![pending.clone()], &w2);
+    assert!(matches!(
+        s.commit_block(&b2, &[], &w2),
+        Err(StorageError::ReceiptCount {
+            txs: 1,
+            receipts: 0
+        })
+    ));
+    let wrong = vec![receipt_for(&call_tx(&k, 9))];
+    assert!(matches!(
+        s.commit_block(&b2, &wrong, &w2),
+        Err(StorageError::ReceiptMismatch { index: 0, .. })
+    ));
+    assert_eq!(observe(&s), before);
+
+    // Fail-point: every write done, then an error instead of the commit.
+    s.set_fail_before_commit(true);
+    assert!(matches!(
+        s.commit_block(&b2, &r2, &w2),
+        Err(StorageError::Db(_))
+    ));
+    assert_eq!(observe(&s), before);
+    assert_eq!(s.snapshot().unwrap().head().unwrap(), b1.header);
+
+    // The same block then commits cleanly: nothing stale was left to collide with.
+    s.set_fail_before_commit(false);
+    s.commit_block(&b2, &r2, &w2).unwrap();
+    assert_eq!(s.head().unwrap(), b2.header);
+    assert_eq!(s.journal_all().unwrap(), Vec::new());
+    assert_eq!(s.nonce(&k.public()).unwrap(), 3);
+    assert_ne!(observe(&s), before);
+}
+
+#[test]
+fn persistent_reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    // A missing parent directory is created.
+    let path = dir.path().join("data").join("accumen.redb");
+    let (before, blocks) = {
+        let s = Storage::open(&path, CHAIN).unwrap();
+        assert_eq!(s.path(), Some(path.as_path()));
+        let blocks = commit_two(&s);
+        s.journal_put(&[call_tx(&kp(2), 0), call_tx(&kp(2), 1)])
+            .unwrap();
+        (observe(&s), blocks)
+    };
+    let s = Storage::open(&path, CHAIN).unwrap();
+    assert_eq!(observe(&s), before);
+    assert_eq!(s.head().unwrap(), blocks[1].0.header);
+    assert_eq!(s.journal_all().unwrap().len(), 2);
+    // And the chain continues from the reopened head.
+    let (b3, r3) = make_block(
+        &blocks[1].0.header,
+        vec![call_tx(&kp(2), 0)],
+        &WriteSet::default(),
+    );
+    s.commit_block(&b3, &r3, &WriteSet::default()).unwrap();
+    assert_eq!(s.journal_all().unwrap(), vec![call_tx(&kp(2), 1)]);
+}
+
+#[test]
+fn open_checks_schema_version_and_chain_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    {
+        let s = Storage::open(&path, CHAIN).unwrap();
+        // While it is open, a second opener is told the file is in use.
+        assert!(matches!(
+            Storage::open(&path, CHAIN),
+            Err(StorageError::Locked(_))
+        ));
+        drop(s);
+    }
+    match Storage::open(&path, "other-chain") {
+        Err(e @ StorageError::ChainMismatch { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("other-chain") && msg.contains(CHAIN), "{msg}");
+        }
+        other => panic!("expected ChainMismatch, got {other:?}"),
+    }
+    {
+        let s = Storage::open(&path, CHAIN).unwrap();
+        s.write_meta_raw(tables::META_SCHEMA_VERSION, &encode(&99u32));
+    }
+    match Storage::open(&path, CHAIN) {
+        Err(
+            e @ StorageError::SchemaMismatch {
+                found: 99,
+                expected: SCHEMA_VERSION,
+            },
+        ) => {
+            let msg = e.to_string();
+            assert!(msg.contains("data_dir") && msg.contains("migrate"), "{msg}");
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_values_are_typed_errors() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    s.write_meta_raw(tables::META_HEAD, &[0xff]);
+    match s.head() {
+        Err(StorageError::Corrupt(msg)) => assert!(msg.contains("meta"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn journal_put_remove_all_and_commit_cleans_up() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let k = kp(1);
+    let txs: Vec<SignedTx> = (0..3).map(|n| call_tx(&k, n)).collect();
+    assert_eq!(s.journal_all().unwrap(), Vec::new());
+    s.journal_put(&txs).unwrap();
+    s.journal_put(&txs[..1]).unwrap(); // idempotent
+    let mut expected = txs.clone();
+    expected.sort_by_key(|t| t.tx.id());
+    assert_eq!(s.journal_all().unwrap(), expected);
+
+    s.journal_remove(&[txs[2].tx.id(), Hash([9; 32])]).unwrap();
+    let mut expected: Vec<SignedTx> = txs[..2].to_vec();
+    expected.sort_by_key(|t| t.tx.id());
+    assert_eq!(s.journal_all().unwrap(), expected);
+    s.journal_put(&txs[2..]).unwrap();
+
+    // Committing a block takes its txs out of the journal, in the same transaction.
+    let (b1, r1) = make_block(&s.head().unwrap(), txs[..2].to_vec(), &WriteSet::default());
+    s.commit_block(&b1, &r1, &WriteSet::default()).unwrap();
+    assert_eq!(s.journal_all().unwrap(), vec![txs[2].clone()]);
+    s.journal_remove(&[]).unwrap();
+    s.journal_put(&[]).unwrap();
+}
+
+#[test]
+fn snapshot_does_not_see_later_commits() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let genesis = s.head().unwrap();
+    let snap = s.snapshot().unwrap();
+    let w1 = writes1();
+    let (b1, r1) = make_block(&genesis, vec![call_tx(&kp(1), 0), call_tx(&kp(1), 1)], &w1);
+    s.commit_block(&b1, &r1, &w1).unwrap();
+
+    assert_eq!(snap.head().unwrap(), genesis);
+    assert_eq!(snap.nonce(&kp(1).public()).unwrap(), 0);
+    assert_eq!(snap.storage_get(&contract_a(), b"k1").unwrap(), None);
+    assert_eq!(snap.contract(&contract_a()).unwrap(), None);
+    assert_eq!(snap.code(&sha256(CODE_A)).unwrap(), None);
+
+    let fresh = s.snapshot().unwrap();
+    assert_eq!(fresh.head().unwrap(), b1.header);
+    assert_eq!(fresh.nonce(&kp(1).public()).unwrap(), 2);
+
+    // Snapshots are handed to executor threads.
+    let from_thread = std::thread::spawn(move || snap.head().unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(from_thread, genesis);
+}
+
+/// Builds a block of `n` txs (unsigned: storage does not verify signatures) with `n` receipts
+/// and about `n` state writes.
+fn big_block(parent: &BlockHeader, n: usize) -> (Block, Vec<Receipt>, WriteSet) {
+    let mut txs = Vec::with_capacity(n);
+    let mut w = WriteSet::default();
+    for i in 0..n {
+        let mut sender = [0u8; 32];
+        sender[..8].copy_from_slice(&((i % 1_000) as u64).to_le_bytes());
+        let sender = PublicKey(sender);
+        let nonce = (i / 1_000) as u64 + parent.height * 10;
+        txs.push(SignedTx {
+            tx: Tx {
+                chain_id: CHAIN.into(),
+                sender,
+                nonce,
+                gas_limit: 100_000,
+                priority: 0,
+                expiry: None,
+                action: Action::Call {
+                    contract: Address([(i % 16) as u8; 32]),
+                    entry: "transfer".into(),
+                    args: Bytes(vec![0x5a; 64]),
+                },
+            },
+            signature: Signature([1; 64]),
+        });
+        w.nonces.insert(sender, nonce + 1);
+        if i % 5 != 0 {
+            w.storage.insert(
+                (
+                    Address([(i % 16) as u8; 32]),
+                    Bytes((i as u64).to_be_bytes().to_vec()),
+                ),
+                Some(Bytes(vec![0x33; 32])),
+            );
+        }
+    }
+    let (block, receipts) = make_block(parent, txs, &w);
+    (block, receipts, w)
+}
+
+fn time_big_commits(s: &Storage, label: &str) {
+    let mut parent = s.head().unwrap();
+    for _ in 0..3 {
+        let (b, r, w) = big_block(&parent, 5_000);
+        let started = Instant::now();
+        s.commit_block(&b, &r, &w).unwrap();
+        let elapsed = started.elapsed();
+        eprintln!(
+            "{label}: commit of 5000 txs, 5000 receipts, {} state writes took {elapsed:?}",
+            w.storage.len() + w.nonces.len()
+        );
+        // Generous bound: the test profile is unoptimized (redb itself is built at opt-level 2).
+        assert!(elapsed.as_secs() < 5, "{label}: {elapsed:?}");
+        parent = b.header;
+    }
+    assert_eq!(s.head().unwrap(), parent);
+}
+
+#[test]
+fn commit_of_5000_tx_block_is_fast() {
+    time_big_commits(&Storage::in_memory(CHAIN).unwrap(), "memory");
+    let dir = tempfile::tempdir().unwrap();
+    time_big_commits(
+        &Storage::open(&dir.path().join("accumen.redb"), CHAIN).unwrap(),
+        "file",
+    );
+}
