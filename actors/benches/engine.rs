@@ -4,12 +4,20 @@
 //! - `execute/counter_increment_1_thread`: a block of counter `increment` calls on one worker;
 //!   each call gets a fresh Store and does its storage read and write. Goal: ≥ 100,000 calls/s.
 //! - `execute/block_5000_counter_calls_2_workers`: 5,000 calls spread over 8 counters, 2 workers.
+//! - `block/execute_and_commit_5000_{memory,file}`: the same block executed against a redb
+//!   snapshot, sealed and committed in one write transaction. Goal: < 100 ms on 2 cores.
 //! - `tx/verify` and `tx/decode`: signature verification (with id hashing) and canonical decode.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use accumen_actors::types::{Action, Address, Bytes, Keypair, SignedTx, Tx, VerifiedTx};
+use std::time::{Duration, Instant};
+
+use accumen_actors::storage::Storage;
+use accumen_actors::types::{
+    Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, Tx, VerifiedTx, receipts_root,
+    state_root, tx_root,
+};
 use accumen_actors::vm::{BlockContext, MemState, Vm, VmConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -50,7 +58,13 @@ fn setup(vm: &Vm, n: usize) -> (MemState, Vec<Address>) {
     let mut st = MemState::default();
     let mut txs = Vec::new();
     for i in 0..n {
-        let mut t = signed(&deployer, i as u64, Action::Deploy { code: Bytes(counter()) });
+        let mut t = signed(
+            &deployer,
+            i as u64,
+            Action::Deploy {
+                code: Bytes(counter()),
+            },
+        );
         t.tx.gas_limit = 50_000_000;
         let t = deployer.sign(t.tx);
         txs.push(t.verify().unwrap_or_else(|e| panic!("{e}")));
@@ -139,5 +153,85 @@ fn tx(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, execute, tx);
+/// Executes `txs` on top of the storage head, seals the block and commits it.
+fn produce(vm: &Vm, storage: &Storage, key: &Keypair, txs: Vec<VerifiedTx>) -> usize {
+    let head = storage.head().unwrap_or_else(|e| panic!("{e}"));
+    let bctx = ctx(head.height + 1);
+    let snapshot = Arc::new(storage.snapshot().unwrap_or_else(|e| panic!("{e}")));
+    let out = vm
+        .execute_block(snapshot, &bctx, txs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let txs: Vec<SignedTx> = out.txs.iter().map(|t| t.signed().clone()).collect();
+    let header = BlockHeader {
+        height: bctx.height,
+        parent_hash: head.hash(),
+        timestamp_ms: bctx.timestamp_ms,
+        tx_root: tx_root(&txs),
+        receipts_root: receipts_root(&out.receipts),
+        state_root: state_root(&head.state_root, &out.writes),
+        sequencer: key.public(),
+    };
+    let n = txs.len();
+    let block = Block::seal(header, txs, key);
+    storage
+        .commit_block(&block, &out.receipts, &out.writes)
+        .unwrap_or_else(|e| panic!("{e}"));
+    n
+}
+
+fn block(c: &mut Criterion) {
+    let mut g = c.benchmark_group("block");
+    g.sample_size(10);
+    let vm = Vm::new(VmConfig {
+        workers: 2,
+        ..VmConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let seq = Keypair::from_seed([250; 32]);
+    let deployer = Keypair::from_seed([200; 32]);
+    let deploys: Vec<VerifiedTx> = (0..8u64)
+        .map(|i| {
+            let mut t = signed(
+                &deployer,
+                i,
+                Action::Deploy {
+                    code: Bytes(counter()),
+                },
+            );
+            t.tx.gas_limit = 50_000_000;
+            deployer
+                .sign(t.tx)
+                .verify()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let addrs: Vec<Address> = deploys.iter().map(|t| t.tx().target()).collect();
+    let txs = calls(&addrs, 5_000);
+    g.throughput(Throughput::Elements(txs.len() as u64));
+    for backend in ["memory", "file"] {
+        g.bench_function(format!("execute_and_commit_5000_{backend}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+                    let storage = match backend {
+                        "memory" => Storage::in_memory(CHAIN),
+                        _ => Storage::open(&dir.path().join("bench.redb"), CHAIN),
+                    }
+                    .unwrap_or_else(|e| panic!("{e}"));
+                    produce(&vm, &storage, &seq, deploys.clone());
+                    let batch = txs.clone();
+                    let started = Instant::now();
+                    let n = produce(&vm, &storage, &seq, batch);
+                    total += started.elapsed();
+                    assert_eq!(n, 5_000);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, execute, block, tx);
 criterion_main!(benches);

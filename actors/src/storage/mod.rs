@@ -766,3 +766,23 @@ impl Snapshot {
         read_nonce(&self.nonces, s)
     }
 }
+
+/// The VM reads a block's parent state through a snapshot: one consistent point in time.
+impl crate::vm::StateView for Snapshot {
+    fn storage_get(
+        &self,
+        contract: &Address,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, crate::vm::StateError> {
+        Snapshot::storage_get(self, contract, key).map_err(|e| crate::vm::StateError(e.to_string()))
+    }
+    fn contract(&self, address: &Address) -> Result<Option<ContractInfo>, crate::vm::StateError> {
+        Snapshot::contract(self, address).map_err(|e| crate::vm::StateError(e.to_string()))
+    }
+    fn code(&self, code_hash: &Hash) -> Result<Option<Vec<u8>>, crate::vm::StateError> {
+        Snapshot::code(self, code_hash).map_err(|e| crate::vm::StateError(e.to_string()))
+    }
+    fn nonce(&self, sender: &PublicKey) -> Result<u64, crate::vm::StateError> {
+        Snapshot::nonce(self, sender).map_err(|e| crate::vm::StateError(e.to_string()))
+    }
+}

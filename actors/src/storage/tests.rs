@@ -2,7 +2,6 @@
 //! snapshot isolation. Every test runs against the in-memory backend or a temp file.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use super::*;
 use crate::types::{
@@ -537,30 +536,26 @@ fn big_block(parent: &BlockHeader, n: usize) -> (Block, Vec<Receipt>, WriteSet) 
     (block, receipts, w)
 }
 
-fn time_big_commits(s: &Storage, label: &str) {
+fn big_commits(s: &Storage) {
     let mut parent = s.head().unwrap();
     for _ in 0..3 {
         let (b, r, w) = big_block(&parent, 5_000);
-        let started = Instant::now();
         s.commit_block(&b, &r, &w).unwrap();
-        let elapsed = started.elapsed();
-        eprintln!(
-            "{label}: commit of 5000 txs, 5000 receipts, {} state writes took {elapsed:?}",
-            w.storage.len() + w.nonces.len()
+        // Everything of the big block is there (timing lives in the criterion benchmark).
+        assert_eq!(s.block_receipts(b.header.height).unwrap(), r);
+        let last = b.txs[4_999].tx.id();
+        assert_eq!(
+            s.tx_location(&last).unwrap(),
+            Some((b.header.height, 4_999))
         );
-        // Generous bound: the test profile is unoptimized (redb itself is built at opt-level 2).
-        assert!(elapsed.as_secs() < 5, "{label}: {elapsed:?}");
         parent = b.header;
     }
     assert_eq!(s.head().unwrap(), parent);
 }
 
 #[test]
-fn commit_of_5000_tx_block_is_fast() {
-    time_big_commits(&Storage::in_memory(CHAIN).unwrap(), "memory");
+fn blocks_of_5000_txs_commit_whole() {
+    big_commits(&Storage::in_memory(CHAIN).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    time_big_commits(
-        &Storage::open(&dir.path().join("accumen.redb"), CHAIN).unwrap(),
-        "file",
-    );
+    big_commits(&Storage::open(&dir.path().join("accumen.redb"), CHAIN).unwrap());
 }

@@ -690,3 +690,45 @@ fn missing_code_is_a_node_error() {
         .unwrap_err();
     assert!(matches!(err, VmError::MissingCode(h) if h != Hash::ZERO));
 }
+
+#[test]
+fn executes_against_a_storage_snapshot_and_commits() {
+    use crate::storage::Storage;
+    use crate::types::{Block, BlockHeader, receipts_root, tx_root};
+
+    let storage = Storage::in_memory(CHAIN).unwrap();
+    let seq = Keypair::from_seed([99; 32]);
+    let vm = vm(2);
+    let mut a = Account::new(11);
+    let (d, c) = a.deploy(fixture("counter"));
+    let mut batches = vec![vec![d]];
+    batches.push((0..5).map(|_| a.call(c, "increment", &[])).collect());
+    for batch in batches {
+        let head = storage.head().unwrap();
+        let bctx = ctx(head.height + 1);
+        let out = vm
+            .execute_block(Arc::new(storage.snapshot().unwrap()), &bctx, batch)
+            .unwrap();
+        let txs: Vec<_> = out.txs.iter().map(|t| t.signed().clone()).collect();
+        let header = BlockHeader {
+            height: bctx.height,
+            parent_hash: head.hash(),
+            timestamp_ms: bctx.timestamp_ms,
+            tx_root: tx_root(&txs),
+            receipts_root: receipts_root(&out.receipts),
+            state_root: state_root(&head.state_root, &out.writes),
+            sequencer: seq.public(),
+        };
+        let block = Block::seal(header, txs, &seq);
+        storage
+            .commit_block(&block, &out.receipts, &out.writes)
+            .unwrap();
+    }
+    assert_eq!(storage.head().unwrap().height, 2);
+    assert_eq!(
+        storage.storage_get(&c, b"count").unwrap(),
+        Some(5u64.to_le_bytes().to_vec())
+    );
+    assert_eq!(storage.nonce(&a.key.public()).unwrap(), 6);
+    assert!(storage.contract(&c).unwrap().is_some());
+}
