@@ -732,3 +732,37 @@ fn executes_against_a_storage_snapshot_and_commits() {
     assert_eq!(storage.nonce(&a.key.public()).unwrap(), 6);
     assert!(storage.contract(&c).unwrap().is_some());
 }
+
+#[test]
+fn abi_doc_example_runs() {
+    let doc = include_str!("../../CONTRACT_ABI.md");
+    let start = doc.find("```wat\n").expect("the ABI doc has a WAT example") + 7;
+    let end = start + doc[start..].find("```").expect("closed code block");
+    let code = wat(&doc[start..end]);
+    let vm = vm(1);
+    let mut st = MemState::default();
+    let mut a = Account::new(12);
+    let mut b = Account::new(13);
+    let (d, tally) = a.deploy(code);
+    let txs = vec![
+        d,
+        a.call(tally, "vote", b"yes"),
+        b.call(tally, "vote", b"yes"),
+        b.call(tally, "vote", b"no"),
+        a.call(tally, "vote", b""),
+        a.call(tally, "count", b"yes"),
+    ];
+    let out = block(&vm, &mut st, 1, txs);
+    for i in 0..4 {
+        assert_eq!(status(&out, i), &ReceiptStatus::Success, "{i}");
+    }
+    assert_eq!(out.receipts[2].events[0].topic.0, b"vote");
+    assert_eq!(out.receipts[2].events[0].data.0, b.key.public().0.to_vec());
+    assert_eq!(
+        status(&out, 4),
+        &ReceiptStatus::Reverted {
+            message: "choice must be 1 to 32 bytes".into()
+        }
+    );
+    assert_eq!(out.receipts[5].output.0, 2u64.to_le_bytes().to_vec());
+}

@@ -1,0 +1,46 @@
+# Accumen build, test and run targets. `make help` lists them.
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+CONFIG ?= config/local.yaml
+
+.PHONY: help build build-release test lint fmt bench run-sequencer run-follower clean
+
+help:
+	@echo "make build          debug build of the node and libraries"
+	@echo "make build-release  optimized build; the binary lands at bin/accumen"
+	@echo "make test           every unit, property and whole-node test"
+	@echo "make lint           rustfmt check and clippy with warnings as errors"
+	@echo "make fmt            format the code"
+	@echo "make bench          criterion benchmarks (engine, storage, tx)"
+	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
+
+build:
+	$(CARGO) build --workspace
+
+build-release:
+	$(CARGO) build --release -p accumen
+	mkdir -p bin
+	cp $(TARGET_DIR)/release/accumen bin/accumen
+
+test:
+	$(CARGO) test --workspace --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench:
+	$(CARGO) bench -p accumen-actors
+
+run-sequencer: build
+	$(TARGET_DIR)/debug/accumen --role=sequencer --config=$(CONFIG)
+
+run-follower: build
+	$(TARGET_DIR)/debug/accumen --role=follower --config=$(CONFIG)
+
+clean:
+	$(CARGO) clean
+	rm -rf bin
