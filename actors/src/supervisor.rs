@@ -1,0 +1,453 @@
+//! Supervision of the node's actors: heartbeats, restarts, and the restart-storm exit.
+//!
+//! How it works (see stack-notes §5 for what actix does and does not do on its own):
+//! - Every supervised actor runs alone on its own `Arbiter` (thread), so a handler that blocks
+//!   can only stall that one actor, never the supervisor or the HTTP workers.
+//! - Callers never hold a raw `Addr` of one incarnation: they hold a `Slot`, which always yields
+//!   the current address; after a restart the next `get()` reaches the new instance.
+//! - Every `heartbeat_interval` the supervisor sends `Heartbeat` to each actor with a deadline of
+//!   `heartbeat_timeout`. No answer in time means "stuck"; a closed mailbox (the actor's task
+//!   died in a panic) means "dead". Either way a fresh instance is built from the actor's factory
+//!   on a fresh Arbiter, the slot is pointed at it, and the old Arbiter is asked to stop (a
+//!   blocked thread finishes or leaks on its own; nothing can pre-empt it).
+//! - Factories rebuild actors from durable or shared state (storage, the shared pool, the VM),
+//!   so a restart loses nothing committed and does nothing twice.
+//! - Every restart is logged at WARN with actor and reason and counted in
+//!   `accumen_actor_restarts_total{actor,reason}`. More than `max_restarts` restarts within
+//!   `restart_window` is a restart storm: the supervisor logs an ERROR and stops the actix
+//!   System with a non-zero exit code, so systemd restarts the whole process.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::metrics::{NodeMetrics, NodeStats, now_ms};
+
+/// Exit code of the process after a restart storm.
+pub const RESTART_STORM_EXIT: i32 = 70;
+
+/// Liveness probe every supervised actor answers.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat;
+
+/// Test-only fault injection (debug builds only; absent from release binaries).
+#[cfg(debug_assertions)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub enum TestHook {
+    /// Block the actor's thread for this long.
+    Hang(Duration),
+    /// Panic inside a handler.
+    Panic,
+}
+
+/// The current address of a supervised actor.
+#[derive(Debug)]
+pub struct Slot<A: Actor>(Arc<RwLock<Addr<A>>>);
+
+impl<A: Actor> Clone for Slot<A> {
+    fn clone(&self) -> Self {
+        Slot(self.0.clone())
+    }
+}
+
+impl<A: Actor> Slot<A> {
+    /// A slot holding `addr`.
+    pub fn new(addr: Addr<A>) -> Self {
+        Slot(Arc::new(RwLock::new(addr)))
+    }
+
+    /// The address of the actor's current incarnation.
+    pub fn get(&self) -> Addr<A> {
+        // The lock only guards a pointer swap; a poisoned lock still holds a valid Addr.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, addr: Addr<A>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+}
+
+type PingFuture = Pin<Box<dyn Future<Output = Result<(), MailboxError>>>>;
+
+/// One supervised actor, type-erased for the supervisor.
+pub trait Child: Send {
+    /// The actor's name in logs and metrics.
+    fn name(&self) -> &'static str;
+    /// Sends a heartbeat with a deadline.
+    fn ping(&self, timeout: Duration) -> PingFuture;
+    /// Replaces the actor with a fresh instance on a fresh Arbiter.
+    fn restart(&mut self);
+    /// Delivers a test hook to the current incarnation.
+    #[cfg(debug_assertions)]
+    fn hook(&self, hook: TestHook);
+}
+
+type Factory<A> = Arc<dyn Fn() -> A + Send + Sync>;
+
+/// A supervised actor: its slot, its factory and the Arbiter it runs on.
+pub struct ChildSpec<A: Actor> {
+    name: &'static str,
+    slot: Slot<A>,
+    factory: Factory<A>,
+    arbiter: Arbiter,
+}
+
+/// Bounds every supervised actor type meets.
+pub trait SupervisedActor:
+    Actor<Context = Context<Self>> + Handler<Heartbeat> + HookHandler
+{
+}
+impl<A> SupervisedActor for A where A: Actor<Context = Context<A>> + Handler<Heartbeat> + HookHandler
+{}
+
+/// In debug builds supervised actors also take test hooks; in release builds this is empty.
+#[cfg(debug_assertions)]
+pub trait HookHandler: Actor + Handler<TestHook> {}
+#[cfg(debug_assertions)]
+impl<A: Actor + Handler<TestHook>> HookHandler for A {}
+#[cfg(not(debug_assertions))]
+pub trait HookHandler {}
+#[cfg(not(debug_assertions))]
+impl<A> HookHandler for A {}
+
+impl<A: Actor> std::fmt::Debug for ChildSpec<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<A: SupervisedActor> ChildSpec<A> {
+    /// Starts the first instance of an actor on its own Arbiter.
+    pub fn start(name: &'static str, factory: impl Fn() -> A + Send + Sync + 'static) -> Self {
+        let factory: Factory<A> = Arc::new(factory);
+        let arbiter = Arbiter::new();
+        let f = factory.clone();
+        let addr = A::start_in_arbiter(&arbiter.handle(), move |_| f());
+        ChildSpec {
+            name,
+            slot: Slot::new(addr),
+            factory,
+            arbiter,
+        }
+    }
+
+    /// The slot callers use to reach this actor.
+    pub fn slot(&self) -> Slot<A> {
+        self.slot.clone()
+    }
+}
+
+impl<A: SupervisedActor> Child for ChildSpec<A> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn ping(&self, timeout: Duration) -> PingFuture {
+        let addr = self.slot.get();
+        Box::pin(async move { addr.send(Heartbeat).timeout(timeout).await })
+    }
+
+    fn restart(&mut self) {
+        let arbiter = Arbiter::new();
+        let f = self.factory.clone();
+        let addr = A::start_in_arbiter(&arbiter.handle(), move |_| f());
+        self.slot.set(addr);
+        let old = std::mem::replace(&mut self.arbiter, arbiter);
+        old.stop();
+    }
+
+    #[cfg(debug_assertions)]
+    fn hook(&self, hook: TestHook) {
+        self.slot.get().do_send(hook);
+    }
+}
+
+/// Supervisor settings (`supervisor.*`).
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+}
+
+/// The supervisor actor.
+pub struct Supervisor {
+    children: Vec<Box<dyn Child>>,
+    waiting: Vec<bool>,
+    config: SupervisorConfig,
+    metrics: NodeMetrics,
+    stats: Arc<NodeStats>,
+    restarts: VecDeque<Instant>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.children.iter().map(|c| c.name()).collect();
+        f.debug_struct("Supervisor")
+            .field("children", &names)
+            .finish()
+    }
+}
+
+impl Supervisor {
+    pub fn new(
+        children: Vec<Box<dyn Child>>,
+        config: SupervisorConfig,
+        metrics: NodeMetrics,
+        stats: Arc<NodeStats>,
+    ) -> Self {
+        let waiting = vec![false; children.len()];
+        Supervisor {
+            children,
+            waiting,
+            config,
+            metrics,
+            stats,
+            restarts: VecDeque::new(),
+        }
+    }
+
+    fn round(&mut self, ctx: &mut Context<Self>) {
+        self.stats
+            .last_heartbeat_ms
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        self.metrics.refresh_process();
+        for i in 0..self.children.len() {
+            if self.waiting[i] {
+                // The previous heartbeat is still within its deadline.
+                continue;
+            }
+            self.waiting[i] = true;
+            let ping = self.children[i].ping(self.config.heartbeat_timeout);
+            ctx.spawn(ping.into_actor(self).map(move |res, act, ctx| {
+                act.waiting[i] = false;
+                match res {
+                    Ok(()) => {}
+                    Err(MailboxError::Timeout) => act.restart(i, "stuck", ctx),
+                    Err(MailboxError::Closed) => act.restart(i, "dead", ctx),
+                }
+            }));
+        }
+    }
+
+    fn restart(&mut self, i: usize, reason: &'static str, _ctx: &mut Context<Self>) {
+        let name = self.children[i].name();
+        tracing::warn!(actor = name, reason, "actor restarted by supervisor");
+        self.metrics.restarted(name, reason);
+        self.children[i].restart();
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while let Some(first) = self.restarts.front() {
+            if now.duration_since(*first) > self.config.restart_window {
+                self.restarts.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.restarts.len() > self.config.max_restarts as usize {
+            tracing::error!(
+                restarts = self.restarts.len(),
+                window = ?self.config.restart_window,
+                "restart storm: more than supervisor.max_restarts actor restarts within \
+                 supervisor.restart_window; exiting so that systemd restarts the node"
+            );
+            System::current().stop_with_code(RESTART_STORM_EXIT);
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.round(ctx);
+        ctx.run_interval(self.config.heartbeat_interval, |act, ctx| act.round(ctx));
+    }
+}
+
+/// Delivers a test hook to the named actor; false if no actor has that name.
+#[cfg(debug_assertions)]
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct InjectFault {
+    pub actor: String,
+    pub hook: TestHook,
+}
+
+#[cfg(debug_assertions)]
+impl Handler<InjectFault> for Supervisor {
+    type Result = bool;
+    fn handle(&mut self, msg: InjectFault, _ctx: &mut Context<Self>) -> bool {
+        match self.children.iter().find(|c| c.name() == msg.actor) {
+            Some(c) => {
+                c.hook(msg.hook);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Implements `Heartbeat` (and, in debug builds, `TestHook`) for an actor.
+#[macro_export]
+macro_rules! supervised {
+    ($actor:ty) => {
+        impl ::actix::Handler<$crate::supervisor::Heartbeat> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: $crate::supervisor::Heartbeat, _: &mut Self::Context) {}
+        }
+
+        #[cfg(debug_assertions)]
+        impl ::actix::Handler<$crate::supervisor::TestHook> for $actor {
+            type Result = ();
+            fn handle(&mut self, hook: $crate::supervisor::TestHook, _: &mut Self::Context) {
+                match hook {
+                    $crate::supervisor::TestHook::Hang(d) => {
+                        ::tracing::warn!(actor = stringify!($actor), ?d, "test hook: hanging");
+                        ::std::thread::sleep(d)
+                    }
+                    $crate::supervisor::TestHook::Panic => {
+                        panic!("test hook: panic in {}", stringify!($actor))
+                    }
+                }
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Worker {
+        generation: u32,
+    }
+    impl Actor for Worker {
+        type Context = Context<Self>;
+    }
+    crate::supervised!(Worker);
+
+    #[derive(Message)]
+    #[rtype(result = "u32")]
+    struct Generation;
+    impl Handler<Generation> for Worker {
+        type Result = u32;
+        fn handle(&mut self, _: Generation, _: &mut Context<Self>) -> u32 {
+            self.generation
+        }
+    }
+
+    fn restarts(m: &NodeMetrics, reason: &str) -> u64 {
+        m.actor_restarts
+            .get_or_create(&vec![
+                ("actor".to_string(), "worker".to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ])
+            .get()
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn stuck_and_dead_actors_are_replaced_and_counted() {
+        let sys = System::new();
+        sys.block_on(async {
+            let built = Arc::new(AtomicU32::new(0));
+            let b = built.clone();
+            let spec = ChildSpec::start("worker", move || Worker {
+                generation: b.fetch_add(1, Ordering::SeqCst),
+            });
+            let slot = spec.slot();
+            let metrics = NodeMetrics::default();
+            let config = SupervisorConfig {
+                heartbeat_interval: Duration::from_millis(50),
+                heartbeat_timeout: Duration::from_millis(150),
+                max_restarts: 10,
+                restart_window: Duration::from_secs(60),
+            };
+            let sup = Supervisor::new(
+                vec![Box::new(spec)],
+                config,
+                metrics.clone(),
+                Arc::default(),
+            )
+            .start();
+            assert_eq!(slot.get().send(Generation).await.unwrap(), 0);
+
+            // A hung handler: detected as stuck, replaced, and the slot reaches the new one.
+            assert!(
+                sup.send(InjectFault {
+                    actor: "worker".into(),
+                    hook: TestHook::Hang(Duration::from_secs(2))
+                })
+                .await
+                .unwrap()
+            );
+            wait_for("stuck restart", || restarts(&metrics, "stuck") == 1).await;
+            assert_eq!(slot.get().send(Generation).await.unwrap(), 1);
+
+            // A panicking handler: detected as dead and replaced.
+            assert!(
+                sup.send(InjectFault {
+                    actor: "worker".into(),
+                    hook: TestHook::Panic
+                })
+                .await
+                .unwrap()
+            );
+            wait_for("dead restart", || restarts(&metrics, "dead") == 1).await;
+            assert_eq!(slot.get().send(Generation).await.unwrap(), 2);
+            assert!(
+                !sup.send(InjectFault {
+                    actor: "nobody".into(),
+                    hook: TestHook::Panic
+                })
+                .await
+                .unwrap()
+            );
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn restart_storm_stops_the_system_with_an_error_code() {
+        let sys = System::new();
+        sys.block_on(async {
+            let spec = ChildSpec::start("worker", || Worker { generation: 0 });
+            let slot = spec.slot();
+            let config = SupervisorConfig {
+                heartbeat_interval: Duration::from_millis(20),
+                heartbeat_timeout: Duration::from_millis(100),
+                max_restarts: 1,
+                restart_window: Duration::from_secs(60),
+            };
+            let _sup = Supervisor::new(
+                vec![Box::new(spec)],
+                config,
+                NodeMetrics::default(),
+                Arc::default(),
+            )
+            .start();
+            slot.get().do_send(TestHook::Panic);
+            actix::clock::sleep(Duration::from_millis(200)).await;
+            slot.get().do_send(TestHook::Panic);
+        });
+        assert_eq!(sys.run_with_code().ok(), Some(RESTART_STORM_EXIT));
+    }
+}
