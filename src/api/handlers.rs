@@ -1,0 +1,566 @@
+//! Request handlers. Each validates its input completely before touching any actor or storage,
+//! so a bad request gets a specific error and changes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use accumen_actors::executor::{RunQuery, enqueue};
+use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
+use accumen_actors::metrics::{NodeStats, now_ms};
+use accumen_actors::types::{
+    Address, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError, VerifiedTx,
+};
+use accumen_actors::vm::{Query, VmError};
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, State};
+
+const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+fn get(v: &std::sync::atomic::AtomicU64) -> u64 {
+    NodeStats::get(v)
+}
+
+/// "24h30m15s", as the runbook shows uptimes.
+pub fn format_uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}h{}m{}s", s / 3600, (s / 60) % 60, s % 60)
+}
+
+fn parse_hash(s: &str, what: &str) -> ApiResult<Hash> {
+    Hash::from_hex(s).map_err(|e| ApiError::bad_request("invalid_hex", format!("{what}: {e}")))
+}
+
+fn parse_address(s: &str) -> ApiResult<Address> {
+    Address::from_hex(s).map_err(|e| ApiError::bad_request("invalid_hex", format!("contract address: {e}")))
+}
+
+/// Reads the body, refusing more than `api.max_body_bytes`.
+async fn read_body(state: &State, mut payload: web::Payload) -> ApiResult<web::BytesMut> {
+    let limit = state.settings.api.max_body_bytes;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                413,
+                "body_too_large",
+                format!("request body exceeds api.max_body_bytes = {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))
+}
+
+fn tx_error(e: &TxError) -> ApiError {
+    let code = match e {
+        TxError::BadSignature | TxError::BadSender => "bad_signature",
+        TxError::Decode(_) => "malformed_tx",
+        _ => "invalid_tx",
+    };
+    ApiError::bad_request(code, e.to_string())
+}
+
+fn mempool_error(e: &MempoolError) -> ApiError {
+    ApiError::new(e.http_status(), e.code(), e.to_string())
+}
+
+fn check_accepting(state: &State) -> ApiResult<()> {
+    if state.accepting.load(Ordering::Relaxed) {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable(
+            "shutting_down",
+            "the node is shutting down and accepts no new transactions",
+        ))
+    }
+}
+
+/// Verifies signatures on the blocking pool (CPU work, kept off the HTTP worker).
+async fn verify_all(txs: Vec<SignedTx>) -> ApiResult<Vec<Result<VerifiedTx, TxError>>> {
+    web::block(move || txs.into_iter().map(SignedTx::verify).collect())
+        .await
+        .map_err(|e| ApiError::internal(format!("verification pool: {e}")))
+}
+
+async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
+    state
+        .mempool
+        .get()
+        .send(Admit(txs))
+        .timeout(Duration::from_secs(10))
+        .await
+        .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))
+}
+
+pub async fn submit_tx(state: State, payload: web::Payload) -> ApiResult<HttpResponse> {
+    check_accepting(&state)?;
+    let body = read_body(&state, payload).await?;
+    let tx: SignedTx = parse_json(&body)?;
+    let verified = verify_all(vec![tx])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("verification returned nothing"))?
+        .map_err(|e| tx_error(&e))?;
+    let result = admit(&state, vec![verified])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("admission returned nothing"))?;
+    let id = result.map_err(|e| mempool_error(&e))?;
+    Ok(HttpResponse::Accepted().json(json!({"tx_hash": id, "status": "pending"})))
+}
+
+pub async fn submit_txs(state: State, payload: web::Payload) -> ApiResult<HttpResponse> {
+    check_accepting(&state)?;
+    let body = read_body(&state, payload).await?;
+    let items: Vec<Value> = parse_json(&body)?;
+    let max = state.settings.api.max_batch;
+    if items.len() > max {
+        return Err(ApiError::new(
+            413,
+            "batch_too_large",
+            format!("{} transactions in one batch, api.max_batch is {max}", items.len()),
+        ));
+    }
+    // Each element stands alone: a malformed one is rejected with its own reason.
+    let mut results: Vec<Value> = vec![Value::Null; items.len()];
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        match serde_json::from_value::<SignedTx>(item) {
+            Ok(tx) => parsed.push((i, tx)),
+            Err(e) => {
+                let err = ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"));
+                results[i] = json!({"tx_hash": null, "accepted": false, "error": err.body()["error"]});
+            }
+        }
+    }
+    let (positions, txs): (Vec<usize>, Vec<SignedTx>) = parsed.into_iter().unzip();
+    let ids: Vec<Hash> = txs.iter().map(|t| t.tx.id()).collect();
+    let verified = verify_all(txs).await?;
+    let mut good = Vec::new();
+    let mut good_pos = Vec::new();
+    for ((pos, id), v) in positions.iter().zip(&ids).zip(verified) {
+        match v {
+            Ok(t) => {
+                good.push(t);
+                good_pos.push((*pos, *id));
+            }
+            Err(e) => {
+                results[*pos] = json!({"tx_hash": id, "accepted": false, "error": tx_error(&e).body()["error"]});
+            }
+        }
+    }
+    if !good.is_empty() {
+        let admitted = admit(&state, good).await?;
+        for ((pos, id), r) in good_pos.into_iter().zip(admitted) {
+            results[pos] = match r {
+                Ok(_) => json!({"tx_hash": id, "accepted": true}),
+                Err(e) => json!({"tx_hash": id, "accepted": false, "error": mempool_error(&e).body()["error"]}),
+            };
+        }
+    }
+    let accepted = results.iter().filter(|r| r["accepted"] == json!(true)).count();
+    Ok(HttpResponse::Ok().json(json!({
+        "accepted": accepted,
+        "rejected": results.len() - accepted,
+        "results": results,
+    })))
+}
+
+/// A receipt as the API shows it: the status label with its message or trap kind beside it.
+pub fn receipt_json(r: &Receipt) -> Value {
+    let mut v = json!({
+        "tx_hash": r.tx_id,
+        "contract": r.contract,
+        "status": r.status.label(),
+        "gas_used": r.gas_used,
+        "output": r.output,
+        "events": r.events,
+        "logs": r.logs,
+    });
+    match &r.status {
+        ReceiptStatus::Reverted { message } => v["message"] = json!(message),
+        ReceiptStatus::Trapped { kind } => v["kind"] = json!(kind),
+        _ => {}
+    }
+    v
+}
+
+fn storage_err(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("storage: {e}"))
+}
+
+pub async fn tx_status(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_hash(&path, "transaction hash")?;
+    if let Some((height, index)) = state.storage.tx_location(&id).map_err(storage_err)? {
+        let receipt = state
+            .storage
+            .receipt(&id)
+            .map_err(storage_err)?
+            .ok_or_else(|| ApiError::internal("receipt missing for an included transaction"))?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "tx_hash": id,
+            "status": "included",
+            "block_height": height,
+            "index": index,
+            "receipt": receipt_json(&receipt),
+        })));
+    }
+    let pending = state
+        .mempool
+        .get()
+        .send(IsPending(id))
+        .timeout(Duration::from_secs(5))
+        .await
+        .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))?;
+    if pending {
+        return Ok(HttpResponse::Ok().json(json!({"tx_hash": id, "status": "pending"})));
+    }
+    Err(ApiError::not_found(format!("transaction {id} is neither pending nor included")))
+}
+
+fn block_json(b: &Block) -> Value {
+    let h = &b.header;
+    let txs: Vec<Hash> = b.txs.iter().map(|t| t.tx.id()).collect();
+    json!({
+        "height": h.height,
+        "hash": b.hash(),
+        "parent_hash": h.parent_hash,
+        "timestamp_ms": h.timestamp_ms,
+        "tx_root": h.tx_root,
+        "receipts_root": h.receipts_root,
+        "state_root": h.state_root,
+        "sequencer": h.sequencer,
+        "signature": b.signature,
+        "tx_count": txs.len(),
+        "txs": txs,
+    })
+}
+
+pub async fn latest_block(state: State) -> ApiResult<HttpResponse> {
+    let head = state.storage.head().map_err(storage_err)?;
+    let block = state
+        .storage
+        .block_by_height(head.height)
+        .map_err(storage_err)?
+        .ok_or_else(|| ApiError::internal("head block missing"))?;
+    Ok(HttpResponse::Ok().json(block_json(&block)))
+}
+
+pub async fn block(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let height: u64 = path.parse().map_err(|_| {
+        ApiError::bad_request("invalid_height", format!("block height must be a number, got {:?}", path.as_str()))
+    })?;
+    match state.storage.block_by_height(height).map_err(storage_err)? {
+        Some(b) => Ok(HttpResponse::Ok().json(block_json(&b))),
+        None => Err(ApiError::not_found(format!("no block at height {height}"))),
+    }
+}
+
+pub async fn chain(state: State) -> ApiResult<HttpResponse> {
+    let head = state.storage.head().map_err(storage_err)?;
+    let genesis = state
+        .storage
+        .block_by_height(0)
+        .map_err(storage_err)?
+        .map(|b| b.hash());
+    Ok(HttpResponse::Ok().json(json!({
+        "chain_id": state.settings.chain_id,
+        "sequencer": state.sequencer,
+        "genesis_hash": genesis,
+        "height": head.height,
+        "head_hash": head.hash(),
+    })))
+}
+
+pub async fn account(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let key = PublicKey::from_hex(&path)
+        .map_err(|e| ApiError::bad_request("invalid_hex", format!("public key: {e}")))?;
+    let next_nonce = state.storage.nonce(&key).map_err(storage_err)?;
+    let (pending, pending_nonce) = state
+        .mempool
+        .get()
+        .send(AccountPending {
+            sender: key,
+            state_nonce: next_nonce,
+        })
+        .timeout(Duration::from_secs(5))
+        .await
+        .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "public_key": key,
+        "next_nonce": next_nonce,
+        "pending": pending,
+        "pending_nonce": pending_nonce,
+    })))
+}
+
+pub async fn contract(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let addr = parse_address(&path)?;
+    let info = state
+        .storage
+        .contract(&addr)
+        .map_err(storage_err)?
+        .ok_or_else(|| ApiError::not_found(format!("no contract at {addr}")))?;
+    let code_size = state
+        .storage
+        .code(&info.code_hash)
+        .map_err(storage_err)?
+        .map(|c| c.len());
+    Ok(HttpResponse::Ok().json(json!({
+        "address": info.address,
+        "code_hash": info.code_hash,
+        "deployer": info.deployer,
+        "height": info.height,
+        "tx_id": info.tx_id,
+        "code_size": code_size,
+    })))
+}
+
+pub async fn contract_state(state: State, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    let (addr, key) = path.into_inner();
+    let addr = parse_address(&addr)?;
+    let key = hex::decode(&key)
+        .map_err(|e| ApiError::bad_request("invalid_hex", format!("state key: {e}")))?;
+    if state.storage.contract(&addr).map_err(storage_err)?.is_none() {
+        return Err(ApiError::not_found(format!("no contract at {addr}")));
+    }
+    let value = state.storage.storage_get(&addr, &key).map_err(storage_err)?;
+    Ok(HttpResponse::Ok().json(json!({"value": value.map(hex::encode)})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    entry: String,
+    #[serde(default)]
+    args: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    gas_limit: Option<u64>,
+}
+
+pub async fn query(
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let addr = parse_address(&path)?;
+    let body = read_body(&state, payload).await?;
+    let q: QueryBody = parse_json(&body)?;
+    if !accumen_actors::types::valid_entry(&q.entry) {
+        return Err(ApiError::bad_request("invalid_entry", format!("entry name {:?} is not a valid identifier", q.entry)));
+    }
+    let args = match q.args.as_deref() {
+        Some(a) => hex::decode(a).map_err(|e| ApiError::bad_request("invalid_hex", format!("args: {e}")))?,
+        None => Vec::new(),
+    };
+    let sender = match q.sender.as_deref() {
+        Some(s) => PublicKey::from_hex(s).map_err(|e| ApiError::bad_request("invalid_hex", format!("sender: {e}")))?,
+        None => PublicKey::ZERO,
+    };
+    let max_gas = state.settings.execution.gas_limit;
+    let gas_limit = q.gas_limit.unwrap_or(max_gas);
+    if gas_limit > max_gas {
+        return Err(ApiError::bad_request("gas_limit", format!("gas limit {gas_limit} exceeds execution.gas_limit {max_gas}")));
+    }
+    if state.storage.contract(&addr).map_err(storage_err)?.is_none() {
+        return Err(ApiError::not_found(format!("no contract at {addr}")));
+    }
+    let head = state.storage.head().map_err(storage_err)?;
+    let snapshot = Arc::new(state.storage.snapshot().map_err(storage_err)?);
+    if enqueue(&state.stats, &state.metrics, state.settings.execution.queue_size).is_none() {
+        return Err(ApiError::unavailable("execution_queue_full", "execution.queue_size requests are already waiting; retry later"));
+    }
+    let result = state
+        .executor
+        .get()
+        .send(RunQuery {
+            base: snapshot,
+            query: Query {
+                contract: addr,
+                entry: q.entry,
+                args,
+                sender,
+                gas_limit,
+                height: head.height,
+                time_ms: head.timestamp_ms,
+            },
+        })
+        .timeout(state.settings.execution.timeout + Duration::from_secs(5))
+        .await
+        .map_err(|e| ApiError::unavailable("executor_unavailable", format!("executor: {e}")))?;
+    let r = match result {
+        Ok(r) => r,
+        Err(VmError::Timeout) => return Err(ApiError::unavailable("execution_timeout", "the query hit execution.timeout")),
+        Err(VmError::Busy(n)) => return Err(ApiError::unavailable("execution_busy", format!("all {n} instance slots are busy; retry later"))),
+        Err(e) => return Err(ApiError::internal(format!("execution: {e}"))),
+    };
+    let mut v = json!({
+        "status": r.status.label(),
+        "gas_used": r.gas_used,
+        "output": r.output,
+        "logs": r.logs,
+    });
+    match &r.status {
+        ReceiptStatus::Reverted { message } => v["message"] = json!(message),
+        ReceiptStatus::Trapped { kind } => v["kind"] = json!(kind),
+        _ => {}
+    }
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// Health: the supervisor is heartbeating and blocks are being produced.
+pub async fn health(state: State) -> HttpResponse {
+    let now = now_ms();
+    let s = &state.stats;
+    let interval = state.settings.supervisor.heartbeat_interval.as_millis() as u64;
+    let supervisor_ok = now.saturating_sub(get(&s.last_heartbeat_ms)) <= 3 * interval.max(1000);
+    let block_time = state.settings.block_time.as_millis() as u64;
+    let last_block = get(&s.last_block_at_ms);
+    let started_ms = now.saturating_sub(s.started.elapsed().as_millis() as u64);
+    let since_block = now.saturating_sub(last_block.max(started_ms));
+    let producer_ok = since_block <= (5 * block_time).max(10_000);
+    let healthy = supervisor_ok && producer_ok && s.running.load(Ordering::Relaxed);
+    let body = json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "uptime": format_uptime(s.started.elapsed()),
+        "version": VERSION,
+        "checks": {
+            "supervisor": supervisor_ok,
+            "block_production": producer_ok,
+            "accepting_transactions": state.accepting.load(Ordering::Relaxed),
+        },
+    });
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn stats(state: State) -> HttpResponse {
+    let s = &state.stats;
+    HttpResponse::Ok().json(json!({
+        "running": s.running.load(Ordering::Relaxed),
+        "block_height": get(&s.block_height),
+        "blocks_produced": get(&s.blocks_produced),
+        "txs_processed": get(&s.txs_processed),
+        "uptime": format_uptime(s.started.elapsed()),
+        "mempool_stats": {
+            "size": get(&s.mempool_size),
+            "accounts": get(&s.mempool_accounts),
+        },
+    }))
+}
+
+pub async fn mempool_stats(state: State) -> HttpResponse {
+    let s = &state.stats;
+    let m = &state.settings.mempool;
+    HttpResponse::Ok().json(json!({
+        "size": get(&s.mempool_size),
+        "accounts": get(&s.mempool_accounts),
+        "max_size": m.max_size,
+        "account_limit": m.account_limit,
+        "persist": m.persist,
+        "admitted": get(&s.mempool_admitted),
+        "rejected": get(&s.mempool_rejected),
+        "expired": get(&s.mempool_expired),
+    }))
+}
+
+pub async fn execution_stats(state: State) -> HttpResponse {
+    let s = &state.stats;
+    let e = &state.settings.execution;
+    HttpResponse::Ok().json(json!({
+        "workers": e.workers,
+        "queue_depth": get(&s.exec_queue_depth),
+        "queue_size": e.queue_size,
+        "gas_limit": e.gas_limit,
+        "memory_limit_mb": e.memory_limit,
+        "max_memory_pages": state.settings.wasm.max_memory_pages,
+        "instance_slots": state.vm.slots(),
+        "cached_modules": state.vm.cached_modules(),
+        "blocks_executed": get(&s.exec_blocks),
+        "txs_executed": get(&s.exec_txs),
+        "txs_dropped": get(&s.exec_dropped),
+        "timeouts": get(&s.exec_timeouts),
+        "queries": get(&s.exec_queries),
+        "last_block_exec_ms": get(&s.last_exec_ms),
+        "last_block_ms": get(&s.last_block_ms),
+        "gas_used": get(&s.gas_used),
+        "tx_failures": get(&s.tx_failures),
+    }))
+}
+
+pub async fn bridge_stats(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "enabled": state.settings.bridge.enable_bridge,
+        "status": "not_implemented",
+        "message": "this build has no L0 bridge yet; blocks are not anchored",
+    }))
+}
+
+/// Prometheus text 0.0.4 by default (what promtool lints); OpenMetrics when asked for.
+pub async fn metrics(state: State, req: actix_web::HttpRequest) -> ApiResult<HttpResponse> {
+    state.metrics.refresh_process();
+    let wants_openmetrics = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let mut out = String::new();
+    if wants_openmetrics {
+        prometheus_client::encoding::text::encode(&mut out, &state.registry)
+            .map_err(|e| ApiError::internal(format!("metrics encoding: {e}")))?;
+        Ok(HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(out))
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &state.registry)
+            .map_err(|e| ApiError::internal(format!("metrics encoding: {e}")))?;
+        Ok(HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(out))
+    }
+}
+
+/// Debug builds only: make an actor hang or panic, to prove supervision in tests.
+#[cfg(debug_assertions)]
+pub async fn inject_fault(
+    state: State,
+    path: web::Path<(String, String)>,
+    q: web::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<HttpResponse> {
+    use accumen_actors::supervisor::{InjectFault, TestHook};
+    let (name, fault) = path.into_inner();
+    let hook = match fault.as_str() {
+        "panic" => TestHook::Panic,
+        "hang" => {
+            let ms = q.get("ms").and_then(|m| m.parse().ok()).unwrap_or(3_000);
+            TestHook::Hang(Duration::from_millis(ms))
+        }
+        other => return Err(ApiError::bad_request("invalid_fault", format!("fault {other:?} is not hang or panic"))),
+    };
+    let found = state
+        .supervisor
+        .send(InjectFault { actor: name.clone(), hook })
+        .await
+        .map_err(|e| ApiError::internal(format!("supervisor: {e}")))?;
+    if !found {
+        return Err(ApiError::not_found(format!("no supervised actor named {name:?}")));
+    }
+    Ok(HttpResponse::Accepted().json(json!({"actor": name, "fault": fault})))
+}

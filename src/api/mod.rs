@@ -1,0 +1,199 @@
+//! The HTTP surface of the node (actix-web): the API listener (`api_addr`), the health listener
+//! (`health_addr`) and the metrics listener (`metrics_addr`).
+//!
+//! Invariants:
+//! - Handlers never block an HTTP worker on heavy work: signature checks run on actix's blocking
+//!   pool, execution and admission go to their actors, and the stats endpoints read atomics only,
+//!   so `/health` stays cheap under load and answers even while an actor is stuck.
+//! - Every error is JSON `{"error":{"code","message"}}` with a fitting status, counted in
+//!   `accumen_api_errors_total`; a rejected request changes nothing.
+//! - Request bodies are read up to `api.max_body_bytes`; anything larger is refused with 413
+//!   before it is parsed.
+
+mod error;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use accumen_actors::executor::Executor;
+use accumen_actors::mempool::Mempool;
+use accumen_actors::metrics::{NodeMetrics, NodeStats};
+use accumen_actors::storage::Storage;
+use accumen_actors::supervisor::Slot;
+use accumen_actors::types::PublicKey;
+use accumen_actors::vm::Vm;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{App, HttpServer, web};
+use prometheus_client::registry::Registry;
+
+pub use error::{ApiError, ApiResult};
+
+use crate::settings::Settings;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub storage: Arc<Storage>,
+    pub vm: Arc<Vm>,
+    pub mempool: Slot<Mempool>,
+    pub executor: Slot<Executor>,
+    pub stats: Arc<NodeStats>,
+    pub metrics: NodeMetrics,
+    pub registry: Arc<Registry>,
+    /// False once shutdown began: new transactions get 503.
+    pub accepting: Arc<AtomicBool>,
+    pub sequencer: PublicKey,
+    #[cfg(debug_assertions)]
+    pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+type State = web::Data<AppState>;
+
+/// Counts every error answer in `accumen_api_errors_total`.
+async fn count_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<State>().map(|s| s.metrics.clone());
+    let res = next.call(req).await?;
+    if res.status().is_client_error() || res.status().is_server_error() {
+        if let Some(m) = metrics {
+            m.api_errors.inc();
+        }
+    }
+    Ok(res)
+}
+
+/// JSON answer for unknown routes and wrong methods.
+async fn no_route() -> ApiResult<web::Json<()>> {
+    Err(ApiError::not_found("no such endpoint"))
+}
+
+fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(handlers::health))
+        .route("/stats", web::get().to(handlers::stats))
+        .route("/mempool/stats", web::get().to(handlers::mempool_stats))
+        .route("/execution/stats", web::get().to(handlers::execution_stats))
+        .route("/bridge/stats", web::get().to(handlers::bridge_stats))
+        .route("/v1/chain", web::get().to(handlers::chain))
+        .route("/v1/tx", web::post().to(handlers::submit_tx))
+        .route("/v1/txs", web::post().to(handlers::submit_txs))
+        .route("/v1/tx/{hash}", web::get().to(handlers::tx_status))
+        .route("/v1/blocks/latest", web::get().to(handlers::latest_block))
+        .route("/v1/blocks/{height}", web::get().to(handlers::block))
+        .route("/v1/accounts/{key}", web::get().to(handlers::account))
+        .route("/v1/contracts/{address}", web::get().to(handlers::contract))
+        .route(
+            "/v1/contracts/{address}/state/{key}",
+            web::get().to(handlers::contract_state),
+        )
+        .route(
+            "/v1/contracts/{address}/query",
+            web::post().to(handlers::query),
+        );
+    #[cfg(debug_assertions)]
+    cfg.route(
+        "/debug/actors/{name}/{fault}",
+        web::post().to(handlers::inject_fault),
+    );
+}
+
+/// The three listeners, bound and ready to run.
+pub struct Servers {
+    pub api: Server,
+    pub health: Server,
+    pub metrics: Server,
+    pub api_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Servers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Servers")
+            .field("api", &self.api_addr)
+            .field("health", &self.health_addr)
+            .field("metrics", &self.metrics_addr)
+            .finish()
+    }
+}
+
+/// Binds the API, health and metrics listeners.
+pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
+    let settings = state.settings.clone();
+    // Two cores: one HTTP worker per listener keeps threads for the actors and the executor.
+    let api_workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
+
+    let s = state.clone();
+    let api = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .wrap(actix_web::middleware::from_fn(count_errors))
+            .configure(api_routes)
+            .default_service(web::to(no_route))
+    })
+    .workers(api_workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(settings.api_addr.0)?;
+    let api_addr = first_addr(&api.addrs())?;
+    let api = api.run();
+
+    let s = state.clone();
+    let health = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .route("/health", web::get().to(handlers::health))
+            .route("/stats", web::get().to(handlers::stats))
+            .default_service(web::to(no_route))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(settings.health_addr.0)?;
+    let health_addr = first_addr(&health.addrs())?;
+    let health = health.run();
+
+    let s = state;
+    let metrics = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .route("/metrics", web::get().to(handlers::metrics))
+            .default_service(web::to(no_route))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(settings.metrics_addr.0)?;
+    let metrics_addr = first_addr(&metrics.addrs())?;
+    let metrics = metrics.run();
+
+    Ok(Servers {
+        api,
+        health,
+        metrics,
+        api_addr,
+        health_addr,
+        metrics_addr,
+    })
+}
+
+fn first_addr(addrs: &[SocketAddr]) -> std::io::Result<SocketAddr> {
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("listener bound to no address"))
+}
