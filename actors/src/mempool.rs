@@ -1,0 +1,3 @@
+//! Mempool actor and its logic; the actor itself is added later.
+
+pub mod pool;
