@@ -164,6 +164,7 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// An empty pool enforcing `config`.
     pub fn new(config: PoolConfig) -> Pool {
         Pool {
             config,
@@ -306,7 +307,8 @@ impl Pool {
             out.push(entry.tx.clone());
             self.in_flight.push(id);
             if let Some(a) = self.accounts.get_mut(&sender) {
-                a.cursor += 1;
+                // Saturating: a tx at nonce u64::MAX has no successor to wait for.
+                a.cursor = a.cursor.saturating_add(1);
             }
             self.refresh_head(&sender);
         }
@@ -399,6 +401,7 @@ impl Pool {
         self.entries.len()
     }
 
+    /// No pending transactions, ready or in flight.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -413,10 +416,12 @@ impl Pool {
         self.in_flight.len()
     }
 
+    /// A pending transaction (ready or in flight) by id.
     pub fn get(&self, id: &Hash) -> Option<&VerifiedTx> {
         self.entries.get(id).map(|e| &e.tx)
     }
 
+    /// Whether a transaction with this id is pending (ready or in flight).
     pub fn contains(&self, id: &Hash) -> bool {
         self.entries.contains_key(id)
     }
@@ -432,7 +437,10 @@ impl Pool {
             if nonce != next {
                 break;
             }
-            next += 1;
+            match next.checked_add(1) {
+                Some(n) => next = n,
+                None => break,
+            }
         }
         next
     }
