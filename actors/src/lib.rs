@@ -1,10 +1,14 @@
-//! Accumen node internals.
+//! Accumen node internals: chain types, storage, the contract engine, and the actors that run
+//! them (mempool, executor, block producer, supervisor). Logic lives in actix-free modules
+//! (`types`, `storage`, `vm`, `mempool::pool`) that are unit tested alone; each actor module
+//! holds the actor, its messages and its handlers.
+
+pub mod block_producer;
+pub mod executor;
+pub mod mempool;
 pub mod metrics;
+pub mod ratelimit;
 pub mod storage;
 pub mod supervisor;
 pub mod types;
 pub mod vm;
-pub mod executor;
-pub mod mempool;
-pub mod block_producer;
-pub mod ratelimit;
