@@ -26,7 +26,7 @@ use accumen_actors::types::Keypair;
 use accumen_actors::vm::Vm;
 use actix::{Actor, Arbiter};
 use actix_web::web;
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 
 use crate::api::{self, AppState};
@@ -247,6 +247,9 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     actix::spawn(servers.metrics);
     stats.running.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        spawn_watchdog(stats.clone(), period, settings.supervisor.heartbeat_interval);
+    }
 
     actix::spawn(async move {
         let reason = wait_for_signal().await;
@@ -264,10 +267,6 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         actix::System::current().stop_with_code(0);
     });
 
-    if let Some(period) = sd_notify::watchdog_enabled() {
-        let stats = stats_for_watchdog(&state_stats(&storage), period);
-        let _ = stats;
-    }
     Ok(Node {
         _supervisor_arbiter: supervisor_arbiter,
     })
@@ -306,10 +305,3 @@ fn spawn_watchdog(stats: Arc<NodeStats>, period: Duration, heartbeat: Duration) 
     });
 }
 
-#[allow(dead_code)]
-fn check_unused(s: &Settings) -> anyhow::Result<()> {
-    if s.max_transactions == 0 {
-        bail!("max_transactions must be at least 1");
-    }
-    Ok(())
-}

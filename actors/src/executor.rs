@@ -72,6 +72,15 @@ pub struct ExecuteBlock {
     pub txs: Vec<VerifiedTx>,
 }
 
+impl std::fmt::Debug for ExecuteBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecuteBlock")
+            .field("ctx", &self.ctx)
+            .field("txs", &self.txs.len())
+            .finish()
+    }
+}
+
 impl Handler<ExecuteBlock> for Executor {
     type Result = Result<BlockOutcome, VmError>;
 
@@ -122,6 +131,12 @@ impl Handler<ExecuteBlock> for Executor {
 pub struct RunQuery {
     pub base: Arc<dyn StateView>,
     pub query: Query,
+}
+
+impl std::fmt::Debug for RunQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunQuery").field("query", &self.query).finish()
+    }
 }
 
 impl Handler<RunQuery> for Executor {

@@ -56,8 +56,9 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// True when the transaction may become valid later (a future nonce) or was dropped through
-    /// no fault of its own (timeout): the mempool should keep it.
+    /// True when the transaction may become valid later (a future nonce): the mempool keeps it.
+    /// Everything else is removed, including a timeout: a transaction that hit the wall-clock
+    /// backstop once would most likely hit it again and stall every block it is retried in.
     pub fn is_retryable(&self) -> bool {
         matches!(self, DropReason::Nonce { expected, got } if got > expected)
     }
