@@ -1,0 +1,705 @@
+//! Node settings: the typed view of the operator's YAML file and `ACCUMEN_*` environment
+//! variables, and `accumen config check`.
+//!
+//! Role: turn what an operator wrote (keys exactly as the runbook spells them) into one
+//! validated [`Settings`] value that the rest of the node reads, and explain precisely what is
+//! wrong when that is impossible.
+//!
+//! Invariants:
+//! - Precedence is fixed: built-in defaults, then the YAML file, then environment variables
+//!   `ACCUMEN_<KEY>` with `__` between sections (`ACCUMEN_EXECUTION__WORKERS=4`).
+//! - A key may be written nested (`execution:` / `  workers: 8`) or dotted
+//!   (`execution.workers: 8`, as in the runbook); both mean the same. One key given twice in the
+//!   same file is an error, never a silent last-one-wins.
+//! - Nothing is ignored: an unknown key, in the file or in an `ACCUMEN_*` variable, is an error
+//!   that names the full dotted key and where it came from (file path or variable name).
+//! - A `Settings` returned by [`Settings::load`] has passed [`Settings::validate`], including the
+//!   contract engine's own memory rule, so a node never starts with settings the VM would reject
+//!   later.
+
+use std::fmt;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use accumen_actors::vm::{ConfigError as VmConfigError, VmConfig};
+use serde::{Deserialize, Serialize};
+
+mod source;
+#[cfg(test)]
+mod tests;
+
+pub use source::Origin;
+
+/// Environment variables that override settings start with this, then `_`.
+pub const ENV_PREFIX: &str = "ACCUMEN";
+/// Shortest interval or timeout that still makes sense: the engine's epoch tick is 10 ms, and
+/// anything faster would turn timers into busy loops.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The chain id is hashed into every transaction; keep it short and bounded.
+pub const MAX_CHAIN_ID_BYTES: usize = 64;
+
+const MIB: usize = 1024 * 1024;
+
+/// Everything the node reads from its configuration. Field names are the operator contract
+/// (runbook "Key Configuration Parameters"): renaming one breaks deployed config files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Identifies the chain; transactions signed for another chain are rejected.
+    pub chain_id: String,
+    /// Block production interval.
+    #[serde(with = "humantime_serde")]
+    pub block_time: Duration,
+    /// Most transactions in one block.
+    pub max_transactions: usize,
+    /// Where chain state lives.
+    pub storage: StorageKind,
+    /// Directory for persistent state, the key file and the compiled-module cache.
+    pub data_dir: PathBuf,
+    /// Sequencer signing key file (hex seed). See [`Settings::sequencer_key_path`].
+    pub sequencer_key: Option<PathBuf>,
+    /// HTTP API listener.
+    pub api_addr: ListenAddr,
+    /// `/health` listener, kept separate so probes work while the API is saturated.
+    pub health_addr: ListenAddr,
+    /// Prometheus `/metrics` listener.
+    pub metrics_addr: ListenAddr,
+    pub api: ApiSettings,
+    pub execution: ExecutionSettings,
+    pub wasm: WasmSettings,
+    pub mempool: MempoolSettings,
+    pub bridge: BridgeSettings,
+    pub logging: LoggingSettings,
+    pub supervisor: SupervisorSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            chain_id: "accumen-local".to_owned(),
+            block_time: Duration::from_secs(1),
+            max_transactions: 1000,
+            storage: StorageKind::Memory,
+            data_dir: PathBuf::from("data"),
+            sequencer_key: None,
+            api_addr: ListenAddr::localhost(8080),
+            health_addr: ListenAddr::localhost(8082),
+            metrics_addr: ListenAddr::localhost(8081),
+            api: ApiSettings::default(),
+            execution: ExecutionSettings::default(),
+            wasm: WasmSettings::default(),
+            mempool: MempoolSettings::default(),
+            bridge: BridgeSettings::default(),
+            logging: LoggingSettings::default(),
+            supervisor: SupervisorSettings::default(),
+        }
+    }
+}
+
+/// Where chain state is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Lost on exit: development and tests.
+    Memory,
+    /// redb files under `data_dir`.
+    Persistent,
+}
+
+/// `api.*`: limits on what one HTTP request may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Most transactions in one `POST /v1/txs`.
+    pub max_batch: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * MIB,
+            max_batch: 10_000,
+        }
+    }
+}
+
+/// `execution.*`: the contract engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionSettings {
+    /// Contract calls that run at once.
+    pub workers: usize,
+    /// Gas limit per transaction.
+    pub gas_limit: u64,
+    /// MB of linear memory all concurrent calls may hold together.
+    pub memory_limit: u64,
+    /// Calls waiting for a worker before new ones are refused.
+    pub queue_size: usize,
+    /// Wall-clock backstop per call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            gas_limit: 50_000_000,
+            memory_limit: 128,
+            queue_size: 1000,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `wasm.*`: limits on one contract instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmSettings {
+    /// Most 64 KiB pages one call's memory may grow to.
+    pub max_memory_pages: u32,
+}
+
+impl Default for WasmSettings {
+    fn default() -> Self {
+        Self {
+            max_memory_pages: 64,
+        }
+    }
+}
+
+/// `mempool.*`: pending transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolSettings {
+    /// Most pending transactions in total.
+    pub max_size: usize,
+    /// Most pending transactions from one account, so one sender cannot fill the pool.
+    pub account_limit: usize,
+    /// Keep pending transactions across restarts.
+    pub persist: bool,
+}
+
+impl Default for MempoolSettings {
+    fn default() -> Self {
+        Self {
+            max_size: 50_000,
+            account_limit: 1000,
+            persist: false,
+        }
+    }
+}
+
+/// `bridge.*`: anchoring to the L0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeSettings {
+    /// Anchor blocks to the L0. Accepted here; whether this build can honour it is the node's
+    /// decision, not the settings layer's.
+    pub enable_bridge: bool,
+    pub submitter: SubmitterSettings,
+    pub stager: StagerSettings,
+}
+
+/// `bridge.submitter.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmitterSettings {
+    /// Concurrent submissions to the L0.
+    pub workers: usize,
+}
+
+impl Default for SubmitterSettings {
+    fn default() -> Self {
+        Self { workers: 4 }
+    }
+}
+
+/// `bridge.stager.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StagerSettings {
+    /// Entries per staged batch.
+    pub batch_size: usize,
+    /// Longest a partial batch waits before it is flushed anyway.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for StagerSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `logging.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// A level (`info`) or an `EnvFilter` directive list (`info,accumen=debug`).
+    pub level: String,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `supervisor.*`: the actor watchdog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorSettings {
+    /// How often each supervised actor is pinged.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// An actor that has not answered within this is treated as stuck and replaced.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Restarts allowed within `restart_window` before the node gives up and exits.
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(5),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A listen address. Accepts `ip:port`, `[ipv6]:port`, `localhost:port` and the runbook's
+/// `:port` (all IPv4 interfaces); written back as `ip:port`. Host names other than `localhost`
+/// are refused: resolving DNS while loading settings would make startup depend on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl ListenAddr {
+    fn localhost(port: u16) -> Self {
+        Self(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+}
+
+/// A listen address that [`ListenAddr`] cannot parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid listen address {input:?}: expected ip:port, [ipv6]:port, localhost:port or :port"
+)]
+pub struct ListenAddrError {
+    pub input: String,
+}
+
+impl FromStr for ListenAddr {
+    type Err = ListenAddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ListenAddrError {
+            input: s.to_owned(),
+        };
+        if let Some(port) = s.strip_prefix(':') {
+            let port = port.parse::<u16>().map_err(|_| err())?;
+            return Ok(Self(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Self(addr));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if host.eq_ignore_ascii_case("localhost") => {
+                let port = port.parse::<u16>().map_err(|_| err())?;
+                Ok(Self::localhost(port))
+            }
+            _ => Err(err()),
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why settings could not be loaded. Every variant names where the problem is: the file, or the
+/// environment variable, and the dotted key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    #[error("{}: not found", path.display())]
+    NotFound { path: PathBuf },
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: invalid YAML: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("{origin}: unknown key `{key}`")]
+    UnknownKey { origin: Origin, key: String },
+    #[error("{origin}: `{key}` is given more than once (nested and dotted forms name the same key)")]
+    Duplicate { origin: Origin, key: String },
+    /// A value of the wrong type or form for its key (`workers: many`, `block_time: soon`).
+    #[error("{origin}: {key}: {message}")]
+    Value {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+    /// A well-formed value that breaks a rule; `message` names the key itself, so rules that
+    /// involve several keys read naturally.
+    #[error("{origin}: {message}")]
+    Invalid {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+    /// More than one of the above; reported together so an operator fixes them in one pass.
+    #[error("{}", join_lines(.0))]
+    Several(Vec<SettingsError>),
+}
+
+fn join_lines(errors: &[SettingsError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl SettingsError {
+    /// The individual errors, with `Several` flattened.
+    pub fn errors(&self) -> Vec<&SettingsError> {
+        match self {
+            Self::Several(all) => all.iter().flat_map(Self::errors).collect(),
+            one => vec![one],
+        }
+    }
+
+    /// One error stays itself; several become `Several`. `None` when there are none.
+    fn from_list(mut errors: Vec<SettingsError>) -> Option<Self> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(Self::Several(errors)),
+        }
+    }
+}
+
+/// A broken rule found by validation, before we know which source to blame.
+struct Problem {
+    key: &'static str,
+    message: String,
+}
+
+impl Settings {
+    /// Built-in defaults, then the YAML file at `path`, then `ACCUMEN_*` variables from the
+    /// process environment; validated.
+    pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        // vars_os, not vars: vars() panics on any non-UTF-8 variable, even one that is not ours.
+        let env = std::env::vars_os().filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            Some((k, v.to_string_lossy().into_owned()))
+        });
+        Self::load_from(path, env)
+    }
+
+    /// [`Settings::load`] with an explicit environment, so tests and tools do not depend on the
+    /// process environment. Variables without the `ACCUMEN_` prefix are ignored.
+    pub fn load_from(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let tree = source::Tree::read(path, env)?;
+        let settings = tree.deserialize()?;
+        let problems = settings.problems();
+        let errors: Vec<_> = problems
+            .into_iter()
+            .map(|p| SettingsError::Invalid {
+                origin: tree.origin_for_rule(p.key),
+                key: p.key.to_owned(),
+                message: p.message,
+            })
+            .collect();
+        match SettingsError::from_list(errors) {
+            Some(e) => Err(e),
+            None => Ok(settings),
+        }
+    }
+
+    /// Checks every rule the rest of the node relies on; reports all broken rules at once.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let errors: Vec<_> = self
+            .problems()
+            .into_iter()
+            .map(|p| SettingsError::Invalid {
+                origin: Origin::Settings,
+                key: p.key.to_owned(),
+                message: p.message,
+            })
+            .collect();
+        match SettingsError::from_list(errors) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut rule = |ok: bool, key: &'static str, message: String| {
+            if !ok {
+                out.push(Problem { key, message });
+            }
+        };
+
+        let len = self.chain_id.len();
+        rule(
+            (1..=MAX_CHAIN_ID_BYTES).contains(&len),
+            "chain_id",
+            format!("chain_id must be 1 to {MAX_CHAIN_ID_BYTES} bytes, got {len}"),
+        );
+        rule(
+            self.block_time >= MIN_INTERVAL,
+            "block_time",
+            min_interval_msg("block_time", self.block_time),
+        );
+        rule(
+            self.max_transactions >= 1,
+            "max_transactions",
+            "max_transactions must be at least 1".to_owned(),
+        );
+        if let Some(key) = &self.sequencer_key {
+            rule(
+                !key.as_os_str().is_empty(),
+                "sequencer_key",
+                "sequencer_key must not be empty (leave it unset for the default)".to_owned(),
+            );
+        }
+        rule(
+            self.api.max_body_bytes >= 1,
+            "api.max_body_bytes",
+            "api.max_body_bytes must be at least 1".to_owned(),
+        );
+        rule(
+            self.api.max_batch >= 1,
+            "api.max_batch",
+            "api.max_batch must be at least 1".to_owned(),
+        );
+
+        // The engine checks these three too, but only reports the first; checking them here
+        // lets one pass report them all, and keeps the engine's check for the memory rule.
+        let workers_ok = self.execution.workers >= 1;
+        rule(
+            workers_ok,
+            "execution.workers",
+            "execution.workers must be at least 1".to_owned(),
+        );
+        let timeout_ok = self.execution.timeout >= MIN_INTERVAL;
+        rule(
+            timeout_ok,
+            "execution.timeout",
+            min_interval_msg("execution.timeout", self.execution.timeout),
+        );
+        let pages = self.wasm.max_memory_pages;
+        let pages_ok = (1..=65_536).contains(&pages);
+        rule(
+            pages_ok,
+            "wasm.max_memory_pages",
+            format!("wasm.max_memory_pages must be between 1 and 65536, got {pages}"),
+        );
+        rule(
+            self.execution.gas_limit >= 1,
+            "execution.gas_limit",
+            "execution.gas_limit must be at least 1".to_owned(),
+        );
+        rule(
+            self.execution.queue_size >= 1,
+            "execution.queue_size",
+            "execution.queue_size must be at least 1".to_owned(),
+        );
+        if workers_ok && timeout_ok && pages_ok {
+            if let Err(e) = self.vm_config().check() {
+                rule(false, vm_error_key(&e), e.to_string());
+            }
+        }
+
+        rule(
+            self.mempool.max_size >= 1,
+            "mempool.max_size",
+            "mempool.max_size must be at least 1".to_owned(),
+        );
+        rule(
+            self.mempool.account_limit >= 1,
+            "mempool.account_limit",
+            "mempool.account_limit must be at least 1".to_owned(),
+        );
+        rule(
+            self.mempool.account_limit <= self.mempool.max_size,
+            "mempool.account_limit",
+            format!(
+                "mempool.account_limit = {} exceeds mempool.max_size = {}",
+                self.mempool.account_limit, self.mempool.max_size
+            ),
+        );
+
+        rule(
+            self.bridge.submitter.workers >= 1,
+            "bridge.submitter.workers",
+            "bridge.submitter.workers must be at least 1".to_owned(),
+        );
+        rule(
+            self.bridge.stager.batch_size >= 1,
+            "bridge.stager.batch_size",
+            "bridge.stager.batch_size must be at least 1".to_owned(),
+        );
+        rule(
+            self.bridge.stager.flush_interval >= MIN_INTERVAL,
+            "bridge.stager.flush_interval",
+            min_interval_msg(
+                "bridge.stager.flush_interval",
+                self.bridge.stager.flush_interval,
+            ),
+        );
+
+        if let Err(message) = check_log_level(&self.logging.level) {
+            rule(false, "logging.level", message);
+        }
+
+        let sup = &self.supervisor;
+        for (key, value) in [
+            ("supervisor.heartbeat_interval", sup.heartbeat_interval),
+            ("supervisor.heartbeat_timeout", sup.heartbeat_timeout),
+            ("supervisor.restart_window", sup.restart_window),
+        ] {
+            rule(value >= MIN_INTERVAL, key, min_interval_msg(key, value));
+        }
+        out
+    }
+
+    /// The contract engine's configuration. Persistent nodes keep compiled modules under
+    /// `data_dir/modules` so a restart does not recompile every contract.
+    pub fn vm_config(&self) -> VmConfig {
+        VmConfig {
+            max_memory_pages: self.wasm.max_memory_pages,
+            memory_limit_mb: self.execution.memory_limit,
+            workers: self.execution.workers,
+            timeout: self.execution.timeout,
+            cache_dir: match self.storage {
+                StorageKind::Persistent => Some(self.data_dir.join("modules")),
+                StorageKind::Memory => None,
+            },
+            ..VmConfig::default()
+        }
+    }
+
+    /// The sequencer key file to use: `sequencer_key` if set, else `data_dir/sequencer.key` for
+    /// persistent storage. `None` means an in-memory node that should use an ephemeral key,
+    /// since its chain does not outlive the process anyway.
+    pub fn sequencer_key_path(&self) -> Option<PathBuf> {
+        match (&self.sequencer_key, self.storage) {
+            (Some(path), _) => Some(path.clone()),
+            (None, StorageKind::Persistent) => Some(self.data_dir.join("sequencer.key")),
+            (None, StorageKind::Memory) => None,
+        }
+    }
+
+    /// The effective settings as pretty JSON, for `accumen config check`.
+    pub fn to_pretty_json(&self) -> String {
+        // Serialization only fails for a non-UTF-8 path, which YAML and the environment (read
+        // lossily) cannot produce; report it in-band rather than panic.
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            serde_json::json!({ "error": format!("cannot serialize settings: {e}") }).to_string()
+        })
+    }
+}
+
+fn min_interval_msg(key: &str, value: Duration) -> String {
+    format!(
+        "{key} must be at least {}ms, got {}",
+        MIN_INTERVAL.as_millis(),
+        humantime::format_duration(value)
+    )
+}
+
+/// Which key an engine configuration error is about, so the right source gets blamed.
+fn vm_error_key(e: &VmConfigError) -> &'static str {
+    match e {
+        VmConfigError::MemoryPages(_) => "wasm.max_memory_pages",
+        VmConfigError::Workers => "execution.workers",
+        VmConfigError::Timeout => "execution.timeout",
+        VmConfigError::MemoryLimit { .. } => "execution.memory_limit",
+        // The engine may grow new rules; blame the section rather than fail to build.
+        #[allow(unreachable_patterns)]
+        _ => "execution",
+    }
+}
+
+/// A bare word must be a level: `EnvFilter` would accept `verbose` as a target name and
+/// silently log nothing useful. Anything with directive syntax goes to `EnvFilter` itself.
+fn check_log_level(level: &str) -> Result<(), String> {
+    if level.trim().is_empty() {
+        return Err("logging.level must not be empty".to_owned());
+    }
+    if level.contains(['=', ',', '[']) {
+        return tracing_subscriber::EnvFilter::try_new(level)
+            .map(drop)
+            .map_err(|e| format!("logging.level {level:?} is not a valid filter directive: {e}"));
+    }
+    tracing::level_filters::LevelFilter::from_str(level)
+        .map(drop)
+        .map_err(|_| {
+            format!(
+                "logging.level {level:?} is not a level (trace, debug, info, warn, error, off) \
+                 or a filter directive such as \"info,accumen=debug\""
+            )
+        })
+}
+
+/// `accumen config check --config FILE`: prints the effective settings as JSON to stdout and
+/// returns 0, or prints every error to stderr and returns 1.
+pub fn config_check(path: &Path) -> i32 {
+    match Settings::load(path) {
+        Ok(settings) => {
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", settings.to_pretty_json()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: cannot write to stdout: {e}");
+                    1
+                }
+            }
+        }
+        Err(err) => {
+            for e in err.errors() {
+                eprintln!("error: {e}");
+            }
+            1
+        }
+    }
+}
