@@ -1,1 +1,75 @@
-fn main() {}
+//! `accumen`: runs the node (`--role=sequencer --config=FILE`) or acts as its client
+//! (`key`, `tx`, `query`, `status`, `config check`). Client commands print JSON to stdout and
+//! errors to stderr; exit codes: 0 success, 1 failure, 2 bad usage or unsupported role.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use accumen::node::{self, Role};
+use accumen::settings::{self, Settings};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "accumen", version, about = "Accumen L1 sequencer node and its client")]
+struct Cli {
+    /// Run the node in this role.
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+    /// The node's YAML configuration (defaults < file < ACCUMEN_* environment).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Base URL of the node's API, for client commands.
+    #[arg(long, global = true, env = "ACCUMEN_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print the effective settings of a configuration file, or its errors.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Config {
+            command: ConfigCmd::Check { config },
+        }) => ExitCode::from(settings::config_check(&config).clamp(0, 255) as u8),
+        None => run_node(cli.role, cli.config),
+    }
+}
+
+fn run_node(role: Option<Role>, config: Option<PathBuf>) -> ExitCode {
+    let (Some(role), Some(config)) = (role, config) else {
+        eprintln!("accumen: to run the node give --role=sequencer|follower and --config=FILE (see --help)");
+        return ExitCode::from(2);
+    };
+    let settings = match Settings::load(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("accumen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match node::run(settings, role) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("accumen: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
