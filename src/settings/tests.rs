@@ -582,3 +582,10 @@ fn config_crate_dotted_key_behaviour() {
     assert!(bridge.contains_key("stager.batch_size"));
     assert!(!bridge.contains_key("stager"));
 }
+
+#[test]
+fn duplicate_yaml_key_is_an_error() {
+    let text = err_text("block_time: 1s\nblock_time: 2s\n", no_env());
+    assert!(text.starts_with("config/x.yaml: invalid YAML: "), "{text}");
+    assert!(text.contains("duplicated key"), "{text}");
+}
