@@ -100,13 +100,27 @@ impl Default for Settings {
 }
 
 /// Where chain state is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// Lost on exit: development and tests.
     Memory,
     /// redb files under `data_dir`.
     Persistent,
+}
+
+// By hand rather than derived: config's enum support answers a typo with "enum StorageKind does
+// not have variant constructor disk", which does not tell the operator the valid values.
+impl<'de> Deserialize<'de> for StorageKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match String::deserialize(deserializer)?.as_str() {
+            "memory" => Ok(Self::Memory),
+            "persistent" => Ok(Self::Persistent),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown storage {other:?}, expected \"memory\" or \"persistent\""
+            ))),
+        }
+    }
 }
 
 /// `api.*`: limits on what one HTTP request may carry.
@@ -297,9 +311,7 @@ impl ListenAddr {
 
 /// A listen address that [`ListenAddr`] cannot parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid listen address {input:?}: expected ip:port, [ipv6]:port, localhost:port or :port"
-)]
+#[error("invalid listen address {input:?}: expected ip:port, [ipv6]:port, localhost:port or :port")]
 pub struct ListenAddrError {
     pub input: String,
 }
@@ -313,7 +325,10 @@ impl FromStr for ListenAddr {
         };
         if let Some(port) = s.strip_prefix(':') {
             let port = port.parse::<u16>().map_err(|_| err())?;
-            return Ok(Self(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)));
+            return Ok(Self(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port,
+            )));
         }
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Self(addr));
@@ -363,7 +378,9 @@ pub enum SettingsError {
     Syntax { path: PathBuf, message: String },
     #[error("{origin}: unknown key `{key}`")]
     UnknownKey { origin: Origin, key: String },
-    #[error("{origin}: `{key}` is given more than once (nested and dotted forms name the same key)")]
+    #[error(
+        "{origin}: `{key}` is given more than once (nested and dotted forms name the same key)"
+    )]
     Duplicate { origin: Origin, key: String },
     /// A value of the wrong type or form for its key (`workers: many`, `block_time: soon`).
     #[error("{origin}: {key}: {message}")]
@@ -543,10 +560,12 @@ impl Settings {
             "execution.queue_size",
             "execution.queue_size must be at least 1".to_owned(),
         );
-        if workers_ok && timeout_ok && pages_ok {
-            if let Err(e) = self.vm_config().check() {
-                rule(false, vm_error_key(&e), e.to_string());
-            }
+        if workers_ok
+            && timeout_ok
+            && pages_ok
+            && let Err(e) = self.vm_config().check()
+        {
+            rule(false, vm_error_key(&e), e.to_string());
         }
 
         rule(

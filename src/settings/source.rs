@@ -444,15 +444,34 @@ fn prune(table: &BTreeMap<String, Node>, schema: &serde_json::Value) -> Value {
 /// Splits a config deserialization error into the dotted key (when config tracked one) and a
 /// message without config's own " for key .. in .." suffix, since we add key and source.
 fn describe(e: config::ConfigError) -> (Option<String>, String) {
+    let (key, message) = describe_raw(e);
+    (key, reword(message))
+}
+
+/// Serde's wording names Rust types; say what an operator should write instead.
+fn reword(message: String) -> String {
+    if message.ends_with("expected a duration") {
+        return format!("{message} such as \"1s\", \"500ms\" or \"1m 30s\"");
+    }
+    match message.find("expected struct ") {
+        Some(i) => format!("{}expected a section of nested keys", &message[..i]),
+        None => message,
+    }
+}
+
+fn describe_raw(e: config::ConfigError) -> (Option<String>, String) {
     match e {
         config::ConfigError::Type {
             unexpected,
             expected,
             key,
             ..
-        } => (key, format!("invalid type: {unexpected}, expected {expected}")),
+        } => (
+            key,
+            format!("invalid type: {unexpected}, expected {expected}"),
+        ),
         config::ConfigError::At { error, key, .. } => {
-            let (inner_key, message) = describe(*error);
+            let (inner_key, message) = describe_raw(*error);
             (key.or(inner_key), message)
         }
         config::ConfigError::NotFound(key) => (Some(key), "missing".to_owned()),
