@@ -121,7 +121,11 @@ impl Tree {
                 message: e.to_string(),
             })?;
 
-        let env: config::Map<String, String> = env.into_iter().collect();
+        // Variables the client subcommands read are not node settings.
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| !CLIENT_ENV.contains(&k.as_str()))
+            .collect();
         // stack-notes §6: without prefix_separator("_"), config would expect ACCUMEN__KEY and
         // silently ignore ACCUMEN_KEY.
         let env_map = Environment::with_prefix(ENV_PREFIX)
@@ -235,6 +239,9 @@ fn sorted(map: config::Map<String, Value>) -> Vec<(String, Value)> {
 }
 
 /// `execution.workers` → `ACCUMEN_EXECUTION__WORKERS` (config lower-cased the original).
+/// `ACCUMEN_*` variables that belong to the command-line client (`--api`), not to the node.
+const CLIENT_ENV: &[&str] = &["ACCUMEN_API"];
+
 fn env_var_name(key: &str) -> String {
     format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())
 }
