@@ -1,2 +1,4 @@
 //! The Accumen daemon shell: command line, settings, telemetry, the HTTP API, node wiring and
 //! the client subcommands. Everything that runs inside the node lives in `accumen-actors`.
+
+pub mod client;
