@@ -9,7 +9,7 @@
 //! - A non-2xx answer is always an error carrying the node's error code and message.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -224,7 +224,11 @@ fn create_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Reads a key file written by `key generate`.
 pub fn load_key(path: &Path) -> anyhow::Result<Keypair> {
-    let text = fs::read_to_string(path)
+    // A key file is 65 bytes; the bound keeps `--key /dev/zero` from eating memory.
+    let text = read_bounded(path, 4096)
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| io::Error::other("the file is not UTF-8 text"))
+        })
         .map_err(|e| anyhow!("cannot read key file {}: {e}", path.display()))?;
     Keypair::from_seed_hex(&text)
         .map_err(|e| anyhow!("key file {} does not hold a valid key: {e}", path.display()))
@@ -319,8 +323,9 @@ pub fn run_tx(api: &str, cmd: TxCmd) -> anyhow::Result<Value> {
 /// Contract code from a file: WebAssembly binary as is, anything else compiled as WebAssembly
 /// text (so `.wat` files and text modules without the extension both work).
 fn read_code(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes =
-        fs::read(path).map_err(|e| anyhow!("cannot read contract code {}: {e}", path.display()))?;
+    // WebAssembly text is several times larger than the binary it compiles to, hence the slack.
+    let bytes = read_bounded(path, 32 * MAX_CODE_LEN as u64)
+        .map_err(|e| anyhow!("cannot read contract code {}: {e}", path.display()))?;
     let code = if bytes.starts_with(b"\0asm") {
         bytes
     } else {
@@ -345,6 +350,20 @@ fn read_code(path: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(code)
+}
+
+/// Reads at most `limit` bytes of a file; a longer file is an error, not silently cut.
+fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::other(format!(
+            "file is larger than {limit} bytes"
+        )));
+    }
+    Ok(buf)
 }
 
 fn fetch_chain_id(client: &HttpClient) -> anyhow::Result<String> {
