@@ -2,6 +2,7 @@
 //! the client subcommands. Everything that runs inside the node lives in `accumen-actors`.
 
 pub mod api;
+pub mod client;
 pub mod node;
 pub mod settings;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use accumen::client::{self, KeyCmd, QueryCmd, TxCmd};
 use accumen::node::{self, Role};
 use accumen::settings::{self, Settings};
 use clap::{Parser, Subcommand};
@@ -32,6 +33,23 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// Signing keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
+    /// Build, sign and submit transactions.
+    Tx {
+        #[command(subcommand)]
+        command: TxCmd,
+    },
+    /// Read blocks, transactions, contracts and state.
+    Query {
+        #[command(subcommand)]
+        command: QueryCmd,
+    },
+    /// The node's /stats.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +67,27 @@ fn main() -> ExitCode {
         Some(Command::Config {
             command: ConfigCmd::Check { config },
         }) => ExitCode::from(settings::config_check(&config).clamp(0, 255) as u8),
+        Some(Command::Key { command }) => print(client::run_key(command)),
+        Some(Command::Tx { command }) => print(client::run_tx(&cli.api, command)),
+        Some(Command::Query { command }) => print(client::run_query(&cli.api, command)),
+        Some(Command::Status) => print(client::run_status(&cli.api)),
         None => run_node(cli.role, cli.config),
+    }
+}
+
+fn print(result: anyhow::Result<serde_json::Value>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("accumen: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
