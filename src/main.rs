@@ -11,7 +11,11 @@ use accumen::settings::{self, Settings};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "accumen", version, about = "Accumen L1 sequencer node and its client")]
+#[command(
+    name = "accumen",
+    version,
+    about = "Accumen L1 sequencer node and its client"
+)]
 struct Cli {
     /// Run the node in this role.
     #[arg(long, value_enum)]
@@ -20,7 +24,12 @@ struct Cli {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Base URL of the node's API, for client commands.
-    #[arg(long, global = true, env = "ACCUMEN_API", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "ACCUMEN_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
     api: String,
     #[command(subcommand)]
     command: Option<Command>,
@@ -93,7 +102,9 @@ fn print(result: anyhow::Result<serde_json::Value>) -> ExitCode {
 
 fn run_node(role: Option<Role>, config: Option<PathBuf>) -> ExitCode {
     let (Some(role), Some(config)) = (role, config) else {
-        eprintln!("accumen: to run the node give --role=sequencer|follower and --config=FILE (see --help)");
+        eprintln!(
+            "accumen: to run the node give --role=sequencer|follower and --config=FILE (see --help)"
+        );
         return ExitCode::from(2);
     };
     let settings = match Settings::load(&config) {

@@ -93,10 +93,10 @@ fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
 fn read_key(path: &Path) -> anyhow::Result<Keypair> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("reading sequencer key {}", path.display()))?;
-    if let Ok(meta) = fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "sequencer key file is readable by others; chmod 600 it");
-        }
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "sequencer key file is readable by others; chmod 600 it");
     }
     Keypair::from_seed_hex(&text).with_context(|| format!("sequencer key {}", path.display()))
 }
@@ -107,7 +107,9 @@ fn load_key(settings: &Settings) -> anyhow::Result<Keypair> {
     }
     match settings.storage {
         StorageKind::Memory => {
-            tracing::warn!("no sequencer_key configured: using an ephemeral key (fine for in-memory development chains)");
+            tracing::warn!(
+                "no sequencer_key configured: using an ephemeral key (fine for in-memory development chains)"
+            );
             Ok(Keypair::generate()?)
         }
         StorageKind::Persistent => {
@@ -159,22 +161,44 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         max_future_nonces: settings.mempool.account_limit as u64,
     })));
     let persist = settings.mempool.persist;
-    let restored = Mempool::new(pool.clone(), storage.clone(), persist, stats.clone(), metrics.clone())
-        .restore()
-        .context("restoring the mempool journal")?;
+    let restored = Mempool::new(
+        pool.clone(),
+        storage.clone(),
+        persist,
+        stats.clone(),
+        metrics.clone(),
+    )
+    .restore()
+    .context("restoring the mempool journal")?;
     if restored > 0 {
-        tracing::info!(restored, "journaled transactions re-admitted to the mempool");
+        tracing::info!(
+            restored,
+            "journaled transactions re-admitted to the mempool"
+        );
     }
 
     let mempool = {
-        let (pool, storage, stats, metrics) = (pool.clone(), storage.clone(), stats.clone(), metrics.clone());
+        let (pool, storage, stats, metrics) = (
+            pool.clone(),
+            storage.clone(),
+            stats.clone(),
+            metrics.clone(),
+        );
         ChildSpec::start("mempool", move || {
-            Mempool::new(pool.clone(), storage.clone(), persist, stats.clone(), metrics.clone())
+            Mempool::new(
+                pool.clone(),
+                storage.clone(),
+                persist,
+                stats.clone(),
+                metrics.clone(),
+            )
         })
     };
     let executor = {
         let (vm, stats, metrics) = (vm.clone(), stats.clone(), metrics.clone());
-        ChildSpec::start("executor", move || Executor::new(vm.clone(), stats.clone(), metrics.clone()))
+        ChildSpec::start("executor", move || {
+            Executor::new(vm.clone(), stats.clone(), metrics.clone())
+        })
     };
     let mempool_slot = mempool.slot();
     let executor_slot = executor.slot();
@@ -186,7 +210,8 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
             max_tx_gas: settings.execution.gas_limit,
             queue_size: settings.execution.queue_size,
         };
-        let (storage, key, stats, metrics) = (storage.clone(), key.clone(), stats.clone(), metrics.clone());
+        let (storage, key, stats, metrics) =
+            (storage.clone(), key.clone(), stats.clone(), metrics.clone());
         let (m, e) = (mempool_slot.clone(), executor_slot.clone());
         ChildSpec::start("block_producer", move || {
             BlockProducer::new(
@@ -201,7 +226,8 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         })
     };
     let producer_slot: Slot<BlockProducer> = producer.slot();
-    let children: Vec<Box<dyn Child>> = vec![Box::new(mempool), Box::new(executor), Box::new(producer)];
+    let children: Vec<Box<dyn Child>> =
+        vec![Box::new(mempool), Box::new(executor), Box::new(producer)];
     let sup = &settings.supervisor;
     let supervisor = Supervisor::new(
         children,
@@ -215,7 +241,8 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         stats.clone(),
     );
     let supervisor_arbiter = Arbiter::new();
-    let supervisor_addr = Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), move |_| supervisor);
+    let supervisor_addr =
+        Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), move |_| supervisor);
     #[cfg(not(debug_assertions))]
     let _ = &supervisor_addr;
 
@@ -241,22 +268,38 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         metrics = %servers.metrics_addr,
         "listening"
     );
-    let handles = [servers.api.handle(), servers.health.handle(), servers.metrics.handle()];
+    let handles = [
+        servers.api.handle(),
+        servers.health.handle(),
+        servers.metrics.handle(),
+    ];
     actix::spawn(servers.api);
     actix::spawn(servers.health);
     actix::spawn(servers.metrics);
     stats.running.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     if let Some(period) = sd_notify::watchdog_enabled() {
-        spawn_watchdog(stats.clone(), period, settings.supervisor.heartbeat_interval);
+        spawn_watchdog(
+            stats.clone(),
+            period,
+            settings.supervisor.heartbeat_interval,
+        );
     }
 
     actix::spawn(async move {
         let reason = wait_for_signal().await;
-        tracing::info!(signal = reason, "stopping: no new transactions, finishing the current block");
+        tracing::info!(
+            signal = reason,
+            "stopping: no new transactions, finishing the current block"
+        );
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         accepting.store(false, Ordering::Relaxed);
-        match producer_slot.get().send(Shutdown).timeout(STOP_BUDGET).await {
+        match producer_slot
+            .get()
+            .send(Shutdown)
+            .timeout(STOP_BUDGET)
+            .await
+        {
             Ok(()) => tracing::info!("block producer finished"),
             Err(e) => tracing::error!(error = %e, "block producer did not finish in time"),
         }
@@ -299,9 +342,11 @@ fn spawn_watchdog(stats: Arc<NodeStats>, period: Duration, heartbeat: Duration) 
             if age <= 3 * heartbeat.as_millis().max(1000) as u64 {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             } else {
-                tracing::error!(heartbeat_age_ms = age, "supervisor stalled: not pinging the systemd watchdog");
+                tracing::error!(
+                    heartbeat_age_ms = age,
+                    "supervisor stalled: not pinging the systemd watchdog"
+                );
             }
         }
     });
 }
-

@@ -218,15 +218,15 @@ async fn produce(
         .iter()
         .filter(|r| r.status == crate::types::ReceiptStatus::OutOfGas)
         .count();
-    if out_of_gas > 0 {
-        if let Some(suppressed) = OUT_OF_GAS_LOG.allow() {
-            tracing::warn!(
-                height = bctx.height,
-                out_of_gas,
-                suppressed,
-                "transactions ran out of gas: their gas limit was too low"
-            );
-        }
+    if out_of_gas > 0
+        && let Some(suppressed) = OUT_OF_GAS_LOG.allow()
+    {
+        tracing::warn!(
+            height = bctx.height,
+            out_of_gas,
+            suppressed,
+            "transactions ran out of gas: their gas limit was too low"
+        );
     }
     for (id, reason) in &dropped {
         if !reason.is_retryable() {
@@ -245,7 +245,9 @@ async fn produce(
     stats.blocks_produced.fetch_add(1, Ordering::Relaxed);
     stats.txs_processed.fetch_add(n, Ordering::Relaxed);
     stats.tx_failures.fetch_add(failures, Ordering::Relaxed);
-    stats.gas_used.fetch_add(outcome.gas_used, Ordering::Relaxed);
+    stats
+        .gas_used
+        .fetch_add(outcome.gas_used, Ordering::Relaxed);
     stats
         .last_block_ms
         .store(elapsed.as_millis() as u64, Ordering::Relaxed);
@@ -255,9 +257,7 @@ async fn produce(
     metrics.transaction_failures.inc_by(failures);
     metrics.gas_used.inc_by(outcome.gas_used);
     metrics.block_height.set(bctx.height as i64);
-    metrics
-        .block_production_duration
-        .set(elapsed.as_secs_f64());
+    metrics.block_production_duration.set(elapsed.as_secs_f64());
     tracing::info!(
         height = bctx.height,
         txs = n,
@@ -281,7 +281,9 @@ impl Actor for BlockProducer {
         // A predecessor may have died with transactions in flight.
         self.mempool.get().do_send(ReturnInFlight);
         if let Ok(head) = self.storage.head() {
-            self.stats.block_height.store(head.height, Ordering::Relaxed);
+            self.stats
+                .block_height
+                .store(head.height, Ordering::Relaxed);
             self.metrics.block_height.set(head.height as i64);
         }
         ctx.run_interval(self.config.block_time, |act, ctx| act.tick(ctx));

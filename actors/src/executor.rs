@@ -15,7 +15,9 @@ use actix::prelude::*;
 
 use crate::metrics::{NodeMetrics, NodeStats};
 use crate::types::VerifiedTx;
-use crate::vm::{BlockContext, BlockOutcome, DropReason, Query, QueryResult, StateView, Vm, VmError};
+use crate::vm::{
+    BlockContext, BlockOutcome, DropReason, Query, QueryResult, StateView, Vm, VmError,
+};
 
 /// The executor actor.
 pub struct Executor {
@@ -107,7 +109,9 @@ impl Handler<ExecuteBlock> for Executor {
                     .filter(|(_, r)| *r == DropReason::Timeout)
                     .count() as u64;
                 if timeouts > 0 {
-                    self.stats.exec_timeouts.fetch_add(timeouts, Ordering::Relaxed);
+                    self.stats
+                        .exec_timeouts
+                        .fetch_add(timeouts, Ordering::Relaxed);
                     self.metrics.execution_errors.inc_by(timeouts);
                 }
                 if !out.receipts.is_empty() {
@@ -135,7 +139,9 @@ pub struct RunQuery {
 
 impl std::fmt::Debug for RunQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunQuery").field("query", &self.query).finish()
+        f.debug_struct("RunQuery")
+            .field("query", &self.query)
+            .finish()
     }
 }
 

@@ -105,16 +105,19 @@ impl Mempool {
         let size = pool.len() as u64;
         let accounts = pool.accounts() as u64;
         self.stats.mempool_size.store(size, Ordering::Relaxed);
-        self.stats.mempool_accounts.store(accounts, Ordering::Relaxed);
+        self.stats
+            .mempool_accounts
+            .store(accounts, Ordering::Relaxed);
         self.metrics.mempool_size.set(size as i64);
         self.metrics.mempool_accounts.set(accounts as i64);
     }
 
     fn forget(&self, ids: &[Hash]) {
-        if self.persist && !ids.is_empty() {
-            if let Err(e) = self.storage.journal_remove(ids) {
-                tracing::error!(error = %e, "mempool journal cleanup failed");
-            }
+        if self.persist
+            && !ids.is_empty()
+            && let Err(e) = self.storage.journal_remove(ids)
+        {
+            tracing::error!(error = %e, "mempool journal cleanup failed");
         }
     }
 
@@ -183,17 +186,17 @@ impl Mempool {
                 }
             }
         }
-        if !accepted.is_empty() {
-            if let Err(e) = self.storage.journal_put(&accepted) {
-                // Not durable, so not acknowledged: take them back out of the pool.
-                tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
-                let ids: Vec<Hash> = accepted.iter().map(|t| t.tx.id()).collect();
-                pool.on_block(&ids, &BTreeMap::new(), &[]);
-                let err = MempoolError::Storage(e.to_string());
-                for r in results.iter_mut() {
-                    if matches!(r, Ok(id) if ids.contains(id)) {
-                        *r = Err(err.clone());
-                    }
+        if !accepted.is_empty()
+            && let Err(e) = self.storage.journal_put(&accepted)
+        {
+            // Not durable, so not acknowledged: take them back out of the pool.
+            tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
+            let ids: Vec<Hash> = accepted.iter().map(|t| t.tx.id()).collect();
+            pool.on_block(&ids, &BTreeMap::new(), &[]);
+            let err = MempoolError::Storage(e.to_string());
+            for r in results.iter_mut() {
+                if matches!(r, Ok(id) if ids.contains(id)) {
+                    *r = Err(err.clone());
                 }
             }
         }
@@ -215,7 +218,7 @@ impl Mempool {
             .storage
             .journal_all()
             .map_err(|e| MempoolError::Storage(e.to_string()))?;
-        txs.sort_by(|a, b| (a.tx.sender, a.tx.nonce).cmp(&(b.tx.sender, b.tx.nonce)));
+        txs.sort_by_key(|t| (t.tx.sender, t.tx.nonce));
         let verified: Vec<VerifiedTx> = txs.into_iter().map(VerifiedTx::from_trusted).collect();
         let ids: Vec<Hash> = verified.iter().map(|t| t.id()).collect();
         // Re-admission journals again, which is harmless (same key, same value).

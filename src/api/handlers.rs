@@ -36,7 +36,8 @@ fn parse_hash(s: &str, what: &str) -> ApiResult<Hash> {
 }
 
 fn parse_address(s: &str) -> ApiResult<Address> {
-    Address::from_hex(s).map_err(|e| ApiError::bad_request("invalid_hex", format!("contract address: {e}")))
+    Address::from_hex(s)
+        .map_err(|e| ApiError::bad_request("invalid_hex", format!("contract address: {e}")))
 }
 
 /// Reads the body, refusing more than `api.max_body_bytes`.
@@ -129,7 +130,10 @@ pub async fn submit_txs(state: State, payload: web::Payload) -> ApiResult<HttpRe
         return Err(ApiError::new(
             413,
             "batch_too_large",
-            format!("{} transactions in one batch, api.max_batch is {max}", items.len()),
+            format!(
+                "{} transactions in one batch, api.max_batch is {max}",
+                items.len()
+            ),
         ));
     }
     // Each element stands alone: a malformed one is rejected with its own reason.
@@ -140,7 +144,8 @@ pub async fn submit_txs(state: State, payload: web::Payload) -> ApiResult<HttpRe
             Ok(tx) => parsed.push((i, tx)),
             Err(e) => {
                 let err = ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"));
-                results[i] = json!({"tx_hash": null, "accepted": false, "error": err.body()["error"]});
+                results[i] =
+                    json!({"tx_hash": null, "accepted": false, "error": err.body()["error"]});
             }
         }
     }
@@ -165,11 +170,16 @@ pub async fn submit_txs(state: State, payload: web::Payload) -> ApiResult<HttpRe
         for ((pos, id), r) in good_pos.into_iter().zip(admitted) {
             results[pos] = match r {
                 Ok(_) => json!({"tx_hash": id, "accepted": true}),
-                Err(e) => json!({"tx_hash": id, "accepted": false, "error": mempool_error(&e).body()["error"]}),
+                Err(e) => {
+                    json!({"tx_hash": id, "accepted": false, "error": mempool_error(&e).body()["error"]})
+                }
             };
         }
     }
-    let accepted = results.iter().filter(|r| r["accepted"] == json!(true)).count();
+    let accepted = results
+        .iter()
+        .filter(|r| r["accepted"] == json!(true))
+        .count();
     Ok(HttpResponse::Ok().json(json!({
         "accepted": accepted,
         "rejected": results.len() - accepted,
@@ -226,7 +236,9 @@ pub async fn tx_status(state: State, path: web::Path<String>) -> ApiResult<HttpR
     if pending {
         return Ok(HttpResponse::Ok().json(json!({"tx_hash": id, "status": "pending"})));
     }
-    Err(ApiError::not_found(format!("transaction {id} is neither pending nor included")))
+    Err(ApiError::not_found(format!(
+        "transaction {id} is neither pending nor included"
+    )))
 }
 
 fn block_json(b: &Block) -> Value {
@@ -259,7 +271,10 @@ pub async fn latest_block(state: State) -> ApiResult<HttpResponse> {
 
 pub async fn block(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let height: u64 = path.parse().map_err(|_| {
-        ApiError::bad_request("invalid_height", format!("block height must be a number, got {:?}", path.as_str()))
+        ApiError::bad_request(
+            "invalid_height",
+            format!("block height must be a number, got {:?}", path.as_str()),
+        )
     })?;
     match state.storage.block_by_height(height).map_err(storage_err)? {
         Some(b) => Ok(HttpResponse::Ok().json(block_json(&b))),
@@ -327,15 +342,26 @@ pub async fn contract(state: State, path: web::Path<String>) -> ApiResult<HttpRe
     })))
 }
 
-pub async fn contract_state(state: State, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn contract_state(
+    state: State,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (addr, key) = path.into_inner();
     let addr = parse_address(&addr)?;
     let key = hex::decode(&key)
         .map_err(|e| ApiError::bad_request("invalid_hex", format!("state key: {e}")))?;
-    if state.storage.contract(&addr).map_err(storage_err)?.is_none() {
+    if state
+        .storage
+        .contract(&addr)
+        .map_err(storage_err)?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("no contract at {addr}")));
     }
-    let value = state.storage.storage_get(&addr, &key).map_err(storage_err)?;
+    let value = state
+        .storage
+        .storage_get(&addr, &key)
+        .map_err(storage_err)?;
     Ok(HttpResponse::Ok().json(json!({"value": value.map(hex::encode)})))
 }
 
@@ -360,28 +386,50 @@ pub async fn query(
     let body = read_body(&state, payload).await?;
     let q: QueryBody = parse_json(&body)?;
     if !accumen_actors::types::valid_entry(&q.entry) {
-        return Err(ApiError::bad_request("invalid_entry", format!("entry name {:?} is not a valid identifier", q.entry)));
+        return Err(ApiError::bad_request(
+            "invalid_entry",
+            format!("entry name {:?} is not a valid identifier", q.entry),
+        ));
     }
     let args = match q.args.as_deref() {
-        Some(a) => hex::decode(a).map_err(|e| ApiError::bad_request("invalid_hex", format!("args: {e}")))?,
+        Some(a) => hex::decode(a)
+            .map_err(|e| ApiError::bad_request("invalid_hex", format!("args: {e}")))?,
         None => Vec::new(),
     };
     let sender = match q.sender.as_deref() {
-        Some(s) => PublicKey::from_hex(s).map_err(|e| ApiError::bad_request("invalid_hex", format!("sender: {e}")))?,
+        Some(s) => PublicKey::from_hex(s)
+            .map_err(|e| ApiError::bad_request("invalid_hex", format!("sender: {e}")))?,
         None => PublicKey::ZERO,
     };
     let max_gas = state.settings.execution.gas_limit;
     let gas_limit = q.gas_limit.unwrap_or(max_gas);
     if gas_limit > max_gas {
-        return Err(ApiError::bad_request("gas_limit", format!("gas limit {gas_limit} exceeds execution.gas_limit {max_gas}")));
+        return Err(ApiError::bad_request(
+            "gas_limit",
+            format!("gas limit {gas_limit} exceeds execution.gas_limit {max_gas}"),
+        ));
     }
-    if state.storage.contract(&addr).map_err(storage_err)?.is_none() {
+    if state
+        .storage
+        .contract(&addr)
+        .map_err(storage_err)?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("no contract at {addr}")));
     }
     let head = state.storage.head().map_err(storage_err)?;
     let snapshot = Arc::new(state.storage.snapshot().map_err(storage_err)?);
-    if enqueue(&state.stats, &state.metrics, state.settings.execution.queue_size).is_none() {
-        return Err(ApiError::unavailable("execution_queue_full", "execution.queue_size requests are already waiting; retry later"));
+    if enqueue(
+        &state.stats,
+        &state.metrics,
+        state.settings.execution.queue_size,
+    )
+    .is_none()
+    {
+        return Err(ApiError::unavailable(
+            "execution_queue_full",
+            "execution.queue_size requests are already waiting; retry later",
+        ));
     }
     let result = state
         .executor
@@ -403,8 +451,18 @@ pub async fn query(
         .map_err(|e| ApiError::unavailable("executor_unavailable", format!("executor: {e}")))?;
     let r = match result {
         Ok(r) => r,
-        Err(VmError::Timeout) => return Err(ApiError::unavailable("execution_timeout", "the query hit execution.timeout")),
-        Err(VmError::Busy(n)) => return Err(ApiError::unavailable("execution_busy", format!("all {n} instance slots are busy; retry later"))),
+        Err(VmError::Timeout) => {
+            return Err(ApiError::unavailable(
+                "execution_timeout",
+                "the query hit execution.timeout",
+            ));
+        }
+        Err(VmError::Busy(n)) => {
+            return Err(ApiError::unavailable(
+                "execution_busy",
+                format!("all {n} instance slots are busy; retry later"),
+            ));
+        }
         Err(e) => return Err(ApiError::internal(format!("execution: {e}"))),
     };
     let mut v = json!({
@@ -552,15 +610,25 @@ pub async fn inject_fault(
             let ms = q.get("ms").and_then(|m| m.parse().ok()).unwrap_or(3_000);
             TestHook::Hang(Duration::from_millis(ms))
         }
-        other => return Err(ApiError::bad_request("invalid_fault", format!("fault {other:?} is not hang or panic"))),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_fault",
+                format!("fault {other:?} is not hang or panic"),
+            ));
+        }
     };
     let found = state
         .supervisor
-        .send(InjectFault { actor: name.clone(), hook })
+        .send(InjectFault {
+            actor: name.clone(),
+            hook,
+        })
         .await
         .map_err(|e| ApiError::internal(format!("supervisor: {e}")))?;
     if !found {
-        return Err(ApiError::not_found(format!("no supervised actor named {name:?}")));
+        return Err(ApiError::not_found(format!(
+            "no supervised actor named {name:?}"
+        )));
     }
     Ok(HttpResponse::Accepted().json(json!({"actor": name, "fault": fault})))
 }

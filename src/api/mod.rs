@@ -66,10 +66,10 @@ async fn count_errors(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let metrics = req.app_data::<State>().map(|s| s.metrics.clone());
     let res = next.call(req).await?;
-    if res.status().is_client_error() || res.status().is_server_error() {
-        if let Some(m) = metrics {
-            m.api_errors.inc();
-        }
+    if (res.status().is_client_error() || res.status().is_server_error())
+        && let Some(m) = metrics
+    {
+        m.api_errors.inc();
     }
     Ok(res)
 }
