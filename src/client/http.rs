@@ -113,6 +113,12 @@ impl HttpClient {
         self.json(resp, "GET", path)
     }
 
+    /// `GET path`; the status and the raw answer (for non-JSON endpoints such as /metrics).
+    pub fn get_raw(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let resp = self.request("GET", path, None)?;
+        Ok((resp.status, resp.body))
+    }
+
     /// `POST path` with a JSON body; the answer parsed as JSON (an empty body is `null`).
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let bytes = serde_json::to_vec(body).context("encoding the request body as JSON")?;

@@ -1,0 +1,12 @@
+//! Whole-node tests: each starts the real `accumen` binary on port 0 with a temporary data dir
+//! and talks to it over HTTP like a client would. One test crate with modules, so the binary
+//! that links wasmtime is built once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod cli;
+mod errors;
+mod flow;
+mod lifecycle;
+mod supervision;
