@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONFIG ?= config/local.yaml
 
-.PHONY: help build build-release test lint fmt bench run-sequencer run-follower clean
+.PHONY: help build build-release test lint fmt bench run-sequencer run-follower clean stress
 
 help:
 	@echo "make build          debug build of the node and libraries"
@@ -18,7 +18,7 @@ build:
 	$(CARGO) build --workspace
 
 build-release:
-	$(CARGO) build --release -p accumen
+	$(CARGO) build --release -p accumen --bin accumen
 	mkdir -p bin
 	cp $(TARGET_DIR)/release/accumen bin/accumen
 
@@ -44,3 +44,8 @@ run-follower: build
 clean:
 	$(CARGO) clean
 	rm -rf bin
+
+# Load test against a running node (release build recommended): make stress API=http://127.0.0.1:8080
+API ?= http://127.0.0.1:8080
+stress:
+	$(CARGO) run --release --bin accumen-stress -- --api $(API)

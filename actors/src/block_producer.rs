@@ -14,8 +14,8 @@
 //!   that wakes up late can never make a block or a transaction count twice.
 //! - A failed attempt (execution or storage error) commits nothing and returns the transactions
 //!   to the mempool; the next tick tries again.
-//! - `Shutdown` stops new blocks, waits for the one in progress, produces one last block with
-//!   whatever is pending, and then answers.
+//! - `Shutdown` stops new blocks and answers once the block in progress is committed; when no
+//!   block is in progress it first produces one last block with whatever is pending.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -292,7 +292,7 @@ impl Actor for BlockProducer {
 
 crate::supervised!(BlockProducer);
 
-/// Stop producing: finish the block in progress, produce one last block, then answer.
+/// Stop producing: finish the block in progress (or, if none, make one last block), then answer.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;

@@ -20,7 +20,10 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("{}/tests/fixtures/{name}.wat", env!("CARGO_MANIFEST_DIR")))
+    PathBuf::from(format!(
+        "{}/tests/fixtures/{name}.wat",
+        env!("CARGO_MANIFEST_DIR")
+    ))
 }
 
 /// Polls `ok` every 50 ms until it returns `Some` or `timeout` passes.
@@ -30,7 +33,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut ok: impl FnMut() -> Option
         if let Some(v) = ok() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -161,10 +167,14 @@ impl TestNode {
 
     /// Waits until the transaction is included; returns the /v1/tx answer.
     pub fn wait_included(&self, hash: &str) -> Value {
-        wait_for(&format!("tx {hash} to be included"), Duration::from_secs(30), || {
-            let (code, v) = self.get(&format!("/v1/tx/{hash}"));
-            (code == 200 && v["status"] == "included").then_some(v)
-        })
+        wait_for(
+            &format!("tx {hash} to be included"),
+            Duration::from_secs(30),
+            || {
+                let (code, v) = self.get(&format!("/v1/tx/{hash}"));
+                (code == 200 && v["status"] == "included").then_some(v)
+            },
+        )
     }
 
     pub fn metrics_text(&self) -> String {

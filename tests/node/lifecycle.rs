@@ -21,9 +21,17 @@ fn sigterm_commits_pending_transactions_and_exits_zero() {
     assert_eq!(node.height(), 0);
     let status = node.terminate();
     assert_eq!(status.code(), Some(0), "{}", node.logs());
-    assert!(node.find_log("block producer finished").is_some(), "{}", node.logs());
+    assert!(
+        node.find_log("block producer finished").is_some(),
+        "{}",
+        node.logs()
+    );
 
-    let node = TestNode::start_in(dir.path(), SLOW_BLOCKS, &[("ACCUMEN_STORAGE", "persistent")]);
+    let node = TestNode::start_in(
+        dir.path(),
+        SLOW_BLOCKS,
+        &[("ACCUMEN_STORAGE", "persistent")],
+    );
     assert_eq!(node.height(), 1);
     for hash in [&deploy_hash, &call_hash] {
         let (code, v) = node.get(&format!("/v1/tx/{hash}"));
@@ -126,5 +134,8 @@ fn a_data_dir_of_another_chain_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another-chain") && err.contains(CHAIN), "{err}");
+    assert!(
+        err.contains("another-chain") && err.contains(CHAIN),
+        "{err}"
+    );
 }

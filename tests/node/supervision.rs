@@ -23,13 +23,19 @@ fn assert_chain_intact(node: &TestNode) {
     for h in 1..=height {
         let (code, b) = node.get(&format!("/v1/blocks/{h}"));
         assert_eq!(code, 200, "block {h} missing");
-        assert_eq!(b["parent_hash"], parent, "block {h} does not link to its parent");
+        assert_eq!(
+            b["parent_hash"], parent,
+            "block {h} does not link to its parent"
+        );
         parent = b["hash"].clone();
     }
 }
 
 fn inject(node: &TestNode, actor: &str, fault: &str) {
-    let (code, v) = node.post(&format!("/debug/actors/{actor}/{fault}?ms=3000"), &json!({}));
+    let (code, v) = node.post(
+        &format!("/debug/actors/{actor}/{fault}?ms=3000"),
+        &json!({}),
+    );
     assert_eq!(code, 202, "{v}");
 }
 
@@ -51,7 +57,10 @@ fn a_hung_block_producer_is_replaced_and_blocks_resume() {
     assert_eq!(v["receipt"]["output"], hex::encode(1u64.to_le_bytes()));
     assert_chain_intact(&node);
     let line = node.find_log("actor restarted").unwrap();
-    assert!(line.contains("WARN") && line.contains("block_producer") && line.contains("stuck"), "{line}");
+    assert!(
+        line.contains("WARN") && line.contains("block_producer") && line.contains("stuck"),
+        "{line}"
+    );
     let (code, h) = node.get("/health");
     assert_eq!(code, 200, "{h}");
 }
@@ -80,7 +89,9 @@ fn panicking_actors_are_replaced_and_keep_their_state() {
 
 #[test]
 fn a_restart_storm_exits_non_zero() {
-    let mut node = TestNode::start("supervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"1s\"\n  max_restarts: 1\n  restart_window: \"1m\"");
+    let mut node = TestNode::start(
+        "supervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"1s\"\n  max_restarts: 1\n  restart_window: \"1m\"",
+    );
     inject(&node, "executor", "panic");
     wait_for("the first restart", Duration::from_secs(20), || {
         (restarts(&node, "executor", "dead") == 1).then_some(())
