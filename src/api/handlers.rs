@@ -41,17 +41,33 @@ fn parse_address(s: &str) -> ApiResult<Address> {
 }
 
 /// Reads the body, refusing more than `api.max_body_bytes`.
-async fn read_body(state: &State, mut payload: web::Payload) -> ApiResult<web::BytesMut> {
+async fn read_body(
+    state: &State,
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+) -> ApiResult<web::BytesMut> {
     let limit = state.settings.api.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("request body exceeds api.max_body_bytes = {limit} bytes"),
+        )
+    };
+    // Refuse an announced oversized body at once instead of waiting for it to arrive.
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                413,
-                "body_too_large",
-                format!("request body exceeds api.max_body_bytes = {limit} bytes"),
-            ));
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
@@ -104,9 +120,13 @@ async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash
         .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))
 }
 
-pub async fn submit_tx(state: State, payload: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn submit_tx(
+    state: State,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     check_accepting(&state)?;
-    let body = read_body(&state, payload).await?;
+    let body = read_body(&state, &req, payload).await?;
     let tx: SignedTx = parse_json(&body)?;
     let verified = verify_all(vec![tx])
         .await?
@@ -121,9 +141,13 @@ pub async fn submit_tx(state: State, payload: web::Payload) -> ApiResult<HttpRes
     Ok(HttpResponse::Accepted().json(json!({"tx_hash": id, "status": "pending"})))
 }
 
-pub async fn submit_txs(state: State, payload: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn submit_txs(
+    state: State,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     check_accepting(&state)?;
-    let body = read_body(&state, payload).await?;
+    let body = read_body(&state, &req, payload).await?;
     let items: Vec<Value> = parse_json(&body)?;
     let max = state.settings.api.max_batch;
     if items.len() > max {
@@ -270,7 +294,8 @@ pub async fn latest_block(state: State) -> ApiResult<HttpResponse> {
 }
 
 pub async fn block(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let height: u64 = path.parse().map_err(|_| {
+    let digits = !path.is_empty() && path.bytes().all(|b| b.is_ascii_digit());
+    let height: u64 = path.parse().ok().filter(|_| digits).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_height",
             format!("block height must be a number, got {:?}", path.as_str()),
@@ -380,10 +405,11 @@ struct QueryBody {
 pub async fn query(
     state: State,
     path: web::Path<String>,
+    req: actix_web::HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let addr = parse_address(&path)?;
-    let body = read_body(&state, payload).await?;
+    let body = read_body(&state, &req, payload).await?;
     let q: QueryBody = parse_json(&body)?;
     if !accumen_actors::types::valid_entry(&q.entry) {
         return Err(ApiError::bad_request(
@@ -403,6 +429,12 @@ pub async fn query(
     };
     let max_gas = state.settings.execution.gas_limit;
     let gas_limit = q.gas_limit.unwrap_or(max_gas);
+    if gas_limit == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_gas_limit",
+            "gas limit must be greater than zero",
+        ));
+    }
     if gas_limit > max_gas {
         return Err(ApiError::bad_request(
             "gas_limit",

@@ -449,6 +449,25 @@ fn oversized_body_and_batch_are_413() {
     assert_error(resp, 413, "batch_too_large", "6 elements, max_batch 5");
     assert_eq!(snapshot(&node, &s), before);
 
+    // A body announced as too large is refused before it is sent.
+    {
+        use std::io::{Read, Write};
+        let addr = node.api.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            conn,
+            "POST /v1/tx HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = conn.read(&mut answer).unwrap();
+        let head = String::from_utf8_lossy(&answer[..n]);
+        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+        assert!(head.contains("body_too_large"), "{head}");
+    }
+
     // Within both limits, a transaction is still accepted.
     s.nonce = 0;
     submit_ok(&node, &s.call(Address([7; 32]), "run", &[]));
@@ -480,6 +499,7 @@ fn bad_reads_are_specific_errors() {
         ("/v1/tx/abcd".into(), 400, "invalid_hex"),
         ("/v1/blocks/abc".into(), 400, "invalid_height"),
         ("/v1/blocks/-1".into(), 400, "invalid_height"),
+        ("/v1/blocks/+1".into(), 400, "invalid_height"),
         ("/v1/blocks/999999".into(), 404, "not_found"),
         (format!("/v1/contracts/{unknown}"), 404, "not_found"),
         ("/v1/contracts/nothex".into(), 400, "invalid_hex"),
@@ -530,6 +550,12 @@ fn bad_reads_are_specific_errors() {
         400,
         "gas_limit",
         "query gas above execution.gas_limit",
+    );
+    assert_error(
+        q(&counter, json!({"entry": "get", "gas_limit": 0})),
+        400,
+        "invalid_gas_limit",
+        "query with zero gas",
     );
     assert_error(
         q(&counter, json!({"entry": "get", "args": "xyz"})),
