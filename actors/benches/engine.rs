@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use accumen_actors::storage::Storage;
 use accumen_actors::types::{
-    Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, Tx, VerifiedTx, receipts_root,
-    state_root, tx_root,
+    Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, Tx, VerifiedTx,
 };
 use accumen_actors::vm::{BlockContext, MemState, Vm, VmConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -162,15 +161,7 @@ fn produce(vm: &Vm, storage: &Storage, key: &Keypair, txs: Vec<VerifiedTx>) -> u
         .execute_block(snapshot, &bctx, txs)
         .unwrap_or_else(|e| panic!("{e}"));
     let txs: Vec<SignedTx> = out.txs.iter().map(|t| t.signed().clone()).collect();
-    let header = BlockHeader {
-        height: bctx.height,
-        parent_hash: head.hash(),
-        timestamp_ms: bctx.timestamp_ms,
-        tx_root: tx_root(&txs),
-        receipts_root: receipts_root(&out.receipts),
-        state_root: state_root(&head.state_root, &out.writes),
-        sequencer: key.public(),
-    };
+    let header = BlockHeader::child(&head, bctx.timestamp_ms, &txs, &out.receipts, &out.writes);
     let n = txs.len();
     let block = Block::seal(header, txs, key);
     storage

@@ -28,9 +28,7 @@ use crate::mempool::{BlockDone, Mempool, ReturnInFlight, Select};
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::storage::Storage;
 use crate::supervisor::Slot;
-use crate::types::{
-    Block, BlockHeader, Hash, Keypair, SignedTx, receipts_root, state_root, tx_root,
-};
+use crate::types::{Block, BlockHeader, Hash, Keypair, SignedTx};
 use crate::vm::BlockContext;
 
 static OUT_OF_GAS_LOG: crate::ratelimit::LogLimiter =
@@ -190,15 +188,13 @@ async fn produce(
         .map_err(ProduceError::Executor)??;
 
     let signed: Vec<SignedTx> = outcome.txs.iter().map(|t| t.signed().clone()).collect();
-    let header = BlockHeader {
-        height: bctx.height,
-        parent_hash: head.hash(),
-        timestamp_ms: bctx.timestamp_ms,
-        tx_root: tx_root(&signed),
-        receipts_root: receipts_root(&outcome.receipts),
-        state_root: state_root(&head.state_root, &outcome.writes),
-        sequencer: key.public(),
-    };
+    let header = BlockHeader::child(
+        &head,
+        bctx.timestamp_ms,
+        &signed,
+        &outcome.receipts,
+        &outcome.writes,
+    );
     let block = Block::seal(header, signed, &key);
     storage.commit_block(&block, &outcome.receipts, &outcome.writes)?;
 

@@ -211,6 +211,15 @@ pub async fn submit_txs(
     })))
 }
 
+/// Puts a failed status's message (reverted) or trap kind (trapped) beside its label.
+fn status_details(v: &mut Value, status: &ReceiptStatus) {
+    match status {
+        ReceiptStatus::Reverted { message } => v["message"] = json!(message),
+        ReceiptStatus::Trapped { kind } => v["kind"] = json!(kind),
+        _ => {}
+    }
+}
+
 /// A receipt as the API shows it: the status label with its message or trap kind beside it.
 pub fn receipt_json(r: &Receipt) -> Value {
     let mut v = json!({
@@ -222,11 +231,7 @@ pub fn receipt_json(r: &Receipt) -> Value {
         "events": r.events,
         "logs": r.logs,
     });
-    match &r.status {
-        ReceiptStatus::Reverted { message } => v["message"] = json!(message),
-        ReceiptStatus::Trapped { kind } => v["kind"] = json!(kind),
-        _ => {}
-    }
+    status_details(&mut v, &r.status);
     v
 }
 
@@ -503,11 +508,7 @@ pub async fn query(
         "output": r.output,
         "logs": r.logs,
     });
-    match &r.status {
-        ReceiptStatus::Reverted { message } => v["message"] = json!(message),
-        ReceiptStatus::Trapped { kind } => v["kind"] = json!(kind),
-        _ => {}
-    }
+    status_details(&mut v, &r.status);
     Ok(HttpResponse::Ok().json(v))
 }
 

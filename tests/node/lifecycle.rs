@@ -139,3 +139,36 @@ fn a_data_dir_of_another_chain_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let socket = path.to_str().unwrap().to_string();
+    let mut node = TestNode::start_in(
+        dir.path(),
+        "",
+        &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")],
+    );
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    // READY comes once the listeners are bound; then a watchdog ping every 200 ms.
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        let n = sock.recv(&mut buf).expect("a notification from the node");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    assert!(seen.find("READY=1") < seen.find("WATCHDOG=1"), "{seen}");
+    let status = node.terminate();
+    assert_eq!(status.code(), Some(0));
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 from the node");
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
+}

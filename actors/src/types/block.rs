@@ -11,7 +11,7 @@ use super::bytes::{Hash, PublicKey, Signature};
 use super::codec::{DecodeError, decode_canonical, encode, hash_of, sha256_parts};
 use super::merkle::merkle_root;
 use super::receipt::Receipt;
-use super::state::genesis_state_root;
+use super::state::{WriteSet, genesis_state_root, state_root};
 use super::tx::{Keypair, MAX_TX_BYTES, SignedTx, verify_hash};
 
 /// A block header.
@@ -32,6 +32,27 @@ impl BlockHeader {
     /// SHA-256 of the canonical encoding: the block hash.
     pub fn hash(&self) -> Hash {
         hash_of(self)
+    }
+
+    /// The header of the block on top of `parent` with these transactions, receipts and
+    /// writes: the one rule by which a sequencer builds a header and a follower checks it.
+    /// `sequencer` is set when the block is sealed.
+    pub fn child(
+        parent: &BlockHeader,
+        timestamp_ms: u64,
+        txs: &[SignedTx],
+        receipts: &[Receipt],
+        writes: &WriteSet,
+    ) -> BlockHeader {
+        BlockHeader {
+            height: parent.height.saturating_add(1),
+            parent_hash: parent.hash(),
+            timestamp_ms,
+            tx_root: tx_root(txs),
+            receipts_root: receipts_root(receipts),
+            state_root: state_root(&parent.state_root, writes),
+            sequencer: PublicKey::ZERO,
+        }
     }
 }
 

@@ -694,7 +694,7 @@ fn missing_code_is_a_node_error() {
 #[test]
 fn executes_against_a_storage_snapshot_and_commits() {
     use crate::storage::Storage;
-    use crate::types::{Block, BlockHeader, receipts_root, tx_root};
+    use crate::types::{Block, BlockHeader};
 
     let storage = Storage::in_memory(CHAIN).unwrap();
     let seq = Keypair::from_seed([99; 32]);
@@ -710,15 +710,7 @@ fn executes_against_a_storage_snapshot_and_commits() {
             .execute_block(Arc::new(storage.snapshot().unwrap()), &bctx, batch)
             .unwrap();
         let txs: Vec<_> = out.txs.iter().map(|t| t.signed().clone()).collect();
-        let header = BlockHeader {
-            height: bctx.height,
-            parent_hash: head.hash(),
-            timestamp_ms: bctx.timestamp_ms,
-            tx_root: tx_root(&txs),
-            receipts_root: receipts_root(&out.receipts),
-            state_root: state_root(&head.state_root, &out.writes),
-            sequencer: seq.public(),
-        };
+        let header = BlockHeader::child(&head, bctx.timestamp_ms, &txs, &out.receipts, &out.writes);
         let block = Block::seal(header, txs, &seq);
         storage
             .commit_block(&block, &out.receipts, &out.writes)
