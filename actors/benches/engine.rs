@@ -3,7 +3,7 @@
 //!
 //! - `execute/counter_increment_1_thread`: a block of counter `increment` calls on one worker;
 //!   each call gets a fresh Store and does its storage read and write. Goal: ≥ 100,000 calls/s.
-//! - `execute/block_5000_counter_calls_2_workers`: 5,000 calls spread over 8 counters, 2 workers.
+//! - `execute/block_5000_counter_calls_{1,2}_workers`: 5,000 calls spread over 8 counters.
 //! - `block/execute_and_commit_5000_{memory,file}`: the same block executed against a redb
 //!   snapshot, sealed and committed in one write transaction. Goal: < 100 ms on 2 cores.
 //! - `tx/verify` and `tx/decode`: signature verification (with id hashing) and canonical decode.
@@ -114,22 +114,24 @@ fn execute(c: &mut Criterion) {
         )
     });
 
-    let vm2 = Vm::new(VmConfig {
-        workers: 2,
-        ..VmConfig::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let (st, addrs) = setup(&vm2, 8);
-    let base: Arc<MemState> = Arc::new(st);
-    let txs = calls(&addrs, 5_000);
-    g.throughput(Throughput::Elements(txs.len() as u64));
-    g.bench_function("block_5000_counter_calls_2_workers", |b| {
-        b.iter_batched(
-            || txs.clone(),
-            |txs| black_box(vm2.execute_block(base.clone(), &ctx(2), txs)),
-            BatchSize::LargeInput,
-        )
-    });
+    for workers in [1usize, 2] {
+        let vm = Vm::new(VmConfig {
+            workers,
+            ..VmConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (st, addrs) = setup(&vm, 8);
+        let base: Arc<MemState> = Arc::new(st);
+        let txs = calls(&addrs, 5_000);
+        g.throughput(Throughput::Elements(txs.len() as u64));
+        g.bench_function(format!("block_5000_counter_calls_{workers}_workers"), |b| {
+            b.iter_batched(
+                || txs.clone(),
+                |txs| black_box(vm.execute_block(base.clone(), &ctx(2), txs)),
+                BatchSize::LargeInput,
+            )
+        });
+    }
     g.finish();
 }
 
