@@ -206,6 +206,16 @@ impl Supervisor {
         stats: Arc<NodeStats>,
     ) -> Self {
         let waiting = vec![false; children.len()];
+        // Export every series at 0 from the start: `increase()` needs a sample before the first
+        // restart, or the first restart would never raise an alert.
+        for child in &children {
+            for reason in ["stuck", "dead"] {
+                let _ = metrics.actor_restarts.get_or_create(&vec![
+                    ("actor".to_string(), child.name().to_string()),
+                    ("reason".to_string(), reason.to_string()),
+                ]);
+            }
+        }
         Supervisor {
             children,
             waiting,

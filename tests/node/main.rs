@@ -9,4 +9,5 @@ mod cli;
 mod errors;
 mod flow;
 mod lifecycle;
+mod ops;
 mod supervision;
