@@ -22,8 +22,14 @@ build-release:
 	mkdir -p bin
 	cp $(TARGET_DIR)/release/accumen bin/accumen
 
+# nextest runs every test in its own process and ends with one summary line; plain cargo test
+# is the fallback where nextest is not installed.
 test:
-	$(CARGO) test --workspace --locked
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --locked --no-fail-fast; \
+	fi
 
 lint:
 	$(CARGO) fmt --all -- --check
