@@ -258,6 +258,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         registry,
         accepting: accepting.clone(),
         sequencer: key.public(),
+        keys: Arc::new(accumen_actors::types::KeyCache::new(100_000)),
         #[cfg(debug_assertions)]
         supervisor: supervisor_addr,
     });

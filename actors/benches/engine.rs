@@ -150,6 +150,10 @@ fn tx(c: &mut Criterion) {
     let bytes = t.encode();
     g.throughput(Throughput::Elements(1));
     g.bench_function("verify", |b| b.iter(|| black_box(t.clone().verify())));
+    let cache = accumen_actors::types::KeyCache::new(16);
+    g.bench_function("verify_cached_key", |b| {
+        b.iter(|| black_box(t.clone().verify_cached(&cache)))
+    });
     g.bench_function("decode", |b| b.iter(|| black_box(SignedTx::decode(&bytes))));
     g.finish();
 }

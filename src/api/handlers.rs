@@ -103,9 +103,14 @@ fn check_accepting(state: &State) -> ApiResult<()> {
     }
 }
 
-/// Verifies signatures on the blocking pool (CPU work, kept off the HTTP worker).
-async fn verify_all(txs: Vec<SignedTx>) -> ApiResult<Vec<Result<VerifiedTx, TxError>>> {
-    web::block(move || txs.into_iter().map(SignedTx::verify).collect())
+/// Verifies a batch's signatures in one job on the blocking pool (CPU work, kept off the HTTP
+/// worker), with sender keys decompressed once and cached.
+async fn verify_all(
+    state: &State,
+    txs: Vec<SignedTx>,
+) -> ApiResult<Vec<Result<VerifiedTx, TxError>>> {
+    let keys = state.keys.clone();
+    web::block(move || txs.into_iter().map(|t| t.verify_cached(&keys)).collect())
         .await
         .map_err(|e| ApiError::internal(format!("verification pool: {e}")))
 }
@@ -128,7 +133,7 @@ pub async fn submit_tx(
     check_accepting(&state)?;
     let body = read_body(&state, &req, payload).await?;
     let tx: SignedTx = parse_json(&body)?;
-    let verified = verify_all(vec![tx])
+    let verified = verify_all(&state, vec![tx])
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("verification returned nothing"))?
@@ -175,7 +180,7 @@ pub async fn submit_txs(
     }
     let (positions, txs): (Vec<usize>, Vec<SignedTx>) = parsed.into_iter().unzip();
     let ids: Vec<Hash> = txs.iter().map(|t| t.tx.id()).collect();
-    let verified = verify_all(txs).await?;
+    let verified = verify_all(&state, txs).await?;
     let mut good = Vec::new();
     let mut good_pos = Vec::new();
     for ((pos, id), v) in positions.iter().zip(&ids).zip(verified) {

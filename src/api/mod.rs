@@ -47,6 +47,8 @@ pub struct AppState {
     /// False once shutdown began: new transactions get 503.
     pub accepting: Arc<AtomicBool>,
     pub sequencer: PublicKey,
+    /// Decompressed sender keys for signature checks.
+    pub keys: Arc<accumen_actors::types::KeyCache>,
     #[cfg(debug_assertions)]
     pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
 }

@@ -22,6 +22,7 @@ pub use merkle::merkle_root;
 pub use receipt::{Event, Receipt, ReceiptStatus};
 pub use state::{ContractInfo, WriteSet, genesis_state_root, state_root};
 pub use tx::{
-    Action, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN, MAX_ENTRY_LEN,
-    MAX_TX_BYTES, SignedTx, Tx, TxError, VerifiedTx, contract_address, valid_entry, verify_hash,
+    Action, KeyCache, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN,
+    MAX_ENTRY_LEN, MAX_TX_BYTES, SignedTx, Tx, TxError, VerifiedTx, contract_address, valid_entry,
+    verify_hash,
 };
