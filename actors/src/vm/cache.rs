@@ -156,7 +156,10 @@ impl ModuleCache {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = path.with_extension("tmp");
+            // Unique per writer: several lanes (and processes) may cache the same module at once.
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("{}.{seq}.tmp", std::process::id()));
             let mut file = Vec::with_capacity(body.len() + 32);
             file.extend_from_slice(&sha256(&body).0);
             file.extend_from_slice(&body);
