@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use accumen_actors::block_producer::{BlockProducer, ProducerConfig, Shutdown};
 use accumen_actors::executor::Executor;
-use accumen_actors::mempool::Mempool;
 use accumen_actors::mempool::pool::{Pool, PoolConfig};
+use accumen_actors::mempool::{Mempool, Shared};
 use accumen_actors::metrics::{NodeMetrics, NodeStats, now_ms};
 use accumen_actors::storage::Storage;
 use accumen_actors::supervisor::{Child, ChildSpec, Slot, Supervisor, SupervisorConfig};
@@ -153,13 +153,13 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     let stats = Arc::new(NodeStats::default());
     stats.block_height.store(head.height, Ordering::Relaxed);
 
-    let pool = Arc::new(Mutex::new(Pool::new(PoolConfig {
+    let pool = Arc::new(Mutex::new(Shared::new(Pool::new(PoolConfig {
         chain_id: settings.chain_id.clone(),
         max_size: settings.mempool.max_size,
         account_limit: settings.mempool.account_limit,
         max_tx_gas: settings.execution.gas_limit,
         max_future_nonces: settings.mempool.account_limit as u64,
-    })));
+    }))));
     let persist = settings.mempool.persist;
     let restored = Mempool::new(
         pool.clone(),

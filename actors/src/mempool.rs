@@ -3,8 +3,11 @@
 //! The ordering logic lives in `pool` (actix-free, unit tested). The actor adds what needs the
 //! outside world: committed nonces from storage, the journal (`mempool.persist`), expiry on a
 //! timer, and the live numbers for `/stats`. Invariants:
-//! - The pool itself is shared (`Arc<Mutex<Pool>>`) and outlives any one incarnation of the
+//! - The pool itself is shared (`Arc<Mutex<Shared>>`) and outlives any one incarnation of the
 //!   actor, so a supervisor restart loses no pending transaction.
+//! - A call is admitted only to a contract that is deployed, or that a pending deploy will
+//!   create; anything else is refused up front ("unknown contract") instead of costing its
+//!   sender a nonce and gas for a receipt that can only say the same.
 //! - With `mempool.persist` on, a transaction is journaled in storage *before* it is
 //!   acknowledged; the journal entry goes away in the same write transaction that commits the
 //!   transaction's block (storage does that) or when the pool drops it. On start the journal is
@@ -24,7 +27,7 @@ use actix::prelude::*;
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::ratelimit::LogLimiter;
 use crate::storage::Storage;
-use crate::types::{Hash, PublicKey, VerifiedTx};
+use crate::types::{Action, Address, Hash, PublicKey, VerifiedTx};
 use crate::vm::DropReason;
 use pool::{AdmitError, Pool};
 
@@ -39,6 +42,8 @@ static GAS_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 pub enum MempoolError {
     #[error(transparent)]
     Rejected(#[from] AdmitError),
+    #[error("unknown contract {0}: no contract is deployed there and no pending deploy creates it")]
+    UnknownContract(Address),
     #[error("storage error: {0}")]
     Storage(String),
 }
@@ -48,6 +53,7 @@ impl MempoolError {
     pub fn code(&self) -> &'static str {
         match self {
             MempoolError::Rejected(e) => e.code(),
+            MempoolError::UnknownContract(_) => "unknown_contract",
             MempoolError::Storage(_) => "storage_error",
         }
     }
@@ -56,14 +62,34 @@ impl MempoolError {
     pub fn http_status(&self) -> u16 {
         match self {
             MempoolError::Rejected(e) => e.http_status(),
+            MempoolError::UnknownContract(_) => 404,
             MempoolError::Storage(_) => 500,
+        }
+    }
+}
+
+/// What the mempool keeps across actor restarts.
+#[derive(Debug)]
+pub struct Shared {
+    pub pool: Pool,
+    /// Contracts that pending deploys will create, with the deploy's id. Entries go stale once
+    /// their deploy leaves the pool; they are checked against the pool on use and pruned after
+    /// every block.
+    deploys: HashMap<Address, Hash>,
+}
+
+impl Shared {
+    pub fn new(pool: Pool) -> Self {
+        Shared {
+            pool,
+            deploys: HashMap::new(),
         }
     }
 }
 
 /// The mempool actor.
 pub struct Mempool {
-    pool: Arc<Mutex<Pool>>,
+    pool: Arc<Mutex<Shared>>,
     storage: Arc<Storage>,
     persist: bool,
     stats: Arc<NodeStats>,
@@ -80,7 +106,7 @@ impl std::fmt::Debug for Mempool {
 
 impl Mempool {
     pub fn new(
-        pool: Arc<Mutex<Pool>>,
+        pool: Arc<Mutex<Shared>>,
         storage: Arc<Storage>,
         persist: bool,
         stats: Arc<NodeStats>,
@@ -95,7 +121,7 @@ impl Mempool {
         }
     }
 
-    fn pool(&self) -> MutexGuard<'_, Pool> {
+    fn pool(&self) -> MutexGuard<'_, Shared> {
         // Pool operations are short and leave it consistent between calls; a panic elsewhere
         // while holding the lock does not make it unusable.
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
@@ -134,10 +160,26 @@ impl Mempool {
         };
         let mut results = Vec::with_capacity(txs.len());
         let mut accepted = Vec::new();
-        let mut pool = self.pool();
+        let mut shared = self.pool();
+        let Shared { pool, deploys } = &mut *shared;
         for tx in txs {
             let id = tx.id();
             let sender = tx.tx().sender;
+            if let Action::Call { contract, .. } = &tx.tx().action {
+                let deployed = match snapshot.contract(contract) {
+                    Ok(c) => c.is_some(),
+                    Err(e) => {
+                        results.push(Err(MempoolError::Storage(e.to_string())));
+                        continue;
+                    }
+                };
+                let pending = deploys.get(contract).is_some_and(|d| pool.contains(d));
+                if !deployed && !pending {
+                    results.push(Err(MempoolError::UnknownContract(*contract)));
+                    continue;
+                }
+            }
+            let creates = matches!(tx.tx().action, Action::Deploy { .. }).then(|| tx.tx().target());
             let state_nonce = match nonces.get(&sender) {
                 Some(n) => *n,
                 None => match snapshot.nonce(&sender) {
@@ -156,6 +198,9 @@ impl Mempool {
                 Ok(()) => {
                     if let Some(s) = signed {
                         accepted.push(s);
+                    }
+                    if let Some(address) = creates {
+                        deploys.insert(address, id);
                     }
                     results.push(Ok(id));
                 }
@@ -205,7 +250,7 @@ impl Mempool {
         self.stats
             .mempool_rejected
             .fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
-        self.publish(&pool);
+        self.publish(pool);
         results
     }
 
@@ -239,18 +284,18 @@ impl Actor for Mempool {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         {
-            let pool = self.pool();
-            self.publish(&pool);
+            let shared = self.pool();
+            self.publish(&shared.pool);
         }
         ctx.run_interval(EXPIRY_INTERVAL, |act, _| {
-            let expired = act.pool().expire(now_ms());
+            let expired = act.pool().pool.expire(now_ms());
             if !expired.is_empty() {
                 act.stats
                     .mempool_expired
                     .fetch_add(expired.len() as u64, Ordering::Relaxed);
                 act.forget(&expired);
-                let pool = act.pool();
-                act.publish(&pool);
+                let shared = act.pool();
+                act.publish(&shared.pool);
             }
         });
     }
@@ -280,9 +325,9 @@ pub struct Select {
 impl Handler<Select> for Mempool {
     type Result = MessageResult<Select>;
     fn handle(&mut self, msg: Select, _: &mut Context<Self>) -> Self::Result {
-        let mut pool = self.pool();
-        let txs = pool.select(msg.max, now_ms());
-        self.publish(&pool);
+        let mut shared = self.pool();
+        let txs = shared.pool.select(msg.max, now_ms());
+        self.publish(&shared.pool);
         MessageResult(txs)
     }
 }
@@ -300,9 +345,11 @@ impl Handler<BlockDone> for Mempool {
     type Result = ();
     fn handle(&mut self, msg: BlockDone, _: &mut Context<Self>) {
         let removed = {
-            let mut pool = self.pool();
+            let mut shared = self.pool();
+            let Shared { pool, deploys } = &mut *shared;
             let removed = pool.on_block(&msg.included, &msg.nonces, &msg.dropped);
-            self.publish(&pool);
+            deploys.retain(|_, id| pool.contains(id));
+            self.publish(pool);
             removed
         };
         self.forget(&removed);
@@ -317,9 +364,9 @@ pub struct ReturnInFlight;
 impl Handler<ReturnInFlight> for Mempool {
     type Result = ();
     fn handle(&mut self, _: ReturnInFlight, _: &mut Context<Self>) {
-        let mut pool = self.pool();
-        pool.return_in_flight();
-        self.publish(&pool);
+        let mut shared = self.pool();
+        shared.pool.return_in_flight();
+        self.publish(&shared.pool);
     }
 }
 
@@ -331,7 +378,7 @@ pub struct IsPending(pub Hash);
 impl Handler<IsPending> for Mempool {
     type Result = bool;
     fn handle(&mut self, msg: IsPending, _: &mut Context<Self>) -> bool {
-        self.pool().contains(&msg.0)
+        self.pool().pool.contains(&msg.0)
     }
 }
 
@@ -346,10 +393,10 @@ pub struct AccountPending {
 impl Handler<AccountPending> for Mempool {
     type Result = MessageResult<AccountPending>;
     fn handle(&mut self, msg: AccountPending, _: &mut Context<Self>) -> Self::Result {
-        let pool = self.pool();
+        let shared = self.pool();
         MessageResult((
-            pool.pending_of(&msg.sender),
-            pool.pending_nonce(&msg.sender, msg.state_nonce),
+            shared.pool.pending_of(&msg.sender),
+            shared.pool.pending_nonce(&msg.sender, msg.state_nonce),
         ))
     }
 }

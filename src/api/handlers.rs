@@ -9,7 +9,7 @@ use accumen_actors::executor::{RunQuery, enqueue};
 use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
 use accumen_actors::metrics::{NodeStats, now_ms};
 use accumen_actors::types::{
-    Address, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError, VerifiedTx,
+    Action, Address, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError, VerifiedTx,
 };
 use accumen_actors::vm::{Query, VmError};
 use actix_web::{HttpResponse, web};
@@ -104,15 +104,26 @@ fn check_accepting(state: &State) -> ApiResult<()> {
 }
 
 /// Verifies a batch's signatures in one job on the blocking pool (CPU work, kept off the HTTP
-/// worker), with sender keys decompressed once and cached.
-async fn verify_all(
-    state: &State,
-    txs: Vec<SignedTx>,
-) -> ApiResult<Vec<Result<VerifiedTx, TxError>>> {
+/// worker), with sender keys decompressed once and cached; deploys also get the contract
+/// validation here, so invalid code is refused before it costs its sender a nonce.
+async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
     let keys = state.keys.clone();
-    web::block(move || txs.into_iter().map(|t| t.verify_cached(&keys)).collect())
-        .await
-        .map_err(|e| ApiError::internal(format!("verification pool: {e}")))
+    let vm = state.vm.clone();
+    web::block(move || {
+        txs.into_iter()
+            .map(|t| {
+                let v = t.verify_cached(&keys).map_err(|e| tx_error(&e))?;
+                if let Action::Deploy { code } = &v.tx().action {
+                    vm.validate(code.as_ref()).map_err(|e| {
+                        ApiError::bad_request("invalid_contract", format!("invalid contract: {e}"))
+                    })?;
+                }
+                Ok(v)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("verification pool: {e}")))
 }
 
 async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
@@ -136,8 +147,7 @@ pub async fn submit_tx(
     let verified = verify_all(&state, vec![tx])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::internal("verification returned nothing"))?
-        .map_err(|e| tx_error(&e))?;
+        .ok_or_else(|| ApiError::internal("verification returned nothing"))??;
     let result = admit(&state, vec![verified])
         .await?
         .pop()
@@ -190,7 +200,8 @@ pub async fn submit_txs(
                 good_pos.push((*pos, *id));
             }
             Err(e) => {
-                results[*pos] = json!({"tx_hash": id, "accepted": false, "error": tx_error(&e).body()["error"]});
+                results[*pos] =
+                    json!({"tx_hash": id, "accepted": false, "error": e.body()["error"]});
             }
         }
     }

@@ -62,10 +62,31 @@ fn tx_with(
     })
 }
 
+/// The counter that `node_with_counter` deploys: sender seed 99, nonce 0.
+fn known_contract() -> Address {
+    Sender::new(99).deploy(fixture("counter")).1
+}
+
+/// A node started with `extra` whose chain already holds `known_contract()`: a first run on the
+/// same data dir deploys and commits it, so no pending deploy sits in the mempool.
+fn node_with_counter(extra: &str) -> (TestNode, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = TestNode::start_in(dir.path(), "storage: persistent", &[]);
+    let mut deployer = Sender::new(99);
+    assert_eq!(
+        deploy(&first, &mut deployer, fixture("counter")),
+        known_contract()
+    );
+    assert_eq!(first.terminate().code(), Some(0));
+    let node = TestNode::start_in(dir.path(), &format!("storage: persistent\n{extra}"), &[]);
+    (node, dir)
+}
+
+/// A cheap call every test can make: the known counter's `increment`.
 fn noop_call() -> Action {
     Action::Call {
-        contract: Address([7; 32]),
-        entry: "run".into(),
+        contract: known_contract(),
+        entry: "increment".into(),
         args: Bytes(Vec::new()),
     }
 }
@@ -98,12 +119,12 @@ fn raw_post(node: &TestNode, path: &str, body: &[u8]) -> (u16, Value) {
 
 #[test]
 fn rejected_transactions_are_specific_and_change_nothing() {
-    let node = TestNode::start("");
+    let (node, _dir) = node_with_counter("");
     let mut s = Sender::new(40);
     let other = Keypair::from_seed([41; 32]);
 
     // One included transaction first, so the sender has state to protect and a tx to replay.
-    let first = s.call(Address([7; 32]), "run", &[]);
+    let first = s.call(known_contract(), "increment", &[]);
     let hash = submit_ok(&node, &first);
     node.wait_included(&hash);
     let before = snapshot(&node, &s);
@@ -262,15 +283,15 @@ fn rejected_transactions_are_specific_and_change_nothing() {
 
 #[test]
 fn mixed_batch_rejects_each_bad_element_with_its_own_reason() {
-    let node = TestNode::start("");
+    let (node, _dir) = node_with_counter("");
     let mut s = Sender::new(42);
     let other = Keypair::from_seed([43; 32]);
-    let first = s.call(Address([7; 32]), "run", &[]);
+    let first = s.call(known_contract(), "increment", &[]);
     node.wait_included(&submit_ok(&node, &first));
     let before = snapshot(&node, &s);
 
-    let good0 = s.call(Address([7; 32]), "run", &[]);
-    let good1 = s.call(Address([7; 32]), "run", &[]);
+    let good0 = s.call(known_contract(), "increment", &[]);
+    let good1 = s.call(known_contract(), "increment", &[]);
     let n = s.nonce;
     let batch = json!([
         serde_json::to_value(&good0).unwrap(),
@@ -333,9 +354,10 @@ fn mixed_batch_rejects_each_bad_element_with_its_own_reason() {
 
 #[test]
 fn pending_duplicates_and_account_limit() {
-    let node = TestNode::start("block_time: \"1h\"\nmempool:\n  max_size: 10\n  account_limit: 2");
+    let (node, _dir) =
+        node_with_counter("block_time: \"1h\"\nmempool:\n  max_size: 10\n  account_limit: 2");
     let mut s = Sender::new(44);
-    let a = s.call(Address([7; 32]), "run", &[]);
+    let a = s.call(known_contract(), "increment", &[]);
     submit_ok(&node, &a);
     let before = snapshot(&node, &s);
     assert_eq!(before.pending, 1, "{before:?}");
@@ -355,11 +377,11 @@ fn pending_duplicates_and_account_limit() {
     );
     assert_eq!(snapshot(&node, &s), before);
 
-    let b = s.call(Address([7; 32]), "run", &[]);
+    let b = s.call(known_contract(), "increment", &[]);
     submit_ok(&node, &b);
     let before = snapshot(&node, &s);
     assert_eq!(before.pending, 2, "{before:?}");
-    let c = s.call(Address([7; 32]), "run", &[]);
+    let c = s.call(known_contract(), "increment", &[]);
     assert_error(
         submit(&node, &c),
         429,
@@ -370,7 +392,7 @@ fn pending_duplicates_and_account_limit() {
 
     // Another sender is not affected by this sender's limit.
     let mut t = Sender::new(45);
-    submit_ok(&node, &t.call(Address([7; 32]), "run", &[]));
+    submit_ok(&node, &t.call(known_contract(), "increment", &[]));
     let (_, pool) = node.get("/mempool/stats");
     assert_eq!(pool["size"], 3, "{pool}");
     assert_eq!(pool["accounts"], 2, "{pool}");
@@ -378,15 +400,16 @@ fn pending_duplicates_and_account_limit() {
 
 #[test]
 fn full_mempool_is_503_and_logged() {
-    let node = TestNode::start("block_time: \"1h\"\nmempool:\n  max_size: 3\n  account_limit: 3");
+    let (node, _dir) =
+        node_with_counter("block_time: \"1h\"\nmempool:\n  max_size: 3\n  account_limit: 3");
     let mut senders: Vec<Sender> = (46..50).map(Sender::new).collect();
     for s in senders.iter_mut().take(3) {
-        submit_ok(&node, &s.call(Address([7; 32]), "run", &[]));
+        submit_ok(&node, &s.call(known_contract(), "increment", &[]));
     }
     let fourth = &mut senders[3];
     let before = snapshot(&node, fourth);
     assert_eq!(before.mempool_size, 3, "{before:?}");
-    let tx = fourth.call(Address([7; 32]), "run", &[]);
+    let tx = fourth.call(known_contract(), "increment", &[]);
     assert_error(
         submit(&node, &tx),
         503,
@@ -419,7 +442,7 @@ fn full_mempool_is_503_and_logged() {
 
 #[test]
 fn oversized_body_and_batch_are_413() {
-    let node = TestNode::start("api:\n  max_body_bytes: 2048\n  max_batch: 5");
+    let (node, _dir) = node_with_counter("api:\n  max_body_bytes: 2048\n  max_batch: 5");
     let mut s = Sender::new(50);
     let before = snapshot(&node, &s);
 
@@ -470,7 +493,7 @@ fn oversized_body_and_batch_are_413() {
 
     // Within both limits, a transaction is still accepted.
     s.nonce = 0;
-    submit_ok(&node, &s.call(Address([7; 32]), "run", &[]));
+    submit_ok(&node, &s.call(known_contract(), "increment", &[]));
 }
 
 fn assert_metric_positive(node: &TestNode, name: &str) {
@@ -648,41 +671,43 @@ fn hostile_contracts_end_cleanly_and_the_node_goes_on() {
         assert_alive(&node);
     }
 
-    // Refused at deploy: a reverted receipt naming the reason, and no contract.
+    // Refused at admission: invalid code never reaches a block and uses no nonce.
     for name in ["unknown_import", "huge_data"] {
+        let before = next_nonce(&node, &s);
         let (tx, addr) = s.deploy(fixture(name));
-        let nonce = tx.tx.nonce;
-        let r = receipt(&node, &tx);
-        assert_eq!(r["status"], "reverted", "{name}: {r}");
-        let msg = r["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("invalid contract"), "{name}: {r}");
+        assert_error(submit(&node, &tx), 400, "invalid_contract", name);
+        s.nonce -= 1;
         let (code, v) = node.get(&format!("/v1/contracts/{addr}"));
         assert_eq!(code, 404, "{name}: {v}");
-        assert_eq!(next_nonce(&node, &s), nonce + 1, "{name}: nonce not used");
+        assert_eq!(next_nonce(&node, &s), before, "{name}: nonce used");
         // Calling the address that was never created.
-        let r = receipt(&node, &s.call(addr, "run", &[]));
-        assert_eq!(r["status"], "reverted", "{name}: {r}");
-        assert!(
-            r["message"]
+        let call = s.call(addr, "run", &[]);
+        assert_error(submit(&node, &call), 404, "unknown_contract", name);
+        s.nonce -= 1;
+    }
+    let (tx, _) = s.deploy(fixture("unknown_import"));
+    let (code, body) = submit(&node, &tx);
+    s.nonce -= 1;
+    assert!(
+        code == 400
+            && body["error"]["message"]
                 .as_str()
                 .unwrap_or_default()
-                .contains("unknown contract"),
-            "{name}: {r}"
-        );
-    }
-
-    // A contract that was never deployed at all.
-    let r = receipt(&node, &s.call(Address([0xab; 32]), "run", &[]));
-    assert_eq!(r["status"], "reverted", "{r}");
-    assert!(
-        r["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("unknown contract"),
-        "{r}"
+                .contains("env::abort"),
+        "{body}"
     );
 
-    // A missing entry of a real contract.
+    // A contract that was never deployed at all.
+    let call = s.call(Address([0xab; 32]), "run", &[]);
+    assert_error(
+        submit(&node, &call),
+        404,
+        "unknown_contract",
+        "never deployed",
+    );
+    s.nonce -= 1;
+
+    // A missing entry of a real contract: only execution can tell, so it is a receipt.
     let counter = deploy(&node, &mut s, fixture("counter"));
     let r = receipt(&node, &s.call(counter, "no_such_entry", &[]));
     assert_eq!(r["status"], "reverted", "{r}");
@@ -695,14 +720,15 @@ fn hostile_contracts_end_cleanly_and_the_node_goes_on() {
     // WebAssembly text sent as code, not compiled.
     let text = std::fs::read(fixture_path("counter")).unwrap();
     let (tx, addr) = s.deploy(text);
-    let r = receipt(&node, &tx);
-    assert_eq!(r["status"], "reverted", "{r}");
+    let (code, body) = submit(&node, &tx);
+    s.nonce -= 1;
+    assert_eq!(code, 400, "{body}");
     assert!(
-        r["message"]
+        body["error"]["message"]
             .as_str()
             .unwrap_or_default()
             .contains("not a WebAssembly binary"),
-        "{r}"
+        "{body}"
     );
     let (code, _) = node.get(&format!("/v1/contracts/{addr}"));
     assert_eq!(code, 404);

@@ -106,3 +106,18 @@ fn kv_contract_events_and_reverts_over_http() {
     let (_, st) = node.get(&format!("/v1/contracts/{kv}/state/{}", hex::encode(b"key")));
     assert_eq!(st["value"], hex::encode(b"value"));
 }
+
+#[test]
+fn a_call_may_follow_its_pending_deploy() {
+    let node = TestNode::start("block_time: \"500ms\"");
+    let mut s = Sender::new(3);
+    let (deploy_tx, counter) = s.deploy(fixture("counter"));
+    let call = s.call(counter, "increment", &[]);
+    // One batch: the call is admitted because the deploy before it creates the contract.
+    let (code, v) = node.post("/v1/txs", &json_txs(&[deploy_tx, call]));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["accepted"], 2, "{v}");
+    let hash = v["results"][1]["tx_hash"].as_str().unwrap().to_string();
+    let r = node.wait_included(&hash);
+    assert_eq!(r["receipt"]["output"], hex::encode(1u64.to_le_bytes()));
+}
