@@ -172,3 +172,41 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         }
     }
 }
+
+#[test]
+fn a_call_past_execution_timeout_is_dropped_with_an_error_log() {
+    let node = TestNode::start("execution:\n  workers: 2\n  timeout: \"10ms\"");
+    let mut s = Sender::new(33);
+    let slow = deploy(&node, &mut s, fixture("slow"));
+    let counter = deploy(&node, &mut s, fixture("counter"));
+    let mut other = Sender::new(34);
+    // The largest gas limit the node allows: about 6 million slow iterations, many times the
+    // 10 ms backstop on any machine.
+    let slow_call = s.sign(
+        accumen_actors::types::Action::Call {
+            contract: slow,
+            entry: "run".into(),
+            args: accumen_actors::types::Bytes::default(),
+        },
+        50_000_000,
+    );
+    let stuck = submit_ok(&node, &slow_call);
+    let fine = submit_ok(&node, &other.call(counter, "increment", &[]));
+    // The other sender's transaction goes through; the slow one never gets a receipt.
+    let v = node.wait_included(&fine);
+    assert_eq!(v["receipt"]["status"], "success");
+    let line = wait_for("the timeout log", Duration::from_secs(20), || {
+        node.find_log("execution timeout")
+    });
+    assert!(line.contains("ERROR"), "{line}");
+    let (code, v) = node.get(&format!("/v1/tx/{stuck}"));
+    assert_eq!(
+        code, 404,
+        "a timed-out transaction must leave the mempool: {v}"
+    );
+    let (_, e) = node.get("/execution/stats");
+    assert!(e["timeouts"].as_u64().unwrap() >= 1, "{e}");
+    // Its nonce was not used.
+    let (_, acct) = node.get(&format!("/v1/accounts/{}", s.key.public()));
+    assert_eq!(acct["next_nonce"], 2);
+}

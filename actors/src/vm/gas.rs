@@ -17,10 +17,11 @@ pub const DEPLOY_CODE_BYTE: u64 = 50;
 
 /// Charged on entry to every host function, on top of its own cost.
 pub const HOST_CALL: u64 = 20;
-/// Per byte copied between the host and guest memory (`input_read`, `output`, `sender`,
-/// `revert` message, `storage_read` value).
+/// Per byte moved between the host and guest memory (`input_read`, `output`, `sender`,
+/// `revert` message, and every byte of a value `storage_read` finds).
 pub const COPY_BYTE: u64 = 1;
-/// `storage_read`, plus `COPY_BYTE` per key byte and per value byte copied.
+/// `storage_read`, plus `COPY_BYTE` per key byte and per byte of the stored value (whatever
+/// part of it the guest asked to have copied).
 pub const STORAGE_READ: u64 = 400;
 /// `storage_write`, plus `STORAGE_WRITE_BYTE` per key and value byte.
 pub const STORAGE_WRITE: u64 = 2_000;

@@ -12,7 +12,7 @@
 //! | `input_len() -> i32` | 0 |
 //! | `input_read(ptr)` | `COPY_BYTE` × input length |
 //! | `output(ptr, len)` | `COPY_BYTE` × len |
-//! | `storage_read(kp, kl, vp, cap) -> i32` | `STORAGE_READ` + `COPY_BYTE` × (kl + bytes copied) |
+//! | `storage_read(kp, kl, vp, cap) -> i32` | `STORAGE_READ` + `COPY_BYTE` × (kl + stored value length) |
 //! | `storage_write(kp, kl, vp, vl)` | `STORAGE_WRITE` + `STORAGE_WRITE_BYTE` × (kl + vl) |
 //! | `storage_remove(kp, kl)` | `STORAGE_REMOVE` + `COPY_BYTE` × kl |
 //! | `emit(tp, tl, dp, dl)` | `EMIT` + `EMIT_BYTE` × (tl + dl) |
@@ -184,8 +184,11 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallC
             let value =
                 lookup(c.data(), &key).map_err(|e| wasmtime::Error::new(HostTrap::State(e)))?;
             let Some(value) = value else { return Ok(-1) };
+            // Charged on the stored length, not on what is copied out: the node reads (and
+            // copies) the whole value either way, and a zero-capacity read of a 64 KiB value
+            // must not cost the same as a read of an empty one.
+            charge(&mut c, gas::cost(0, gas::COPY_BYTE, value.len()))?;
             let n = value.len().min(cap);
-            charge(&mut c, gas::cost(0, gas::COPY_BYTE, n))?;
             write(&mut c, vp, &value[..n], "storage_read destination")?;
             Ok(value.len() as i32)
         },

@@ -758,3 +758,26 @@ fn abi_doc_example_runs() {
     );
     assert_eq!(out.receipts[5].output.0, 2u64.to_le_bytes().to_vec());
 }
+
+#[test]
+fn storage_read_is_charged_on_the_stored_length() {
+    let vm = vm(1);
+    let mut st = MemState::default();
+    let mut a = Account::new(14);
+    // `peek` reads key "k" with capacity 0: nothing is copied out.
+    let src = r#"(module
+      (import "accumen" "storage_read" (func $sr (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "k")
+      (func (export "peek") (drop (call $sr (i32.const 0) (i32.const 1) (i32.const 16) (i32.const 0)))))"#;
+    let (d, c) = a.deploy(wat(src));
+    block(&vm, &mut st, 1, vec![d]);
+    let mut gas = Vec::new();
+    for len in [10usize, 10_000] {
+        st.storage.insert((c, b"k".to_vec()), vec![1u8; len]);
+        let out = block(&vm, &mut st, 2, vec![a.call(c, "peek", &[])]);
+        assert_eq!(status(&out, 0), &ReceiptStatus::Success);
+        gas.push(out.receipts[0].gas_used);
+    }
+    assert_eq!(gas[1] - gas[0], 9_990 * gas::COPY_BYTE, "{gas:?}");
+}
