@@ -151,6 +151,7 @@ impl Mempool {
     pub fn admit(&self, txs: Vec<VerifiedTx>) -> Vec<Result<Hash, MempoolError>> {
         let now = now_ms();
         let mut nonces: HashMap<PublicKey, u64> = HashMap::new();
+        let mut known: HashMap<Address, bool> = HashMap::new();
         let snapshot = match self.storage.snapshot() {
             Ok(s) => s,
             Err(e) => {
@@ -166,12 +167,16 @@ impl Mempool {
             let id = tx.id();
             let sender = tx.tx().sender;
             if let Action::Call { contract, .. } = &tx.tx().action {
-                let deployed = match snapshot.contract(contract) {
-                    Ok(c) => c.is_some(),
-                    Err(e) => {
-                        results.push(Err(MempoolError::Storage(e.to_string())));
-                        continue;
-                    }
+                // Batches call the same few contracts over and over: look each up once.
+                let deployed = match known.get(contract) {
+                    Some(d) => *d,
+                    None => match snapshot.contract(contract) {
+                        Ok(c) => *known.entry(*contract).or_insert(c.is_some()),
+                        Err(e) => {
+                            results.push(Err(MempoolError::Storage(e.to_string())));
+                            continue;
+                        }
+                    },
                 };
                 let pending = deploys.get(contract).is_some_and(|d| pool.contains(d));
                 if !deployed && !pending {

@@ -236,7 +236,6 @@ impl Supervisor {
         self.stats
             .last_heartbeat_ms
             .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
-        self.metrics.refresh_process();
         for i in 0..self.children.len() {
             if self.waiting[i] {
                 // The previous heartbeat is still within its deadline.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cache::CachedModule;
-use super::engine::{RunEnd, RunInput, Vm, VmError};
+use super::engine::{RunEnd, RunInput, RunResult, Vm, VmError};
 use super::gas;
 use super::host::Overlay;
 use super::state::StateView;
@@ -477,21 +477,12 @@ impl Vm {
                     group: std::mem::take(&mut g.overlay),
                 },
             )?;
-            g.overlay = run.group;
-            r.logs = run.logs;
-            r.gas_used = intrinsic.saturating_add(run.fuel_used);
-            match run.end {
-                RunEnd::Success => {
-                    g.overlay.extend(run.writes);
-                    r.events = run.events;
-                    r.output = Bytes(run.output);
-                }
-                RunEnd::Timeout => return Ok(TxRun::Timeout),
-                end => {
-                    r.status = failed_status(end, &mut r.gas_used, gas_limit);
-                    return Ok(TxRun::Done(r));
-                }
-            }
+            r = match settle(g, r, intrinsic, gas_limit, run) {
+                None => return Ok(TxRun::Timeout),
+                // A failed `init` creates no contract.
+                Some(r) if !r.status.is_success() => return Ok(TxRun::Done(r)),
+                Some(r) => r,
+            };
         }
         let contract = ContractInfo {
             address: g.address,
@@ -556,24 +547,8 @@ impl Vm {
                 group: std::mem::take(&mut g.overlay),
             },
         )?;
-        g.overlay = run.group;
-        let mut r = receipt(
-            a.tx_id,
-            g.address,
-            ReceiptStatus::Success,
-            intrinsic.saturating_add(run.fuel_used),
-        );
-        r.logs = run.logs;
-        match run.end {
-            RunEnd::Success => {
-                g.overlay.extend(run.writes);
-                r.events = run.events;
-                r.output = Bytes(run.output);
-            }
-            RunEnd::Timeout => return Ok(TxRun::Timeout),
-            end => r.status = failed_status(end, &mut r.gas_used, a.gas_limit),
-        }
-        Ok(TxRun::Done(r))
+        let r = receipt(a.tx_id, g.address, ReceiptStatus::Success, intrinsic);
+        Ok(settle(g, r, intrinsic, a.gas_limit, run).map_or(TxRun::Timeout, TxRun::Done))
     }
 
     /// Runs an entry read-only against `base`: nothing it writes or emits is kept.
@@ -605,16 +580,33 @@ impl Vm {
     }
 }
 
-/// The receipt status of a failed run; out of gas charges the whole limit.
-fn failed_status(end: RunEnd, gas_used: &mut u64, gas_limit: u64) -> ReceiptStatus {
-    match end {
-        RunEnd::OutOfGas => {
-            *gas_used = gas_limit;
-            ReceiptStatus::OutOfGas
+/// Folds a finished run into its receipt (gas, logs; output and events on success) and its
+/// group (the block overlay handed back, plus the run's writes on success). Out of gas charges
+/// the whole limit. `None` when the run hit the wall-clock deadline: there is no deterministic
+/// result and the transaction is dropped.
+fn settle(
+    g: &mut Group,
+    mut r: Receipt,
+    intrinsic: u64,
+    gas_limit: u64,
+    run: RunResult,
+) -> Option<Receipt> {
+    g.overlay = run.group;
+    r.logs = run.logs;
+    r.gas_used = intrinsic.saturating_add(run.fuel_used);
+    match run.end {
+        RunEnd::Success => {
+            g.overlay.extend(run.writes);
+            r.events = run.events;
+            r.output = Bytes(run.output);
         }
-        RunEnd::Reverted(message) => ReceiptStatus::Reverted { message },
-        RunEnd::Trapped(kind) => ReceiptStatus::Trapped { kind },
-        // Callers handle these before asking for a failure status.
-        RunEnd::Success | RunEnd::Timeout => ReceiptStatus::Success,
+        RunEnd::Timeout => return None,
+        RunEnd::OutOfGas => {
+            r.gas_used = gas_limit;
+            r.status = ReceiptStatus::OutOfGas;
+        }
+        RunEnd::Reverted(message) => r.status = ReceiptStatus::Reverted { message },
+        RunEnd::Trapped(kind) => r.status = ReceiptStatus::Trapped { kind },
     }
+    Some(r)
 }
