@@ -79,3 +79,11 @@ pub fn intrinsic(args_len: usize, code_len: usize) -> u64 {
 pub fn cost(base: u64, per_byte: u64, bytes: usize) -> u64 {
     base.saturating_add(per_byte.saturating_mul(bytes as u64))
 }
+
+/// Most gas one block may ask for: the sum of its transactions' declared gas limits. A chain
+/// rule (every node selects and checks blocks with it), so a block's execution time is bounded
+/// before it starts, whatever its transactions do. Tentative value; see `CONTRACT_ABI.md`.
+pub const MAX_BLOCK_GAS: u64 = 1_000_000_000;
+/// Most bytes of canonically encoded transactions in one block; far below the
+/// `MAX_BLOCK_BYTES` a block may decode to, so a full block always decodes.
+pub const MAX_BLOCK_TX_BYTES: u64 = 16 * 1024 * 1024;
