@@ -123,14 +123,42 @@ impl<'de> Deserialize<'de> for StorageKind {
     }
 }
 
-/// `api.*`: limits on what one HTTP request may carry.
+/// Largest `api.max_body_bytes` accepted: a block decodes to at most 64 MiB, so a bigger body
+/// could never be useful, and the body budget counts in `u32` permits.
+pub const MAX_BODY_BYTES_LIMIT: usize = 64 * MIB;
+
+/// `api.*`: what one client may make the API hold, wait for or compute. Every limit here is a
+/// bound on work an anonymous client causes before it is refused (RUNBOOK "API limits").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Most transactions in one `POST /v1/txs`.
+    /// Most transactions in one `POST /v1/txs`; a longer batch is refused while it is parsed.
     pub max_batch: usize,
+    /// Bytes of request bodies all API connections may hold at once; a body that would go over
+    /// gets 503 `body_budget_exhausted`. Bounds request memory whatever the number of clients.
+    pub max_body_bytes_in_flight: usize,
+    /// Most open API connections, all HTTP workers together; further connections wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Time a new connection has to send its first request head (actix answers 408).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time a request body has to arrive completely once its head is in (408 `body_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Idle time after an answer before a keep-alive connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// A connection with no request being handled for this long is closed, whatever the client
+    /// is doing: a second request head sent byte by byte, an answer not read, a body still
+    /// trickling in after its refusal. Covers what actix's own timers leave open.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Gas of a query that does not ask for less, and the most it may ask for. Queries are free
+    /// and unlimited in number, so this is far below `execution.gas_limit`.
+    pub query_gas_limit: u64,
 }
 
 impl Default for ApiSettings {
@@ -138,6 +166,13 @@ impl Default for ApiSettings {
         Self {
             max_body_bytes: 4 * MIB,
             max_batch: 10_000,
+            max_body_bytes_in_flight: 32 * MIB,
+            max_connections: 512,
+            request_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(20),
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            query_gas_limit: 10_000_000,
         }
     }
 }
@@ -518,16 +553,7 @@ impl Settings {
                 "sequencer_key must not be empty (leave it unset for the default)".to_owned(),
             );
         }
-        rule(
-            self.api.max_body_bytes >= 1,
-            "api.max_body_bytes",
-            "api.max_body_bytes must be at least 1".to_owned(),
-        );
-        rule(
-            self.api.max_batch >= 1,
-            "api.max_batch",
-            "api.max_batch must be at least 1".to_owned(),
-        );
+        self.api_problems(&mut rule);
 
         // The engine checks these three too, but only reports the first; checking them here
         // lets one pass report them all, and keeps the engine's check for the memory rule.
@@ -619,6 +645,66 @@ impl Settings {
             rule(value >= MIN_INTERVAL, key, min_interval_msg(key, value));
         }
         out
+    }
+
+    fn api_problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {
+        let api = &self.api;
+        rule(
+            (1..=MAX_BODY_BYTES_LIMIT).contains(&api.max_body_bytes),
+            "api.max_body_bytes",
+            format!(
+                "api.max_body_bytes must be between 1 and {MAX_BODY_BYTES_LIMIT}, got {}",
+                api.max_body_bytes
+            ),
+        );
+        rule(
+            api.max_batch >= 1,
+            "api.max_batch",
+            "api.max_batch must be at least 1".to_owned(),
+        );
+        rule(
+            api.max_body_bytes_in_flight >= api.max_body_bytes,
+            "api.max_body_bytes_in_flight",
+            format!(
+                "api.max_body_bytes_in_flight = {} is below api.max_body_bytes = {}: a body of \
+                 the allowed size could never be accepted",
+                api.max_body_bytes_in_flight, api.max_body_bytes
+            ),
+        );
+        rule(
+            api.max_connections >= 1,
+            "api.max_connections",
+            "api.max_connections must be at least 1".to_owned(),
+        );
+        for (key, value) in [
+            ("api.request_timeout", api.request_timeout),
+            ("api.body_timeout", api.body_timeout),
+            ("api.keep_alive", api.keep_alive),
+            ("api.idle_timeout", api.idle_timeout),
+        ] {
+            rule(value >= MIN_INTERVAL, key, min_interval_msg(key, value));
+        }
+        // The idle watchdog is the backstop behind actix's own timers; shorter, it would cut
+        // honest keep-alive connections and slow first requests before those timers apply.
+        rule(
+            api.idle_timeout >= api.keep_alive && api.idle_timeout >= api.request_timeout,
+            "api.idle_timeout",
+            format!(
+                "api.idle_timeout = {} must be at least api.keep_alive = {} and \
+                 api.request_timeout = {}",
+                humantime::format_duration(api.idle_timeout),
+                humantime::format_duration(api.keep_alive),
+                humantime::format_duration(api.request_timeout)
+            ),
+        );
+        rule(
+            (1..=self.execution.gas_limit).contains(&api.query_gas_limit),
+            "api.query_gas_limit",
+            format!(
+                "api.query_gas_limit must be between 1 and execution.gas_limit = {}, got {}",
+                self.execution.gas_limit, api.query_gas_limit
+            ),
+        );
     }
 
     /// The contract engine's configuration. Persistent nodes keep compiled modules under

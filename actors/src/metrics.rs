@@ -17,6 +17,8 @@ use prometheus_client::registry::Registry;
 
 /// Labels of `accumen_actor_restarts_total`.
 pub type RestartLabels = Vec<(String, String)>;
+/// Labels of `accumen_api_refused_total` (`reason`).
+pub type RefusalLabels = Vec<(String, String)>;
 
 /// Every Prometheus series of the node.
 #[derive(Debug, Clone)]
@@ -38,6 +40,13 @@ pub struct NodeMetrics {
     pub execution_errors: Counter,
     pub bridge_errors: Counter,
     pub api_errors: Counter,
+    /// API requests and connections refused by a resource limit, by reason (the error code, or
+    /// `idle_timeout` for a connection the API closed).
+    pub api_refused: Family<RefusalLabels, Counter>,
+    /// Open connections on the API listener.
+    pub api_connections: Gauge,
+    /// Request body bytes the API holds right now (bounded by `api.max_body_bytes_in_flight`).
+    pub api_body_bytes_in_flight: Gauge,
     pub actor_restarts: Family<RestartLabels, Counter>,
     pub block_height: Gauge,
 }
@@ -59,6 +68,9 @@ impl Default for NodeMetrics {
             execution_errors: Counter::default(),
             bridge_errors: Counter::default(),
             api_errors: Counter::default(),
+            api_refused: Family::default(),
+            api_connections: Gauge::default(),
+            api_body_bytes_in_flight: Gauge::default(),
             actor_restarts: Family::default(),
             block_height: Gauge::default(),
         }
@@ -140,6 +152,21 @@ impl NodeMetrics {
             self.api_errors.clone(),
         );
         r.register(
+            "api_refused",
+            "API requests and connections refused by a resource limit, by reason",
+            self.api_refused.clone(),
+        );
+        r.register(
+            "api_connections",
+            "Open connections on the API listener",
+            self.api_connections.clone(),
+        );
+        r.register(
+            "api_body_bytes_in_flight",
+            "Request body bytes held by the API right now",
+            self.api_body_bytes_in_flight.clone(),
+        );
+        r.register(
             "actor_restarts",
             "Actors restarted by the supervisor, by actor and reason",
             self.actor_restarts.clone(),
@@ -159,6 +186,23 @@ impl NodeMetrics {
                 ("reason".to_string(), reason.to_string()),
             ])
             .inc();
+    }
+
+    /// Counts one API refusal for `reason`.
+    pub fn count_api_refusal(&self, reason: &str) {
+        self.api_refused
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    /// Exports `accumen_api_refused_total` at 0 for each reason, so the first refusal already
+    /// shows as an increase to alerts.
+    pub fn init_api_refusals(&self, reasons: &[&str]) {
+        for reason in reasons {
+            let _ = self
+                .api_refused
+                .get_or_create(&vec![("reason".to_string(), (*reason).to_string())]);
+        }
     }
 
     /// Refreshes the process gauges from /proc (Linux); leaves them as they are elsewhere.

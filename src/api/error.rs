@@ -12,6 +12,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Close the connection after this answer: the request's body was not read to its end,
+    /// and reading (or draining) the rest is exactly the work the refusal avoids.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -20,7 +23,14 @@ impl ApiError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: message.into(),
+            close: false,
         }
+    }
+
+    /// The same answer, closing the connection after it.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -63,7 +73,15 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self.body())
+        let mut res = HttpResponse::build(self.status);
+        if self.close {
+            res.force_close();
+        }
+        if self.code == "body_budget_exhausted" {
+            // Bodies in flight finish within api.body_timeout at worst, usually at once.
+            res.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        res.json(self.body())
     }
 }
 

@@ -8,15 +8,19 @@ use std::time::{Duration, SystemTime};
 use accumen_actors::executor::{RunQuery, enqueue};
 use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
 use accumen_actors::metrics::{NodeStats, now_ms};
+use accumen_actors::types::MAX_ARGS_LEN;
 use accumen_actors::types::{
     Action, Address, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError, VerifiedTx,
 };
+use accumen_actors::vm::gas::MAX_KEY_LEN;
 use accumen_actors::vm::{Query, VmError};
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::batch;
+use super::budget::{BodyBudget, Reservation};
 use super::{ApiError, ApiResult, State};
 
 const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
@@ -40,19 +44,57 @@ fn parse_address(s: &str) -> ApiResult<Address> {
         .map_err(|e| ApiError::bad_request("invalid_hex", format!("contract address: {e}")))
 }
 
-/// Reads the body, refusing more than `api.max_body_bytes`.
+/// A request body, held within the API's body budget until it is dropped.
+pub struct Body {
+    bytes: web::BytesMut,
+    _held: Reservation,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// An answer that refuses a request for a resource limit: counted in
+/// `accumen_api_refused_total{reason}` as well as in the error total.
+pub fn refuse(state: &State, status: u16, code: &'static str, msg: impl Into<String>) -> ApiError {
+    refuse_as(state, code, status, code, msg)
+}
+
+/// [`refuse`] with a metric reason that differs from the error code.
+fn refuse_as(
+    state: &State,
+    reason: &'static str,
+    status: u16,
+    code: &'static str,
+    msg: impl Into<String>,
+) -> ApiError {
+    state.metrics.count_api_refusal(reason);
+    ApiError::new(status, code, msg)
+}
+
+/// Reads the body within three bounds: `api.max_body_bytes` (413 `body_too_large`, at once
+/// when the length is announced), the shared `api.max_body_bytes_in_flight` budget (503
+/// `body_budget_exhausted`, charged as bytes arrive) and `api.body_timeout` for the whole body
+/// (408 `body_timeout`). Refusals close the connection rather than read the rest.
 async fn read_body(
     state: &State,
     req: &actix_web::HttpRequest,
     mut payload: web::Payload,
-) -> ApiResult<web::BytesMut> {
-    let limit = state.settings.api.max_body_bytes;
+) -> ApiResult<Body> {
+    let api = &state.settings.api;
+    let limit = api.max_body_bytes;
     let too_large = || {
-        ApiError::new(
+        refuse(
+            state,
             413,
             "body_too_large",
             format!("request body exceeds api.max_body_bytes = {limit} bytes"),
         )
+        .closing()
     };
     // Refuse an announced oversized body at once instead of waiting for it to arrive.
     let announced = req
@@ -63,20 +105,75 @@ async fn read_body(
     if announced.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    let budget = req
+        .app_data::<web::Data<BodyBudget>>()
+        .ok_or_else(|| ApiError::internal("no body budget configured"))?;
+    let mut held = budget.reservation();
+    // Capacity grows with what arrives: an announced length costs nothing until it is sent.
     let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            if !budget.grow(&mut held, chunk.len()) {
+                return Err(refuse(
+                    state,
+                    503,
+                    "body_budget_exhausted",
+                    format!(
+                        "request bodies in flight would exceed api.max_body_bytes_in_flight = {} \
+                         bytes; retry later",
+                        api.max_body_bytes_in_flight
+                    ),
+                )
+                .closing());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match tokio::time::timeout(api.body_timeout, read).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(refuse(
+                state,
+                408,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within api.body_timeout = {}",
+                    humantime::format_duration(api.body_timeout)
+                ),
+            )
+            .closing());
+        }
     }
-    Ok(body)
+    Ok(Body {
+        bytes: body,
+        _held: held,
+    })
+}
+
+/// Longest error message echoed for one element of a batch: serde's messages quote the
+/// offending value, and a batch answer must not grow with the garbage it refuses.
+const MAX_ELEMENT_ERROR: usize = 256;
+
+fn brief(mut msg: String) -> String {
+    if msg.len() > MAX_ELEMENT_ERROR {
+        let mut end = MAX_ELEMENT_ERROR;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push('…');
+    }
+    msg
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))
+        .map_err(|e| ApiError::bad_request("malformed_json", brief(format!("request body: {e}"))))
 }
 
 fn tx_error(e: &TxError) -> ApiError {
@@ -163,26 +260,35 @@ pub async fn submit_txs(
 ) -> ApiResult<HttpResponse> {
     check_accepting(&state)?;
     let body = read_body(&state, &req, payload).await?;
-    let items: Vec<Value> = parse_json(&body)?;
     let max = state.settings.api.max_batch;
-    if items.len() > max {
-        return Err(ApiError::new(
-            413,
-            "batch_too_large",
-            format!(
-                "{} transactions in one batch, api.max_batch is {max}",
-                items.len()
-            ),
-        ));
-    }
+    // Counted while parsing: element max + 1 ends the parse, so an over-long batch costs one
+    // scan of at most the body, never a value per element.
+    let items = match batch::split(&body, max) {
+        Ok(items) => items,
+        Err(batch::BatchError::TooLong { max }) => {
+            return Err(refuse(
+                &state,
+                413,
+                "batch_too_large",
+                format!("more than {max} transactions in one batch (api.max_batch)"),
+            ));
+        }
+        Err(batch::BatchError::Malformed(e)) => {
+            return Err(ApiError::bad_request(
+                "malformed_json",
+                brief(format!("request body: {e}")),
+            ));
+        }
+    };
     // Each element stands alone: a malformed one is rejected with its own reason.
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut parsed = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        match serde_json::from_value::<SignedTx>(item) {
+    for (i, item) in items.iter().enumerate() {
+        match serde_json::from_str::<SignedTx>(item.get()) {
             Ok(tx) => parsed.push((i, tx)),
             Err(e) => {
-                let err = ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"));
+                let err =
+                    ApiError::bad_request("malformed_json", brief(format!("transaction {i}: {e}")));
                 results[i] =
                     json!({"tx_hash": null, "accepted": false, "error": err.body()["error"]});
             }
@@ -394,6 +500,16 @@ pub async fn contract_state(
 ) -> ApiResult<HttpResponse> {
     let (addr, key) = path.into_inner();
     let addr = parse_address(&addr)?;
+    // No stored key is longer than MAX_KEY_LEN: refuse before decoding or looking anything up.
+    if key.len() > 2 * MAX_KEY_LEN {
+        return Err(ApiError::bad_request(
+            "key_too_long",
+            format!(
+                "state key is {} bytes, no key is longer than {MAX_KEY_LEN}",
+                key.len().div_ceil(2)
+            ),
+        ));
+    }
     let key = hex::decode(&key)
         .map_err(|e| ApiError::bad_request("invalid_hex", format!("state key: {e}")))?;
     if state
@@ -439,8 +555,20 @@ pub async fn query(
         ));
     }
     let args = match q.args.as_deref() {
+        // The same cap as a call's args, checked before decoding anything.
+        Some(a) if a.len() > 2 * MAX_ARGS_LEN => {
+            return Err(refuse(
+                &state,
+                400,
+                "args_too_large",
+                format!(
+                    "query args are {} bytes, limit {MAX_ARGS_LEN}",
+                    a.len().div_ceil(2)
+                ),
+            ));
+        }
         Some(a) => hex::decode(a)
-            .map_err(|e| ApiError::bad_request("invalid_hex", format!("args: {e}")))?,
+            .map_err(|e| ApiError::bad_request("invalid_hex", brief(format!("args: {e}"))))?,
         None => Vec::new(),
     };
     let sender = match q.sender.as_deref() {
@@ -448,7 +576,9 @@ pub async fn query(
             .map_err(|e| ApiError::bad_request("invalid_hex", format!("sender: {e}")))?,
         None => PublicKey::ZERO,
     };
-    let max_gas = state.settings.execution.gas_limit;
+    // Queries are free and unlimited in number: their gas is capped far below a
+    // transaction's (api.query_gas_limit), which is also what a query that names none gets.
+    let max_gas = state.settings.api.query_gas_limit;
     let gas_limit = q.gas_limit.unwrap_or(max_gas);
     if gas_limit == 0 {
         return Err(ApiError::bad_request(
@@ -457,9 +587,12 @@ pub async fn query(
         ));
     }
     if gas_limit > max_gas {
-        return Err(ApiError::bad_request(
+        return Err(refuse_as(
+            &state,
+            "query_gas_limit",
+            400,
             "gas_limit",
-            format!("gas limit {gas_limit} exceeds execution.gas_limit {max_gas}"),
+            format!("query gas limit {gas_limit} exceeds api.query_gas_limit {max_gas}"),
         ));
     }
     if state

@@ -7,15 +7,27 @@
 //!   so `/health` stays cheap under load and answers even while an actor is stuck.
 //! - Every error is JSON `{"error":{"code","message"}}` with a fitting status, counted in
 //!   `accumen_api_errors_total`; a rejected request changes nothing.
-//! - Request bodies are read up to `api.max_body_bytes`; anything larger is refused with 413
-//!   before it is parsed.
+//! - What one anonymous client can make the API hold or wait for is bounded (RUNBOOK "API
+//!   limits"): a body by `api.max_body_bytes` and `api.body_timeout`, all bodies together by
+//!   `api.max_body_bytes_in_flight` (503 beyond), a batch by `api.max_batch` counted while it is
+//!   parsed, connections by `api.max_connections` (more wait in the backlog), silent or stalled
+//!   connections by `api.request_timeout`, `api.keep_alive` and the idle watchdog
+//!   (`api.idle_timeout`, see `conn`), a query by `api.query_gas_limit` and `MAX_ARGS_LEN`.
+//!   Every such refusal is counted in `accumen_api_refused_total{reason}`.
+//! - The health and metrics listeners have their own accept loops and workers, so a saturated
+//!   API listener does not stop `/health` from answering.
 
+mod batch;
+mod budget;
+mod conn;
 mod error;
 mod handlers;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use accumen_actors::executor::Executor;
 use accumen_actors::mempool::Mempool;
@@ -30,6 +42,7 @@ use actix_web::middleware::Next;
 use actix_web::{App, HttpServer, web};
 use prometheus_client::registry::Registry;
 
+use budget::BodyBudget;
 pub use error::{ApiError, ApiResult};
 
 use crate::settings::Settings;
@@ -60,6 +73,27 @@ impl std::fmt::Debug for AppState {
 }
 
 type State = web::Data<AppState>;
+
+/// Reasons of `accumen_api_refused_total`, exported at 0 from start-up.
+pub const REFUSAL_REASONS: &[&str] = &[
+    "body_too_large",
+    "body_budget_exhausted",
+    "body_timeout",
+    "batch_too_large",
+    "args_too_large",
+    "query_gas_limit",
+    conn::IDLE_TIMEOUT,
+];
+
+/// Marks the request's connection busy while the request is in the handler stack, so the idle
+/// watchdog never closes a connection whose request is being worked on.
+async fn mark_busy(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let _busy = req.conn_data::<Rc<conn::Conn>>().map(conn::Busy::new);
+    next.call(req).await
+}
 
 /// Counts every error answer in `accumen_api_errors_total`.
 async fn count_errors(
@@ -139,15 +173,35 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
         .unwrap_or(2)
         .clamp(1, 4);
 
+    let limits = &settings.api;
+    state.metrics.init_api_refusals(REFUSAL_REASONS);
+    let budget = web::Data::new(BodyBudget::new(
+        limits.max_body_bytes_in_flight,
+        state.metrics.api_body_bytes_in_flight.clone(),
+    ));
+    // actix caps connections per worker; split the total so the whole listener holds at most
+    // api.max_connections (rounded up to a multiple of the worker count).
+    let per_worker = limits.max_connections.div_ceil(api_workers).max(1);
+    let (idle_timeout, conn_metrics) = (limits.idle_timeout, state.metrics.clone());
+
     let s = state.clone();
     let api = HttpServer::new(move || {
         App::new()
             .app_data(s.clone())
+            .app_data(budget.clone())
             .wrap(actix_web::middleware::from_fn(count_errors))
+            // Outermost, so a request is "busy" for the whole time it is in the handlers.
+            .wrap(actix_web::middleware::from_fn(mark_busy))
             .configure(api_routes)
             .default_service(web::to(no_route))
     })
     .workers(api_workers)
+    .max_connections(per_worker)
+    .client_request_timeout(limits.request_timeout)
+    .keep_alive(limits.keep_alive)
+    // A refused connection gets this long to take its answer and close before it is dropped.
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .on_connect(move |io, ext| conn::on_connect(io, ext, idle_timeout, &conn_metrics))
     .disable_signals()
     .shutdown_timeout(5)
     .bind(settings.api_addr.0)?;
@@ -163,6 +217,9 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .default_service(web::to(no_route))
     })
     .workers(1)
+    .client_request_timeout(limits.request_timeout)
+    .keep_alive(limits.keep_alive)
+    .client_disconnect_timeout(Duration::from_secs(1))
     .disable_signals()
     .shutdown_timeout(1)
     .bind(settings.health_addr.0)?;
@@ -177,6 +234,9 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .default_service(web::to(no_route))
     })
     .workers(1)
+    .client_request_timeout(limits.request_timeout)
+    .keep_alive(limits.keep_alive)
+    .client_disconnect_timeout(Duration::from_secs(1))
     .disable_signals()
     .shutdown_timeout(1)
     .bind(settings.metrics_addr.0)?;

@@ -84,6 +84,13 @@ fn defaults_from_empty_file() {
     assert_eq!(s.health_addr, addr("127.0.0.1:8082"));
     assert_eq!(s.api.max_body_bytes, 4 * 1024 * 1024);
     assert_eq!(s.api.max_batch, 10_000);
+    assert_eq!(s.api.max_body_bytes_in_flight, 32 * 1024 * 1024);
+    assert_eq!(s.api.max_connections, 512);
+    assert_eq!(s.api.request_timeout, Duration::from_secs(5));
+    assert_eq!(s.api.body_timeout, Duration::from_secs(20));
+    assert_eq!(s.api.keep_alive, Duration::from_secs(5));
+    assert_eq!(s.api.idle_timeout, Duration::from_secs(10));
+    assert_eq!(s.api.query_gas_limit, 10_000_000);
     assert_eq!(s.execution.workers, 2);
     assert_eq!(s.execution.gas_limit, 50_000_000);
     assert_eq!(s.execution.memory_limit, 128);
@@ -588,4 +595,50 @@ fn duplicate_yaml_key_is_an_error() {
     let text = err_text("block_time: 1s\nblock_time: 2s\n", no_env());
     assert!(text.starts_with("config/x.yaml: invalid YAML: "), "{text}");
     assert!(text.contains("duplicated key"), "{text}");
+}
+
+#[test]
+fn api_limit_rules() {
+    let keys = |text: &str| -> Vec<String> {
+        let (_dir, path) = write(text);
+        match Settings::load_from(&path, no_env()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .errors()
+                .iter()
+                .map(|e| match e {
+                    SettingsError::Invalid { key, .. } => key.clone(),
+                    other => panic!("unexpected {other}"),
+                })
+                .collect(),
+        }
+    };
+    assert!(keys("api:\n  max_connections: 1\n  query_gas_limit: 1\n").is_empty());
+    assert_eq!(keys("api.max_body_bytes: 0"), ["api.max_body_bytes"]);
+    assert_eq!(
+        keys("api:\n  max_body_bytes: 67108865\n  max_body_bytes_in_flight: 100000000\n"),
+        ["api.max_body_bytes"]
+    );
+    assert_eq!(
+        keys("api:\n  max_body_bytes: 2000\n  max_body_bytes_in_flight: 1999\n"),
+        ["api.max_body_bytes_in_flight"]
+    );
+    assert_eq!(keys("api.max_connections: 0"), ["api.max_connections"]);
+    assert_eq!(keys("api.body_timeout: 1ms"), ["api.body_timeout"]);
+    assert_eq!(
+        keys("api:\n  keep_alive: 30s\n  idle_timeout: 20s\n"),
+        ["api.idle_timeout"]
+    );
+    assert_eq!(
+        keys("api:\n  request_timeout: 30s\n"),
+        ["api.idle_timeout"],
+        "the 10s default watchdog would preempt a 30s request timeout"
+    );
+    assert_eq!(keys("api.query_gas_limit: 0"), ["api.query_gas_limit"]);
+    assert_eq!(
+        keys("api.query_gas_limit: 50000001"),
+        ["api.query_gas_limit"],
+        "above execution.gas_limit"
+    );
+    assert!(keys("execution.gas_limit: 100\napi.query_gas_limit: 100\n").is_empty());
 }
