@@ -662,13 +662,19 @@ impl Settings {
             "api.max_batch",
             "api.max_batch must be at least 1".to_owned(),
         );
+        // One largest batch and its answer (charged per element before admission) must fit,
+        // or such a batch could never be accepted.
+        let one_batch = api
+            .max_body_bytes
+            .saturating_add(api.max_batch.saturating_mul(crate::api::MAX_RESULT_BYTES));
         rule(
-            api.max_body_bytes_in_flight >= api.max_body_bytes,
+            api.max_body_bytes_in_flight >= one_batch,
             "api.max_body_bytes_in_flight",
             format!(
-                "api.max_body_bytes_in_flight = {} is below api.max_body_bytes = {}: a body of \
-                 the allowed size could never be accepted",
-                api.max_body_bytes_in_flight, api.max_body_bytes
+                "api.max_body_bytes_in_flight = {} cannot hold one largest request and its \
+                 answer: api.max_body_bytes + api.max_batch × {} = {one_batch}",
+                api.max_body_bytes_in_flight,
+                crate::api::MAX_RESULT_BYTES
             ),
         );
         rule(

@@ -105,9 +105,7 @@ async fn read_body(
     if announced.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let budget = req
-        .app_data::<web::Data<BodyBudget>>()
-        .ok_or_else(|| ApiError::internal("no body budget configured"))?;
+    let budget = budget(req)?;
     let mut held = budget.reservation();
     // Capacity grows with what arrives: an announced length costs nothing until it is sent.
     let mut body = web::BytesMut::new();
@@ -118,17 +116,7 @@ async fn read_body(
                 return Err(too_large());
             }
             if !budget.grow(&mut held, chunk.len()) {
-                return Err(refuse(
-                    state,
-                    503,
-                    "body_budget_exhausted",
-                    format!(
-                        "request bodies in flight would exceed api.max_body_bytes_in_flight = {} \
-                         bytes; retry later",
-                        api.max_body_bytes_in_flight
-                    ),
-                )
-                .closing());
+                return Err(budget_exhausted(state).closing());
             }
             body.extend_from_slice(&chunk);
         }
@@ -157,7 +145,7 @@ async fn read_body(
 
 /// Longest error message echoed for one element of a batch: serde's messages quote the
 /// offending value, and a batch answer must not grow with the garbage it refuses.
-const MAX_ELEMENT_ERROR: usize = 256;
+const MAX_ELEMENT_ERROR: usize = 200;
 
 fn brief(mut msg: String) -> String {
     if msg.len() > MAX_ELEMENT_ERROR {
@@ -169,6 +157,128 @@ fn brief(mut msg: String) -> String {
         msg.push('…');
     }
     msg
+}
+
+/// Largest answer sent without being charged to the body budget: below it, connections ×
+/// this bounds answer memory well enough.
+const SMALL_ANSWER: usize = 64 * 1024;
+/// Most bytes one element of a `POST /v1/txs` answer can take: hash, flags and code (about
+/// 150 bytes) and a message cut by [`brief`] to 200 bytes, which JSON escaping can at most
+/// double. The answer is charged this per element before anything is admitted.
+pub const MAX_RESULT_BYTES: usize = 640;
+/// Chunk size in which a charged answer is handed to actix, so its reservation lasts until the
+/// client has taken (nearly) all of it.
+const ANSWER_CHUNK: usize = 64 * 1024;
+
+fn budget(req: &actix_web::HttpRequest) -> ApiResult<&web::Data<BodyBudget>> {
+    req.app_data::<web::Data<BodyBudget>>()
+        .ok_or_else(|| ApiError::internal("no body budget configured"))
+}
+
+fn budget_exhausted(state: &State) -> ApiError {
+    refuse(
+        state,
+        503,
+        "body_budget_exhausted",
+        format!(
+            "request and answer bodies in flight would exceed api.max_body_bytes_in_flight = {} \
+             bytes; retry later",
+            state.settings.api.max_body_bytes_in_flight
+        ),
+    )
+}
+
+/// `bytes` more of the body budget, or 503 `body_budget_exhausted`.
+fn reserve(
+    state: &State,
+    req: &actix_web::HttpRequest,
+    mut r: Reservation,
+    bytes: usize,
+) -> ApiResult<Reservation> {
+    if budget(req)?.grow(&mut r, bytes) {
+        Ok(r)
+    } else {
+        Err(budget_exhausted(state))
+    }
+}
+
+/// An answer body that holds its share of the body budget until actix has taken all of it
+/// (answer memory of slow readers is bounded by the budget and, in time, by the idle watchdog).
+struct HeldAnswer {
+    bytes: web::Bytes,
+    _held: Reservation,
+}
+
+impl actix_web::body::MessageBody for HeldAnswer {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.bytes.len() as u64)
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if this.bytes.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = this.bytes.len().min(ANSWER_CHUNK);
+        std::task::Poll::Ready(Some(Ok(this.bytes.split_to(n))))
+    }
+}
+
+fn json_bytes(v: &Value) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))
+}
+
+/// A JSON answer whose size depends on stored data (receipts, blocks, state values, query
+/// output): charged to the body budget when it is large, 503 if the budget is exhausted.
+fn answer(
+    state: &State,
+    req: &actix_web::HttpRequest,
+    status: actix_web::http::StatusCode,
+    v: &Value,
+) -> ApiResult<HttpResponse> {
+    let bytes = json_bytes(v)?;
+    let mut res = HttpResponse::build(status);
+    res.content_type(actix_web::http::header::ContentType::json());
+    if bytes.len() <= SMALL_ANSWER {
+        return Ok(res.body(bytes));
+    }
+    let held = reserve(state, req, budget(req)?.reservation(), bytes.len())?;
+    Ok(res.body(HeldAnswer {
+        bytes: bytes.into(),
+        _held: held,
+    }))
+}
+
+/// Block and receipt reads decode whole stored values on the HTTP worker; this many at once at
+/// most, so many clients asking for the largest block cannot multiply its decoded size.
+pub const HEAVY_READS: usize = 4;
+
+/// The heavy-read limiter (app data of the API listener).
+#[derive(Debug, Clone)]
+pub struct HeavyReads(pub Arc<tokio::sync::Semaphore>);
+
+/// A heavy-read permit; waits up to 5 s for one, then 503 `read_busy`.
+async fn heavy_read(
+    state: &State,
+    req: &actix_web::HttpRequest,
+) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    let reads = req
+        .app_data::<web::Data<HeavyReads>>()
+        .ok_or_else(|| ApiError::internal("no read limiter configured"))?;
+    match tokio::time::timeout(Duration::from_secs(5), reads.0.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(refuse(
+            state,
+            503,
+            "read_busy",
+            format!("{HEAVY_READS} block or receipt reads are already running; retry later"),
+        )),
+    }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -280,6 +390,15 @@ pub async fn submit_txs(
             ));
         }
     };
+    // The answer grows with the element count, not the body (`[{},{},…]` is 3 bytes an
+    // element, its answer a hundred): charge it now, before anything has an effect, so a
+    // refusal changes nothing and an accepted batch always gets its answer.
+    let answer_held = reserve(
+        &state,
+        &req,
+        budget(&req)?.reservation(),
+        items.len().saturating_mul(MAX_RESULT_BYTES),
+    )?;
     // Each element stands alone: a malformed one is rejected with its own reason.
     let mut results: Vec<Value> = vec![Value::Null; items.len()];
     let mut parsed = Vec::with_capacity(items.len());
@@ -306,6 +425,7 @@ pub async fn submit_txs(
                 good_pos.push((*pos, *id));
             }
             Err(e) => {
+                let e = ApiError::new(e.status.as_u16(), e.code, brief(e.message));
                 results[*pos] =
                     json!({"tx_hash": id, "accepted": false, "error": e.body()["error"]});
             }
@@ -317,7 +437,9 @@ pub async fn submit_txs(
             results[pos] = match r {
                 Ok(_) => json!({"tx_hash": id, "accepted": true}),
                 Err(e) => {
-                    json!({"tx_hash": id, "accepted": false, "error": mempool_error(&e).body()["error"]})
+                    let e = mempool_error(&e);
+                    let e = ApiError::new(e.status.as_u16(), e.code, brief(e.message));
+                    json!({"tx_hash": id, "accepted": false, "error": e.body()["error"]})
                 }
             };
         }
@@ -326,11 +448,19 @@ pub async fn submit_txs(
         .iter()
         .filter(|r| r["accepted"] == json!(true))
         .count();
-    Ok(HttpResponse::Ok().json(json!({
+    let bytes = json_bytes(&json!({
         "accepted": accepted,
         "rejected": results.len() - accepted,
         "results": results,
-    })))
+    }))?;
+    drop(results);
+    drop(body);
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(HeldAnswer {
+            bytes: bytes.into(),
+            _held: answer_held,
+        }))
 }
 
 /// Puts a failed status's message (reverted) or trap kind (trapped) beside its label.
@@ -361,21 +491,31 @@ fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("storage: {e}"))
 }
 
-pub async fn tx_status(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn tx_status(
+    state: State,
+    path: web::Path<String>,
+    req: actix_web::HttpRequest,
+) -> ApiResult<HttpResponse> {
     let id = parse_hash(&path, "transaction hash")?;
     if let Some((height, index)) = state.storage.tx_location(&id).map_err(storage_err)? {
+        let _read = heavy_read(&state, &req).await?;
         let receipt = state
             .storage
             .receipt(&id)
             .map_err(storage_err)?
             .ok_or_else(|| ApiError::internal("receipt missing for an included transaction"))?;
-        return Ok(HttpResponse::Ok().json(json!({
-            "tx_hash": id,
-            "status": "included",
-            "block_height": height,
-            "index": index,
-            "receipt": receipt_json(&receipt),
-        })));
+        return answer(
+            &state,
+            &req,
+            actix_web::http::StatusCode::OK,
+            &json!({
+                "tx_hash": id,
+                "status": "included",
+                "block_height": height,
+                "index": index,
+                "receipt": receipt_json(&receipt),
+            }),
+        );
     }
     let pending = state
         .mempool
@@ -410,17 +550,27 @@ fn block_json(b: &Block) -> Value {
     })
 }
 
-pub async fn latest_block(state: State) -> ApiResult<HttpResponse> {
+pub async fn latest_block(state: State, req: actix_web::HttpRequest) -> ApiResult<HttpResponse> {
+    let _read = heavy_read(&state, &req).await?;
     let head = state.storage.head().map_err(storage_err)?;
     let block = state
         .storage
         .block_by_height(head.height)
         .map_err(storage_err)?
         .ok_or_else(|| ApiError::internal("head block missing"))?;
-    Ok(HttpResponse::Ok().json(block_json(&block)))
+    answer(
+        &state,
+        &req,
+        actix_web::http::StatusCode::OK,
+        &block_json(&block),
+    )
 }
 
-pub async fn block(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn block(
+    state: State,
+    path: web::Path<String>,
+    req: actix_web::HttpRequest,
+) -> ApiResult<HttpResponse> {
     let digits = !path.is_empty() && path.bytes().all(|b| b.is_ascii_digit());
     let height: u64 = path.parse().ok().filter(|_| digits).ok_or_else(|| {
         ApiError::bad_request(
@@ -428,8 +578,14 @@ pub async fn block(state: State, path: web::Path<String>) -> ApiResult<HttpRespo
             format!("block height must be a number, got {:?}", path.as_str()),
         )
     })?;
+    let _read = heavy_read(&state, &req).await?;
     match state.storage.block_by_height(height).map_err(storage_err)? {
-        Some(b) => Ok(HttpResponse::Ok().json(block_json(&b))),
+        Some(b) => answer(
+            &state,
+            &req,
+            actix_web::http::StatusCode::OK,
+            &block_json(&b),
+        ),
         None => Err(ApiError::not_found(format!("no block at height {height}"))),
     }
 }
@@ -497,6 +653,7 @@ pub async fn contract(state: State, path: web::Path<String>) -> ApiResult<HttpRe
 pub async fn contract_state(
     state: State,
     path: web::Path<(String, String)>,
+    req: actix_web::HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let (addr, key) = path.into_inner();
     let addr = parse_address(&addr)?;
@@ -524,7 +681,12 @@ pub async fn contract_state(
         .storage
         .storage_get(&addr, &key)
         .map_err(storage_err)?;
-    Ok(HttpResponse::Ok().json(json!({"value": value.map(hex::encode)})))
+    answer(
+        &state,
+        &req,
+        actix_web::http::StatusCode::OK,
+        &json!({"value": value.map(hex::encode)}),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -658,7 +820,7 @@ pub async fn query(
         "logs": r.logs,
     });
     status_details(&mut v, &r.status);
-    Ok(HttpResponse::Ok().json(v))
+    answer(&state, &req, actix_web::http::StatusCode::OK, &v)
 }
 
 /// Health: the supervisor is heartbeating and blocks are being produced.

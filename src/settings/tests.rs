@@ -616,12 +616,17 @@ fn api_limit_rules() {
     assert!(keys("api:\n  max_connections: 1\n  query_gas_limit: 1\n").is_empty());
     assert_eq!(keys("api.max_body_bytes: 0"), ["api.max_body_bytes"]);
     assert_eq!(
-        keys("api:\n  max_body_bytes: 67108865\n  max_body_bytes_in_flight: 100000000\n"),
+        keys("api:\n  max_body_bytes: 67108865\n  max_body_bytes_in_flight: 200000000\n"),
         ["api.max_body_bytes"]
     );
     assert_eq!(
-        keys("api:\n  max_body_bytes: 2000\n  max_body_bytes_in_flight: 1999\n"),
-        ["api.max_body_bytes_in_flight"]
+        keys("api:\n  max_body_bytes: 2000\n  max_batch: 1\n  max_body_bytes_in_flight: 2639\n"),
+        ["api.max_body_bytes_in_flight"],
+        "2000 + 1 × 640 does not fit"
+    );
+    assert!(
+        keys("api:\n  max_body_bytes: 2000\n  max_batch: 1\n  max_body_bytes_in_flight: 2640\n")
+            .is_empty()
     );
     assert_eq!(keys("api.max_connections: 0"), ["api.max_connections"]);
     assert_eq!(keys("api.body_timeout: 1ms"), ["api.body_timeout"]);

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use accumen::client::HttpClient;
-use accumen_actors::types::MAX_ARGS_LEN;
+use accumen_actors::types::{Action, Bytes, MAX_ARGS_LEN};
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -325,7 +325,7 @@ fn connections_at_the_cap_wait_and_health_still_answers() {
 #[test]
 fn body_budget_refuses_bodies_past_it() {
     let node = TestNode::start(
-        "api:\n  max_body_bytes: 65536\n  max_body_bytes_in_flight: 100000\n  body_timeout: 60s\n  idle_timeout: 60s",
+        "api:\n  max_body_bytes: 65536\n  max_batch: 10\n  max_body_bytes_in_flight: 100000\n  body_timeout: 60s\n  idle_timeout: 60s",
     );
     let head = b"POST /v1/tx HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                  Content-Length: 65536\r\n\r\n";
@@ -395,4 +395,57 @@ fn queries_are_capped_in_args_and_gas() {
     assert_eq!(v["gas_used"], 2_000_000, "{v}");
 
     honest_client_is_served(&node, 69);
+}
+
+#[test]
+fn large_answers_are_charged_to_the_body_budget() {
+    // A first run stores a 59,990-byte value (kv takes 60,000 bytes of input at most): its
+    // answer is about 120,000 hex characters.
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = TestNode::start_in(dir.path(), "storage: persistent", &[]);
+    let mut s = Sender::new(70);
+    let kv = deploy(&first, &mut s, fixture("kv"));
+    let mut args = vec![1u8, b'k'];
+    args.extend(std::iter::repeat_n(7u8, 59_990));
+    let set = s.sign(
+        Action::Call {
+            contract: kv,
+            entry: "set".into(),
+            args: Bytes(args),
+        },
+        5_000_000,
+    );
+    let hash = submit_ok(&first, &set);
+    assert_eq!(first.wait_included(&hash)["receipt"]["status"], "success");
+    let state_path = format!("/v1/contracts/{kv}/state/{}", hex::encode(b"k"));
+    let (code, v) = first.get(&state_path);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(first.terminate().code(), Some(0));
+
+    // Restarted with a budget smaller than that answer: the read is refused, not buffered.
+    let node = TestNode::start_in(
+        dir.path(),
+        "storage: persistent\napi:\n  max_body_bytes: 4000\n  max_batch: 1\n  max_body_bytes_in_flight: 100000",
+        &[],
+    );
+    let (code, v) = node.get(&state_path);
+    assert_eq!(
+        (code, error_code(&v).as_str()),
+        (503, "body_budget_exhausted"),
+        "{v}"
+    );
+    let (code, v) = node.post(
+        &format!("/v1/contracts/{kv}/query"),
+        &json!({"entry": "get", "args": hex::encode(b"k")}),
+    );
+    assert_eq!(
+        (code, error_code(&v).as_str()),
+        (503, "body_budget_exhausted"),
+        "{v}"
+    );
+    assert_eq!(refused(&node, "body_budget_exhausted"), 2.0);
+    // Small answers are not charged and still served.
+    let (code, v) = node.get(&format!("/v1/contracts/{kv}"));
+    assert_eq!(code, 200, "{v}");
+    honest_client_is_served(&node, 71);
 }
