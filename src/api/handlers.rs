@@ -976,3 +976,31 @@ pub async fn inject_fault(
     }
     Ok(HttpResponse::Accepted().json(json!({"actor": name, "fault": fault})))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn brief_cuts_long_messages_on_a_char_boundary() {
+        assert_eq!(brief("short".into()), "short");
+        let cut = brief("é".repeat(300));
+        assert!(cut.len() <= MAX_ELEMENT_ERROR + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn one_batch_result_fits_max_result_bytes() {
+        // The worst element: a hash, a long code and a cut message of characters that JSON
+        // escaping doubles.
+        let worst = json!({
+            "tx_hash": Hash([0xab; 32]),
+            "accepted": false,
+            "error": {"code": "x".repeat(32), "message": brief("\"".repeat(10_000))},
+        });
+        let bytes = serde_json::to_vec(&worst).unwrap().len() + 1; // and its comma
+        assert!(bytes <= MAX_RESULT_BYTES, "{bytes} bytes");
+    }
+}
