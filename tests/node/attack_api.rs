@@ -449,3 +449,32 @@ fn large_answers_are_charged_to_the_body_budget() {
     assert_eq!(code, 200, "{v}");
     honest_client_is_served(&node, 71);
 }
+
+#[test]
+fn a_connection_whose_request_is_being_handled_is_not_cut() {
+    // The watchdog closes connections idle for 1 s; a body that takes longer than that to
+    // arrive (within api.body_timeout) is a request in progress, not an idle connection.
+    let node = TestNode::start(
+        "api:\n  request_timeout: 1s\n  keep_alive: 1s\n  idle_timeout: 1s\n  body_timeout: 60s",
+    );
+    let body = br#"{"entry": "get"}"#;
+    let mut c = Raw::connect(&node);
+    c.send(
+        format!(
+            "POST /v1/contracts/{}/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            "00".repeat(32),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    // The client's pacing: four pieces, 600 ms apart, so the body takes about 2.4 s.
+    for piece in body.chunks(body.len().div_ceil(4)) {
+        std::thread::sleep(Duration::from_millis(600));
+        c.send(piece);
+    }
+    let answer = c.read_to_close();
+    // Answered (no contract at that address), not cut.
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("not_found"), "{answer}");
+}
