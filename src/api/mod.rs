@@ -11,10 +11,10 @@
 //!   limits"): a body by `api.max_body_bytes` and `api.body_timeout`, all bodies together by
 //!   `api.max_body_bytes_in_flight` (503 beyond; large answers are charged to it too, until
 //!   actix has taken them), block and receipt decoding by `HEAVY_READS` at once, a batch by
-//!   `api.max_batch` counted while it is
-//!   parsed, connections by `api.max_connections` (more wait in the backlog), silent or stalled
-//!   connections by `api.request_timeout`, `api.keep_alive` and the idle watchdog
-//!   (`api.idle_timeout`, see `conn`), a query by `api.query_gas_limit` and `MAX_ARGS_LEN`.
+//!   `api.max_batch` counted while it is parsed, connections by `api.max_connections` (more
+//!   wait in the backlog), silent or stalled connections by `api.request_timeout`,
+//!   `api.keep_alive` and the idle watchdog (`api.idle_timeout`, see `conn`), a query by
+//!   `api.query_gas_limit` and `MAX_ARGS_LEN`.
 //!   Every such refusal is counted in `accumen_api_refused_total{reason}`.
 //! - The health and metrics listeners have their own accept loops and workers, so a saturated
 //!   API listener does not stop `/health` from answering.
@@ -183,11 +183,11 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
         limits.max_body_bytes_in_flight,
         state.metrics.api_body_bytes_in_flight.clone(),
     ));
-    // actix caps connections per worker; split the total so the whole listener holds at most
-    // api.max_connections (rounded up to a multiple of the worker count).
     let reads = web::Data::new(handlers::HeavyReads(Arc::new(tokio::sync::Semaphore::new(
         handlers::HEAVY_READS,
     ))));
+    // actix caps connections per worker; split the total so the whole listener holds at most
+    // api.max_connections (rounded up to a multiple of the worker count).
     let per_worker = limits.max_connections.div_ceil(api_workers).max(1);
     let (idle_timeout, conn_metrics) = (limits.idle_timeout, state.metrics.clone());
 
