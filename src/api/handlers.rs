@@ -235,6 +235,10 @@ fn json_bytes(v: &Value) -> ApiResult<Vec<u8>> {
 
 /// A JSON answer whose size depends on stored data (receipts, blocks, state values, query
 /// output): charged to the body budget when it is large, 503 if the budget is exhausted.
+///
+/// Decoding a stored block or receipt needs no limit of its own: storage reads are synchronous
+/// on the HTTP worker, so each worker decodes one at a time and drops it before the next await;
+/// what outlives the handler is this answer, and it is charged.
 fn answer(
     state: &State,
     req: &actix_web::HttpRequest,
@@ -252,33 +256,6 @@ fn answer(
         bytes: bytes.into(),
         _held: held,
     }))
-}
-
-/// Block and receipt reads decode whole stored values on the HTTP worker; this many at once at
-/// most, so many clients asking for the largest block cannot multiply its decoded size.
-pub const HEAVY_READS: usize = 4;
-
-/// The heavy-read limiter (app data of the API listener).
-#[derive(Debug, Clone)]
-pub struct HeavyReads(pub Arc<tokio::sync::Semaphore>);
-
-/// A heavy-read permit; waits up to 5 s for one, then 503 `read_busy`.
-async fn heavy_read(
-    state: &State,
-    req: &actix_web::HttpRequest,
-) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
-    let reads = req
-        .app_data::<web::Data<HeavyReads>>()
-        .ok_or_else(|| ApiError::internal("no read limiter configured"))?;
-    match tokio::time::timeout(Duration::from_secs(5), reads.0.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        _ => Err(refuse(
-            state,
-            503,
-            "read_busy",
-            format!("{HEAVY_READS} block or receipt reads are already running; retry later"),
-        )),
-    }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -498,7 +475,6 @@ pub async fn tx_status(
 ) -> ApiResult<HttpResponse> {
     let id = parse_hash(&path, "transaction hash")?;
     if let Some((height, index)) = state.storage.tx_location(&id).map_err(storage_err)? {
-        let _read = heavy_read(&state, &req).await?;
         let receipt = state
             .storage
             .receipt(&id)
@@ -551,7 +527,6 @@ fn block_json(b: &Block) -> Value {
 }
 
 pub async fn latest_block(state: State, req: actix_web::HttpRequest) -> ApiResult<HttpResponse> {
-    let _read = heavy_read(&state, &req).await?;
     let head = state.storage.head().map_err(storage_err)?;
     let block = state
         .storage
@@ -578,7 +553,6 @@ pub async fn block(
             format!("block height must be a number, got {:?}", path.as_str()),
         )
     })?;
-    let _read = heavy_read(&state, &req).await?;
     match state.storage.block_by_height(height).map_err(storage_err)? {
         Some(b) => answer(
             &state,

@@ -10,11 +10,10 @@
 //! - What one anonymous client can make the API hold or wait for is bounded (RUNBOOK "API
 //!   limits"): a body by `api.max_body_bytes` and `api.body_timeout`, all bodies together by
 //!   `api.max_body_bytes_in_flight` (503 beyond; large answers are charged to it too, until
-//!   actix has taken them), block and receipt decoding by `HEAVY_READS` at once, a batch by
-//!   `api.max_batch` counted while it is parsed, connections by `api.max_connections` (more
-//!   wait in the backlog), silent or stalled connections by `api.request_timeout`,
-//!   `api.keep_alive` and the idle watchdog (`api.idle_timeout`, see `conn`), a query by
-//!   `api.query_gas_limit` and `MAX_ARGS_LEN`.
+//!   actix has taken them), a batch by `api.max_batch` counted while it is parsed,
+//!   connections by `api.max_connections` (more wait in the backlog), silent or stalled
+//!   connections by `api.request_timeout`, `api.keep_alive` and the idle watchdog
+//!   (`api.idle_timeout`, see `conn`), a query by `api.query_gas_limit` and `MAX_ARGS_LEN`.
 //!   Every such refusal is counted in `accumen_api_refused_total{reason}`.
 //! - The health and metrics listeners have their own accept loops and workers, so a saturated
 //!   API listener does not stop `/health` from answering.
@@ -85,7 +84,6 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "batch_too_large",
     "args_too_large",
     "query_gas_limit",
-    "read_busy",
     conn::IDLE_TIMEOUT,
 ];
 
@@ -183,9 +181,6 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
         limits.max_body_bytes_in_flight,
         state.metrics.api_body_bytes_in_flight.clone(),
     ));
-    let reads = web::Data::new(handlers::HeavyReads(Arc::new(tokio::sync::Semaphore::new(
-        handlers::HEAVY_READS,
-    ))));
     // actix caps connections per worker; split the total so the whole listener holds at most
     // api.max_connections (rounded up to a multiple of the worker count).
     let per_worker = limits.max_connections.div_ceil(api_workers).max(1);
@@ -196,7 +191,6 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
         App::new()
             .app_data(s.clone())
             .app_data(budget.clone())
-            .app_data(reads.clone())
             .wrap(actix_web::middleware::from_fn(count_errors))
             // Outermost, so a request is "busy" for the whole time it is in the handlers.
             .wrap(actix_web::middleware::from_fn(mark_busy))
