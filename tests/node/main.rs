@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod attack_disk;
 mod cli;
 mod errors;
 mod flow;
