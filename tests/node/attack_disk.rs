@@ -144,7 +144,7 @@ fn disk_full_fails_the_store_loudly_and_a_restart_recovers_everything() {
             );
         }
         let batch: Vec<_> = (0..8)
-            .map(|i| bob.call(counter, "increment", &vec![i as u8; BIG_ARGS]))
+            .map(|i| bob.call(counter, "increment", &[i as u8; BIG_ARGS]))
             .collect();
         let (code, v) = node
             .client()

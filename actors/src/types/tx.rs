@@ -346,7 +346,7 @@ pub enum SigDomain {
 const MAX_TAG_LEN: usize = 16;
 
 /// A signed message: a domain tag followed by a 32-byte hash.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct SigMessage {
     buf: [u8; MAX_TAG_LEN + Hash::LEN],
     len: usize,
