@@ -124,6 +124,16 @@ fn disk_full_fails_the_store_loudly_and_a_restart_recovers_everything() {
     for h in &acked {
         node.wait_included(h);
     }
+    // Acknowledged but not includable yet (nonces 1 and 2 of a sender whose nonce 0 is still to
+    // come): they sit in the journal through the failure and must come back after the restart.
+    let mut dave = Sender::new(64);
+    dave.nonce = 1;
+    let waiting: Vec<String> = (0..2)
+        .map(|_| submit_ok(&node, &dave.call(counter, "increment", &[])))
+        .collect();
+    wait_for("a few blocks", Duration::from_secs(30), || {
+        (node.height() >= 5).then_some(())
+    });
     // Blocks committed before the disk fills: they must all survive.
     let before = node.height();
     let hashes: Vec<String> = (1..=before)
@@ -242,6 +252,14 @@ fn disk_full_fails_the_store_loudly_and_a_restart_recovers_everything() {
         let h = i as u64 + 1;
         assert_eq!(&field(&block_at(&node, h), "hash"), want, "block {h}");
     }
+    // The journaled transactions are back in the pool; once the gap is filled they go in.
+    for h in &waiting {
+        let (code, v) = node.get(&format!("/v1/tx/{h}"));
+        assert_eq!((code, v["status"].as_str()), (200, Some("pending")), "{v}");
+    }
+    dave.nonce = 0;
+    acked.push(submit_ok(&node, &dave.call(counter, "increment", &[])));
+    acked.extend(waiting);
     // Every acknowledged transaction is included (restored from the journal if need be).
     for h in &acked {
         let v = node.wait_included(h);
