@@ -6,6 +6,13 @@
 //! SIGINT): refuse new transactions, let the producer finish its block (and one last block with
 //! what is pending), stop the listeners, exit 0 — all within 30 s. A restart storm stops the
 //! actix System with a non-zero code instead, and the process exits with it.
+//!
+//! A failed store (an I/O error such as a full disk; see `storage::health`) cannot be repaired
+//! in-process: redb refuses every later operation until the file is reopened. So from the moment
+//! it is detected the node is unhealthy (`/health` 503 naming the failure), refuses transactions
+//! (503 `storage_failed`), makes no blocks, stops petting the systemd watchdog, and after
+//! `STORAGE_FAILURE_GRACE` exits with `EXIT_STORAGE_FAILED` so that systemd (or any supervisor)
+//! restarts it at once; the restart reopens and repairs the file to its last committed block.
 
 use std::fs;
 use std::io::Write;
@@ -41,6 +48,17 @@ pub enum Role {
 
 /// Exit code for "this configuration or role cannot run here".
 pub const EXIT_UNSUPPORTED: i32 = 2;
+
+/// Exit code after the store failed (EX_IOERR of sysexits.h): restart to reopen storage.
+pub const EXIT_STORAGE_FAILED: i32 = 74;
+
+/// How long a node with a failed store stays up before exiting: long enough for a health probe
+/// on a 10 s period to see why, short next to systemd's `WatchdogSec=30`. Exiting at all (rather
+/// than waiting for the watchdog) gets the node restarted at once, also where no watchdog runs.
+const STORAGE_FAILURE_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the node checks whether the store has failed.
+const STORAGE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Longest a graceful stop may take before the process exits anyway.
 const STOP_BUDGET: Duration = Duration::from_secs(25);
@@ -150,7 +168,10 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let registry = Arc::new(registry);
-    let stats = Arc::new(NodeStats::default());
+    let stats = Arc::new(NodeStats {
+        storage_health: storage.health(),
+        ..NodeStats::default()
+    });
     stats.block_height.store(head.height, Ordering::Relaxed);
 
     let pool = Arc::new(Mutex::new(Shared::new(Pool::new(PoolConfig {
@@ -274,6 +295,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         servers.health.handle(),
         servers.metrics.handle(),
     ];
+    spawn_storage_monitor(stats.clone(), handles.clone());
     actix::spawn(servers.api);
     actix::spawn(servers.health);
     actix::spawn(servers.metrics);
@@ -308,7 +330,13 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         for h in handles {
             h.stop(true).await;
         }
-        actix::System::current().stop_with_code(0);
+        // A node whose store failed still says so when asked to stop.
+        let code = if stats.storage_health.is_failed() {
+            EXIT_STORAGE_FAILED
+        } else {
+            0
+        };
+        actix::System::current().stop_with_code(code);
     });
 
     Ok(Node {
@@ -332,13 +360,48 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// Sends WATCHDOG=1 at half the systemd period, only while the supervisor is heartbeating:
-/// a wedged node stops petting the watchdog and systemd restarts it.
+/// Waits for the store to fail; then tells systemd why, and after `STORAGE_FAILURE_GRACE` stops
+/// the listeners and exits `EXIT_STORAGE_FAILED` (see the module comment).
+fn spawn_storage_monitor(stats: Arc<NodeStats>, handles: [actix_web::dev::ServerHandle; 3]) {
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(STORAGE_CHECK_INTERVAL);
+        let reason = loop {
+            tick.tick().await;
+            if let Some(reason) = stats.storage_health.failure() {
+                break reason.to_owned();
+            }
+        };
+        tracing::error!(
+            reason = %reason,
+            exit_code = EXIT_STORAGE_FAILED,
+            grace_s = STORAGE_FAILURE_GRACE.as_secs(),
+            "storage failed: refusing transactions, no more blocks; exiting so the node restarts \
+             and reopens storage (free disk space first)"
+        );
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
+            "storage failed: {reason}"
+        ))]);
+        tokio::time::sleep(STORAGE_FAILURE_GRACE).await;
+        stats.running.store(false, Ordering::Relaxed);
+        for h in handles {
+            h.stop(true).await;
+        }
+        actix::System::current().stop_with_code(EXIT_STORAGE_FAILED);
+    });
+}
+
+/// Sends WATCHDOG=1 at half the systemd period, only while the supervisor is heartbeating and
+/// the store works: a wedged node, or one whose storage failed, stops petting the watchdog and
+/// systemd restarts it.
 fn spawn_watchdog(stats: Arc<NodeStats>, period: Duration, heartbeat: Duration) {
     actix::spawn(async move {
         let mut tick = tokio::time::interval(period / 2);
         loop {
             tick.tick().await;
+            if stats.storage_health.is_failed() {
+                // Said once by the storage monitor; nothing more to log here.
+                continue;
+            }
             let age = now_ms().saturating_sub(stats.last_heartbeat_ms.load(Ordering::Relaxed));
             if age <= 3 * heartbeat.as_millis().max(1000) as u64 {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);

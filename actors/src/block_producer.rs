@@ -13,7 +13,8 @@
 //!   head + 1 on the head's hash and any transaction id stored before, so even a predecessor
 //!   that wakes up late can never make a block or a transaction count twice.
 //! - A failed attempt (execution or storage error) commits nothing and returns the transactions
-//!   to the mempool; the next tick tries again.
+//!   to the mempool; the next tick tries again, unless the store has failed (an I/O error such
+//!   as a full disk): then no tick starts a block, and the node restarts to reopen storage.
 //! - `Shutdown` stops new blocks and answers once the block in progress is committed; when no
 //!   block is in progress it first produces one last block with whatever is pending.
 
@@ -119,7 +120,9 @@ impl BlockProducer {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.producing || self.stopping {
+        // A failed store cannot commit anything until the node restarts: stop trying instead of
+        // failing (and logging) once per block time.
+        if self.producing || self.stopping || self.storage.health().is_failed() {
             return;
         }
         self.start_block(ctx);

@@ -6,6 +6,7 @@
 //! sending a message to any actor, so those endpoints stay cheap and answer even while an actor
 //! is stuck. Counters are registered without their `_total` suffix: prometheus-client adds it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -254,6 +255,10 @@ pub struct NodeStats {
     pub last_block_at_ms: AtomicU64,
     /// Unix ms of the supervisor's last completed heartbeat round (health and watchdog).
     pub last_heartbeat_ms: AtomicU64,
+    /// The store's health, the same one `Storage::health` returns (the node links them at
+    /// start): failed for good after an I/O error such as a full disk. `/health`, the systemd
+    /// watchdog, admission and the block producer read it.
+    pub storage_health: Arc<crate::storage::StorageHealth>,
 }
 
 impl Default for NodeStats {
@@ -281,6 +286,7 @@ impl Default for NodeStats {
             last_exec_ms: AtomicU64::new(0),
             last_block_at_ms: AtomicU64::new(0),
             last_heartbeat_ms: AtomicU64::new(0),
+            storage_health: Arc::default(),
         }
     }
 }

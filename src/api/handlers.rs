@@ -277,6 +277,14 @@ fn mempool_error(e: &MempoolError) -> ApiError {
 }
 
 fn check_accepting(state: &State) -> ApiResult<()> {
+    // A failed store can neither journal nor commit: acknowledging a transaction now would be a
+    // promise the node cannot keep.
+    if let Some(reason) = state.stats.storage_health.failure() {
+        return Err(ApiError::unavailable(
+            "storage_failed",
+            format!("the node's storage failed ({reason}); no transactions until it restarts"),
+        ));
+    }
     if state.accepting.load(Ordering::Relaxed) {
         Ok(())
     } else {
@@ -797,7 +805,8 @@ pub async fn query(
     answer(&state, &req, actix_web::http::StatusCode::OK, &v)
 }
 
-/// Health: the supervisor is heartbeating and blocks are being produced.
+/// Health: the store works, the supervisor is heartbeating and blocks are being produced. An
+/// unhealthy answer says why in `reason` (the first failing check, storage first).
 pub async fn health(state: State) -> HttpResponse {
     let now = now_ms();
     let s = &state.stats;
@@ -808,18 +817,32 @@ pub async fn health(state: State) -> HttpResponse {
     let started_ms = now.saturating_sub(s.started.elapsed().as_millis() as u64);
     let since_block = now.saturating_sub(last_block.max(started_ms));
     let producer_ok = since_block <= (5 * block_time).max(10_000);
-    let healthy = supervisor_ok && producer_ok && s.running.load(Ordering::Relaxed);
-    let body = json!({
+    let storage_failure = s.storage_health.failure();
+    let running = s.running.load(Ordering::Relaxed);
+    let healthy = storage_failure.is_none() && supervisor_ok && producer_ok && running;
+    let mut body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "uptime": format_uptime(s.started.elapsed()),
         "version": VERSION,
         "checks": {
+            "storage": storage_failure.is_none(),
             "supervisor": supervisor_ok,
             "block_production": producer_ok,
-            "accepting_transactions": state.accepting.load(Ordering::Relaxed),
+            "accepting_transactions": state.accepting.load(Ordering::Relaxed)
+                && storage_failure.is_none(),
         },
     });
+    let reason = match storage_failure {
+        Some(f) => Some(format!("storage failed: {f}")),
+        None if !supervisor_ok => Some("supervisor stopped heartbeating".to_owned()),
+        None if !producer_ok => Some(format!("no block for {since_block} ms")),
+        None if !running => Some("not running (starting or stopping)".to_owned()),
+        None => None,
+    };
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
     if healthy {
         HttpResponse::Ok().json(body)
     } else {

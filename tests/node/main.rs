@@ -6,6 +6,7 @@
 mod harness;
 
 mod attack_api;
+mod attack_disk;
 mod cli;
 mod errors;
 mod flow;

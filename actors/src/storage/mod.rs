@@ -17,17 +17,27 @@
 //!   `Ok`, the block survives a crash. The in-memory backend runs the very same code.
 //! - Everything stored is written by this node, so values are decoded with `decode_trusted`; a
 //!   value that fails to decode is reported as `Corrupt`, naming the table and key.
+//! - Errors are classified: an I/O error on the file, or redb refusing to go on after one
+//!   (`PreviousIo`), is `StorageError::Failed`; everything else (a wrong height, a duplicate, a
+//!   corrupt value) is a logical error that leaves the store usable. The first I/O error marks the
+//!   store's `StorageHealth` failed (see `health`), for good: from then on every write is refused
+//!   at once with `Failed`, because only reopening the file (a restart) repairs it, back to the
+//!   last committed block.
 
+mod health;
 mod tables;
 
+#[cfg(test)]
+mod failure_tests;
 #[cfg(test)]
 mod tests;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use redb::backends::InMemoryBackend;
+use redb::backends::{FileBackend, InMemoryBackend};
 use redb::{
     Database, DatabaseError, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableError, WriteTransaction,
@@ -47,12 +57,18 @@ use tables::{
 /// value format; a file with another version is refused on open.
 pub const SCHEMA_VERSION: u32 = 1;
 
+pub use health::StorageHealth;
+
 /// Why a storage operation failed. Every variant leaves the database as it was before the call.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// A redb error, with what the node was doing when it happened.
+    /// A redb error that is not an I/O failure, with what the node was doing when it happened.
     #[error("database error: {0}")]
     Db(String),
+    /// The database file could not be read or written (a full disk, an I/O error), or redb
+    /// refuses to go on after such an error: the store is failed until the node reopens it.
+    #[error("storage failed: {0}")]
+    Failed(String),
     /// The data file (or its directory) could not be prepared.
     #[error("storage I/O error: {0}")]
     Io(String),
@@ -91,14 +107,39 @@ pub enum StorageError {
     TooManyTxs,
 }
 
-/// Attaches "what we were doing" to any redb error.
+impl StorageError {
+    /// True for the I/O class: the store itself has failed and only a restart can recover it.
+    /// False for logical errors (a block that is not next, a duplicate transaction, corrupt or
+    /// missing data), after which the store goes on working.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, StorageError::Failed(_))
+    }
+}
+
+/// Whether a redb error means the file or the database handle has failed (I/O class).
+fn is_io_class(e: &redb::Error) -> bool {
+    matches!(
+        e,
+        redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::Backend(_)
+    )
+}
+
+/// Attaches "what we were doing" to any redb error, and sorts it into `Failed` (I/O class) or
+/// `Db` (anything else).
 trait Ctx<T> {
     fn ctx(self, what: &str) -> Result<T, StorageError>;
 }
 
-impl<T, E: Display> Ctx<T> for Result<T, E> {
+impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
     fn ctx(self, what: &str) -> Result<T, StorageError> {
-        self.map_err(|e| StorageError::Db(format!("{what}: {e}")))
+        self.map_err(|e| {
+            let e: redb::Error = e.into();
+            if is_io_class(&e) {
+                StorageError::Failed(format!("{what}: {e}"))
+            } else {
+                StorageError::Db(format!("{what}: {e}"))
+            }
+        })
     }
 }
 
@@ -202,6 +243,8 @@ pub struct Storage {
     db: Database,
     chain_id: String,
     backend: Backend,
+    /// Marked failed by the backend on the first I/O error; shared with `NodeStats`.
+    health: Arc<StorageHealth>,
     /// Test-only fail-point: when set, `commit_block` does every write and then fails instead of
     /// committing, to prove that a late failure leaves nothing behind.
     #[cfg(test)]
@@ -249,11 +292,29 @@ impl Storage {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StorageError::Io(format!("creating {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StorageError::Locked(path.to_path_buf()),
-            other => StorageError::Db(format!("opening {}: {other}", path.display())),
-        })?;
-        Self::init(db, chain_id, Backend::File(path.to_path_buf()))
+        // What `Database::create` does, with the file backend wrapped so that its I/O errors
+        // mark the store failed. Opening an existing file repairs it if it was not closed
+        // cleanly (a crash, or a commit cut short by a full disk): back to its last commit.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StorageError::Io(format!("opening {}: {e}", path.display())))?;
+        let health = Arc::new(StorageHealth::default());
+        let backend = health::Watched::new(
+            FileBackend::new(file).map_err(|e| StorageError::Db(e.to_string()))?,
+            health.clone(),
+            path.display().to_string(),
+        );
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => StorageError::Locked(path.to_path_buf()),
+                other => StorageError::Db(format!("opening {}: {other}", path.display())),
+            })?;
+        Self::init(db, chain_id, Backend::File(path.to_path_buf()), health)
     }
 
     /// A database in memory (local development and tests): same tables and code as `open`.
@@ -261,14 +322,34 @@ impl Storage {
         let db = Database::builder()
             .create_with_backend(InMemoryBackend::new())
             .ctx("creating in-memory database")?;
-        Self::init(db, chain_id, Backend::Memory)
+        Self::init(db, chain_id, Backend::Memory, Arc::default())
     }
 
-    fn init(db: Database, chain_id: &str, backend: Backend) -> Result<Self, StorageError> {
+    /// A database on any backend, watched like a file (tests inject failing backends here).
+    #[cfg(test)]
+    pub(crate) fn with_backend(
+        backend: impl redb::StorageBackend,
+        chain_id: &str,
+    ) -> Result<Self, StorageError> {
+        let health = Arc::new(StorageHealth::default());
+        let backend = health::Watched::new(backend, health.clone(), "test backend".into());
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .ctx("opening test database")?;
+        Self::init(db, chain_id, Backend::Memory, health)
+    }
+
+    fn init(
+        db: Database,
+        chain_id: &str,
+        backend: Backend,
+        health: Arc<StorageHealth>,
+    ) -> Result<Self, StorageError> {
         let storage = Self {
             db,
             chain_id: chain_id.to_owned(),
             backend,
+            health,
             #[cfg(test)]
             fail_before_commit: std::sync::atomic::AtomicBool::new(false),
         };
@@ -369,7 +450,19 @@ impl Storage {
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StorageError> {
+        // A failed store takes no more writes: redb would refuse them anyway (or, after an error
+        // it survived, write to a disk that just failed), and refusing here is immediate.
+        if let Some(reason) = self.health.failure() {
+            return Err(StorageError::Failed(format!(
+                "refusing to write: the store failed earlier ({reason}); restart the node"
+            )));
+        }
         self.db.begin_write().ctx("beginning write transaction")
+    }
+
+    /// The store's health, shared: failed for good after the first I/O error.
+    pub fn health(&self) -> Arc<StorageHealth> {
+        self.health.clone()
     }
 
     /// The chain id this database belongs to.

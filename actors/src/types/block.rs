@@ -1,7 +1,8 @@
 //! Blocks: the signed header and the transactions it orders.
 //!
 //! Invariants: the header hash is SHA-256 of the header's canonical encoding and the sequencer
-//! signs that hash; `tx_root` is the Merkle root of the transaction ids in block order and
+//! signs that hash in the block domain (`"accumen/block/v1" || hash`, see `SigDomain`), so no
+//! transaction signature can ever stand in for a block signature; `tx_root` is the Merkle root of the transaction ids in block order and
 //! `receipts_root` that of the receipt hashes. Genesis (height 0) is derived from the chain id
 //! alone, so every node of a chain starts from the same parent hash and state root.
 
@@ -12,7 +13,7 @@ use super::codec::{DecodeError, decode_canonical, encode, hash_of, sha256_parts}
 use super::merkle::merkle_root;
 use super::receipt::Receipt;
 use super::state::{WriteSet, genesis_state_root, state_root};
-use super::tx::{Keypair, MAX_TX_BYTES, SignedTx, verify_hash};
+use super::tx::{Keypair, MAX_TX_BYTES, SigDomain, SignedTx, verify_hash};
 
 /// A block header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +107,7 @@ impl Block {
     /// Signs `header` with the sequencer key; the header's `sequencer` is set to that key.
     pub fn seal(mut header: BlockHeader, txs: Vec<SignedTx>, key: &Keypair) -> Block {
         header.sequencer = key.public();
-        let signature = key.sign_hash(&header.hash());
+        let signature = key.sign_hash(SigDomain::Block, &header.hash());
         Block {
             header,
             signature,
@@ -116,7 +117,12 @@ impl Block {
 
     /// Checks the sequencer's signature and that `tx_root` commits to `txs`.
     pub fn verify(&self) -> Result<(), BlockError> {
-        if !verify_hash(&self.header.sequencer, &self.hash(), &self.signature) {
+        if !verify_hash(
+            SigDomain::Block,
+            &self.header.sequencer,
+            &self.hash(),
+            &self.signature,
+        ) {
             return Err(BlockError::BadSignature(self.header.sequencer));
         }
         let computed = tx_root(&self.txs);
@@ -195,6 +201,28 @@ mod tests {
         let block = Block::seal(header, vec![tx], &kp);
         assert_eq!(block.verify(), Ok(()));
         assert_eq!(Block::decode(&block.encode()), Ok(block.clone()));
+
+        // Domain separation: the sequencer's block signature over hash H is not a transaction
+        // signature over H, and a transaction-domain signature over H does not seal the block.
+        let h = block.hash();
+        assert!(verify_hash(
+            SigDomain::Block,
+            &kp.public(),
+            &h,
+            &block.signature
+        ));
+        assert!(!verify_hash(
+            SigDomain::Tx,
+            &kp.public(),
+            &h,
+            &block.signature
+        ));
+        let mut tx_signed = block.clone();
+        tx_signed.signature = kp.sign_hash(SigDomain::Tx, &h);
+        assert!(matches!(
+            tx_signed.verify(),
+            Err(BlockError::BadSignature(_))
+        ));
 
         let mut wrong_height = block.clone();
         wrong_height.header.height = 2;

@@ -23,6 +23,6 @@ pub use receipt::{Event, Receipt, ReceiptStatus};
 pub use state::{ContractInfo, WriteSet, genesis_state_root, state_root};
 pub use tx::{
     Action, KeyCache, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN,
-    MAX_ENTRY_LEN, MAX_TX_BYTES, SignedTx, Tx, TxError, VerifiedTx, contract_address, valid_entry,
-    verify_hash,
+    MAX_ENTRY_LEN, MAX_TX_BYTES, SigDomain, SigMessage, SignedTx, Tx, TxError, VerifiedTx,
+    contract_address, valid_entry, verify_hash,
 };

@@ -2,8 +2,12 @@
 //!
 //! Invariants:
 //! - A transaction's id is SHA-256 of the canonical encoding of its unsigned body (`Tx`); the
-//!   signature is Ed25519 by `sender` over those 32 id bytes, checked with `verify_strict`
-//!   (no malleable or small-order signatures).
+//!   signature is Ed25519 by `sender` over the domain-tagged message `"accumen/tx/v1" || id`
+//!   (`SigDomain::Tx`), checked with `verify_strict` (no malleable or small-order signatures).
+//! - Every signature the node makes or checks goes through `SigDomain`: a transaction signature
+//!   and a block signature are over messages that can never be equal (different tags, neither a
+//!   prefix of the other, followed by exactly 32 bytes), so a signature over a transaction id can
+//!   never pass as a signature over a block hash with the same bytes, or the other way round.
 //! - The signature is outside the id, so re-encoding a signature cannot change the id.
 //! - Shape limits (`check_shape`) are stateless and cheap; they run before any signature check so
 //!   an oversized transaction costs the node nothing.
@@ -186,9 +190,9 @@ impl SignedTx {
     fn verify_with_key(self, key: &VerifyingKey) -> Result<VerifiedTx, TxError> {
         self.tx.check_shape()?;
         let id = self.tx.id();
-        let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
-        key.verify_strict(&id.0, &sig)
-            .map_err(|_| TxError::BadSignature)?;
+        if !verify_with(key, SigDomain::Tx, &id, &self.signature) {
+            return Err(TxError::BadSignature);
+        }
         Ok(VerifiedTx { id, tx: self })
     }
 }
@@ -313,25 +317,88 @@ impl Keypair {
         PublicKey(self.key.verifying_key().to_bytes())
     }
 
-    /// Signs 32 bytes (a transaction id or a block header hash).
-    pub fn sign_hash(&self, hash: &Hash) -> Signature {
-        Signature(self.key.sign(&hash.0).to_bytes())
+    /// Signs a 32-byte hash in `domain`: the message is the domain's tag followed by the hash.
+    pub fn sign_hash(&self, domain: SigDomain, hash: &Hash) -> Signature {
+        Signature(self.key.sign(domain.message(hash).as_ref()).to_bytes())
     }
 
     /// Signs a transaction body. The body's `sender` should be this key's public key.
     pub fn sign(&self, tx: Tx) -> SignedTx {
-        let signature = self.sign_hash(&tx.id());
+        let signature = self.sign_hash(SigDomain::Tx, &tx.id());
         SignedTx { tx, signature }
     }
 }
 
-/// Checks an Ed25519 signature over 32 bytes.
-pub fn verify_hash(key: &PublicKey, hash: &Hash, sig: &Signature) -> bool {
+/// What a signature is for. Each domain prefixes the signed 32-byte hash with its own tag, so a
+/// signature made in one domain never verifies in another (see the module invariants).
+///
+/// The tags are part of the chain's rules: changing one invalidates every signature made with it,
+/// so a new rule gets a new tag (`.../v2`) instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigDomain {
+    /// A transaction id.
+    Tx,
+    /// A block header hash.
+    Block,
+}
+
+/// Longest domain tag; the signed message fits on the stack.
+const MAX_TAG_LEN: usize = 16;
+
+/// A signed message: a domain tag followed by a 32-byte hash.
+#[derive(Clone, Copy, Debug)]
+pub struct SigMessage {
+    buf: [u8; MAX_TAG_LEN + Hash::LEN],
+    len: usize,
+}
+
+impl AsRef<[u8]> for SigMessage {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl SigDomain {
+    /// The domain's tag: ASCII, distinct lengths, neither a prefix of the other.
+    pub const fn tag(self) -> &'static [u8] {
+        match self {
+            SigDomain::Tx => b"accumen/tx/v1",
+            SigDomain::Block => b"accumen/block/v1",
+        }
+    }
+
+    /// The bytes actually signed: `tag || hash`.
+    pub fn message(self, hash: &Hash) -> SigMessage {
+        let tag = self.tag();
+        let mut buf = [0u8; MAX_TAG_LEN + Hash::LEN];
+        buf[..tag.len()].copy_from_slice(tag);
+        buf[tag.len()..tag.len() + Hash::LEN].copy_from_slice(&hash.0);
+        SigMessage {
+            buf,
+            len: tag.len() + Hash::LEN,
+        }
+    }
+}
+
+// Every tag fits the message buffer.
+const _: () = assert!(
+    SigDomain::Tx.tag().len() <= MAX_TAG_LEN && SigDomain::Block.tag().len() <= MAX_TAG_LEN
+);
+
+fn verify_with(key: &VerifyingKey, domain: SigDomain, hash: &Hash, sig: &Signature) -> bool {
+    key.verify_strict(
+        domain.message(hash).as_ref(),
+        &ed25519_dalek::Signature::from_bytes(&sig.0),
+    )
+    .is_ok()
+}
+
+/// Checks an Ed25519 signature by `key` over a 32-byte hash in `domain`.
+pub fn verify_hash(domain: SigDomain, key: &PublicKey, hash: &Hash, sig: &Signature) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(&key.0) else {
         return false;
     };
-    key.verify_strict(&hash.0, &ed25519_dalek::Signature::from_bytes(&sig.0))
-        .is_ok()
+    verify_with(&key, domain, hash, sig)
 }
 
 #[cfg(test)]
@@ -394,6 +461,60 @@ mod tests {
         let mut bogus = kp.sign(call(&kp, 0));
         bogus.tx.sender = PublicKey([0xff; 32]);
         assert!(bogus.verify_cached(&cache).is_err());
+    }
+
+    #[test]
+    fn tx_signatures_are_domain_separated() {
+        let kp = Keypair::from_seed([8; 32]);
+        let stx = kp.sign(call(&kp, 0));
+        let id = stx.tx.id();
+        // The signed message is exactly the tag followed by the id.
+        let mut expected = b"accumen/tx/v1".to_vec();
+        expected.extend_from_slice(&id.0);
+        assert_eq!(SigDomain::Tx.message(&id).as_ref(), expected.as_slice());
+        assert!(verify_hash(
+            SigDomain::Tx,
+            &kp.public(),
+            &id,
+            &stx.signature
+        ));
+        // The same signature is worthless as a block signature over the same 32 bytes.
+        assert!(!verify_hash(
+            SigDomain::Block,
+            &kp.public(),
+            &id,
+            &stx.signature
+        ));
+
+        // A block-domain signature over bytes equal to the tx id does not authorise the tx,
+        // through either verification path.
+        let cache = KeyCache::new(4);
+        let mut forged = stx.clone();
+        forged.signature = kp.sign_hash(SigDomain::Block, &id);
+        assert_eq!(forged.clone().verify(), Err(TxError::BadSignature));
+        assert_eq!(forged.verify_cached(&cache), Err(TxError::BadSignature));
+
+        // Nor does a bare signature over the id (the rule before domain separation).
+        let mut bare = stx.clone();
+        bare.signature = Signature(kp.key.sign(&id.0).to_bytes());
+        assert_eq!(bare.clone().verify(), Err(TxError::BadSignature));
+        assert_eq!(bare.verify_cached(&cache), Err(TxError::BadSignature));
+
+        // The genuine one still verifies, cached or not.
+        assert!(stx.clone().verify_cached(&cache).is_ok());
+        assert!(stx.verify().is_ok());
+    }
+
+    #[test]
+    fn domain_tags_can_never_collide() {
+        let (tx, block) = (SigDomain::Tx.tag(), SigDomain::Block.tag());
+        assert_ne!(tx.len(), block.len());
+        assert!(!tx.starts_with(block) && !block.starts_with(tx));
+        let h = Hash([0xab; 32]);
+        assert_ne!(
+            SigDomain::Tx.message(&h).as_ref(),
+            SigDomain::Block.message(&h).as_ref()
+        );
     }
 
     #[test]
