@@ -177,9 +177,19 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     let pool = Arc::new(Mutex::new(Shared::new(Pool::new(PoolConfig {
         chain_id: settings.chain_id.clone(),
         max_size: settings.mempool.max_size,
+        max_bytes: settings.mempool.max_bytes,
         account_limit: settings.mempool.account_limit,
-        max_tx_gas: settings.execution.gas_limit,
+        // A transaction asking for more than a whole block's gas could never be selected.
+        max_tx_gas: settings
+            .execution
+            .gas_limit
+            .min(accumen_actors::vm::gas::MAX_BLOCK_GAS),
         max_future_nonces: settings.mempool.account_limit as u64,
+        future_limit: settings
+            .mempool
+            .future_limit
+            .min(settings.mempool.account_limit),
+        future_ttl_ms: u64::try_from(settings.mempool.future_ttl.as_millis()).unwrap_or(u64::MAX),
     }))));
     let persist = settings.mempool.persist;
     let restored = Mempool::new(

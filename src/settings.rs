@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use accumen_actors::types::MAX_TX_BYTES;
 use accumen_actors::vm::{ConfigError as VmConfigError, VmConfig};
 use serde::{Deserialize, Serialize};
 
@@ -228,8 +229,18 @@ impl Default for WasmSettings {
 pub struct MempoolSettings {
     /// Most pending transactions in total.
     pub max_size: usize,
+    /// Most bytes of pending transactions in total (their canonical encoding), so a pool of
+    /// big deploys cannot take the node's memory or disk (the journal holds the same bytes).
+    pub max_bytes: u64,
     /// Most pending transactions from one account, so one sender cannot fill the pool.
     pub account_limit: usize,
+    /// Most transactions one account may hold behind a nonce gap (not executable until the
+    /// missing nonce arrives); `mempool.account_limit` caps it too.
+    pub future_limit: usize,
+    /// How long a transaction may wait behind a nonce gap after it arrived before it is
+    /// evicted.
+    #[serde(with = "humantime_serde")]
+    pub future_ttl: Duration,
     /// Keep pending transactions across restarts.
     pub persist: bool,
 }
@@ -238,7 +249,10 @@ impl Default for MempoolSettings {
     fn default() -> Self {
         Self {
             max_size: 50_000,
+            max_bytes: 128 * 1024 * 1024,
             account_limit: 1000,
+            future_limit: 16,
+            future_ttl: Duration::from_secs(60),
             persist: false,
         }
     }
@@ -611,6 +625,19 @@ impl Settings {
                 "mempool.account_limit = {} exceeds mempool.max_size = {}",
                 self.mempool.account_limit, self.mempool.max_size
             ),
+        );
+        rule(
+            self.mempool.max_bytes >= MAX_TX_BYTES as u64,
+            "mempool.max_bytes",
+            format!(
+                "mempool.max_bytes = {} is below the largest transaction ({MAX_TX_BYTES} bytes)",
+                self.mempool.max_bytes
+            ),
+        );
+        rule(
+            self.mempool.future_ttl >= MIN_INTERVAL,
+            "mempool.future_ttl",
+            min_interval_msg("mempool.future_ttl", self.mempool.future_ttl),
         );
 
         rule(

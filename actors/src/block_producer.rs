@@ -1,6 +1,7 @@
 //! BlockProducer actor: the chain head's only writer.
 //!
-//! Every `block_time` it takes up to `max_transactions` from the mempool, has the executor run
+//! Every `block_time` it takes up to `max_transactions` (and at most the chain's per-block gas
+//! and transaction-byte limits) from the mempool, has the executor run
 //! them against a storage snapshot of the head, builds and signs the header, and commits block,
 //! receipts and write set in one storage write transaction; then it tells the mempool what was
 //! included and what was dropped. Empty blocks are produced too, so a stalled producer shows in
@@ -167,6 +168,9 @@ async fn produce(
     let txs = mempool
         .send(Select {
             max: config.max_transactions,
+            // The chain's per-block limits: the VM would leave out whatever goes beyond them.
+            max_gas: crate::vm::gas::MAX_BLOCK_GAS,
+            max_bytes: crate::vm::gas::MAX_BLOCK_TX_BYTES,
         })
         .await
         .map_err(ProduceError::Mempool)?;

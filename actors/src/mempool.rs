@@ -9,9 +9,14 @@
 //!   create; anything else is refused up front ("unknown contract") instead of costing its
 //!   sender a nonce and gas for a receipt that can only say the same.
 //! - With `mempool.persist` on, a transaction is journaled in storage *before* it is
-//!   acknowledged; the journal entry goes away in the same write transaction that commits the
-//!   transaction's block (storage does that) or when the pool drops it. On start the journal is
-//!   re-admitted against committed state.
+//!   acknowledged, with its arrival sequence, in the same write transaction that forgets what
+//!   its admission evicted; the journal entry goes away in the same write transaction that
+//!   commits the transaction's block (storage does that) or when the pool drops it (expiry,
+//!   eviction, a dropped transaction), so the journal holds what the pool holds and is bounded
+//!   like it. On start the journal is re-admitted in arrival order against committed state (a
+//!   call admitted because another sender's deploy was pending comes back after that deploy).
+//! - A failed journal write refuses the batch being admitted (503 `journal_unavailable`) and
+//!   puts the pool back exactly as it was: no earlier, acknowledged transaction is touched.
 //! - Signatures are verified by the caller (the API verifies batches on its worker threads);
 //!   only `VerifiedTx` values enter the pool.
 
@@ -26,16 +31,42 @@ use actix::prelude::*;
 
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::ratelimit::LogLimiter;
-use crate::storage::Storage;
-use crate::types::{Action, Address, Hash, PublicKey, VerifiedTx};
+use crate::storage::{Storage, StorageError};
+use crate::types::{Action, Address, Hash, PublicKey, SignedTx, VerifiedTx};
 use crate::vm::DropReason;
-use pool::{AdmitError, Pool};
+use pool::{AdmitError, BlockLimits, EvictReason, Evicted, Pool};
 
 /// How often expired transactions are removed.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
 static FULL_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 static GAS_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static EVICT_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+
+/// Where the mempool journals pending transactions (`mempool.persist`). `Storage` is the real
+/// one; tests put a failing one in its place.
+pub trait Journal: Send + Sync {
+    /// One all-or-nothing write: journal `put` (with arrival sequences), forget `remove`.
+    fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError>;
+    /// Forget these transactions; unknown ids are ignored.
+    fn remove(&self, ids: &[Hash]) -> Result<(), StorageError>;
+    /// Everything journaled, with its arrival sequence where one is known.
+    fn load(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError>;
+}
+
+impl Journal for Storage {
+    fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
+        self.journal_write(put, remove)
+    }
+
+    fn remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
+        self.journal_remove(ids)
+    }
+
+    fn load(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError> {
+        self.journal_all_ordered()
+    }
+}
 
 /// Why a transaction was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +77,11 @@ pub enum MempoolError {
     UnknownContract(Address),
     #[error("storage error: {0}")]
     Storage(String),
+    #[error(
+        "the mempool journal could not be written ({0}); the transaction was not accepted, \
+         retry later"
+    )]
+    Journal(String),
 }
 
 impl MempoolError {
@@ -55,6 +91,7 @@ impl MempoolError {
             MempoolError::Rejected(e) => e.code(),
             MempoolError::UnknownContract(_) => "unknown_contract",
             MempoolError::Storage(_) => "storage_error",
+            MempoolError::Journal(_) => "journal_unavailable",
         }
     }
 
@@ -64,6 +101,7 @@ impl MempoolError {
             MempoolError::Rejected(e) => e.http_status(),
             MempoolError::UnknownContract(_) => 404,
             MempoolError::Storage(_) => 500,
+            MempoolError::Journal(_) => 503,
         }
     }
 }
@@ -76,6 +114,8 @@ pub struct Shared {
     /// their deploy leaves the pool; they are checked against the pool on use and pruned after
     /// every block.
     deploys: HashMap<Address, Hash>,
+    /// Next arrival sequence to journal; above every journaled one.
+    journal_seq: u64,
 }
 
 impl Shared {
@@ -83,6 +123,7 @@ impl Shared {
         Shared {
             pool,
             deploys: HashMap::new(),
+            journal_seq: 0,
         }
     }
 }
@@ -91,6 +132,7 @@ impl Shared {
 pub struct Mempool {
     pool: Arc<Mutex<Shared>>,
     storage: Arc<Storage>,
+    journal: Arc<dyn Journal>,
     persist: bool,
     stats: Arc<NodeStats>,
     metrics: NodeMetrics,
@@ -114,11 +156,18 @@ impl Mempool {
     ) -> Self {
         Mempool {
             pool,
+            journal: storage.clone(),
             storage,
             persist,
             stats,
             metrics,
         }
+    }
+
+    /// Journals through `journal` instead of the storage (a test seam).
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = journal;
+        self
     }
 
     fn pool(&self) -> MutexGuard<'_, Shared> {
@@ -130,6 +179,7 @@ impl Mempool {
     fn publish(&self, pool: &Pool) {
         let size = pool.len() as u64;
         let accounts = pool.accounts() as u64;
+        self.metrics.mempool_bytes.set(pool.bytes() as i64);
         self.stats.mempool_size.store(size, Ordering::Relaxed);
         self.stats
             .mempool_accounts
@@ -141,7 +191,7 @@ impl Mempool {
     fn forget(&self, ids: &[Hash]) {
         if self.persist
             && !ids.is_empty()
-            && let Err(e) = self.storage.journal_remove(ids)
+            && let Err(e) = self.journal.remove(ids)
         {
             tracing::error!(error = %e, "mempool journal cleanup failed");
         }
@@ -149,6 +199,36 @@ impl Mempool {
 
     /// Admits verified transactions; one result per transaction, in order.
     pub fn admit(&self, txs: Vec<VerifiedTx>) -> Vec<Result<Hash, MempoolError>> {
+        self.admit_batch(txs, true)
+    }
+
+    /// Counts (and logs, rate-limited) evictions that stand.
+    fn count_evictions(&self, evicted: &[Evicted]) {
+        if evicted.is_empty() {
+            return;
+        }
+        let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for e in evicted {
+            *by_reason.entry(e.reason.label()).or_default() += 1;
+        }
+        for (reason, n) in &by_reason {
+            self.metrics.evicted(reason, *n);
+        }
+        if let Some(suppressed) = EVICT_LOG.allow() {
+            tracing::warn!(
+                evicted = evicted.len(),
+                reasons = ?by_reason,
+                suppressed,
+                "mempool full: evicted less useful transactions to admit executable ones"
+            );
+        }
+    }
+
+    /// Admits a batch; with `journal` (and `mempool.persist`), journals what it accepted and
+    /// forgets what that evicted in one write, or undoes the whole batch if that fails.
+    /// Returns one result per transaction; evictions that stand are counted, and when not
+    /// journaling (restore) they are forgotten from the journal here.
+    fn admit_batch(&self, txs: Vec<VerifiedTx>, journal: bool) -> Vec<Result<Hash, MempoolError>> {
         let now = now_ms();
         let mut nonces: HashMap<PublicKey, u64> = HashMap::new();
         let mut known: HashMap<Address, bool> = HashMap::new();
@@ -160,9 +240,14 @@ impl Mempool {
             }
         };
         let mut results = Vec::with_capacity(txs.len());
-        let mut accepted = Vec::new();
+        let mut admitted: Vec<Hash> = Vec::new();
+        let mut evicted: Vec<Evicted> = Vec::new();
         let mut shared = self.pool();
-        let Shared { pool, deploys } = &mut *shared;
+        let Shared {
+            pool,
+            deploys,
+            journal_seq,
+        } = &mut *shared;
         for tx in txs {
             let id = tx.id();
             let sender = tx.tx().sender;
@@ -198,12 +283,10 @@ impl Mempool {
                     }
                 },
             };
-            let signed = self.persist.then(|| tx.signed().clone());
             match pool.admit(tx, state_nonce, now) {
-                Ok(()) => {
-                    if let Some(s) = signed {
-                        accepted.push(s);
-                    }
+                Ok(out) => {
+                    evicted.extend(out);
+                    admitted.push(id);
                     if let Some(address) = creates {
                         deploys.insert(address, id);
                     }
@@ -211,12 +294,17 @@ impl Mempool {
                 }
                 Err(e) => {
                     match &e {
-                        AdmitError::PoolFull { max_size } => {
+                        AdmitError::PoolFull {
+                            max_size,
+                            max_bytes,
+                        } => {
                             if let Some(suppressed) = FULL_LOG.allow() {
                                 tracing::error!(
                                     max_size,
+                                    max_bytes,
                                     suppressed,
-                                    "mempool full: transaction rejected (mempool.max_size reached)"
+                                    "mempool full: transaction rejected (mempool.max_size or \
+                                     mempool.max_bytes reached and nothing less useful to evict)"
                                 );
                             }
                         }
@@ -236,43 +324,77 @@ impl Mempool {
                 }
             }
         }
-        if !accepted.is_empty()
-            && let Err(e) = self.storage.journal_put(&accepted)
-        {
-            // Not durable, so not acknowledged: take them back out of the pool.
-            tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
-            let ids: Vec<Hash> = accepted.iter().map(|t| t.tx.id()).collect();
-            pool.on_block(&ids, &BTreeMap::new(), &[]);
-            let err = MempoolError::Storage(e.to_string());
-            for r in results.iter_mut() {
-                if matches!(r, Ok(id) if ids.contains(id)) {
-                    *r = Err(err.clone());
+        let evicted_ids: Vec<Hash> = evicted.iter().map(|e| e.id).collect();
+        if journal && self.persist && !(admitted.is_empty() && evicted.is_empty()) {
+            // Arrival sequences in admission order; a tx evicted later in the same batch is
+            // not journaled at all.
+            let gone: std::collections::HashSet<&Hash> = evicted_ids.iter().collect();
+            let put: Vec<(u64, &SignedTx)> = admitted
+                .iter()
+                .filter(|id| !gone.contains(id))
+                .filter_map(|id| pool.get(id))
+                .map(|t| {
+                    let seq = *journal_seq;
+                    *journal_seq += 1;
+                    (seq, t.signed())
+                })
+                .collect();
+            if let Err(e) = self.journal.write(&put, &evicted_ids) {
+                // Not durable, so not acknowledged: this batch is refused and the pool goes
+                // back to exactly what it was (the evicted return, nothing else moves).
+                tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
+                pool.rollback(&admitted, evicted);
+                let err = MempoolError::Journal(e.to_string());
+                for r in results.iter_mut() {
+                    if r.is_ok() {
+                        *r = Err(err.clone());
+                    }
                 }
+                evicted = Vec::new();
             }
         }
+        self.count_evictions(&evicted);
         let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.stats.mempool_admitted.fetch_add(ok, Ordering::Relaxed);
         self.stats
             .mempool_rejected
             .fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
         self.publish(pool);
+        drop(shared);
+        if !journal && !evicted.is_empty() {
+            self.forget(&evicted_ids);
+        }
         results
     }
 
-    /// Re-admits the journal after a start; drops entries that are no longer valid.
+    /// Re-admits the journal after a start, in arrival order (entries journaled without a
+    /// sequence go last, by sender and nonce); drops entries that are no longer valid or
+    /// that re-admission evicted (a smaller `mempool.max_size`/`max_bytes` than before).
     pub fn restore(&self) -> Result<usize, MempoolError> {
         if !self.persist {
             return Ok(0);
         }
         let mut txs = self
-            .storage
-            .journal_all()
+            .journal
+            .load()
             .map_err(|e| MempoolError::Storage(e.to_string()))?;
-        txs.sort_by_key(|t| (t.tx.sender, t.tx.nonce));
-        let verified: Vec<VerifiedTx> = txs.into_iter().map(VerifiedTx::from_trusted).collect();
+        txs.sort_by_key(|(seq, t)| (seq.unwrap_or(u64::MAX), t.tx.sender, t.tx.nonce));
+        let next_seq = txs
+            .iter()
+            .filter_map(|(seq, _)| *seq)
+            .max()
+            .map_or(0, |s| s.saturating_add(1));
+        {
+            let mut shared = self.pool();
+            shared.journal_seq = shared.journal_seq.max(next_seq);
+        }
+        let verified: Vec<VerifiedTx> = txs
+            .into_iter()
+            .map(|(_, t)| VerifiedTx::from_trusted(t))
+            .collect();
         let ids: Vec<Hash> = verified.iter().map(|t| t.id()).collect();
-        // Re-admission journals again, which is harmless (same key, same value).
-        let results = self.admit(verified);
+        // Already journaled (with their sequences): admit without writing them again.
+        let results = self.admit_batch(verified, false);
         let stale: Vec<Hash> = ids
             .iter()
             .zip(&results)
@@ -280,7 +402,8 @@ impl Mempool {
             .map(|(id, _)| *id)
             .collect();
         self.forget(&stale);
-        Ok(results.len() - stale.len())
+        let shared = self.pool();
+        Ok(ids.iter().filter(|id| shared.pool.contains(id)).count())
     }
 }
 
@@ -293,14 +416,26 @@ impl Actor for Mempool {
             self.publish(&shared.pool);
         }
         ctx.run_interval(EXPIRY_INTERVAL, |act, _| {
-            let expired = act.pool().pool.expire(now_ms());
+            let now = now_ms();
+            let (expired, futures) = {
+                let mut shared = act.pool();
+                let expired = shared.pool.expire(now);
+                let futures = shared.pool.evict_stale_futures(now);
+                if !(expired.is_empty() && futures.is_empty()) {
+                    act.publish(&shared.pool);
+                }
+                (expired, futures)
+            };
             if !expired.is_empty() {
                 act.stats
                     .mempool_expired
                     .fetch_add(expired.len() as u64, Ordering::Relaxed);
                 act.forget(&expired);
-                let shared = act.pool();
-                act.publish(&shared.pool);
+            }
+            if !futures.is_empty() {
+                act.metrics
+                    .evicted(EvictReason::FutureTtl.label(), futures.len() as u64);
+                act.forget(&futures);
             }
         });
     }
@@ -320,20 +455,38 @@ impl Handler<Admit> for Mempool {
     }
 }
 
-/// Takes up to `max` transactions for the next block (they stay in flight until `BlockDone`).
+/// Takes transactions for the next block, at most `max` of them, their declared gas limits
+/// summing to at most `max_gas` and their canonical sizes to at most `max_bytes` (they stay in
+/// flight until `BlockDone`).
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<VerifiedTx>")]
 pub struct Select {
     pub max: usize,
+    pub max_gas: u64,
+    pub max_bytes: u64,
 }
 
 impl Handler<Select> for Mempool {
     type Result = MessageResult<Select>;
     fn handle(&mut self, msg: Select, _: &mut Context<Self>) -> Self::Result {
-        let mut shared = self.pool();
-        let txs = shared.pool.select(msg.max, now_ms());
-        self.publish(&shared.pool);
-        MessageResult(txs)
+        let limits = BlockLimits {
+            txs: msg.max,
+            gas: msg.max_gas,
+            bytes: msg.max_bytes,
+        };
+        let selection = {
+            let mut shared = self.pool();
+            let selection = shared.pool.select(limits, now_ms());
+            self.publish(&shared.pool);
+            selection
+        };
+        if !selection.expired.is_empty() {
+            self.stats
+                .mempool_expired
+                .fetch_add(selection.expired.len() as u64, Ordering::Relaxed);
+            self.forget(&selection.expired);
+        }
+        MessageResult(selection.txs)
     }
 }
 
@@ -351,7 +504,7 @@ impl Handler<BlockDone> for Mempool {
     fn handle(&mut self, msg: BlockDone, _: &mut Context<Self>) {
         let removed = {
             let mut shared = self.pool();
-            let Shared { pool, deploys } = &mut *shared;
+            let Shared { pool, deploys, .. } = &mut *shared;
             let removed = pool.on_block(&msg.included, &msg.nonces, &msg.dropped);
             deploys.retain(|_, id| pool.contains(id));
             self.publish(pool);

@@ -33,6 +33,10 @@ pub struct NodeMetrics {
     pub gas_used: Counter,
     pub mempool_size: Gauge,
     pub mempool_accounts: Gauge,
+    /// Canonical encoded bytes of the pending transactions (bounded by `mempool.max_bytes`).
+    pub mempool_bytes: Gauge,
+    /// Transactions the mempool evicted, by reason (`EvictReason::label`).
+    pub mempool_evictions: Family<Vec<(String, String)>, Counter>,
     pub execution_queue_depth: Gauge,
     pub memory_usage_bytes: Gauge,
     /// OS threads of the process (the runbook's name predates the Rust implementation).
@@ -62,6 +66,8 @@ impl Default for NodeMetrics {
             gas_used: Counter::default(),
             mempool_size: Gauge::default(),
             mempool_accounts: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            mempool_evictions: Family::default(),
             execution_queue_depth: Gauge::default(),
             memory_usage_bytes: Gauge::default(),
             goroutines: Gauge::default(),
@@ -116,6 +122,16 @@ impl NodeMetrics {
             "mempool_accounts",
             "Distinct senders with pending transactions",
             self.mempool_accounts.clone(),
+        );
+        r.register(
+            "mempool_bytes",
+            "Encoded bytes of the pending transactions in the mempool",
+            self.mempool_bytes.clone(),
+        );
+        r.register(
+            "mempool_evictions",
+            "Pending transactions the mempool evicted, by reason",
+            self.mempool_evictions.clone(),
         );
         r.register(
             "execution_queue_depth",
@@ -204,6 +220,13 @@ impl NodeMetrics {
                 .api_refused
                 .get_or_create(&vec![("reason".to_string(), (*reason).to_string())]);
         }
+    }
+
+    /// Counts `n` mempool evictions for `reason`.
+    pub fn evicted(&self, reason: &str, n: u64) {
+        self.mempool_evictions
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc_by(n);
     }
 
     /// Refreshes the process gauges from /proc (Linux); leaves them as they are elsewhere.

@@ -1,34 +1,89 @@
-//! The mempool's data structure: admission, ordering and bookkeeping of pending transactions.
-//! Pure data: no actix, no storage, no clock (callers pass `now_ms`), so it is tested directly.
+//! The mempool's data structure: admission, eviction, fair ordering and bookkeeping of pending
+//! transactions. Pure data: no actix, no storage, no clock (callers pass `now_ms`), so it is
+//! tested directly.
 //!
 //! Layout:
 //! - `entries`: every pending transaction by id, ready or in flight (selected for a block
-//!   attempt whose outcome is not known yet).
+//!   attempt whose outcome is not known yet), with its canonical encoded size.
 //! - `accounts`: per sender, its pending transactions by nonce, its committed next nonce
-//!   (`base`) and its selection `cursor`.
+//!   (`base`), its selection `cursor`, its first nonce gap (`next_gap`) and its fair-queueing
+//!   virtual time (`vtime`).
 //! - `ready`: one key per sender at most, for the sender's *next executable* transaction (its
-//!   "head"), ordered by highest priority, then earliest arrival. Selecting a head moves the
-//!   sender's cursor on and makes its next contiguous nonce the new head, so selection costs
-//!   O(log n) per transaction and admission O(log n).
+//!   "head"), ordered by fair-queueing tag (see below), then higher priority band, then earliest
+//!   arrival. Selecting a head moves the sender's cursor on and makes its next contiguous nonce
+//!   the new head, so selection costs O(log n) per transaction and admission O(log n).
+//! - `victims`: one key per sender at most, for the sender's highest-nonce transaction (its
+//!   "tail") when that is not in flight: the only transaction of the sender that eviction may
+//!   take, so evicting never opens a gap in front of another pending transaction.
 //! - `expiries`: transactions with an expiry, ordered by it, so expiring is O(expired · log n).
+//! - `gapped`: senders holding transactions behind a nonce gap ("future" transactions), swept
+//!   by `evict_stale_futures`.
+//!
+//! Fair selection (priority is free, so it must not buy exclusivity): `priority` is clamped
+//! into `BANDS` bands (0, 1, 2, 3+). Each sender has a virtual time; a head's tag is
+//! `max(vclock, sender's vtime)`, selecting it sets `vclock` to the tag and advances the
+//! sender's vtime by `8 >> band` (band 3 costs 1, band 0 costs 8). So every sender with a ready
+//! transaction is served at least once per 8 units of virtual time, and a band-3 sender gets at
+//! most 8 times the share of a band-0 one; a newly ready sender is tagged with the current
+//! `vclock` and is served before every sender already served at that tag or later. Ties go to
+//! the higher band, then to the earlier arrival. Consensus does not depend on this (the block
+//! records what was selected), so only the local operator's fairness is at stake.
+//!
+//! Bounds: `max_size` transactions and `max_bytes` encoded bytes in total, `account_limit` per
+//! sender, at most `future_limit` per sender behind a nonce gap, and those for at most
+//! `future_ttl_ms` after arrival. A full pool admits a transaction that could execute now (not
+//! behind a gap) by evicting, in this order, senders' tails that are behind a gap or stale,
+//! then tails in a lower priority band, then tails of a sender holding at least two more
+//! pending transactions than the newcomer's sender (same band); oldest first within each.
+//! Every eviction strictly lowers (transactions behind gaps, lower-band transactions, the
+//! spread of per-sender counts), so admissions cannot evict each other back and forth forever.
+//! A transaction that would be behind a gap is never admitted by evicting.
 //!
 //! Invariants (checked by `check_invariants` in the tests):
 //! - Every entry is in exactly one account's `txs`, under its own nonce, and vice versa; an
 //!   account with no transactions is removed, so `accounts()` counts senders with pending txs.
-//! - `base <= cursor`; every pending nonce in `base..cursor` is in flight and every nonce at or
-//!   above `cursor` is ready. (Nonces below `base` are stale: ready or in flight, they can no
-//!   longer execute, and the next `on_block` for the sender removes them.)
+//!   `bytes` is the sum of the entries' sizes.
+//! - `base <= cursor <= next_gap`; every pending nonce in `base..cursor` is in flight and every
+//!   nonce at or above `cursor` is ready; `next_gap` is the least nonce `>= base` not pending.
+//!   (Nonces below `base` are stale: ready or in flight, they can no longer execute, and the
+//!   next `on_block` for the sender removes them.)
 //! - A sender has a key in `ready` iff it has a ready transaction at nonce `cursor`; so a
 //!   transaction behind a nonce gap is never selected, and a sender's transactions are selected
 //!   strictly in nonce order.
+//! - A sender has a key in `victims` iff its highest pending nonce is not in flight, and it is
+//!   in `gapped` iff it has a pending nonce above `next_gap`.
 //! - Arrival sequence numbers are unique and never reused; a transaction keeps its own for its
-//!   whole life in the pool, so a transaction returned to the ready set keeps its old place.
+//!   whole life in the pool, and a head keeps its tag until it is selected, so a transaction
+//!   returned to the ready set keeps its old place.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::types::{Hash, PublicKey, VerifiedTx};
 use crate::vm::DropReason;
+
+/// Priority bands: `priority` values above `BANDS - 1` count as the top band.
+pub const BANDS: u64 = 4;
+
+/// The fair-queueing band of a priority.
+pub fn band(priority: u64) -> u8 {
+    // Lossless: the value is at most BANDS - 1.
+    priority.min(BANDS - 1) as u8
+}
+
+/// Virtual time one selected transaction of `band` costs its sender: a band-`b` sender is
+/// served `2^b` times as often as a band-0 one when both always have something ready.
+fn band_cost(band: u8) -> u64 {
+    8 >> band.min(3)
+}
+
+/// The size a transaction counts for, in the pool and in a block: its canonical encoding
+/// (what blocks carry and the journal stores).
+pub fn tx_bytes(tx: &VerifiedTx) -> u64 {
+    // postcard's size pass cannot fail for the chain types (see `types::encode`); a failure
+    // would count the transaction as maximally large rather than free.
+    postcard::experimental::serialized_size(tx.signed()).map_or(u64::MAX, |n| n as u64)
+}
 
 /// Limits the pool enforces at admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +92,83 @@ pub struct PoolConfig {
     pub chain_id: String,
     /// Most pending transactions in total (`mempool.max_size`).
     pub max_size: usize,
+    /// Most encoded bytes of pending transactions in total (`mempool.max_bytes`).
+    pub max_bytes: u64,
     /// Most pending transactions per sender (`mempool.account_limit`).
     pub account_limit: usize,
     /// Largest gas limit of one transaction (`execution.gas_limit`).
     pub max_tx_gas: u64,
     /// How far ahead of the sender's committed next nonce a transaction may be held.
     pub max_future_nonces: u64,
+    /// Most transactions per sender behind a nonce gap (`mempool.future_limit`).
+    pub future_limit: usize,
+    /// Milliseconds a transaction may stay behind a nonce gap after it arrived
+    /// (`mempool.future_ttl`).
+    pub future_ttl_ms: u64,
 }
+
+/// What one block may hold; selection stops adding a sender's transactions once its next one
+/// would not fit, and fills the rest from other senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLimits {
+    /// `max_transactions`.
+    pub txs: usize,
+    /// Sum of declared gas limits (`vm::gas::MAX_BLOCK_GAS`).
+    pub gas: u64,
+    /// Sum of canonical transaction sizes (`vm::gas::MAX_BLOCK_TX_BYTES`).
+    pub bytes: u64,
+}
+
+/// What `select` took, and what it removed as expired on the way.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub txs: Vec<VerifiedTx>,
+    pub expired: Vec<Hash>,
+}
+
+/// Why a transaction was evicted; `label` is the metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EvictReason {
+    /// Behind a nonce gap, evicted for a transaction that can execute now.
+    Future,
+    /// Below its sender's committed nonce (can never execute).
+    Stale,
+    /// In a lower priority band than the transaction admitted instead.
+    Priority,
+    /// Its sender held at least two more pending transactions than the newcomer's sender.
+    FairShare,
+    /// Behind a nonce gap for longer than `mempool.future_ttl`.
+    FutureTtl,
+}
+
+impl EvictReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EvictReason::Future => "future",
+            EvictReason::Stale => "stale",
+            EvictReason::Priority => "priority",
+            EvictReason::FairShare => "fair_share",
+            EvictReason::FutureTtl => "future_ttl",
+        }
+    }
+}
+
+/// A transaction evicted to admit another; holds what `rollback` needs to put it back.
+#[derive(Debug)]
+pub struct Evicted {
+    pub id: Hash,
+    pub reason: EvictReason,
+    entry: Entry,
+    base: u64,
+}
+
+impl PartialEq for Evicted {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, self.reason) == (other.id, other.reason)
+    }
+}
+
+impl Eq for Evicted {}
 
 /// Why a transaction was not admitted. The `Display` text is shown to API clients.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,13 +194,23 @@ pub enum AdmitError {
          expires"
     )]
     NonceTaken { nonce: u64 },
-    #[error("mempool is full ({max_size} pending transactions); retry later")]
-    PoolFull { max_size: usize },
+    #[error(
+        "mempool is full ({max_size} transactions or {max_bytes} bytes) and holds nothing less \
+         useful to evict; retry later"
+    )]
+    PoolFull { max_size: usize, max_bytes: u64 },
     #[error(
         "sender already has {limit} pending transactions, the most mempool.account_limit allows; \
          wait until some are included"
     )]
     AccountFull { limit: usize },
+    #[error(
+        "sender already has {limit} pending transactions behind a nonce gap (next executable \
+         nonce {gap}), the most mempool.future_limit allows; send nonce {gap} first"
+    )]
+    FutureFull { limit: usize, gap: u64 },
+    #[error("transaction is {bytes} bytes, more than the whole mempool holds ({max_bytes} bytes)")]
+    TooLarge { bytes: u64, max_bytes: u64 },
 }
 
 impl AdmitError {
@@ -91,6 +226,8 @@ impl AdmitError {
             AdmitError::NonceTaken { .. } => "nonce_taken",
             AdmitError::PoolFull { .. } => "mempool_full",
             AdmitError::AccountFull { .. } => "account_limit",
+            AdmitError::FutureFull { .. } => "future_limit",
+            AdmitError::TooLarge { .. } => "too_large_for_mempool",
         }
     }
 
@@ -105,28 +242,39 @@ impl AdmitError {
             AdmitError::NonceTooLow { .. }
             | AdmitError::Duplicate(_)
             | AdmitError::NonceTaken { .. } => 409,
+            AdmitError::TooLarge { .. } => 413,
             AdmitError::PoolFull { .. } => 503,
-            AdmitError::AccountFull { .. } => 429,
+            AdmitError::AccountFull { .. } | AdmitError::FutureFull { .. } => 429,
         }
     }
 }
 
-/// Position in the ready set: highest priority first, then earliest arrival. The arrival
-/// sequence is unique, so keys never collide.
-type ReadyKey = (Reverse<u64>, u64);
+/// Position in the ready set: fair-queueing tag, then higher band, then earliest arrival. The
+/// arrival sequence is unique, so keys never collide.
+type ReadyKey = (u64, Reverse<u8>, u64);
+
+/// Position in the eviction order (smallest goes first): not useful (behind a gap or stale)
+/// before useful, lower band first, larger sender first, oldest first. Unique by sequence.
+type VictimKey = (bool, u8, Reverse<usize>, u64);
 
 #[derive(Debug)]
 struct Entry {
     tx: VerifiedTx,
     /// Arrival sequence number.
     seq: u64,
+    /// Canonical encoded size.
+    bytes: u64,
+    /// Node time at admission, for `future_ttl_ms`.
+    admitted_ms: u64,
     /// Selected for a block attempt whose outcome is not known yet.
     in_flight: bool,
+    /// The fair-queueing tag it was selected with, so a returned transaction gets it back.
+    tag: Option<u64>,
 }
 
 impl Entry {
-    fn ready_key(&self) -> ReadyKey {
-        (Reverse(self.tx.tx().priority), self.seq)
+    fn band(&self) -> u8 {
+        band(self.tx.tx().priority)
     }
 
     fn expiry_key(&self) -> Option<(u64, Hash)> {
@@ -144,10 +292,48 @@ struct Account {
     base: u64,
     /// The next nonce to select; `base..cursor` are in flight.
     cursor: u64,
+    /// The least nonce `>= base` with no pending transaction; pending nonces above it are
+    /// behind a gap ("future").
+    next_gap: u64,
+    /// Fair-queueing virtual time: when this sender may next be served.
+    vtime: u64,
     /// Pending transactions by nonce.
     txs: BTreeMap<u64, Hash>,
     /// This sender's key in the ready set, if it has a selectable transaction.
     head: Option<ReadyKey>,
+    /// This sender's key in the eviction order, if its tail may be evicted.
+    victim: Option<VictimKey>,
+}
+
+impl Account {
+    fn new(base: u64) -> Account {
+        Account {
+            base,
+            cursor: base,
+            next_gap: base,
+            vtime: 0,
+            txs: BTreeMap::new(),
+            head: None,
+            victim: None,
+        }
+    }
+
+    /// Transactions behind the first gap.
+    fn futures(&self) -> usize {
+        self.txs.range(self.next_gap..).count()
+    }
+}
+
+/// The least nonce `>= from` not in `txs`.
+fn first_gap(txs: &BTreeMap<u64, Hash>, from: u64) -> u64 {
+    let mut n = from;
+    while txs.contains_key(&n) {
+        match n.checked_add(1) {
+            Some(m) => n = m,
+            None => break,
+        }
+    }
+    n
 }
 
 /// Pending transactions, see the module comment.
@@ -157,10 +343,16 @@ pub struct Pool {
     entries: HashMap<Hash, Entry>,
     accounts: HashMap<PublicKey, Account>,
     ready: BTreeMap<ReadyKey, Hash>,
+    victims: BTreeMap<VictimKey, PublicKey>,
     expiries: BTreeSet<(u64, Hash)>,
+    gapped: BTreeSet<PublicKey>,
     /// Ids selected since the last `on_block`/`return_in_flight`, in selection order.
     in_flight: Vec<Hash>,
     next_seq: u64,
+    /// Sum of the entries' sizes.
+    bytes: u64,
+    /// Fair-queueing clock: the tag of the last selected transaction.
+    vclock: u64,
 }
 
 impl Pool {
@@ -171,9 +363,13 @@ impl Pool {
             entries: HashMap::new(),
             accounts: HashMap::new(),
             ready: BTreeMap::new(),
+            victims: BTreeMap::new(),
             expiries: BTreeSet::new(),
+            gapped: BTreeSet::new(),
             in_flight: Vec::new(),
             next_seq: 0,
+            bytes: 0,
+            vclock: 0,
         }
     }
 
@@ -183,7 +379,10 @@ impl Pool {
     }
 
     /// Admits a tx whose signature was already verified. `state_nonce` = the sender's next
-    /// nonce in committed state (caller looks it up). Rejections change nothing.
+    /// nonce in committed state (caller looks it up). Rejections change nothing. When the pool
+    /// is full, a transaction that can execute now (not behind a gap) is admitted by evicting
+    /// less useful ones (see the module comment); they are returned so the caller can drop
+    /// them from the journal, count them, or `rollback` the admission.
     ///
     /// The nonce checks use the larger of `state_nonce` and the nonce the pool learned from
     /// the last block, so a lookup that races a block commit cannot admit a stale nonce.
@@ -192,7 +391,7 @@ impl Pool {
         tx: VerifiedTx,
         state_nonce: u64,
         now_ms: u64,
-    ) -> Result<(), AdmitError> {
+    ) -> Result<Vec<Evicted>, AdmitError> {
         let id = tx.id();
         let body = tx.tx();
         if body.chain_id != self.config.chain_id {
@@ -233,6 +432,12 @@ impl Pool {
                 max_ahead: self.config.max_future_nonces,
             });
         }
+        // The sender's first gap as it will be once `next` is known to the account.
+        let gap = match account {
+            Some(a) => first_gap(&a.txs, a.next_gap.max(next)),
+            None => next,
+        };
+        let pending = account.map_or(0, |a| a.txs.len());
         if let Some(a) = account {
             if a.txs.contains_key(&body.nonce) {
                 return Err(AdmitError::NonceTaken { nonce: body.nonce });
@@ -245,13 +450,52 @@ impl Pool {
         } else if self.config.account_limit == 0 {
             return Err(AdmitError::AccountFull { limit: 0 });
         }
-        if self.entries.len() >= self.config.max_size {
-            return Err(AdmitError::PoolFull {
-                max_size: self.config.max_size,
+        let future = body.nonce > gap;
+        if future {
+            let held = account.map_or(0, |a| a.txs.range(gap..).count());
+            if held >= self.config.future_limit {
+                return Err(AdmitError::FutureFull {
+                    limit: self.config.future_limit,
+                    gap,
+                });
+            }
+        }
+        let bytes = tx_bytes(&tx);
+        if bytes > self.config.max_bytes {
+            return Err(AdmitError::TooLarge {
+                bytes,
+                max_bytes: self.config.max_bytes,
             });
         }
+        let need_count = (self.entries.len() + 1).saturating_sub(self.config.max_size);
+        let need_bytes = (self.bytes.saturating_add(bytes)).saturating_sub(self.config.max_bytes);
+        let plan = if need_count == 0 && need_bytes == 0 {
+            Vec::new()
+        } else {
+            let full = AdmitError::PoolFull {
+                max_size: self.config.max_size,
+                max_bytes: self.config.max_bytes,
+            };
+            if future {
+                // Never evict for something that cannot execute yet: that would let
+                // gap-fillers and future floods push each other out forever.
+                return Err(full);
+            }
+            let sender = body.sender;
+            let band = band(body.priority);
+            match self.plan_evictions(&sender, band, pending, need_count, need_bytes) {
+                Some(plan) => plan,
+                None => return Err(full),
+            }
+        };
 
         // Accepted: from here on nothing fails.
+        let mut evicted = Vec::with_capacity(plan.len());
+        for (victim, reason) in plan {
+            if let Some(e) = self.evict(&victim, reason) {
+                evicted.push(e);
+            }
+        }
         let sender = body.sender;
         let nonce = body.nonce;
         let seq = self.next_seq;
@@ -259,58 +503,100 @@ impl Pool {
         let entry = Entry {
             tx,
             seq,
+            bytes,
+            admitted_ms: now_ms,
             in_flight: false,
+            tag: None,
         };
-        if let Some(k) = entry.expiry_key() {
-            self.expiries.insert(k);
+        self.insert_entry(entry, next);
+        if let Some(a) = self.accounts.get_mut(&sender) {
+            // A newer committed nonce moves selection past nonces that can no longer
+            // execute; those stay until the next block purges them, like any stale tx.
+            a.base = a.base.max(next);
+            a.cursor = a.cursor.max(a.base);
+            debug_assert!(a.txs.contains_key(&nonce));
         }
-        self.entries.insert(id, entry);
-        let account = self.accounts.entry(sender).or_insert(Account {
-            base: next,
-            cursor: next,
-            txs: BTreeMap::new(),
-            head: None,
-        });
-        account.txs.insert(nonce, id);
-        // A newer committed nonce moves selection past nonces that can no longer execute;
-        // those stay until the next block purges them, like any stale transaction.
-        account.base = account.base.max(next);
-        account.cursor = account.cursor.max(account.base);
-        self.refresh_head(&sender);
-        Ok(())
+        self.refresh(&sender);
+        Ok(evicted)
     }
 
-    /// Up to `max` executable txs for the next block, removed from the ready set but
-    /// remembered as in flight (not selectable again, still counted by `len`, still found by
-    /// `get`/`contains`). Highest priority first, then earliest arrival; each sender's txs in
-    /// nonce order from its next nonce; a tx behind a nonce gap is held back; expired txs
-    /// (expiry < now_ms) met on the way are removed instead of returned.
-    pub fn select(&mut self, max: usize, now_ms: u64) -> Vec<VerifiedTx> {
-        let mut out = Vec::with_capacity(max.min(self.ready.len()));
-        while out.len() < max {
-            let Some((_, id)) = self.ready.pop_first() else {
+    /// Undoes admissions whose journal write failed: removes `admitted` (ids `admit`
+    /// accepted) and puts back what those admissions evicted, so the pool is as it was.
+    pub fn rollback(&mut self, admitted: &[Hash], evicted: Vec<Evicted>) {
+        for id in admitted.iter().rev() {
+            if let Some(entry) = self.remove(id) {
+                let sender = entry.tx.tx().sender;
+                self.refresh(&sender);
+            }
+        }
+        let admitted: BTreeSet<&Hash> = admitted.iter().collect();
+        for e in evicted.into_iter().rev() {
+            // A transaction admitted and then evicted within the same batch was never
+            // acknowledged: it stays out.
+            if admitted.contains(&e.id) || self.entries.contains_key(&e.id) {
+                continue;
+            }
+            let sender = e.entry.tx.tx().sender;
+            self.insert_entry(e.entry, e.base);
+            self.refresh(&sender);
+        }
+    }
+
+    /// Up to `limits` worth of executable txs for the next block, removed from the ready set
+    /// but remembered as in flight (not selectable again, still counted by `len`, still found
+    /// by `get`/`contains`). Fair order (module comment); each sender's txs in nonce order from
+    /// its next nonce; a tx behind a nonce gap is held back; a sender whose next tx does not
+    /// fit the remaining gas or bytes is passed over (it keeps its place for the next block)
+    /// while others fill the block; expired txs (expiry < now_ms) met on the way are removed
+    /// and reported instead of returned.
+    pub fn select(&mut self, limits: BlockLimits, now_ms: u64) -> Selection {
+        let mut out = Selection {
+            txs: Vec::with_capacity(limits.txs.min(self.ready.len())),
+            expired: Vec::new(),
+        };
+        let (mut gas, mut bytes) = (limits.gas, limits.bytes);
+        let mut passed: Vec<(ReadyKey, Hash)> = Vec::new();
+        while out.txs.len() < limits.txs && gas > 0 && bytes > 0 {
+            let Some((key, id)) = self.ready.pop_first() else {
                 break;
             };
             let Some(entry) = self.entries.get_mut(&id) else {
                 continue; // unreachable by the invariants; skipping keeps the pool usable
             };
             let sender = entry.tx.tx().sender;
-            if let Some(a) = self.accounts.get_mut(&sender) {
-                a.head = None;
-            }
             if entry.expired(now_ms) {
+                if let Some(a) = self.accounts.get_mut(&sender) {
+                    a.head = None;
+                }
                 // Its nonce becomes a gap: the sender's later txs wait until it is resent.
                 self.remove(&id);
+                self.refresh(&sender);
+                out.expired.push(id);
                 continue;
             }
+            if entry.tx.tx().gas_limit > gas || entry.bytes > bytes {
+                // Keeps its head key (and so its place) for the next block.
+                passed.push((key, id));
+                continue;
+            }
+            gas -= entry.tx.tx().gas_limit;
+            bytes -= entry.bytes;
             entry.in_flight = true;
-            out.push(entry.tx.clone());
+            entry.tag = Some(key.0);
+            let cost = band_cost(entry.band());
+            out.txs.push(entry.tx.clone());
             self.in_flight.push(id);
+            self.vclock = self.vclock.max(key.0);
             if let Some(a) = self.accounts.get_mut(&sender) {
+                a.head = None;
+                a.vtime = key.0.saturating_add(cost);
                 // Saturating: a tx at nonce u64::MAX has no successor to wait for.
                 a.cursor = a.cursor.saturating_add(1);
             }
-            self.refresh_head(&sender);
+            self.refresh(&sender);
+        }
+        for (key, id) in passed {
+            self.ready.insert(key, id);
         }
         out
     }
@@ -391,7 +677,38 @@ impl Pool {
             }
         }
         for sender in &touched {
-            self.refresh_head(sender);
+            self.refresh(sender);
+        }
+        due
+    }
+
+    /// Removes transactions that have been behind a nonce gap for longer than
+    /// `future_ttl_ms` since they arrived; returns their ids. Costs O(transactions behind
+    /// gaps), which `future_limit` bounds per sender and `max_size` in total.
+    pub fn evict_stale_futures(&mut self, now_ms: u64) -> Vec<Hash> {
+        let ttl = self.config.future_ttl_ms;
+        let mut due = Vec::new();
+        for sender in &self.gapped {
+            let Some(a) = self.accounts.get(sender) else {
+                continue;
+            };
+            for (_, id) in a.txs.range(a.next_gap..) {
+                if let Some(e) = self.entries.get(id)
+                    && !e.in_flight
+                    && e.admitted_ms.saturating_add(ttl) < now_ms
+                {
+                    due.push(*id);
+                }
+            }
+        }
+        let mut touched = BTreeSet::new();
+        for id in &due {
+            if let Some(entry) = self.remove(id) {
+                touched.insert(entry.tx.tx().sender);
+            }
+        }
+        for sender in &touched {
+            self.refresh(sender);
         }
         due
     }
@@ -404,6 +721,11 @@ impl Pool {
     /// No pending transactions, ready or in flight.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Encoded bytes of the pending transactions.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Distinct senders with pending transactions.
@@ -429,20 +751,11 @@ impl Pool {
     /// The sender's next nonce counting its pending contiguous txs (what a client should use
     /// next), given its committed `state_nonce`.
     pub fn pending_nonce(&self, sender: &PublicKey, state_nonce: u64) -> u64 {
-        let Some(a) = self.accounts.get(sender) else {
-            return state_nonce;
-        };
-        let mut next = a.base.max(state_nonce);
-        for nonce in a.txs.range(next..).map(|(n, _)| *n) {
-            if nonce != next {
-                break;
-            }
-            match next.checked_add(1) {
-                Some(n) => next = n,
-                None => break,
-            }
+        match self.accounts.get(sender) {
+            None => state_nonce,
+            Some(a) if state_nonce <= a.base => a.next_gap,
+            Some(a) => first_gap(&a.txs, state_nonce),
         }
-        next
     }
 
     /// Pending transactions of this sender.
@@ -450,56 +763,251 @@ impl Pool {
         self.accounts.get(sender).map_or(0, |a| a.txs.len())
     }
 
+    /// Pending transactions of this sender behind a nonce gap.
+    pub fn futures_of(&self, sender: &PublicKey) -> usize {
+        self.accounts.get(sender).map_or(0, Account::futures)
+    }
+
     /// Makes every in-flight tx ready again, resets the cursors of their senders and of
-    /// `touched` to the committed nonce, and recomputes those senders' heads.
+    /// `touched` to the committed nonce, and recomputes those senders' heads. A returned tx
+    /// gets back the fair-queueing tag it was selected with (and the clock is wound back to
+    /// the least of those), so a failed attempt costs nobody their place.
     fn reset_in_flight(&mut self, mut touched: BTreeSet<PublicKey>) {
         for id in std::mem::take(&mut self.in_flight) {
             if let Some(e) = self.entries.get_mut(&id) {
                 e.in_flight = false;
                 touched.insert(e.tx.tx().sender);
+                if let Some(tag) = e.tag {
+                    self.vclock = self.vclock.min(tag);
+                }
             }
         }
         for sender in &touched {
             if let Some(a) = self.accounts.get_mut(sender) {
                 a.cursor = a.base;
+                if let Some(tag) = a
+                    .txs
+                    .get(&a.cursor)
+                    .and_then(|id| self.entries.get(id))
+                    .and_then(|e| e.tag)
+                {
+                    a.vtime = tag;
+                }
             }
-            self.refresh_head(sender);
+            self.refresh(sender);
         }
     }
 
-    /// Puts the sender's key in the ready set iff it has a ready tx at its cursor.
-    fn refresh_head(&mut self, sender: &PublicKey) {
+    /// Plans the evictions that make room for `need_count` more transactions and
+    /// `need_bytes` more bytes for a newcomer from `sender` (holding `pending` txs) in `band`
+    /// that could execute now; `None` if the pool holds too little it may evict for it.
+    /// Changes nothing: it walks the eviction order as it would be after each eviction.
+    fn plan_evictions(
+        &self,
+        sender: &PublicKey,
+        band: u8,
+        pending: usize,
+        need_count: usize,
+        need_bytes: u64,
+    ) -> Option<Vec<(Hash, EvictReason)>> {
+        // Accounts whose tail an earlier step evicted: their next candidate lives in `local`.
+        let mut touched: HashMap<PublicKey, (u64, u64)> = HashMap::new(); // next tail bound, gap
+        let mut local: BTreeMap<VictimKey, PublicKey> = BTreeMap::new();
+        let mut plan = Vec::new();
+        let (mut freed_count, mut freed_bytes) = (0usize, 0u64);
+        let mut global = self.victims.iter().peekable();
+        while freed_count < need_count || freed_bytes < need_bytes {
+            // The least candidate of the two orders, skipping accounts `local` speaks for and
+            // the newcomer's own sender (the newcomer follows its useful txs, and its future
+            // ones may become executable through the newcomer).
+            while let Some((_, s)) = global.peek() {
+                if touched.contains_key(*s) || *s == sender {
+                    global.next();
+                } else {
+                    break;
+                }
+            }
+            let from_global = global.peek().map(|(k, s)| (**k, **s));
+            let from_local = local.first_key_value().map(|(k, s)| (*k, *s));
+            let (key, victim_sender) = match (from_global, from_local) {
+                (Some(g), Some(l)) => {
+                    if g.0 <= l.0 {
+                        global.next();
+                        g
+                    } else {
+                        local.remove(&l.0);
+                        l
+                    }
+                }
+                (Some(g), None) => {
+                    global.next();
+                    g
+                }
+                (None, Some(l)) => {
+                    local.remove(&l.0);
+                    l
+                }
+                (None, None) => return None,
+            };
+            let (useful, victim_band, Reverse(count), _) = key;
+            let a = self.accounts.get(&victim_sender)?;
+            let (bound, gap) = touched
+                .get(&victim_sender)
+                .copied()
+                .unwrap_or((u64::MAX, a.next_gap));
+            let (&nonce, &id) = a.txs.range(..=bound).next_back()?;
+            let reason = if !useful {
+                if nonce < a.base {
+                    EvictReason::Stale
+                } else {
+                    EvictReason::Future
+                }
+            } else if victim_band < band {
+                EvictReason::Priority
+            } else if victim_band == band && count >= pending + 2 {
+                EvictReason::FairShare
+            } else {
+                // The least useful candidate is not less useful than the newcomer, and by the
+                // order no later one is either.
+                return None;
+            };
+            let entry = self.entries.get(&id)?;
+            plan.push((id, reason));
+            freed_count += 1;
+            freed_bytes = freed_bytes.saturating_add(entry.bytes);
+            // The account's next candidate, as `refresh` would key it after this eviction.
+            let gap = if (a.base..gap).contains(&nonce) {
+                nonce
+            } else {
+                gap
+            };
+            let next = nonce
+                .checked_sub(1)
+                .and_then(|b| a.txs.range(..=b).next_back());
+            touched.insert(victim_sender, (nonce.saturating_sub(1), gap));
+            if nonce == 0 {
+                continue;
+            }
+            if let Some((&n, nid)) = next
+                && let Some(e) = self.entries.get(nid)
+                && !e.in_flight
+            {
+                let useful = (a.base..gap).contains(&n);
+                local.insert((useful, e.band(), Reverse(count - 1), e.seq), victim_sender);
+            }
+        }
+        Some(plan)
+    }
+
+    /// Removes one tx for `reason`, keeping what `rollback` needs.
+    fn evict(&mut self, id: &Hash, reason: EvictReason) -> Option<Evicted> {
+        let sender = self.entries.get(id)?.tx.tx().sender;
+        let base = self.accounts.get(&sender)?.base;
+        let entry = self.remove(id)?;
+        self.refresh(&sender);
+        Some(Evicted {
+            id: *id,
+            reason,
+            entry,
+            base,
+        })
+    }
+
+    /// Puts an entry into `entries`, its account (created at `base` if missing) and the
+    /// expiry index. The caller refreshes the sender.
+    fn insert_entry(&mut self, entry: Entry, base: u64) {
+        let id = entry.tx.id();
+        let sender = entry.tx.tx().sender;
+        let nonce = entry.tx.tx().nonce;
+        if let Some(k) = entry.expiry_key() {
+            self.expiries.insert(k);
+        }
+        self.bytes = self.bytes.saturating_add(entry.bytes);
+        self.entries.insert(id, entry);
+        self.accounts
+            .entry(sender)
+            .or_insert_with(|| Account::new(base))
+            .txs
+            .insert(nonce, id);
+    }
+
+    /// Brings a sender's derived state up to date after any change to it: its first gap,
+    /// `gapped` membership, ready head (kept, with its tag, while the head tx is unchanged)
+    /// and eviction key.
+    fn refresh(&mut self, sender: &PublicKey) {
         let Some(a) = self.accounts.get_mut(sender) else {
             return;
         };
-        if let Some(k) = a.head.take() {
-            self.ready.remove(&k);
+        a.cursor = a.cursor.max(a.base);
+        a.next_gap = first_gap(&a.txs, a.next_gap.max(a.cursor));
+        if a.txs.range(a.next_gap..).next().is_some() {
+            self.gapped.insert(*sender);
+        } else {
+            self.gapped.remove(sender);
         }
-        let Some(id) = a.txs.get(&a.cursor) else {
-            return;
-        };
-        if let Some(e) = self.entries.get(id).filter(|e| !e.in_flight) {
-            let key = e.ready_key();
-            self.ready.insert(key, *id);
-            a.head = Some(key);
+
+        let head = a
+            .txs
+            .get(&a.cursor)
+            .and_then(|id| self.entries.get(id).map(|e| (id, e)))
+            .filter(|(_, e)| !e.in_flight);
+        match (a.head, head) {
+            (Some(k), Some((_, e))) if k.2 == e.seq => {}
+            (old, new) => {
+                if let Some(k) = old {
+                    self.ready.remove(&k);
+                }
+                a.head = new.map(|(id, e)| {
+                    let key = (self.vclock.max(a.vtime), Reverse(e.band()), e.seq);
+                    self.ready.insert(key, *id);
+                    key
+                });
+            }
+        }
+
+        if let Some(k) = a.victim.take() {
+            self.victims.remove(&k);
+        }
+        let tail = a
+            .txs
+            .last_key_value()
+            .and_then(|(n, id)| self.entries.get(id).map(|e| (*n, e)))
+            .filter(|(_, e)| !e.in_flight);
+        if let Some((nonce, e)) = tail {
+            let useful = (a.base..a.next_gap).contains(&nonce);
+            let key = (useful, e.band(), Reverse(a.txs.len()), e.seq);
+            self.victims.insert(key, *sender);
+            a.victim = Some(key);
         }
     }
 
     /// Removes one tx from every index (and its account if that empties it). The caller
-    /// refreshes the sender's head if the removal may have changed it.
+    /// refreshes the sender if the account remains.
     fn remove(&mut self, id: &Hash) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
         if let Some(k) = entry.expiry_key() {
             self.expiries.remove(&k);
         }
+        self.bytes = self.bytes.saturating_sub(entry.bytes);
         let tx = entry.tx.tx();
         if let Some(a) = self.accounts.get_mut(&tx.sender) {
             a.txs.remove(&tx.nonce);
-            if a.head == Some(entry.ready_key()) {
-                self.ready.remove(&entry.ready_key());
-                a.head = None;
+            if a.head.is_some_and(|k| k.2 == entry.seq)
+                && let Some(k) = a.head.take()
+            {
+                self.ready.remove(&k);
+            }
+            if (a.base..a.next_gap).contains(&tx.nonce) {
+                a.next_gap = tx.nonce;
             }
             if a.txs.is_empty() {
+                if let Some(k) = a.head.take() {
+                    self.ready.remove(&k);
+                }
+                if let Some(k) = a.victim.take() {
+                    self.victims.remove(&k);
+                }
+                self.gapped.remove(&tx.sender);
                 self.accounts.remove(&tx.sender);
             }
         }
@@ -511,27 +1019,65 @@ impl Pool {
     pub(crate) fn check_invariants(&self) {
         let mut count = 0;
         let mut heads = 0;
+        let mut victims = 0;
+        let mut bytes = 0u64;
         for (sender, a) in &self.accounts {
             assert!(!a.txs.is_empty(), "empty account kept");
             assert!(a.base <= a.cursor, "cursor below base");
+            assert!(a.cursor <= a.next_gap, "gap below cursor");
+            assert_eq!(
+                a.next_gap,
+                first_gap(&a.txs, a.base),
+                "next_gap of {sender}"
+            );
             for (nonce, id) in &a.txs {
                 let e = &self.entries[id];
                 assert_eq!(e.tx.tx().sender, *sender);
                 assert_eq!(e.tx.tx().nonce, *nonce);
+                assert_eq!(e.bytes, tx_bytes(&e.tx));
+                bytes += e.bytes;
                 if *nonce >= a.base {
                     assert_eq!(e.in_flight, *nonce < a.cursor, "in-flight flag vs cursor");
                 }
                 count += 1;
             }
-            let want = a.txs.get(&a.cursor).map(|id| self.entries[id].ready_key());
-            assert_eq!(a.head, want, "head of {sender}");
+            let head = a
+                .txs
+                .get(&a.cursor)
+                .map(|id| &self.entries[id])
+                .filter(|e| !e.in_flight);
+            assert_eq!(a.head.map(|k| k.2), head.map(|e| e.seq), "head of {sender}");
             if let Some(k) = a.head {
                 assert_eq!(self.ready.get(&k), a.txs.get(&a.cursor));
+                assert_eq!(k.1, Reverse(head.map_or(0, Entry::band)));
                 heads += 1;
             }
+            let (tail_nonce, tail_id) = a.txs.last_key_value().unwrap();
+            let tail = &self.entries[tail_id];
+            if tail.in_flight {
+                assert_eq!(a.victim, None, "in-flight tail of {sender} is a victim");
+            } else {
+                let want = (
+                    (a.base..a.next_gap).contains(tail_nonce),
+                    tail.band(),
+                    Reverse(a.txs.len()),
+                    tail.seq,
+                );
+                assert_eq!(a.victim, Some(want), "victim key of {sender}");
+                assert_eq!(self.victims.get(&want), Some(sender));
+                victims += 1;
+            }
+            assert_eq!(
+                self.gapped.contains(sender),
+                a.txs.range(a.next_gap..).next().is_some(),
+                "gapped {sender}"
+            );
         }
         assert_eq!(count, self.entries.len());
         assert_eq!(heads, self.ready.len());
+        assert_eq!(victims, self.victims.len());
+        assert_eq!(bytes, self.bytes);
+        assert!(self.gapped.iter().all(|s| self.accounts.contains_key(s)));
         let flying = self.entries.values().filter(|e| e.in_flight).count();
         assert_eq!(flying, self.in_flight.len());
         let with_expiry = self.entries.values().filter(|e| e.tx.tx().expiry.is_some());

@@ -1,5 +1,5 @@
-//! Unit tests of `Pool`: admission rules, ordering, in-flight bookkeeping, block results,
-//! expiry, and a property test over random operation sequences.
+//! Unit tests of `Pool`: admission rules, eviction, fair ordering, block limits, in-flight
+//! bookkeeping, block results, expiry, and a property test over random operation sequences.
 
 use super::*;
 use crate::types::{Action, Address, Bytes, Keypair, Signature, SignedTx, Tx};
@@ -11,10 +11,27 @@ fn config() -> PoolConfig {
     PoolConfig {
         chain_id: CHAIN.into(),
         max_size: 100,
+        max_bytes: 1 << 30,
         account_limit: 10,
         max_tx_gas: 1_000_000,
         max_future_nonces: 5,
+        future_limit: 5,
+        future_ttl_ms: 60_000,
     }
+}
+
+/// Limits that only count transactions.
+fn count_only(txs: usize) -> BlockLimits {
+    BlockLimits {
+        txs,
+        gas: u64::MAX,
+        bytes: u64::MAX,
+    }
+}
+
+/// Selects up to `max` txs with no gas or byte limit.
+fn sel(pool: &mut Pool, max: usize, now: u64) -> Vec<VerifiedTx> {
+    pool.select(count_only(max), now).txs
 }
 
 fn key(n: u8) -> Keypair {
@@ -93,7 +110,27 @@ fn codes_and_statuses() {
         ),
         (AdmitError::Duplicate(h), "duplicate", 409),
         (AdmitError::NonceTaken { nonce: 3 }, "nonce_taken", 409),
-        (AdmitError::PoolFull { max_size: 7 }, "mempool_full", 503),
+        (
+            AdmitError::PoolFull {
+                max_size: 7,
+                max_bytes: 9,
+            },
+            "mempool_full",
+            503,
+        ),
+        (
+            AdmitError::FutureFull { limit: 2, gap: 4 },
+            "future_limit",
+            429,
+        ),
+        (
+            AdmitError::TooLarge {
+                bytes: 10,
+                max_bytes: 9,
+            },
+            "too_large_for_mempool",
+            413,
+        ),
         (AdmitError::AccountFull { limit: 4 }, "account_limit", 429),
     ];
     for (err, code, status) in cases {
@@ -191,7 +228,15 @@ fn every_rejection_is_specific_and_changes_nothing() {
         (dup.clone(), 10, AdmitError::Duplicate(dup.id())),
         (tx(&b, 0, 7), 0, AdmitError::NonceTaken { nonce: 0 }),
         (tx(&a, 13, 0), 10, AdmitError::AccountFull { limit: 3 }),
-        (tx(&c, 0, 0), 0, AdmitError::PoolFull { max_size: 4 }),
+        // Full, and a tx behind a gap never evicts anything.
+        (
+            tx(&c, 1, 0),
+            0,
+            AdmitError::PoolFull {
+                max_size: 4,
+                max_bytes: 1 << 30,
+            },
+        ),
     ];
     for (t, state_nonce, want) in cases {
         assert_eq!(pool.admit(t, state_nonce, 100), Err(want));
@@ -218,7 +263,7 @@ fn max_future_nonce_boundary() {
         pool.admit(tx(&a, 8, 0), 2, 0),
         Err(AdmitError::NonceTooFar { .. })
     ));
-    assert!(pool.select(10, 0).is_empty(), "held behind the gap 2..7");
+    assert!(sel(&mut pool, 10, 0).is_empty(), "held behind the gap 2..7");
 }
 
 #[test]
@@ -241,14 +286,20 @@ fn size_and_account_limits_are_exact() {
     assert_eq!(pool.len(), 5);
     assert_eq!(
         pool.admit(tx(&keys[2], 1, 0), 0, 0),
-        Err(AdmitError::PoolFull { max_size: 5 })
+        Err(AdmitError::PoolFull {
+            max_size: 5,
+            max_bytes: 1 << 30
+        })
     );
     // In-flight txs still count: selecting frees no room.
-    assert_eq!(pool.select(5, 0).len(), 5);
+    assert_eq!(sel(&mut pool, 5, 0).len(), 5);
     assert_eq!(pool.len(), 5);
     assert_eq!(
         pool.admit(tx(&keys[2], 1, 0), 0, 0),
-        Err(AdmitError::PoolFull { max_size: 5 })
+        Err(AdmitError::PoolFull {
+            max_size: 5,
+            max_bytes: 1 << 30
+        })
     );
     // Including one frees one slot.
     let first = pool.get(&tx(&keys[0], 0, 0).id()).unwrap().id();
@@ -267,7 +318,7 @@ fn priority_then_arrival_across_senders() {
     pool.admit(tx(&b, 0, 5), 0, 0).unwrap();
     pool.admit(tx(&c, 0, 1), 0, 0).unwrap();
     pool.admit(tx(&d, 0, 5), 0, 0).unwrap();
-    let got = order(&pool.select(10, 0));
+    let got = order(&sel(&mut pool, 10, 0));
     assert_eq!(
         got,
         vec![
@@ -289,7 +340,7 @@ fn sender_nonce_order_even_when_later_nonce_pays_more() {
     pool.admit(tx(&a, 1, 50), 0, 0).unwrap();
     pool.admit(tx(&a, 0, 1), 0, 0).unwrap();
     pool.admit(tx(&b, 0, 10), 0, 0).unwrap();
-    let got = order(&pool.select(10, 0));
+    let got = order(&sel(&mut pool, 10, 0));
     // b (10) beats a's head (1); once a's head goes, its nonces follow in order.
     assert_eq!(
         got,
@@ -310,25 +361,27 @@ fn select_respects_max_and_continues() {
         pool.admit(tx(&a, n, 2), 0, 0).unwrap();
         pool.admit(tx(&b, n, 1), 0, 0).unwrap();
     }
-    let first = order(&pool.select(2, 0));
-    assert_eq!(first, vec![(a.public(), 0), (a.public(), 1)]);
-    let rest = order(&pool.select(10, 0));
+    // Band 2 (a) costs 2 units of virtual time per tx, band 1 (b) 4: a gets twice b's share
+    // but never all of it.
+    let first = order(&sel(&mut pool, 2, 0));
+    assert_eq!(first, vec![(a.public(), 0), (b.public(), 0)]);
+    let rest = order(&sel(&mut pool, 10, 0));
     assert_eq!(
         rest,
         vec![
+            (a.public(), 1),
             (a.public(), 2),
-            (b.public(), 0),
             (b.public(), 1),
             (b.public(), 2)
         ]
     );
     assert!(
-        pool.select(10, 0).is_empty(),
+        sel(&mut pool, 10, 0).is_empty(),
         "in-flight txs are not selected twice"
     );
     assert_eq!(pool.len(), 6);
     assert_eq!(pool.in_flight(), 6);
-    assert!(pool.select(0, 0).is_empty());
+    assert!(sel(&mut pool, 0, 0).is_empty());
     pool.check_invariants();
 }
 
@@ -338,13 +391,13 @@ fn future_nonce_waits_for_the_gap() {
     let mut pool = Pool::new(config());
     pool.admit(tx(&a, 0, 0), 0, 0).unwrap();
     pool.admit(tx(&a, 2, 0), 0, 0).unwrap();
-    assert_eq!(order(&pool.select(10, 0)), vec![(a.public(), 0)]);
-    assert!(pool.select(10, 0).is_empty());
+    assert_eq!(order(&sel(&mut pool, 10, 0)), vec![(a.public(), 0)]);
+    assert!(sel(&mut pool, 10, 0).is_empty());
     // Filling the gap while 0 is in flight makes 1 and then 2 selectable.
     pool.admit(tx(&a, 1, 0), 0, 0).unwrap();
     pool.check_invariants();
     assert_eq!(
-        order(&pool.select(10, 0)),
+        order(&sel(&mut pool, 10, 0)),
         vec![(a.public(), 1), (a.public(), 2)]
     );
     pool.check_invariants();
@@ -356,8 +409,8 @@ fn in_flight_is_still_pending() {
     let mut pool = Pool::new(config());
     let t = tx(&a, 0, 0);
     pool.admit(t.clone(), 0, 0).unwrap();
-    let sel = pool.select(10, 0);
-    assert_eq!(ids(&sel), vec![t.id()]);
+    let picked = sel(&mut pool, 10, 0);
+    assert_eq!(ids(&picked), vec![t.id()]);
     assert!(pool.contains(&t.id()));
     assert_eq!(pool.get(&t.id()), Some(&t));
     assert_eq!(
@@ -388,8 +441,12 @@ fn on_block_settles_everything() {
     for t in [&a0, &a1, &a3, &b0, &b1, &c0, &c1] {
         pool.admit(t.clone(), 0, 0).unwrap();
     }
-    let sel = pool.select(5, 0);
-    assert_eq!(ids(&sel), vec![a0.id(), a1.id(), b0.id(), b1.id(), c0.id()]);
+    let picked = sel(&mut pool, 5, 0);
+    // Fair order: every sender once at tag 0 (higher band first), then again.
+    assert_eq!(
+        ids(&picked),
+        vec![a0.id(), b0.id(), c0.id(), a1.id(), b1.id()]
+    );
 
     // The block included a0, a1, c0; b0 was dropped for a stale nonce (b's nonce really
     // was 1, so b0 can never run), b1 with a future nonce (retryable). c1 was not selected.
@@ -417,7 +474,7 @@ fn on_block_settles_everything() {
     assert_eq!(pool.len(), 3); // a3, b1, c1
     assert_eq!(pool.in_flight(), 0);
     // b1 is b's next nonce now and selectable again; a3 still waits for a2.
-    assert_eq!(ids(&pool.select(10, 0)), vec![b1.id(), c1.id()]);
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![b1.id(), c1.id()]);
 
     // The next block commits b1 and c1 and reports a's next nonce as 5 (a2..a4 came in through
     // another path), so a3 is stale and purged although it was never in the block.
@@ -438,12 +495,12 @@ fn on_block_returns_unsettled_in_flight_and_infers_nonces() {
     for t in [&a0, &a1, &b0] {
         pool.admit(t.clone(), 0, 0).unwrap();
     }
-    assert_eq!(pool.select(10, 0).len(), 3);
+    assert_eq!(sel(&mut pool, 10, 0).len(), 3);
     // Only a0 made it (the caller's nonce map is empty: inclusion alone advances a).
     let removed = pool.on_block(&[a0.id()], &BTreeMap::new(), &[]);
     assert!(removed.is_empty());
     pool.check_invariants();
-    assert_eq!(ids(&pool.select(10, 0)), vec![b0.id(), a1.id()]);
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![b0.id(), a1.id()]);
     assert_eq!(pool.pending_nonce(&a.public(), 0), 2);
 }
 
@@ -455,15 +512,15 @@ fn return_in_flight_restores_old_order() {
         pool.admit(tx(&a, n, 1), 0, 0).unwrap();
         pool.admit(tx(&b, n, 1), 0, 0).unwrap();
     }
-    let first = ids(&pool.select(4, 0));
+    let first = ids(&sel(&mut pool, 4, 0));
     pool.return_in_flight();
     pool.check_invariants();
     assert_eq!(pool.in_flight(), 0);
     assert_eq!(pool.len(), 6);
-    let again = ids(&pool.select(4, 0));
+    let again = ids(&sel(&mut pool, 4, 0));
     assert_eq!(first, again);
     pool.return_in_flight();
-    let all = pool.select(10, 0);
+    let all = sel(&mut pool, 10, 0);
     assert_eq!(ids(&all[..4]), first);
     assert_eq!(all.len(), 6);
 }
@@ -482,8 +539,8 @@ fn expiry() {
     // Expiry equal to now is still valid.
     assert!(pool.expire(50).is_empty());
     // At 150, select skips and removes a0; a1 is then behind a gap. b0 is selected, b1 expired.
-    let sel = pool.select(10, 150);
-    assert_eq!(ids(&sel), vec![b0.id()]);
+    let picked = sel(&mut pool, 10, 150);
+    assert_eq!(ids(&picked), vec![b0.id()]);
     assert!(!pool.contains(&a0.id()) && !pool.contains(&b1.id()));
     assert!(pool.contains(&a1.id()));
     pool.check_invariants();
@@ -518,7 +575,7 @@ fn pending_nonce_counts_contiguous_txs() {
     pool.admit(tx(&a, 7, 0), 4, 0).unwrap();
     assert_eq!(pool.pending_nonce(&a.public(), 4), 6);
     // In-flight txs count too.
-    pool.select(1, 0);
+    sel(&mut pool, 1, 0);
     assert_eq!(pool.pending_nonce(&a.public(), 4), 6);
     pool.admit(tx(&a, 6, 0), 4, 0).unwrap();
     assert_eq!(pool.pending_nonce(&a.public(), 4), 8);
@@ -535,7 +592,7 @@ fn admit_with_newer_state_nonce_skips_stale_head() {
     // A block this pool has not heard of yet used nonce 0 and 1.
     pool.admit(tx(&a, 2, 0), 2, 0).unwrap();
     pool.check_invariants();
-    assert_eq!(order(&pool.select(10, 0)), vec![(a.public(), 2)]);
+    assert_eq!(order(&sel(&mut pool, 10, 0)), vec![(a.public(), 2)]);
     let removed = pool.on_block(&[], &BTreeMap::from([(a.public(), 2)]), &[]);
     assert_eq!(removed, vec![tx(&a, 0, 0).id()]);
     assert_eq!(pool.len(), 1);
@@ -550,6 +607,7 @@ fn handles_a_hundred_thousand_txs() {
         max_size: 100_000,
         account_limit: 100,
         max_future_nonces: 1_000,
+        future_limit: 100,
         ..config()
     });
     let senders: Vec<PublicKey> = (0..1_000u32)
@@ -581,16 +639,16 @@ fn handles_a_hundred_thousand_txs() {
     let mut next: BTreeMap<PublicKey, u64> = BTreeMap::new();
     let mut blocks = 0;
     while !pool.is_empty() {
-        let sel = pool.select(5_000, 0);
-        assert!(!sel.is_empty());
+        let picked = sel(&mut pool, 5_000, 0);
+        assert!(!picked.is_empty());
         let mut nonces = BTreeMap::new();
-        for t in &sel {
+        for t in &picked {
             let n = next.entry(t.tx().sender).or_insert(0);
             assert_eq!(t.tx().nonce, *n);
             *n += 1;
             nonces.insert(t.tx().sender, *n);
         }
-        let removed = pool.on_block(&ids(&sel), &nonces, &[]);
+        let removed = pool.on_block(&ids(&picked), &nonces, &[]);
         assert!(removed.is_empty());
         blocks += 1;
     }
@@ -608,13 +666,16 @@ enum Op {
         ahead: u8,
         priority: u8,
     },
-    Select(u8),
+    /// Select up to `.0` txs with room for `.1` txs' worth of gas (each declares 1,000).
+    Select(u8, u8),
     /// Execute the in-flight txs like the block executor: include those at the sender's next
     /// nonce, drop the rest; `fail` turns it into a failed attempt instead.
     Block {
         fail: bool,
     },
     Expire,
+    /// Evict everything behind a gap (all txs arrive at time 0, the TTL is 60 s).
+    FutureTtl,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -624,9 +685,10 @@ fn op() -> impl Strategy<Value = Op> {
             ahead,
             priority
         }),
-        2 => (0u8..6).prop_map(Op::Select),
+        2 => (0u8..6, 0u8..8).prop_map(|(n, g)| Op::Select(n, g)),
         2 => any::<bool>().prop_map(|fail| Op::Block { fail }),
         1 => Just(Op::Expire),
+        1 => Just(Op::FutureTtl),
     ]
 }
 
@@ -636,7 +698,12 @@ proptest! {
     #[test]
     fn random_sequences_keep_nonce_order_and_counts(ops in prop::collection::vec(op(), 1..60)) {
         let keys: Vec<Keypair> = (1..=4).map(key).collect();
-        let mut pool = Pool::new(PoolConfig { max_size: 12, account_limit: 5, ..config() });
+        let mut pool = Pool::new(PoolConfig {
+            max_size: 12,
+            account_limit: 5,
+            future_limit: 2,
+            ..config()
+        });
         // Committed next nonce per sender (the chain), and the pending ids the pool should hold.
         let mut state: BTreeMap<PublicKey, u64> = BTreeMap::new();
         let mut pending: BTreeSet<Hash> = BTreeSet::new();
@@ -649,14 +716,28 @@ proptest! {
                     let committed = *state.get(&kp.public()).unwrap_or(&0);
                     let next = pool.pending_nonce(&kp.public(), committed);
                     let t = tx(kp, next + u64::from(ahead), u64::from(priority));
-                    if pool.admit(t.clone(), committed, 0).is_ok() {
-                        pending.insert(t.id());
+                    let (len, bytes) = (pool.len(), pool.bytes());
+                    match pool.admit(t.clone(), committed, 0) {
+                        Ok(evicted) => {
+                            pending.insert(t.id());
+                            for e in &evicted {
+                                prop_assert!(pending.remove(&e.id), "evicted an unknown id");
+                                prop_assert!(!flying.iter().any(|f| f.id() == e.id), "evicted in flight");
+                            }
+                        }
+                        Err(_) => prop_assert_eq!((pool.len(), pool.bytes()), (len, bytes)),
                     }
                 }
-                Op::Select(max) => {
-                    let sel = pool.select(usize::from(max), 0);
-                    prop_assert!(sel.len() <= usize::from(max));
-                    flying.extend(sel);
+                Op::Select(max, gas) => {
+                    let limits = BlockLimits {
+                        txs: usize::from(max),
+                        gas: u64::from(gas) * 1_000 + 500,
+                        bytes: u64::MAX,
+                    };
+                    let picked = pool.select(limits, 0).txs;
+                    prop_assert!(picked.len() <= usize::from(max));
+                    prop_assert!(picked.len() <= usize::from(gas));
+                    flying.extend(picked);
                     // Per sender, everything selected since the last block runs from the
                     // committed nonce without a gap.
                     let mut expect = state.clone();
@@ -696,6 +777,14 @@ proptest! {
                     // Nothing here expires; it must be a no-op.
                     prop_assert!(pool.expire(u64::MAX).is_empty());
                 }
+                Op::FutureTtl => {
+                    for id in pool.evict_stale_futures(60_001) {
+                        prop_assert!(pending.remove(&id), "ttl removed an unknown id");
+                    }
+                    for a in &keys {
+                        prop_assert_eq!(pool.futures_of(&a.public()), 0);
+                    }
+                }
             }
             pool.check_invariants();
             prop_assert_eq!(pool.len(), pending.len());
@@ -709,4 +798,506 @@ proptest! {
             prop_assert_eq!(pool.accounts(), senders.len());
         }
     }
+}
+
+/// A call with `args` bytes of arguments, to make big transactions.
+fn big(kp: &Keypair, nonce: u64, priority: u64, args: usize) -> VerifiedTx {
+    let mut b = body(kp, nonce, priority);
+    b.action = Action::Call {
+        contract: Address([9; 32]),
+        entry: "increment".into(),
+        args: Bytes(vec![7; args]),
+    };
+    sign(kp, b)
+}
+
+fn evicted_ids(e: &[Evicted]) -> Vec<Hash> {
+    e.iter().map(|e| e.id).collect()
+}
+
+#[test]
+fn future_quota_per_sender() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(PoolConfig {
+        future_limit: 2,
+        max_future_nonces: 10,
+        ..config()
+    });
+    pool.admit(tx(&a, 0, 0), 0, 0).unwrap();
+    pool.admit(tx(&a, 2, 0), 0, 0).unwrap();
+    pool.admit(tx(&a, 3, 0), 0, 0).unwrap();
+    assert_eq!(pool.futures_of(&a.public()), 2);
+    assert_eq!(
+        pool.admit(tx(&a, 5, 0), 0, 0),
+        Err(AdmitError::FutureFull { limit: 2, gap: 1 })
+    );
+    // Filling the gap is always allowed and makes the futures executable, freeing the quota.
+    pool.admit(tx(&a, 1, 0), 0, 0).unwrap();
+    assert_eq!(pool.futures_of(&a.public()), 0);
+    pool.admit(tx(&a, 5, 0), 0, 0).unwrap();
+    pool.admit(tx(&a, 6, 0), 0, 0).unwrap();
+    assert_eq!(pool.futures_of(&a.public()), 2);
+    // Another sender has its own quota; one whose state nonce is ahead counts from there.
+    pool.admit(tx(&b, 4, 0), 3, 0).unwrap();
+    pool.admit(tx(&b, 5, 0), 3, 0).unwrap();
+    assert!(matches!(
+        pool.admit(tx(&b, 6, 0), 3, 0),
+        Err(AdmitError::FutureFull { gap: 3, .. })
+    ));
+    pool.check_invariants();
+}
+
+#[test]
+fn futures_expire_after_their_ttl_and_executable_txs_do_not() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(config()); // ttl 60 s
+    let a0 = tx(&a, 0, 0);
+    let a2 = tx(&a, 2, 0);
+    let b1 = tx(&b, 1, 0);
+    pool.admit(a0.clone(), 0, 1_000).unwrap();
+    pool.admit(a2.clone(), 0, 1_000).unwrap();
+    pool.admit(b1.clone(), 0, 30_000).unwrap();
+    assert!(
+        pool.evict_stale_futures(61_000).is_empty(),
+        "exactly the TTL"
+    );
+    assert_eq!(pool.evict_stale_futures(61_001), vec![a2.id()]);
+    pool.check_invariants();
+    assert_eq!(pool.evict_stale_futures(90_001), vec![b1.id()]);
+    assert_eq!(pool.evict_stale_futures(1_000_000), Vec::<Hash>::new());
+    assert!(pool.contains(&a0.id()), "executable txs have no TTL");
+    assert_eq!(pool.accounts(), 1);
+    // A future tx whose gap got filled is no longer subject to the TTL.
+    let a1 = tx(&a, 1, 0);
+    let a2 = tx(&a, 2, 0);
+    pool.admit(a2.clone(), 0, 0).unwrap();
+    pool.admit(a1, 0, 0).unwrap();
+    assert!(pool.evict_stale_futures(u64::MAX).is_empty());
+    assert_eq!(pool.len(), 3);
+    pool.check_invariants();
+}
+
+/// The lock-out: two keys fill the pool with nonces 1.. (gap at 0); the pool used to
+/// refuse every honest transaction. Now futures are evicted for executable txs, and a future tx
+/// is never admitted by evicting.
+#[test]
+fn full_pool_of_futures_evicts_for_executable_txs() {
+    let (x, y, honest) = (key(1), key(2), key(3));
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 10,
+        account_limit: 5,
+        future_limit: 5,
+        ..config()
+    });
+    let mut futures = Vec::new();
+    for n in 1..=5 {
+        for k in [&x, &y] {
+            let t = tx(k, n, u64::MAX);
+            pool.admit(t.clone(), 0, 0).unwrap();
+            futures.push(t.id());
+        }
+    }
+    assert_eq!(pool.len(), 10);
+    assert!(sel(&mut pool, 10, 0).is_empty(), "all behind gaps");
+    // A future tx from a new sender is refused and changes nothing.
+    assert!(matches!(
+        pool.admit(tx(&honest, 1, 0), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!(pool.len(), 10);
+    // An executable one (priority 0!) gets in by evicting a future tail (highest nonce).
+    for n in 0..3 {
+        let evicted = pool.admit(tx(&honest, n, 0), 0, 0).unwrap();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].reason, EvictReason::Future);
+        let victim = pool_get_evicted(&evicted[0]);
+        assert_eq!(victim.1, 5 - n / 2, "tails go first: {victim:?}");
+        pool.check_invariants();
+    }
+    assert_eq!(pool.len(), 10);
+    assert_eq!(
+        order(&sel(&mut pool, 10, 0)),
+        vec![
+            (honest.public(), 0),
+            (honest.public(), 1),
+            (honest.public(), 2)
+        ]
+    );
+    // A sender filling its own gap turns its futures executable; they are not evicted for it.
+    let x0 = pool.admit(tx(&x, 0, 0), 0, 0).unwrap();
+    assert!(
+        x0.iter().all(|e| pool_get_evicted(e).0 != x.public()),
+        "{x0:?}"
+    );
+    pool.check_invariants();
+}
+
+/// (sender, nonce) of an evicted tx.
+fn pool_get_evicted(e: &Evicted) -> (PublicKey, u64) {
+    let t = e.entry.tx.tx();
+    (t.sender, t.nonce)
+}
+
+#[test]
+fn eviction_order_band_then_share_and_never_a_dependency_or_in_flight() {
+    let (a, b, c, d) = (key(1), key(2), key(3), key(4));
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 6,
+        account_limit: 6,
+        ..config()
+    });
+    // a: 3 txs at band 1; b: 2 at band 0; c: 1 at band 0.
+    for n in 0..3 {
+        pool.admit(tx(&a, n, 1), 0, 0).unwrap();
+    }
+    pool.admit(tx(&b, 0, 0), 0, 0).unwrap();
+    pool.admit(tx(&b, 1, 0), 0, 0).unwrap();
+    pool.admit(tx(&c, 0, 0), 0, 0).unwrap();
+    // A band-0 newcomer: nothing is in a lower band, and no sender holds 2 more than d's 0...
+    // except a (3) and b (2): the least useful is b's tail (band 0, bigger sender first).
+    let e = pool.admit(tx(&d, 0, 0), 0, 0).unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (pool_get_evicted(&e[0]), e[0].reason),
+        ((b.public(), 1), EvictReason::FairShare)
+    );
+    pool.check_invariants();
+    // Now b, c, d hold 1 each, a 3 (band 1). Another band-0 newcomer from c (holding 1):
+    // nobody in band 0 holds 3, a is in a higher band: refused, nothing changed.
+    let before = pool.len();
+    assert!(matches!(
+        pool.admit(tx(&c, 1, 0), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!(pool.len(), before);
+    // A band-3 newcomer evicts the lowest band first, oldest first: c's tx (older than d's).
+    let e = pool.admit(tx(&d, 1, 3), 0, 0).unwrap();
+    assert_eq!(e[0].reason, EvictReason::Priority);
+    assert_eq!(pool_get_evicted(&e[0]), (b.public(), 0));
+    pool.check_invariants();
+    // In-flight txs are never evicted, and a sender's own executable txs never are for it.
+    sel(&mut pool, 10, 0);
+    assert_eq!(pool.in_flight(), pool.len());
+    assert!(matches!(
+        pool.admit(tx(&key(5), 0, 3), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    pool.return_in_flight();
+    let e = pool.admit(tx(&a, 3, 3), 0, 0).unwrap();
+    assert!(
+        e.iter().all(|e| pool_get_evicted(e).0 != a.public()),
+        "{e:?}"
+    );
+    pool.check_invariants();
+}
+
+/// Two senders re-sending what the other evicted cannot evict each other back and forth.
+#[test]
+fn no_eviction_ping_pong() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 4,
+        account_limit: 4,
+        ..config()
+    });
+    for n in 0..4 {
+        pool.admit(tx(&a, n, 0), 0, 0).unwrap();
+    }
+    // b (0 pending) evicts a's tail: a holds 4 >= 0 + 2.
+    let e = pool.admit(tx(&b, 0, 0), 0, 0).unwrap();
+    assert_eq!(pool_get_evicted(&e[0]), (a.public(), 3));
+    let e = pool.admit(tx(&b, 1, 0), 0, 0).unwrap();
+    assert_eq!(pool_get_evicted(&e[0]), (a.public(), 2));
+    // Now 2 and 2: neither may evict the other any more.
+    assert!(matches!(
+        pool.admit(tx(&a, 2, 0), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert!(matches!(
+        pool.admit(tx(&b, 2, 0), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!(
+        (pool.pending_of(&a.public()), pool.pending_of(&b.public())),
+        (2, 2)
+    );
+    pool.check_invariants();
+}
+
+#[test]
+fn pool_is_bounded_in_bytes_and_evicts_several_for_one() {
+    let (a, b, honest) = (key(1), key(2), key(3));
+    let small = tx_bytes(&tx(&a, 1, 0));
+    let large = tx_bytes(&big(&a, 0, 0, 10_000));
+    assert!(10 * small < large);
+    let mut pool = Pool::new(PoolConfig {
+        max_bytes: large,
+        ..config()
+    });
+    assert_eq!(
+        pool.admit(big(&a, 0, 0, 40_000), 0, 0),
+        Err(AdmitError::TooLarge {
+            bytes: tx_bytes(&big(&a, 0, 0, 40_000)),
+            max_bytes: large
+        })
+    );
+    // Ten small futures from a and b.
+    for n in 1..=5 {
+        pool.admit(tx(&a, n, 0), 0, 0).unwrap();
+        pool.admit(tx(&b, n, 0), 0, 0).unwrap();
+    }
+    assert_eq!(pool.bytes(), 10 * small);
+    // One big executable tx evicts as many futures as its bytes need: all ten.
+    let e = pool.admit(big(&honest, 0, 0, 10_000), 0, 0).unwrap();
+    assert_eq!(e.len(), 10);
+    assert!(e.iter().all(|e| e.reason == EvictReason::Future));
+    assert_eq!((pool.len(), pool.bytes()), (1, large));
+    pool.check_invariants();
+    // Full in bytes: a future is refused, and so is an executable one with nothing to evict
+    // (the only tx is the newcomer's own predecessor).
+    for t in [tx(&a, 1, 0), big(&honest, 1, 3, 10_000)] {
+        assert!(matches!(
+            pool.admit(t, 0, 0),
+            Err(AdmitError::PoolFull { .. })
+        ));
+        assert_eq!((pool.len(), pool.bytes()), (1, large));
+    }
+
+    // Same band, one tx each: no eviction, refused and unchanged.
+    let mut pool = Pool::new(PoolConfig {
+        max_bytes: 2 * large + small,
+        ..config()
+    });
+    pool.admit(big(&a, 0, 0, 10_000), 0, 0).unwrap();
+    pool.admit(big(&b, 0, 0, 10_000), 0, 0).unwrap();
+    pool.admit(tx(&key(4), 0, 0), 0, 0).unwrap();
+    let before = (pool.len(), pool.bytes());
+    assert!(matches!(
+        pool.admit(big(&honest, 0, 0, 10_000), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!((pool.len(), pool.bytes()), before);
+    // A higher band evicts a lower one, oldest first.
+    let e = pool.admit(big(&honest, 0, 3, 10_000), 0, 0).unwrap();
+    assert_eq!(
+        e.iter().map(pool_get_evicted).collect::<Vec<_>>(),
+        vec![(a.public(), 0)]
+    );
+    assert_eq!(e[0].reason, EvictReason::Priority);
+    assert!(pool.bytes() <= 2 * large + small);
+    pool.check_invariants();
+
+    // Room needs two victims but only the first may go: refused, and nothing was evicted.
+    let mut pool = Pool::new(PoolConfig {
+        max_bytes: 2 * large + small,
+        ..config()
+    });
+    pool.admit(tx(&key(4), 0, 0), 0, 0).unwrap();
+    pool.admit(big(&a, 0, 3, 10_000), 0, 0).unwrap();
+    pool.admit(big(&b, 0, 3, 10_000), 0, 0).unwrap();
+    let before = (pool.len(), pool.bytes());
+    assert!(matches!(
+        pool.admit(big(&honest, 0, 1, 10_000), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!((pool.len(), pool.bytes()), before);
+    pool.check_invariants();
+}
+
+#[test]
+fn rollback_puts_the_pool_back_exactly() {
+    let (a, b, c) = (key(1), key(2), key(3));
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 4,
+        ..config()
+    });
+    let a0 = tx(&a, 0, 0);
+    pool.admit(a0.clone(), 0, 0).unwrap();
+    pool.admit(tx(&a, 1, 0), 0, 0).unwrap();
+    pool.admit(tx(&b, 3, 0), 0, 0).unwrap(); // future
+    pool.admit(tx(&b, 4, 0), 0, 0).unwrap(); // future
+    let snapshot = |p: &Pool| {
+        let mut ids: Vec<Hash> = p.entries.keys().copied().collect();
+        ids.sort();
+        (ids, p.bytes(), p.pending_nonce(&a.public(), 0))
+    };
+    let before = snapshot(&pool);
+    // A batch: a2 (evicts b4), c0 (evicts b3).
+    let mut admitted = Vec::new();
+    let mut evicted = Vec::new();
+    for t in [tx(&a, 2, 0), tx(&c, 0, 0)] {
+        let id = t.id();
+        evicted.extend(pool.admit(t, 0, 0).unwrap());
+        admitted.push(id);
+    }
+    assert_eq!(evicted.len(), 2);
+    pool.check_invariants();
+    pool.rollback(&admitted, evicted);
+    pool.check_invariants();
+    assert_eq!(snapshot(&pool), before);
+    assert_eq!(pool.futures_of(&b.public()), 2);
+    assert_eq!(
+        order(&sel(&mut pool, 10, 0)),
+        vec![(a.public(), 0), (a.public(), 1)]
+    );
+    // A tx admitted and evicted within the same batch stays out after a rollback.
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 2,
+        ..config()
+    });
+    pool.admit(a0.clone(), 0, 0).unwrap();
+    let b5 = tx(&b, 5, 0);
+    let mut evicted = pool.admit(b5.clone(), 0, 0).unwrap();
+    evicted.extend(pool.admit(tx(&c, 0, 0), 0, 0).unwrap());
+    assert_eq!(evicted_ids(&evicted), vec![b5.id()]);
+    pool.rollback(&[b5.id(), tx(&c, 0, 0).id()], evicted);
+    assert_eq!(pool.len(), 1);
+    assert!(pool.contains(&a0.id()));
+    pool.check_invariants();
+}
+
+/// Priority is free: several keys flooding at priority 2^64-1 must not starve a priority-0
+/// sender. Blocks of 10 are taken from 6 flooders with 20 txs each and one honest sender who
+/// arrives late: it is in the next block.
+#[test]
+fn priority_flood_from_several_keys_does_not_starve_priority_zero() {
+    let flooders: Vec<Keypair> = (10..16).map(key).collect();
+    let honest = key(1);
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 200,
+        account_limit: 20,
+        max_future_nonces: 20,
+        ..config()
+    });
+    for n in 0..20 {
+        for f in &flooders {
+            pool.admit(tx(f, n, u64::MAX), 0, 0).unwrap();
+        }
+    }
+    // The flood has been going on for a while: a few blocks already went to it.
+    let mut next: BTreeMap<PublicKey, u64> = BTreeMap::new();
+    let block = |pool: &mut Pool, next: &mut BTreeMap<PublicKey, u64>| {
+        let picked = sel(pool, 10, 0);
+        let mut nonces = BTreeMap::new();
+        for t in &picked {
+            let n = next.entry(t.tx().sender).or_insert(0);
+            *n += 1;
+            nonces.insert(t.tx().sender, *n);
+        }
+        pool.on_block(&ids(&picked), &nonces, &[]);
+        picked
+    };
+    for _ in 0..2 {
+        block(&mut pool, &mut next);
+    }
+    let h = tx(&honest, 0, 0);
+    pool.admit(h.clone(), 0, 0).unwrap();
+    let picked = block(&mut pool, &mut next);
+    assert!(ids(&picked).contains(&h.id()), "{:?}", order(&picked));
+    // And a steady priority-0 sender keeps getting a share: 1 for every 8 of each band-3
+    // sender, so its next tx waits at most 8 * 6 flooders = 48 slots, under 6 blocks of 10.
+    for n in 1..4 {
+        pool.admit(tx(&honest, n, 0), 1, 0).unwrap();
+    }
+    let mut served = 0;
+    for _ in 0..6 {
+        let picked = block(&mut pool, &mut next);
+        served += picked
+            .iter()
+            .filter(|t| t.tx().sender == honest.public())
+            .count();
+    }
+    assert!(served >= 1, "honest sender starved");
+    pool.check_invariants();
+}
+
+#[test]
+fn priorities_clamp_into_bands() {
+    assert_eq!([0, 1, 2, 3, 4, u64::MAX].map(band), [0, 1, 2, 3, 3, 3]);
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(config());
+    // Priority 3 and u64::MAX are the same band: arrival decides.
+    pool.admit(tx(&a, 0, 3), 0, 0).unwrap();
+    pool.admit(tx(&b, 0, u64::MAX), 0, 0).unwrap();
+    assert_eq!(
+        order(&sel(&mut pool, 10, 0)),
+        vec![(a.public(), 0), (b.public(), 0)]
+    );
+}
+
+#[test]
+fn selection_fills_gas_and_bytes_limits_past_a_sender_that_does_not_fit() {
+    let (a, b, c) = (key(1), key(2), key(3));
+    let mut pool = Pool::new(config());
+    // a's next tx asks for 900,000 gas; b and c for 1,000 each.
+    let mut heavy = body(&a, 0, 3);
+    heavy.gas_limit = 900_000;
+    pool.admit(sign(&a, heavy), 0, 0).unwrap();
+    for n in 0..3 {
+        pool.admit(tx(&b, n, 0), 0, 0).unwrap();
+        pool.admit(tx(&c, n, 0), 0, 0).unwrap();
+    }
+    let limits = BlockLimits {
+        txs: 100,
+        gas: 5_000,
+        bytes: u64::MAX,
+    };
+    let picked = pool.select(limits, 0).txs;
+    assert_eq!(picked.len(), 5, "{:?}", order(&picked));
+    assert!(picked.iter().all(|t| t.tx().sender != a.public()));
+    let gas: u64 = picked.iter().map(|t| t.tx().gas_limit).sum();
+    assert!(gas <= 5_000);
+    pool.check_invariants();
+    // The passed-over sender keeps its place: first in the next block.
+    pool.return_in_flight();
+    let next = pool.select(count_only(1), 0).txs;
+    assert_eq!(order(&next), vec![(a.public(), 0)]);
+    pool.return_in_flight();
+
+    // Bytes: a big tx does not fit, small ones from others fill the block.
+    let mut pool = Pool::new(config());
+    let one = tx_bytes(&tx(&b, 0, 0));
+    pool.admit(big(&a, 0, 3, 5_000), 0, 0).unwrap();
+    for n in 0..3 {
+        pool.admit(tx(&b, n, 0), 0, 0).unwrap();
+    }
+    let limits = BlockLimits {
+        txs: 100,
+        gas: u64::MAX,
+        bytes: 3 * one,
+    };
+    let picked = pool.select(limits, 0).txs;
+    assert_eq!(
+        order(&picked),
+        vec![(b.public(), 0), (b.public(), 1), (b.public(), 2)]
+    );
+    let bytes: u64 = picked.iter().map(tx_bytes).sum();
+    assert!(bytes <= 3 * one);
+    pool.check_invariants();
+    // Zero room selects nothing and changes nothing.
+    pool.return_in_flight();
+    let none = pool.select(
+        BlockLimits {
+            txs: 10,
+            gas: 0,
+            bytes: 10,
+        },
+        0,
+    );
+    assert!(none.txs.is_empty());
+    assert_eq!(pool.in_flight(), 0);
+    pool.check_invariants();
+}
+
+#[test]
+fn select_reports_expired_txs_it_removed() {
+    let a = key(1);
+    let mut pool = Pool::new(config());
+    let a0 = tx_expiring(&a, 0, 10);
+    pool.admit(a0.clone(), 0, 0).unwrap();
+    let s = pool.select(count_only(10), 11);
+    assert!(s.txs.is_empty());
+    assert_eq!(s.expired, vec![a0.id()]);
+    assert!(pool.is_empty());
+    pool.check_invariants();
 }

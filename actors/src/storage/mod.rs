@@ -49,8 +49,8 @@ use crate::types::{
     decode_trusted, encode,
 };
 use tables::{
-    BLOCK_INDEX, BLOCKS, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL, META,
-    META_CHAIN_ID, META_HEAD, META_SCHEMA_VERSION, NONCES, OUTBOX, RECEIPTS, TX_LOCATIONS,
+    BLOCK_INDEX, BLOCKS, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL, MEMPOOL_ORDER,
+    META, META_CHAIN_ID, META_HEAD, META_SCHEMA_VERSION, NONCES, OUTBOX, RECEIPTS, TX_LOCATIONS,
 };
 
 /// Version of the on-disk layout in `tables`. Bump it on any change to a table's name, key or
@@ -438,6 +438,8 @@ impl Storage {
             txn.open_table(NONCES).ctx("creating nonces")?;
             txn.open_table(MEMPOOL_JOURNAL)
                 .ctx("creating mempool_journal")?;
+            txn.open_table(MEMPOOL_ORDER)
+                .ctx("creating mempool_order")?;
             txn.open_table(OUTBOX).ctx("creating outbox")?;
         }
         txn.commit().ctx("committing genesis")?;
@@ -713,6 +715,7 @@ impl Storage {
             let mut journal = txn
                 .open_table(MEMPOOL_JOURNAL)
                 .ctx("opening mempool_journal")?;
+            let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
             for (index, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
                 // Checked above that the count fits in u32.
                 let index = index as u32;
@@ -729,6 +732,7 @@ impl Storage {
                     .insert(&id.0, encode(receipt).as_slice())
                     .ctx("writing receipts")?;
                 journal.remove(&id.0).ctx("writing mempool_journal")?;
+                order.remove(&id.0).ctx("writing mempool_order")?;
             }
         }
         Self::apply_writes(txn, writes)?;
@@ -801,11 +805,67 @@ impl Storage {
             let mut j = txn
                 .open_table(MEMPOOL_JOURNAL)
                 .ctx("opening mempool_journal")?;
+            let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
             for id in ids {
                 j.remove(&id.0).ctx("writing mempool_journal")?;
+                order.remove(&id.0).ctx("writing mempool_order")?;
             }
         }
         txn.commit().ctx("committing mempool_journal")
+    }
+
+    /// One write transaction for the mempool: journals `put` (each with its arrival sequence)
+    /// and forgets `remove` (evicted transactions), all or nothing. Ids in both are forgotten.
+    pub fn journal_write(
+        &self,
+        put: &[(u64, &SignedTx)],
+        remove: &[Hash],
+    ) -> Result<(), StorageError> {
+        if put.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut j = txn
+                .open_table(MEMPOOL_JOURNAL)
+                .ctx("opening mempool_journal")?;
+            let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
+            for (seq, tx) in put {
+                let id = tx.tx.id();
+                j.insert(&id.0, encode(*tx).as_slice())
+                    .ctx("writing mempool_journal")?;
+                order.insert(&id.0, *seq).ctx("writing mempool_order")?;
+            }
+            for id in remove {
+                j.remove(&id.0).ctx("writing mempool_journal")?;
+                order.remove(&id.0).ctx("writing mempool_order")?;
+            }
+        }
+        txn.commit().ctx("committing mempool_journal")
+    }
+
+    /// Every journaled transaction with its arrival sequence (`None` if it was journaled
+    /// without one, by `journal_put` or an older version), ordered by tx id.
+    pub fn journal_all_ordered(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError> {
+        let rtx = self.begin_read()?;
+        let order = match rtx.open_table(MEMPOOL_ORDER) {
+            Ok(t) => Some(t),
+            // A file from before the order table: no order known yet.
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(StorageError::Db(format!("opening mempool_order: {e}"))),
+        };
+        let mut out = Vec::new();
+        for tx in self.journal_all()? {
+            let seq = match &order {
+                Some(o) => o
+                    .get(&tx.tx.id().0)
+                    .ctx("reading mempool_order")?
+                    .map(|v| v.value()),
+                None => None,
+            };
+            out.push((seq, tx));
+        }
+        Ok(out)
     }
 
     /// Every journaled transaction, ordered by tx id (not arrival order: the mempool re-orders

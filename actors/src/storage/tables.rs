@@ -51,5 +51,11 @@ pub(super) const NONCES: TableDefinition<'static, Key32, u64> = TableDefinition:
 /// Tx id -> `encode(SignedTx)`: accepted but not yet committed transactions.
 pub(super) const MEMPOOL_JOURNAL: TableDefinition<'static, Key32, &[u8]> =
     TableDefinition::new("mempool_journal");
+/// Tx id -> arrival sequence of a journaled transaction, so a restart re-admits the journal in
+/// the order it was admitted (a call may depend on another sender's earlier deploy). Added
+/// after schema 1 without a version bump: an older file simply lacks it (read as "no order
+/// known") and the first journal write creates it; an older binary ignores it.
+pub(super) const MEMPOOL_ORDER: TableDefinition<'static, Key32, u64> =
+    TableDefinition::new("mempool_order");
 /// Sequence number -> signed bridge envelope bytes, written before anything is sent to the L0.
 pub(super) const OUTBOX: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox");
