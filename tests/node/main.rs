@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod attack_blocks;
 mod cli;
 mod errors;
 mod flow;
