@@ -67,7 +67,11 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
         // 36 calls of 50M gas: nearly two full blocks of work per round.
         let txs: Vec<SignedTx> = attackers
             .iter_mut()
-            .flat_map(|a| (0..6).map(|_| call_gas(a, spin, MAX_GAS)).collect::<Vec<_>>())
+            .flat_map(|a| {
+                (0..6)
+                    .map(|_| call_gas(a, spin, MAX_GAS))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         attack.extend(submit_batch(&node, &txs));
         if round == 0 {
@@ -87,9 +91,11 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
     // Every attack call is executed in turn (out of gas at its limit): none is lost or
     // retried forever, and blocks kept coming while they ran.
     for hash in &attack {
-        let v = wait_for("an attack call to be included", Duration::from_secs(120), || {
-            included(&node, hash)
-        });
+        let v = wait_for(
+            "an attack call to be included",
+            Duration::from_secs(120),
+            || included(&node, hash),
+        );
         assert_eq!(v["receipt"]["status"], "out_of_gas", "{v}");
         assert_eq!(v["receipt"]["gas_used"].as_u64(), Some(MAX_GAS));
     }
@@ -111,7 +117,9 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
     }
     assert!(node.child.try_wait().unwrap().is_none(), "the node exited");
     assert!(
-        !node.metrics_text().contains("accumen_actor_restarts_total{actor=\"executor\""),
+        !node
+            .metrics_text()
+            .contains("accumen_actor_restarts_total{actor=\"executor\""),
         "the executor was restarted"
     );
     let (code, h) = node.get("/health");
@@ -134,7 +142,10 @@ fn calls_past_the_result_caps_fail_cleanly() {
     let big = deploy(&node, &mut s, fixture("big_results"));
     let counter = deploy(&node, &mut s, fixture("counter"));
     let cases = [
-        (big_args(0, 0, 5, 0), "host: events of one call exceed 65536 bytes"),
+        (
+            big_args(0, 0, 5, 0),
+            "host: events of one call exceed 65536 bytes",
+        ),
         (
             big_args(257, 1, 0, 0),
             "host: more than 256 storage keys written in one call",

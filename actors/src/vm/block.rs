@@ -444,7 +444,10 @@ impl Vm {
             for (addr, positions) in &groups {
                 let same = before.get(addr).is_some_and(|ids| {
                     ids.len() == positions.len()
-                        && ids.iter().zip(positions).all(|(id, p)| included[*p].id() == *id)
+                        && ids
+                            .iter()
+                            .zip(positions)
+                            .all(|(id, p)| included[*p].id() == *id)
                 });
                 if same {
                     for p in positions {

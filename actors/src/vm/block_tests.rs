@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::super::tests::fixture;
 use super::*;
 use crate::types::{
-    Action, Address, Bytes, Keypair, ReceiptStatus, Tx, VerifiedTx, genesis_state_root,
-    state_root, trap_kind,
+    Action, Address, Bytes, Keypair, ReceiptStatus, Tx, VerifiedTx, genesis_state_root, state_root,
+    trap_kind,
 };
 use crate::vm::{MemState, StateError, VmConfig};
 
@@ -143,9 +143,18 @@ fn a_node_fault_drops_that_transaction_not_the_block() {
         .unwrap();
     let r = reasons(&out);
     assert_eq!(r.len(), 3, "{r:?}");
-    assert!(matches!(&r[0], DropReason::Fault(m) if m.contains("missing")), "{r:?}");
+    assert!(
+        matches!(&r[0], DropReason::Fault(m) if m.contains("missing")),
+        "{r:?}"
+    );
     assert!(matches!(&r[1], DropReason::Fault(_)), "{r:?}");
-    assert_eq!(r[2], DropReason::Nonce { expected: 0, got: 1 });
+    assert_eq!(
+        r[2],
+        DropReason::Nonce {
+            expected: 0,
+            got: 1
+        }
+    );
     assert!(!r[0].is_retryable() && !r[1].is_retryable());
     assert_eq!(out.faults(), 2);
     // The honest call on the healthy contract is included, and `a` used no nonce.
@@ -209,7 +218,13 @@ fn the_block_gas_limit_leaves_the_rest_for_a_later_block() {
     let r = reasons(&out);
     assert_eq!(r[0], DropReason::BlockFull(BlockLimit::Gas));
     assert!(r[0].is_retryable());
-    assert_eq!(r[1], DropReason::Nonce { expected: 0, got: 1 });
+    assert_eq!(
+        r[1],
+        DropReason::Nonce {
+            expected: 0,
+            got: 1
+        }
+    );
     assert!(r[1].is_retryable());
     assert!(matches!(r[2], DropReason::GasLimit { .. }) && !r[2].is_retryable());
     // The left-out one fits in the next block.
@@ -276,9 +291,10 @@ fn the_result_budget_cuts_the_block_the_same_way_with_1_2_or_4_workers() {
         assert!(out.receipts.iter().all(|r| r.status.is_success()));
         let r = reasons(&out);
         assert!(!r.is_empty() && out.receipts.len() + r.len() == 64, "{r:?}");
-        assert!(r
-            .iter()
-            .all(|r| *r == DropReason::BlockFull(BlockLimit::ResultBytes)));
+        assert!(
+            r.iter()
+                .all(|r| *r == DropReason::BlockFull(BlockLimit::ResultBytes))
+        );
         // The cut is a suffix in block order.
         let first_dropped = out.dropped[0].0.id();
         assert!(out.txs.iter().all(|t| t.id() != first_dropped));
@@ -306,7 +322,10 @@ fn per_call_caps_end_the_call_with_a_clear_receipt() {
     let (mut st, c) = deployed(&vm, fixture("big_results"), 1);
     let mut a = Account::new(5);
     let cases = [
-        (big_args(0, 0, 5, 0), "events of one call exceed 65536 bytes"),
+        (
+            big_args(0, 0, 5, 0),
+            "events of one call exceed 65536 bytes",
+        ),
         (
             big_args(gas::MAX_TX_WRITES as u32 + 1, 1, 0, 0),
             "more than 256 storage keys written in one call",
@@ -315,7 +334,10 @@ fn per_call_caps_end_the_call_with_a_clear_receipt() {
             big_args(5, 65_536, 0, 0),
             "storage writes of one call exceed 262144 bytes",
         ),
-        (big_args(0, 0, 0, 65_537), "output is 65537 bytes, limit 65536"),
+        (
+            big_args(0, 0, 0, 65_537),
+            "output is 65537 bytes, limit 65536",
+        ),
     ];
     let txs: Vec<_> = cases
         .iter()
@@ -394,7 +416,10 @@ fn timeouts_rerun_only_the_groups_that_changed() {
         vec![
             DropReason::Timeout,
             DropReason::Timeout,
-            DropReason::Nonce { expected: 0, got: 1 }
+            DropReason::Nonce {
+                expected: 0,
+                got: 1
+            }
         ]
     );
     // 9 runs, then only the first counter's group again (it lost `a`'s increment).
@@ -433,9 +458,15 @@ fn chained_timeouts_rerun_a_bounded_number_of_times() {
         reasons(&out),
         vec![
             DropReason::Timeout,
-            DropReason::Nonce { expected: 0, got: 1 },
+            DropReason::Nonce {
+                expected: 0,
+                got: 1
+            },
             DropReason::Timeout,
-            DropReason::Nonce { expected: 0, got: 1 },
+            DropReason::Nonce {
+                expected: 0,
+                got: 1
+            },
             DropReason::Timeout,
             DropReason::Deferred,
             DropReason::Deferred,
@@ -481,7 +512,10 @@ fn receipts_carry_stable_codes_not_engine_text() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, vec![trap_kind::UNREACHABLE, trap_kind::STACK_OVERFLOW]);
+    assert_eq!(
+        kinds,
+        vec![trap_kind::UNREACHABLE, trap_kind::STACK_OVERFLOW]
+    );
     assert!(kinds.iter().all(|k| trap_kind::ALL.contains(&k.as_str())));
     assert!(!kinds.iter().any(|k| k.contains("wasm trap")));
 }
@@ -498,7 +532,10 @@ fn memory_grow_is_charged_per_page() {
       (func (export "grow_then_host") (drop (memory.grow (i32.const 10))) (drop (call $gas_left)))
       (func (export "none") (drop (i32.const 10))))"#;
     // Initial pages are free: a module that starts with 10 pages costs what one with 1 does.
-    let big = src.replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 11)");
+    let big = src.replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 11)",
+    );
     let (d1, c) = a.deploy(wat(src));
     let (d2, c11) = a.deploy(wat(&big));
     block(&vm, &mut st, 1, vec![d1, d2]);
@@ -543,7 +580,9 @@ fn queries_refuse_args_longer_than_a_call_may_carry() {
         time_ms: 0,
     };
     let base: Arc<dyn StateView> = Arc::new(st);
-    let ok = vm.query(base.clone(), q(crate::types::MAX_ARGS_LEN)).unwrap();
+    let ok = vm
+        .query(base.clone(), q(crate::types::MAX_ARGS_LEN))
+        .unwrap();
     assert_eq!(ok.status, ReceiptStatus::Success);
     let err = vm
         .query(base, q(crate::types::MAX_ARGS_LEN + 1))

@@ -172,9 +172,7 @@ fn charge(caller: &mut Caller<'_, CallCtx>, amount: u64) -> HostResult<()> {
     // Pages grown since the last host call are paid first (see the module comment).
     let grown = caller.data().limits.pending_gas();
     caller.data_mut().limits.pending_pages = 0;
-    let total = amount
-        .saturating_add(gas::HOST_CALL)
-        .saturating_add(grown);
+    let total = amount.saturating_add(gas::HOST_CALL).saturating_add(grown);
     if fuel < total {
         caller.set_fuel(0)?;
         return Err(wasmtime::Error::new(HostTrap::OutOfGas));
@@ -229,7 +227,11 @@ fn write(caller: &mut Caller<'_, CallCtx>, ptr: i32, bytes: &[u8], what: &str) -
 }
 
 /// Records a storage write or removal of `key` in the call's overlay, within the per-call caps.
-fn record_write(c: &mut Caller<'_, CallCtx>, key: Vec<u8>, value: Option<Vec<u8>>) -> HostResult<()> {
+fn record_write(
+    c: &mut Caller<'_, CallCtx>,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+) -> HostResult<()> {
     let ctx = c.data_mut();
     let size = |k: &[u8], v: &Option<Vec<u8>>| k.len() + v.as_ref().map_or(0, Vec::len);
     let old = ctx.writes.get(&key).map(|v| size(&key, v));

@@ -513,22 +513,34 @@ fn mixed_block(seed: u8) -> (MemState, Vec<VerifiedTx>) {
         kvs.push(k);
     }
     block(&vm, &mut st, 1, setup);
+    // Modest gas limits, so that all 300 fit in `MAX_BLOCK_GAS`.
+    let call = |a: &mut Account, contract: Address, entry: &str, args: &[u8]| {
+        let action = Action::Call {
+            contract,
+            entry: entry.into(),
+            args: Bytes(args.to_vec()),
+        };
+        a.tx(action, 1_000_000)
+    };
     let mut txs = Vec::new();
     for i in 0..300usize {
         let who = i % accounts.len();
+        let a = &mut accounts[who];
         let tx = match i % 7 {
-            0..=2 => accounts[who].call(counters[i % 3], "increment", &[]),
+            0..=2 => call(a, counters[i % 3], "increment", &[]),
             3 => {
                 let mut args = vec![2u8, b'k', (i % 5) as u8];
                 args.extend_from_slice(&(i as u64).to_le_bytes());
-                accounts[who].call(kvs[i % 3], "set", &args)
+                call(a, kvs[i % 3], "set", &args)
             }
-            4 => accounts[who].call(kvs[i % 3], "get", &[b'k', (i % 5) as u8]),
-            5 => accounts[who].call(kvs[i % 3], "set_then_revert", &[1, b'z', 1]),
-            _ => {
-                let (d, _) = accounts[who].deploy(fixture("counter"));
-                d
-            }
+            4 => call(a, kvs[i % 3], "get", &[b'k', (i % 5) as u8]),
+            5 => call(a, kvs[i % 3], "set_then_revert", &[1, b'z', 1]),
+            _ => a.tx(
+                Action::Deploy {
+                    code: Bytes(fixture("counter")),
+                },
+                2_000_000,
+            ),
         };
         txs.push(tx);
     }
