@@ -7,6 +7,10 @@
 //! - `block/execute_and_commit_5000_{memory,file}`: the same block executed against a redb
 //!   snapshot, sealed and committed in one write transaction. Goal: < 100 ms on 2 cores.
 //! - `tx/verify` and `tx/decode`: signature verification (with id hashing) and canonical decode.
+//! - `fuel/*`: the gas rate behind `MAX_BLOCK_GAS` and `MEMORY_GROW_PAGE`: one call burning 50M
+//!   gas of a tight loop (`loop`), of back-to-back host calls (`host_calls`), of storage writes
+//!   (`storage_writes`) and of slow divisions (`slow_divisions`), reported as gas per second;
+//!   and a call growing memory by 60 pages and touching every 4 KiB of them (`grow_60_pages`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use accumen_actors::storage::Storage;
 use accumen_actors::types::{
     Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, Tx, VerifiedTx,
 };
-use accumen_actors::vm::{BlockContext, MemState, Vm, VmConfig};
+use accumen_actors::vm::{BlockContext, MemState, Query, Vm, VmConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const CHAIN: &str = "accumen-bench";
@@ -35,7 +39,8 @@ fn signed(key: &Keypair, nonce: u64, action: Action) -> SignedTx {
         chain_id: CHAIN.into(),
         sender: key.public(),
         nonce,
-        gas_limit: 1_000_000,
+        // Enough for an increment (about 10k gas), and 5,000 of them fit in `MAX_BLOCK_GAS`.
+        gas_limit: 100_000,
         priority: 0,
         expiry: None,
         action,
@@ -130,6 +135,107 @@ fn execute(c: &mut Criterion) {
                 |txs| black_box(vm.execute_block(base.clone(), &ctx(2), txs)),
                 BatchSize::LargeInput,
             )
+        });
+    }
+    g.finish();
+}
+
+/// Contracts whose `run` burns gas in one way until the limit stops it.
+const FUEL_CONTRACTS: &[(&str, &str)] = &[
+    (
+        "loop",
+        r#"(module (memory (export "memory") 1)
+          (func (export "run") (loop $l (br $l))))"#,
+    ),
+    (
+        "host_calls",
+        r#"(module (import "accumen" "gas_left" (func $g (result i64)))
+          (memory (export "memory") 1)
+          (func (export "run") (loop $l (drop (call $g)) (br $l))))"#,
+    ),
+    (
+        "storage_writes",
+        r#"(module (import "accumen" "storage_write" (func $w (param i32 i32 i32 i32)))
+          (memory (export "memory") 1)
+          (func (export "run")
+            (loop $l (call $w (i32.const 0) (i32.const 8) (i32.const 8) (i32.const 8)) (br $l))))"#,
+    ),
+    (
+        "slow_divisions",
+        r#"(module (memory (export "memory") 1)
+          (data (i32.const 8) "\03\00\00\00\00\00\00\00")
+          (func (export "run") (local $x i64) (local $d i64)
+            (local.set $x (i64.const -1))
+            (loop $l
+              (local.set $d (i64.load (i32.const 8)))
+              (local.set $x (i64.div_u (i64.div_u (i64.div_u (i64.div_u
+                (i64.or (local.get $x) (i64.const 0x7fffffffffffffff))
+                (local.get $d)) (local.get $d)) (local.get $d)) (local.get $d)))
+              (br $l))))"#,
+    ),
+    (
+        "grow_60_pages",
+        r#"(module (memory (export "memory") 1)
+          (func (export "run") (local $p i32)
+            (drop (memory.grow (i32.const 60)))
+            (local.set $p (i32.const 65536))
+            (loop $l
+              (i32.store8 (local.get $p) (i32.const 1))
+              (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+              (br_if $l (i32.lt_u (local.get $p) (i32.const 3997696))))))"#,
+    ),
+];
+
+fn fuel(c: &mut Criterion) {
+    const GAS: u64 = 50_000_000;
+    let mut g = c.benchmark_group("fuel");
+    g.sample_size(10);
+    let vm = Vm::new(VmConfig {
+        workers: 1,
+        ..VmConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deployer = Keypair::from_seed([201; 32]);
+    let txs: Vec<VerifiedTx> = FUEL_CONTRACTS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, src))| {
+            let code = wat::parse_str(src).unwrap_or_else(|e| panic!("{e}"));
+            let mut t = signed(&deployer, i as u64, Action::Deploy { code: Bytes(code) });
+            t.tx.gas_limit = GAS;
+            deployer
+                .sign(t.tx)
+                .verify()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let addrs: Vec<Address> = txs.iter().map(|t| t.tx().target()).collect();
+    let mut st = MemState::default();
+    let out = vm
+        .execute_block(Arc::new(st.clone()), &ctx(1), txs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    st.apply(&out.writes);
+    let base: Arc<MemState> = Arc::new(st);
+    for ((name, _), addr) in FUEL_CONTRACTS.iter().zip(addrs) {
+        let query = Query {
+            contract: addr,
+            entry: "run".into(),
+            args: Vec::new(),
+            sender: deployer.public(),
+            gas_limit: GAS,
+            height: 1,
+            time_ms: 0,
+        };
+        let used = vm
+            .query(base.clone(), query.clone())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .gas_used;
+        // Throughput in gas (elements/s = gas/s); for the grow call, in pages.
+        let per = if *name == "grow_60_pages" { 60 } else { used };
+        eprintln!("fuel/{name}: {used} gas per call");
+        g.throughput(Throughput::Elements(per));
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(vm.query(base.clone(), query.clone())))
         });
     }
     g.finish();
@@ -230,5 +336,5 @@ fn block(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, execute, block, tx);
+criterion_group!(benches, execute, fuel, block, tx);
 criterion_main!(benches);

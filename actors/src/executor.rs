@@ -114,6 +114,12 @@ impl Handler<ExecuteBlock> for Executor {
                         .fetch_add(timeouts, Ordering::Relaxed);
                     self.metrics.execution_errors.inc_by(timeouts);
                 }
+                // Transactions the engine could not run (vm::DropReason::Fault) are node-side
+                // execution errors too; vm/block.rs logs them.
+                let faults = out.faults() as u64;
+                if faults > 0 {
+                    self.metrics.execution_errors.inc_by(faults);
+                }
                 if !out.receipts.is_empty() {
                     self.metrics
                         .transaction_execution_duration

@@ -279,7 +279,7 @@ fn presign(
                         chain_id: chain_id.clone(),
                         sender: key.public(),
                         nonce,
-                        gas_limit: 1_000_000,
+                        gas_limit: 100_000,
                         priority: 0,
                         expiry: None,
                         action: Action::Call {

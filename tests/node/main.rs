@@ -7,6 +7,7 @@ mod harness;
 
 mod attack_api;
 mod attack_disk;
+mod attack_blocks;
 mod cli;
 mod errors;
 mod flow;

@@ -19,7 +19,7 @@ pub use codec::{
     DecodeError, decode_canonical, decode_trusted, encode, hash_of, sha256, sha256_parts,
 };
 pub use merkle::merkle_root;
-pub use receipt::{Event, Receipt, ReceiptStatus};
+pub use receipt::{Event, Receipt, ReceiptStatus, revert_reason, trap_kind};
 pub use state::{ContractInfo, WriteSet, genesis_state_root, state_root};
 pub use tx::{
     Action, KeyCache, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN,

@@ -3,6 +3,11 @@
 //! Invariant: everything in a receipt is a pure function of the block, the parent state and the
 //! engine version, so every node computes the same receipts root. Wall-clock timeouts are node
 //! failures, not receipt statuses: such a transaction is dropped from the block instead.
+//!
+//! Stable codes: the strings the node itself puts in a receipt (trap kinds in `trap_kind`,
+//! refusals in `revert_reason`) are fixed here and never come from wasmtime or wasmparser, whose
+//! wording changes between versions and would change receipts roots. Only a contract's own
+//! `revert` message is free text.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +44,59 @@ impl ReceiptStatus {
             ReceiptStatus::Trapped { .. } => "trapped",
         }
     }
+}
+
+/// The `kind` of a `Trapped` receipt: one of these, or `HOST_PREFIX` followed by the host rule
+/// the call broke (our own words, see `vm/host.rs`).
+pub mod trap_kind {
+    pub const STACK_OVERFLOW: &str = "stack overflow";
+    pub const MEMORY_OUT_OF_BOUNDS: &str = "memory out of bounds";
+    pub const TABLE_OUT_OF_BOUNDS: &str = "table out of bounds";
+    pub const INDIRECT_CALL_TO_NULL: &str = "indirect call to null";
+    pub const BAD_SIGNATURE: &str = "indirect call type mismatch";
+    pub const INTEGER_OVERFLOW: &str = "integer overflow";
+    pub const DIVISION_BY_ZERO: &str = "integer division by zero";
+    pub const BAD_CONVERSION: &str = "invalid conversion to integer";
+    pub const UNREACHABLE: &str = "unreachable";
+    pub const HEAP_MISALIGNED: &str = "unaligned atomic";
+    pub const NULL_REFERENCE: &str = "null reference";
+    pub const ALLOCATION_TOO_LARGE: &str = "allocation too large";
+    /// A trap of a proposal the engine has switched off (cannot happen with validated code).
+    pub const OTHER: &str = "trap";
+    /// Prefix of a broken host-call rule, e.g. `host: storage key is 300 bytes, limit 256`.
+    pub const HOST_PREFIX: &str = "host: ";
+
+    /// Every fixed kind (without the host-rule ones).
+    pub const ALL: &[&str] = &[
+        STACK_OVERFLOW,
+        MEMORY_OUT_OF_BOUNDS,
+        TABLE_OUT_OF_BOUNDS,
+        INDIRECT_CALL_TO_NULL,
+        BAD_SIGNATURE,
+        INTEGER_OVERFLOW,
+        DIVISION_BY_ZERO,
+        BAD_CONVERSION,
+        UNREACHABLE,
+        HEAP_MISALIGNED,
+        NULL_REFERENCE,
+        ALLOCATION_TOO_LARGE,
+        OTHER,
+    ];
+}
+
+/// The `message` of a `Reverted` receipt that the node, not the contract, produced.
+pub mod revert_reason {
+    /// A call to an address with no contract (followed by the address).
+    pub const UNKNOWN_CONTRACT: &str = "unknown contract";
+    /// A call naming an entry the contract does not export (followed by the name).
+    pub const UNKNOWN_ENTRY: &str = "contract has no entry point";
+    /// A call of `init`.
+    pub const INIT_ONLY_AT_DEPLOY: &str = "init runs only at deploy";
+    /// A deploy to an address that already holds a contract (followed by the address).
+    pub const ALREADY_EXISTS: &str = "a contract already exists at";
+    /// A deploy refused by validation; followed by `: ` and the rule, in our words, with the
+    /// parser's own text left out (see `vm::block::invalid_contract`).
+    pub const INVALID_CONTRACT: &str = "invalid contract";
 }
 
 /// An event a contract emitted with `emit`.

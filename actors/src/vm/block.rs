@@ -6,29 +6,55 @@
 //!   hence state root whatever `execution.workers` is. Contracts cannot call each other, so the
 //!   transactions are grouped by the contract they touch (a deploy belongs to the address it
 //!   creates); each group runs in block order on one worker; groups run in parallel and their
-//!   results are merged back in block order.
+//!   results are merged back in block order. A transaction's result depends only on the parent
+//!   state and the earlier transactions of its own group, never on which worker ran it or when.
 //! - Admission checks that depend on order (nonces, per sender) run first, sequentially, in block
 //!   order: a transaction with the wrong nonce, another chain's id, an expiry before the block
 //!   time or a gas limit above `execution.gas_limit` is dropped, not executed, and uses no nonce.
 //!   Every included transaction uses its nonce, whatever its receipt says.
+//! - Block limits (chain rules in `gas.rs`): the pre-pass admits transactions in block order while
+//!   the sum of declared gas limits stays within `MAX_BLOCK_GAS` and the sum of canonical
+//!   transaction bytes within `MAX_BLOCK_TX_BYTES`; one that does not fit is left out as
+//!   retryable (`BlockFull`). After execution the receipts and kept writes are measured in block
+//!   order against `MAX_BLOCK_RESULT_BYTES`; the block is cut before the first transaction that
+//!   would exceed it, and it and every later one are left out as retryable. Cutting a suffix
+//!   never changes an earlier result, and each transaction's writes are kept separately, so the
+//!   write set is rebuilt from the kept ones alone.
 //! - A failed call (revert, trap, out of gas) keeps nothing but its receipt and its gas.
 //! - A call that hits the wall-clock deadline is a node problem, not a result: it is dropped with
-//!   an ERROR log ("execution timeout") and the block is executed again without it, so its nonce
-//!   and any later transaction of the same sender are handled as if it had never been there.
+//!   an ERROR log ("execution timeout"), as if it had never been there, so its nonce is unused and
+//!   its sender's later transactions are dropped as future nonces. So is a transaction that
+//!   fails for a reason that is not the contract's (compile or engine error, missing code):
+//!   dropped for good (`Fault`), logged at ERROR (rate-limited) and counted, never retried and
+//!   never allowed to stop the block. Storage errors still abort the block, to be retried.
+//! - Neither kind leaves a trace in its group, so only groups that lose a transaction that did
+//!   run (a sender's later transactions) are executed again, and at most `MAX_RERUNS` times;
+//!   after that the affected suffixes are deferred to a later block without running anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use super::cache::CachedModule;
 use super::engine::{RunEnd, RunInput, RunResult, Vm, VmError};
 use super::gas;
 use super::host::Overlay;
 use super::state::StateView;
+use super::validate::ValidationError;
+use crate::ratelimit::LogLimiter;
 use crate::types::{
-    Action, Address, Bytes, ContractInfo, Hash, PublicKey, Receipt, ReceiptStatus, VerifiedTx,
-    WriteSet, sha256,
+    Action, Address, Bytes, ContractInfo, Hash, MAX_ARGS_LEN, PublicKey, Receipt, ReceiptStatus,
+    VerifiedTx, WriteSet, revert_reason, sha256,
 };
+
+/// Rounds of re-execution after timeouts or faults, beyond the first run. Each round re-runs only
+/// the groups that lost a transaction that had run; after the last one the affected suffixes are
+/// deferred instead, so a block costs at most `1 + MAX_RERUNS` executions of its groups.
+const MAX_RERUNS: usize = 2;
+
+/// One ERROR line per interval for transactions dropped as node faults.
+static FAULT_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// The block being built or verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +64,27 @@ pub struct BlockContext {
     pub timestamp_ms: u64,
     /// `execution.gas_limit`: most gas one transaction may ask for.
     pub max_tx_gas: u64,
+}
+
+/// Which per-block limit a transaction did not fit in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockLimit {
+    /// `MAX_BLOCK_GAS`: declared gas limits.
+    Gas,
+    /// `MAX_BLOCK_TX_BYTES`: canonical transaction bytes.
+    TxBytes,
+    /// `MAX_BLOCK_RESULT_BYTES`: receipt and write bytes.
+    ResultBytes,
+}
+
+impl std::fmt::Display for BlockLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BlockLimit::Gas => "block gas limit",
+            BlockLimit::TxBytes => "block transaction bytes limit",
+            BlockLimit::ResultBytes => "block receipt and write bytes limit",
+        })
+    }
 }
 
 /// Why a transaction was left out of a block.
@@ -53,14 +100,29 @@ pub enum DropReason {
     Nonce { expected: u64, got: u64 },
     #[error("execution timeout")]
     Timeout,
+    /// Execution failed for a reason that is not the contract's (compile or engine error,
+    /// missing code); the text is the engine's, for logs only.
+    #[error("node fault while executing: {0}")]
+    Fault(String),
+    /// Did not fit in this block; may fit in a later one.
+    #[error("{0} reached")]
+    BlockFull(BlockLimit),
+    /// Left for a later block: re-execution rounds after timeouts ran out.
+    #[error("deferred to a later block after execution timeouts")]
+    Deferred,
 }
 
 impl DropReason {
-    /// True when the transaction may become valid later (a future nonce): the mempool keeps it.
-    /// Everything else is removed, including a timeout: a transaction that hit the wall-clock
-    /// backstop once would most likely hit it again and stall every block it is retried in.
+    /// True when the transaction may become valid later (a future nonce, a full block, a block
+    /// deferred after timeouts): the mempool keeps it. Everything else is removed, including a
+    /// timeout or a fault: a transaction that hit the wall-clock backstop or an engine failure
+    /// once would most likely do it again and stall every block it is retried in.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, DropReason::Nonce { expected, got } if got > expected)
+        match self {
+            DropReason::Nonce { expected, got } => got > expected,
+            DropReason::BlockFull(_) | DropReason::Deferred => true,
+            _ => false,
+        }
     }
 }
 
@@ -77,6 +139,19 @@ pub struct BlockOutcome {
     pub writes: WriteSet,
     /// Sum of the receipts' gas.
     pub gas_used: u64,
+    /// Transaction runs this execution took, re-runs after timeouts included (for metrics and
+    /// tests; not part of the block).
+    pub executions: u64,
+}
+
+impl BlockOutcome {
+    /// Transactions dropped as node faults (`DropReason::Fault`), for metrics.
+    pub fn faults(&self) -> usize {
+        self.dropped
+            .iter()
+            .filter(|(_, r)| matches!(r, DropReason::Fault(_)))
+            .count()
+    }
 }
 
 /// A read-only call.
@@ -102,14 +177,45 @@ pub struct QueryResult {
     pub logs: Vec<String>,
 }
 
+/// A finished transaction: its receipt and what it leaves in state.
+struct Done {
+    receipt: Receipt,
+    /// Its own storage writes (empty unless it succeeded).
+    writes: Overlay,
+    /// The contract a successful deploy created, with its code.
+    deployed: Option<(ContractInfo, Vec<u8>)>,
+}
+
 enum TxRun {
-    Done(Receipt),
+    Done(Box<Done>),
+    /// Hit the wall-clock deadline; left no trace in its group.
     Timeout,
+    /// Failed for a reason that is not the contract's; left no trace in its group.
+    Fault(String),
+}
+
+impl TxRun {
+    fn done(receipt: Receipt) -> TxRun {
+        TxRun::Done(Box::new(Done {
+            receipt,
+            writes: Overlay::new(),
+            deployed: None,
+        }))
+    }
+}
+
+/// A node error that aborts the block, or a per-transaction fault that drops only this one.
+fn fault(e: VmError) -> Result<TxRun, VmError> {
+    match e {
+        // Storage, a full instance pool or a bad configuration concern the node, not this
+        // transaction: the whole block is retried.
+        VmError::State(_) | VmError::Busy(_) | VmError::Config(_) => Err(e),
+        other => Ok(TxRun::Fault(other.to_string())),
+    }
 }
 
 struct Plan {
     included: Vec<VerifiedTx>,
-    nonces: BTreeMap<PublicKey, u64>,
     /// (contract, positions in `included`), in order of first appearance.
     groups: Vec<(Address, Vec<usize>)>,
 }
@@ -120,13 +226,10 @@ struct Group {
     /// The contract, once looked up: `Some(None)` means it does not exist.
     info: Option<Option<ContractInfo>>,
     module: Option<Arc<CachedModule>>,
+    /// Why the contract's module could not be loaded, once tried: later calls in this group
+    /// fail the same way without compiling again.
+    module_fault: Option<String>,
     overlay: Overlay,
-    deployed: Option<(ContractInfo, Vec<u8>)>,
-}
-
-struct GroupResult {
-    group: Group,
-    runs: Vec<(usize, TxRun)>,
 }
 
 impl Group {
@@ -135,8 +238,8 @@ impl Group {
             address,
             info: None,
             module: None,
+            module_fault: None,
             overlay: Overlay::new(),
-            deployed: None,
         }
     }
 
@@ -148,16 +251,22 @@ impl Group {
     }
 }
 
+/// The admission pre-pass, in block order: chain, expiry, per-tx gas, nonce, then the block's
+/// gas and byte budgets. Only the block order decides, so every node admits the same set.
 fn plan(
     base: &dyn StateView,
     ctx: &BlockContext,
     txs: Vec<VerifiedTx>,
     dropped: &mut Vec<(VerifiedTx, DropReason)>,
 ) -> Result<Plan, VmError> {
+    // A transaction that could never fit in any block is not retryable.
+    let max_tx_gas = ctx.max_tx_gas.min(gas::MAX_BLOCK_GAS);
     let mut included = Vec::with_capacity(txs.len());
     let mut nonces: BTreeMap<PublicKey, u64> = BTreeMap::new();
     let mut group_index: BTreeMap<Address, usize> = BTreeMap::new();
     let mut groups: Vec<(Address, Vec<usize>)> = Vec::new();
+    let mut block_gas = 0u64;
+    let mut block_bytes = 0u64;
     for vtx in txs {
         let tx = vtx.tx();
         let reason = if tx.chain_id != ctx.chain_id {
@@ -167,22 +276,29 @@ fn plan(
                 expiry,
                 block_time: ctx.timestamp_ms,
             })
-        } else if tx.gas_limit > ctx.max_tx_gas {
+        } else if tx.gas_limit > max_tx_gas {
             Some(DropReason::GasLimit {
                 limit: tx.gas_limit,
-                max: ctx.max_tx_gas,
+                max: max_tx_gas,
             })
         } else {
             let expected = match nonces.get(&tx.sender) {
                 Some(n) => *n,
                 None => base.nonce(&tx.sender)?,
             };
+            let bytes = gas::tx_bytes(vtx.signed());
             if tx.nonce != expected {
                 Some(DropReason::Nonce {
                     expected,
                     got: tx.nonce,
                 })
+            } else if block_gas.saturating_add(tx.gas_limit) > gas::MAX_BLOCK_GAS {
+                Some(DropReason::BlockFull(BlockLimit::Gas))
+            } else if block_bytes.saturating_add(bytes) > gas::MAX_BLOCK_TX_BYTES {
+                Some(DropReason::BlockFull(BlockLimit::TxBytes))
             } else {
+                block_gas += tx.gas_limit;
+                block_bytes += bytes;
                 nonces.insert(tx.sender, expected.saturating_add(1));
                 None
             }
@@ -200,11 +316,7 @@ fn plan(
         groups[gi].1.push(pos);
         included.push(vtx);
     }
-    Ok(Plan {
-        included,
-        nonces,
-        groups,
-    })
+    Ok(Plan { included, groups })
 }
 
 fn receipt(tx_id: Hash, contract: Address, status: ReceiptStatus, gas_used: u64) -> Receipt {
@@ -223,6 +335,37 @@ fn reverted(message: impl Into<String>) -> ReceiptStatus {
     ReceiptStatus::Reverted {
         message: message.into(),
     }
+}
+
+/// The receipt message of a deploy that validation refused: the rule in our own words. The
+/// parser's text (`Invalid`) and its type names are left out: they change with wasmparser
+/// versions, and receipts must not (see `types::revert_reason`).
+fn invalid_contract(e: &ValidationError) -> String {
+    let rule = match e {
+        ValidationError::Invalid(_) => "malformed or unsupported WebAssembly".to_string(),
+        ValidationError::ImportType { name, .. } => {
+            format!("import accumen::{name} does not have the type the ABI gives it")
+        }
+        ValidationError::EntryType { name, .. } => {
+            format!("export {name:?} is a function but not of type () -> ()")
+        }
+        other => other.to_string(),
+    };
+    format!("{}: {rule}", revert_reason::INVALID_CONTRACT)
+}
+
+/// Bytes a finished transaction adds to the block's results (`MAX_BLOCK_RESULT_BYTES`): its
+/// canonical receipt plus 32 + key + value per storage write it keeps. A pure function of the
+/// receipt and writes, so every node measures the same.
+fn result_bytes(d: &Done) -> u64 {
+    let receipt = postcard::experimental::serialized_size(&d.receipt)
+        .map_or(gas::MAX_BLOCK_RESULT_BYTES, |n| n as u64);
+    let writes: u64 = d
+        .writes
+        .iter()
+        .map(|(k, v)| 32 + k.len() as u64 + v.as_ref().map_or(0, |v| v.len() as u64))
+        .sum();
+    receipt.saturating_add(writes)
 }
 
 /// What one call needs besides the group.
@@ -247,138 +390,282 @@ impl Vm {
         txs: Vec<VerifiedTx>,
     ) -> Result<BlockOutcome, VmError> {
         let mut dropped = Vec::new();
-        let mut candidates = txs;
+        let Plan {
+            mut included,
+            mut groups,
+        } = plan(base.as_ref(), ctx, txs, &mut dropped)?;
+        let mut runs = self.run_groups(&base, ctx, &included, &groups, included.len())?;
+        let mut executions = runs.iter().filter(|r| r.is_some()).count() as u64;
+        let mut reruns = 0;
         loop {
-            let plan = plan(base.as_ref(), ctx, candidates, &mut dropped)?;
-            let results = self.run_groups(&base, ctx, &plan)?;
-            let mut slots: Vec<Option<TxRun>> = (0..plan.included.len()).map(|_| None).collect();
-            let mut groups = Vec::with_capacity(results.len());
-            for r in results {
-                for (pos, run) in r.runs {
-                    slots[pos] = Some(run);
-                }
-                groups.push(r.group);
-            }
-            let timed_out: Vec<usize> = slots
+            // Positions that ran to no result: dropped as if they had never been there.
+            let bad: Vec<bool> = runs
                 .iter()
-                .enumerate()
-                .filter(|(_, s)| matches!(s, Some(TxRun::Timeout) | None))
-                .map(|(i, _)| i)
+                .map(|r| !matches!(r, Some(TxRun::Done(_))))
                 .collect();
-            if !timed_out.is_empty() {
-                let mut next = Vec::with_capacity(plan.included.len());
-                for (i, vtx) in plan.included.into_iter().enumerate() {
-                    if timed_out.contains(&i) {
-                        tracing::error!(
-                            tx = %vtx.id(),
-                            contract = %vtx.tx().target(),
-                            height = ctx.height,
-                            timeout = ?self.config().timeout,
-                            "execution timeout: transaction dropped from the block"
-                        );
-                        dropped.push((vtx, DropReason::Timeout));
-                    } else {
-                        next.push(vtx);
+            if !bad.contains(&true) {
+                break;
+            }
+            if reruns == MAX_RERUNS {
+                self.defer(ctx, &mut included, &mut runs, &groups, &mut dropped);
+                break;
+            }
+            reruns += 1;
+            // Each group's transactions that did run, by id: if the new plan gives a group
+            // exactly these, its results still hold (the dropped ones left no trace).
+            let mut before: HashMap<Address, Vec<Hash>> = HashMap::new();
+            for (addr, positions) in &groups {
+                let ids = positions
+                    .iter()
+                    .filter(|p| !bad[**p])
+                    .map(|p| included[*p].id())
+                    .collect();
+                before.insert(*addr, ids);
+            }
+            let mut kept_runs: HashMap<Hash, TxRun> = HashMap::new();
+            let mut candidates = Vec::with_capacity(included.len());
+            for (vtx, run) in included.into_iter().zip(runs) {
+                match run {
+                    Some(TxRun::Done(d)) => {
+                        kept_runs.insert(vtx.id(), TxRun::Done(d));
+                        candidates.push(vtx);
+                    }
+                    other => {
+                        let reason = self.no_result(ctx, &vtx, other);
+                        dropped.push((vtx, reason));
                     }
                 }
-                candidates = next;
-                continue;
             }
-            return self.merge(base.as_ref(), plan, slots, groups, dropped);
+            let next = plan(base.as_ref(), ctx, candidates, &mut dropped)?;
+            included = next.included;
+            groups = next.groups;
+            runs = (0..included.len()).map(|_| None).collect();
+            let mut changed = Vec::new();
+            for (addr, positions) in &groups {
+                let same = before.get(addr).is_some_and(|ids| {
+                    ids.len() == positions.len()
+                        && ids
+                            .iter()
+                            .zip(positions)
+                            .all(|(id, p)| included[*p].id() == *id)
+                });
+                if same {
+                    for p in positions {
+                        runs[*p] = kept_runs.remove(&included[*p].id());
+                    }
+                } else {
+                    changed.push((*addr, positions.clone()));
+                }
+            }
+            let rerun = self.run_groups(&base, ctx, &included, &changed, included.len())?;
+            for (slot, run) in runs.iter_mut().zip(rerun) {
+                if run.is_some() {
+                    executions += 1;
+                    *slot = run;
+                }
+            }
+        }
+        let mut out = self.merge(base.as_ref(), included, runs, dropped)?;
+        out.executions = executions;
+        Ok(out)
+    }
+
+    /// The drop reason of a transaction that ran to no result, logged at ERROR.
+    fn no_result(&self, ctx: &BlockContext, vtx: &VerifiedTx, run: Option<TxRun>) -> DropReason {
+        match run {
+            Some(TxRun::Fault(why)) => {
+                if let Some(suppressed) = FAULT_LOG.allow() {
+                    tracing::error!(
+                        tx = %vtx.id(),
+                        contract = %vtx.tx().target(),
+                        height = ctx.height,
+                        error = %why,
+                        suppressed,
+                        "execution failed for a reason that is not the contract's: transaction \
+                         dropped from the block"
+                    );
+                }
+                DropReason::Fault(why)
+            }
+            _ => {
+                tracing::error!(
+                    tx = %vtx.id(),
+                    contract = %vtx.tx().target(),
+                    height = ctx.height,
+                    timeout = ?self.config().timeout,
+                    "execution timeout: transaction dropped from the block"
+                );
+                DropReason::Timeout
+            }
         }
     }
 
+    /// After the last re-run: drops the transactions with no result and defers, without running
+    /// anything, every transaction whose result could depend on them. In one pass in block
+    /// order: a sender's transactions after one of its dropped ones (their nonces no longer
+    /// follow), and a group's transactions after a deferred one of that group (it may have
+    /// written what they read). A dropped timeout or fault left no trace in its group, so it
+    /// defers only its sender's later transactions. Every kept result was computed with exactly
+    /// the kept transactions before it in its group, so it stands.
+    fn defer(
+        &self,
+        ctx: &BlockContext,
+        included: &mut Vec<VerifiedTx>,
+        runs: &mut Vec<Option<TxRun>>,
+        groups: &[(Address, Vec<usize>)],
+        dropped: &mut Vec<(VerifiedTx, DropReason)>,
+    ) {
+        let mut group_of = vec![0usize; included.len()];
+        for (gi, (_, positions)) in groups.iter().enumerate() {
+            for p in positions {
+                group_of[*p] = gi;
+            }
+        }
+        let mut sender_gone: BTreeMap<PublicKey, ()> = BTreeMap::new();
+        let mut group_broken = vec![false; groups.len()];
+        let mut kept_txs = Vec::with_capacity(included.len());
+        let mut kept_runs = Vec::with_capacity(included.len());
+        for (i, (vtx, run)) in std::mem::take(included)
+            .into_iter()
+            .zip(std::mem::take(runs))
+            .enumerate()
+        {
+            let sender = vtx.tx().sender;
+            let g = group_of[i];
+            if sender_gone.contains_key(&sender) || group_broken[g] {
+                sender_gone.insert(sender, ());
+                group_broken[g] = true;
+                dropped.push((vtx, DropReason::Deferred));
+            } else if matches!(run, Some(TxRun::Done(_))) {
+                kept_txs.push(vtx);
+                kept_runs.push(run);
+            } else {
+                sender_gone.insert(sender, ());
+                let reason = self.no_result(ctx, &vtx, run);
+                dropped.push((vtx, reason));
+            }
+        }
+        *included = kept_txs;
+        *runs = kept_runs;
+    }
+
+    /// Builds the outcome from the finished runs, in block order, cutting the block before the
+    /// first transaction whose results would pass `MAX_BLOCK_RESULT_BYTES`.
+    ///
+    /// Same on every node and worker count: each `Done` is a pure function of the parent state
+    /// and the earlier transactions of its group (see the module invariants), the sizes are
+    /// measured on canonical encodings, and the cut is found by one walk in block order. The
+    /// transactions after the cut are all dropped, so no kept result depends on a dropped one,
+    /// and the write set is rebuilt from the kept transactions' own writes in block order.
     fn merge(
         &self,
         base: &dyn StateView,
-        plan: Plan,
-        slots: Vec<Option<TxRun>>,
-        groups: Vec<Group>,
-        dropped: Vec<(VerifiedTx, DropReason)>,
+        included: Vec<VerifiedTx>,
+        runs: Vec<Option<TxRun>>,
+        mut dropped: Vec<(VerifiedTx, DropReason)>,
     ) -> Result<BlockOutcome, VmError> {
-        let mut receipts = Vec::with_capacity(slots.len());
-        let mut gas_used = 0u64;
-        for slot in slots {
-            if let Some(TxRun::Done(r)) = slot {
-                gas_used = gas_used.saturating_add(r.gas_used);
-                receipts.push(r);
+        let mut out = BlockOutcome::default();
+        let mut used = 0u64;
+        let mut full = false;
+        for (vtx, run) in included.into_iter().zip(runs) {
+            let Some(TxRun::Done(d)) = run else {
+                // `execute_block` resolves every other run before merging.
+                return Err(VmError::Engine(format!(
+                    "transaction {} has no result at merge",
+                    vtx.id()
+                )));
+            };
+            let size = result_bytes(&d);
+            if full || used.saturating_add(size) > gas::MAX_BLOCK_RESULT_BYTES {
+                full = true;
+                dropped.push((vtx, DropReason::BlockFull(BlockLimit::ResultBytes)));
+                continue;
             }
-        }
-        let mut writes = WriteSet {
-            nonces: plan.nonces,
-            ..WriteSet::default()
-        };
-        for g in groups {
-            for (k, v) in g.overlay {
-                writes.storage.insert((g.address, Bytes(k)), v.map(Bytes));
+            used += size;
+            let tx = vtx.tx();
+            let contract = tx.target();
+            out.writes
+                .nonces
+                .insert(tx.sender, tx.nonce.saturating_add(1));
+            for (k, v) in d.writes {
+                out.writes
+                    .storage
+                    .insert((contract, Bytes(k)), v.map(Bytes));
             }
-            if let Some((info, code)) = g.deployed {
-                if !writes.code.contains_key(&info.code_hash)
+            if let Some((info, code)) = d.deployed {
+                if !out.writes.code.contains_key(&info.code_hash)
                     && base.code(&info.code_hash)?.is_none()
                 {
-                    writes.code.insert(info.code_hash, Bytes(code));
+                    out.writes.code.insert(info.code_hash, Bytes(code));
                 }
-                writes.contracts.insert(info.address, info);
+                out.writes.contracts.insert(info.address, info);
             }
+            out.gas_used = out.gas_used.saturating_add(d.receipt.gas_used);
+            out.receipts.push(d.receipt);
+            out.txs.push(vtx);
         }
-        Ok(BlockOutcome {
-            txs: plan.included,
-            receipts,
-            dropped,
-            writes,
-            gas_used,
-        })
+        out.dropped = dropped;
+        Ok(out)
     }
 
+    /// Runs `groups` (positions into `txs`), spread over the lanes; returns one slot per
+    /// position of `txs` (`n` of them), filled for the positions of `groups`.
     fn run_groups(
         &self,
         base: &Arc<dyn StateView>,
         ctx: &BlockContext,
-        plan: &Plan,
-    ) -> Result<Vec<GroupResult>, VmError> {
-        let workers = self.lanes().min(plan.groups.len());
-        if workers <= 1 {
-            return plan
-                .groups
+        txs: &[VerifiedTx],
+        groups: &[(Address, Vec<usize>)],
+        n: usize,
+    ) -> Result<Vec<Option<TxRun>>, VmError> {
+        let mut slots: Vec<Option<TxRun>> = (0..n).map(|_| None).collect();
+        let workers = self.lanes().min(groups.len());
+        let results: Vec<Vec<(usize, TxRun)>> = if workers <= 1 {
+            groups
                 .iter()
-                .map(|(addr, positions)| {
-                    self.run_group(0, base, ctx, &plan.included, *addr, positions)
-                })
-                .collect();
-        }
-        let next = AtomicUsize::new(0);
-        let next = &next;
-        let worker = move |lane: usize| -> Result<Vec<GroupResult>, VmError> {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((addr, positions)) = plan.groups.get(i) else {
-                    return Ok(out);
-                };
-                out.push(self.run_group(lane, base, ctx, &plan.included, *addr, positions)?);
-            }
-        };
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|lane| s.spawn(move || worker(lane)))
-                .collect();
-            let mut all = Vec::with_capacity(plan.groups.len());
-            let mut first_err = None;
-            for h in handles {
-                match h.join() {
-                    Ok(Ok(r)) => all.extend(r),
-                    Ok(Err(e)) => first_err = first_err.or(Some(e)),
-                    Err(_) => {
-                        first_err =
-                            first_err.or(Some(VmError::Engine("execution worker panicked".into())))
+                .map(|(addr, positions)| self.run_group(0, base, ctx, txs, *addr, positions))
+                .collect::<Result<_, _>>()?
+        } else {
+            let next = AtomicUsize::new(0);
+            let next = &next;
+            let worker = move |lane: usize| -> Result<Vec<Vec<(usize, TxRun)>>, VmError> {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((addr, positions)) = groups.get(i) else {
+                        return Ok(out);
+                    };
+                    out.push(self.run_group(lane, base, ctx, txs, *addr, positions)?);
+                }
+            };
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|lane| s.spawn(move || worker(lane)))
+                    .collect();
+                let mut all = Vec::with_capacity(groups.len());
+                let mut first_err = None;
+                for h in handles {
+                    match h.join() {
+                        Ok(Ok(r)) => all.extend(r),
+                        Ok(Err(e)) => first_err = first_err.or(Some(e)),
+                        Err(_) => {
+                            first_err = first_err
+                                .or(Some(VmError::Engine("execution worker panicked".into())))
+                        }
                     }
                 }
+                match first_err {
+                    Some(e) => Err(e),
+                    None => Ok(all),
+                }
+            })?
+        };
+        for (pos, run) in results.into_iter().flatten() {
+            if let Some(slot) = slots.get_mut(pos) {
+                *slot = Some(run);
             }
-            match first_err {
-                Some(e) => Err(e),
-                None => Ok(all),
-            }
-        })
+        }
+        Ok(slots)
     }
 
     fn run_group(
@@ -389,7 +676,7 @@ impl Vm {
         txs: &[VerifiedTx],
         address: Address,
         positions: &[usize],
-    ) -> Result<GroupResult, VmError> {
+    ) -> Result<Vec<(usize, TxRun)>, VmError> {
         let mut group = Group::new(address);
         let mut runs = Vec::with_capacity(positions.len());
         for &pos in positions {
@@ -423,7 +710,7 @@ impl Vm {
             };
             runs.push((pos, run));
         }
-        Ok(GroupResult { group, runs })
+        Ok(runs)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -440,7 +727,7 @@ impl Vm {
     ) -> Result<TxRun, VmError> {
         let intrinsic = gas::intrinsic(0, code.len());
         if gas_limit < intrinsic {
-            return Ok(TxRun::Done(receipt(
+            return Ok(TxRun::done(receipt(
                 tx_id,
                 g.address,
                 ReceiptStatus::OutOfGas,
@@ -448,20 +735,23 @@ impl Vm {
             )));
         }
         if g.info(base.as_ref())?.is_some() {
-            let status = reverted(format!("a contract already exists at {}", g.address));
-            return Ok(TxRun::Done(receipt(tx_id, g.address, status, intrinsic)));
+            let status = reverted(format!("{} {}", revert_reason::ALREADY_EXISTS, g.address));
+            return Ok(TxRun::done(receipt(tx_id, g.address, status, intrinsic)));
         }
         let info = match self.validate(code) {
             Ok(info) => info,
             Err(e) => {
-                let status = reverted(format!("invalid contract: {e}"));
-                return Ok(TxRun::Done(receipt(tx_id, g.address, status, intrinsic)));
+                let status = reverted(invalid_contract(&e));
+                return Ok(TxRun::done(receipt(tx_id, g.address, status, intrinsic)));
             }
         };
         let code_hash = sha256(code);
-        let module = self.module(lane, &code_hash, Some(code), base.as_ref())?;
-        let mut r = receipt(tx_id, g.address, ReceiptStatus::Success, intrinsic);
-        if info.has_init {
+        let module = match self.module(lane, &code_hash, Some(code), base.as_ref()) {
+            Ok(m) => m,
+            Err(e) => return fault(e),
+        };
+        let r = receipt(tx_id, g.address, ReceiptStatus::Success, intrinsic);
+        let mut done = if info.has_init {
             let run = self.run(
                 lane,
                 &module,
@@ -477,13 +767,18 @@ impl Vm {
                     group: std::mem::take(&mut g.overlay),
                 },
             )?;
-            r = match settle(g, r, intrinsic, gas_limit, run) {
-                None => return Ok(TxRun::Timeout),
+            match settle(g, r, intrinsic, gas_limit, run) {
                 // A failed `init` creates no contract.
-                Some(r) if !r.status.is_success() => return Ok(TxRun::Done(r)),
-                Some(r) => r,
-            };
-        }
+                TxRun::Done(d) if d.receipt.status.is_success() => d,
+                other => return Ok(other),
+            }
+        } else {
+            Box::new(Done {
+                receipt: r,
+                writes: Overlay::new(),
+                deployed: None,
+            })
+        };
         let contract = ContractInfo {
             address: g.address,
             code_hash,
@@ -493,8 +788,8 @@ impl Vm {
         };
         g.info = Some(Some(contract.clone()));
         g.module = Some(module);
-        g.deployed = Some((contract, code.to_vec()));
-        Ok(TxRun::Done(r))
+        done.deployed = Some((contract, code.to_vec()));
+        Ok(TxRun::Done(done))
     }
 
     fn call(
@@ -505,7 +800,7 @@ impl Vm {
     ) -> Result<TxRun, VmError> {
         let intrinsic = gas::intrinsic(a.args.len(), 0);
         if a.gas_limit < intrinsic {
-            return Ok(TxRun::Done(receipt(
+            return Ok(TxRun::done(receipt(
                 a.tx_id,
                 g.address,
                 ReceiptStatus::OutOfGas,
@@ -513,24 +808,35 @@ impl Vm {
             )));
         }
         let Some(info) = g.info(base.as_ref())? else {
-            let status = reverted(format!("unknown contract {}", g.address));
-            return Ok(TxRun::Done(receipt(a.tx_id, g.address, status, intrinsic)));
+            let status = reverted(format!("{} {}", revert_reason::UNKNOWN_CONTRACT, g.address));
+            return Ok(TxRun::done(receipt(a.tx_id, g.address, status, intrinsic)));
         };
+        if let Some(why) = &g.module_fault {
+            return Ok(TxRun::Fault(why.clone()));
+        }
         let module = match &g.module {
             Some(m) => m.clone(),
-            None => {
-                let m = self.module(a.lane, &info.code_hash, None, base.as_ref())?;
-                g.module = Some(m.clone());
-                m
-            }
+            None => match self.module(a.lane, &info.code_hash, None, base.as_ref()) {
+                Ok(m) => {
+                    g.module = Some(m.clone());
+                    m
+                }
+                Err(e) => {
+                    let run = fault(e)?;
+                    if let TxRun::Fault(why) = &run {
+                        g.module_fault = Some(why.clone());
+                    }
+                    return Ok(run);
+                }
+            },
         };
         if a.entry == "init" {
-            let status = reverted("init runs only at deploy");
-            return Ok(TxRun::Done(receipt(a.tx_id, g.address, status, intrinsic)));
+            let status = reverted(revert_reason::INIT_ONLY_AT_DEPLOY);
+            return Ok(TxRun::done(receipt(a.tx_id, g.address, status, intrinsic)));
         }
         if !module.has_entry(a.entry) {
-            let status = reverted(format!("contract has no entry point {:?}", a.entry));
-            return Ok(TxRun::Done(receipt(a.tx_id, g.address, status, intrinsic)));
+            let status = reverted(format!("{} {:?}", revert_reason::UNKNOWN_ENTRY, a.entry));
+            return Ok(TxRun::done(receipt(a.tx_id, g.address, status, intrinsic)));
         }
         let run = self.run(
             a.lane,
@@ -548,11 +854,17 @@ impl Vm {
             },
         )?;
         let r = receipt(a.tx_id, g.address, ReceiptStatus::Success, intrinsic);
-        Ok(settle(g, r, intrinsic, a.gas_limit, run).map_or(TxRun::Timeout, TxRun::Done))
+        Ok(settle(g, r, intrinsic, a.gas_limit, run))
     }
 
     /// Runs an entry read-only against `base`: nothing it writes or emits is kept.
     pub fn query(&self, base: Arc<dyn StateView>, q: Query) -> Result<QueryResult, VmError> {
+        if q.args.len() > MAX_ARGS_LEN {
+            return Err(VmError::ArgsTooLarge {
+                len: q.args.len(),
+                limit: MAX_ARGS_LEN,
+            });
+        }
         let mut g = Group::new(q.contract);
         let run = self.call(
             &mut g,
@@ -569,38 +881,37 @@ impl Vm {
             },
         )?;
         match run {
-            TxRun::Done(r) => Ok(QueryResult {
-                status: r.status,
-                gas_used: r.gas_used,
-                output: r.output,
-                logs: r.logs,
+            TxRun::Done(d) => Ok(QueryResult {
+                status: d.receipt.status,
+                gas_used: d.receipt.gas_used,
+                output: d.receipt.output,
+                logs: d.receipt.logs,
             }),
             TxRun::Timeout => Err(VmError::Timeout),
+            TxRun::Fault(why) => Err(VmError::Engine(why)),
         }
     }
 }
 
-/// Folds a finished run into its receipt (gas, logs; output and events on success) and its
-/// group (the block overlay handed back, plus the run's writes on success). Out of gas charges
-/// the whole limit. `None` when the run hit the wall-clock deadline: there is no deterministic
-/// result and the transaction is dropped.
-fn settle(
-    g: &mut Group,
-    mut r: Receipt,
-    intrinsic: u64,
-    gas_limit: u64,
-    run: RunResult,
-) -> Option<Receipt> {
+/// Folds a finished run into its result: the receipt (gas, logs; output and events on success)
+/// and the group (the block overlay handed back, plus the run's writes on success, which the
+/// result also keeps for the merge). Out of gas charges the whole limit. A run that hit the
+/// wall-clock deadline or a node fault has no deterministic result: the transaction is dropped.
+fn settle(g: &mut Group, mut r: Receipt, intrinsic: u64, gas_limit: u64, run: RunResult) -> TxRun {
     g.overlay = run.group;
     r.logs = run.logs;
     r.gas_used = intrinsic.saturating_add(run.fuel_used);
+    let mut writes = Overlay::new();
     match run.end {
         RunEnd::Success => {
-            g.overlay.extend(run.writes);
+            g.overlay
+                .extend(run.writes.iter().map(|(k, v)| (k.clone(), v.clone())));
+            writes = run.writes;
             r.events = run.events;
             r.output = Bytes(run.output);
         }
-        RunEnd::Timeout => return None,
+        RunEnd::Timeout => return TxRun::Timeout,
+        RunEnd::Fault(why) => return TxRun::Fault(why),
         RunEnd::OutOfGas => {
             r.gas_used = gas_limit;
             r.status = ReceiptStatus::OutOfGas;
@@ -608,5 +919,13 @@ fn settle(
         RunEnd::Reverted(message) => r.status = ReceiptStatus::Reverted { message },
         RunEnd::Trapped(kind) => r.status = ReceiptStatus::Trapped { kind },
     }
-    Some(r)
+    TxRun::Done(Box::new(Done {
+        receipt: r,
+        writes,
+        deployed: None,
+    }))
 }
+
+#[cfg(test)]
+#[path = "block_tests.rs"]
+mod tests;

@@ -22,7 +22,7 @@ use wasmtime::{
 
 use super::cache::{CachedModule, ModuleCache};
 use super::gas;
-use super::host::{self, CallCtx, HostTrap, Overlay};
+use super::host::{self, CallCtx, CallLimits, HostTrap, Overlay};
 use super::state::{StateError, StateView};
 use super::validate::{ModuleInfo, ValidationError, validate};
 use crate::types::{Address, Event, Hash, PublicKey};
@@ -130,6 +130,9 @@ pub enum VmError {
     MissingCode(Hash),
     #[error("execution timeout")]
     Timeout,
+    /// A query's args are longer than a call's may be (`MAX_ARGS_LEN`).
+    #[error("call args are {len} bytes, limit {limit}")]
+    ArgsTooLarge { len: usize, limit: usize },
 }
 
 fn engine_err(e: impl std::fmt::Display) -> VmError {
@@ -145,6 +148,9 @@ pub(crate) enum RunEnd {
     Trapped(String),
     /// Hit the wall-clock deadline: not a deterministic result.
     Timeout,
+    /// Failed for a reason that is not the contract's (engine text, for the log only): the
+    /// transaction is dropped from the block, never recorded.
+    Fault(String),
 }
 
 /// Everything one call produced.
@@ -338,6 +344,11 @@ impl Vm {
     }
 
     /// Runs `entry` of `module` in a fresh store.
+    ///
+    /// Hands the block overlay (`input.group`) back in every `Ok` result, whatever the call did.
+    /// `Err` only for node faults that abort the block (storage errors, no free instance slot);
+    /// a failure that is not the contract's but concerns this transaction only (the engine
+    /// refusing to instantiate validated code, a missing entry export) is `RunEnd::Fault`.
     pub(crate) fn run(
         &self,
         lane: usize,
@@ -366,41 +377,71 @@ impl Vm {
             group: input.group,
             base,
             memory: None,
-            limits,
+            limits: CallLimits::new(limits),
+            event_bytes: 0,
+            write_bytes: 0,
         };
         let mut store = wasmtime::Store::new(&self.lane(lane).engine, ctx);
         store.limiter(|c| &mut c.limits);
-        store.set_fuel(input.fuel).map_err(engine_err)?;
+        let mut end = None;
+        if let Err(e) = store.set_fuel(input.fuel) {
+            end = Some(RunEnd::Fault(format!("setting fuel: {e:#}")));
+        }
         store.set_epoch_deadline(self.deadline_ticks);
 
-        let result = match module.pre.instantiate(&mut store) {
-            Ok(instance) => {
-                let memory = instance.get_memory(&mut store, "memory");
-                store.data_mut().memory = memory;
-                match instance.get_typed_func::<(), ()>(&mut store, entry) {
-                    Ok(f) => f.call(&mut store, ()),
-                    Err(_) => {
-                        return Err(VmError::Engine(format!(
-                            "entry {entry:?} is not a () -> () export"
-                        )));
+        let result = match end {
+            Some(_) => Ok(()),
+            None => match module.pre.instantiate(&mut store) {
+                Ok(instance) => {
+                    let memory = instance.get_memory(&mut store, "memory");
+                    let data = store.data_mut();
+                    data.memory = memory;
+                    data.limits.running = true;
+                    match instance.get_typed_func::<(), ()>(&mut store, entry) {
+                        Ok(f) => f.call(&mut store, ()),
+                        Err(e) => {
+                            end = Some(RunEnd::Fault(format!(
+                                "entry {entry:?} is not a () -> () export: {e:#}"
+                            )));
+                            Ok(())
+                        }
                     }
                 }
-            }
-            Err(e) => {
-                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                    .is_some()
-                {
-                    return Err(VmError::Busy(self.slots));
+                Err(e) => {
+                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                        .is_some()
+                    {
+                        return Err(VmError::Busy(self.slots));
+                    }
+                    // Validation guarantees validated code instantiates; if the engine still
+                    // refuses, that is not a contract result.
+                    end = Some(RunEnd::Fault(format!("instantiation failed: {e:#}")));
+                    Ok(())
                 }
-                Err(e)
+            },
+        };
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let mut fuel_used = input.fuel.saturating_sub(fuel_left);
+        let mut end = match (end, result) {
+            (Some(end), _) => end,
+            (None, Ok(())) => RunEnd::Success,
+            (None, Err(e)) => classify(e)?,
+        };
+        // Pages grown since the last host call are charged now (see host.rs).
+        let grown = store.data().limits.pending_gas();
+        if grown > 0
+            && matches!(
+                end,
+                RunEnd::Success | RunEnd::Reverted(_) | RunEnd::Trapped(_)
+            )
+        {
+            if grown > fuel_left {
+                end = RunEnd::OutOfGas;
+                fuel_used = input.fuel;
+            } else {
+                fuel_used += grown;
             }
-        };
-        let fuel_left = store.get_fuel().map_err(engine_err)?;
-        let fuel_used = input.fuel.saturating_sub(fuel_left);
-        let end = match result {
-            Ok(()) => RunEnd::Success,
-            Err(e) => classify(e)?,
-        };
+        }
         let ctx = store.into_data();
         Ok(RunResult {
             end,
@@ -444,32 +485,42 @@ fn engine_config(config: &VmConfig, slots: u32) -> Config {
 }
 
 /// Maps a failed call to its deterministic end, or a node error.
+///
+/// Receipts carry only the fixed strings below (see `types::trap_kind`) and our own
+/// host-rule messages, never wasmtime's text: an engine upgrade that rewords an error must not
+/// change receipts roots. Engine text goes to `RunEnd::Fault`, which is logged, not recorded.
 fn classify(e: wasmtime::Error) -> Result<RunEnd, VmError> {
+    use crate::types::trap_kind as k;
     if let Some(h) = e.downcast_ref::<HostTrap>() {
         return Ok(match h {
             HostTrap::OutOfGas => RunEnd::OutOfGas,
             HostTrap::Revert(m) => RunEnd::Reverted(m.clone()),
-            HostTrap::Abi(m) => RunEnd::Trapped(format!("host: {m}")),
+            HostTrap::Abi(m) => RunEnd::Trapped(format!("{}{m}", k::HOST_PREFIX)),
             HostTrap::State(s) => return Err(VmError::State(s.clone())),
         });
     }
     if let Some(t) = e.downcast_ref::<Trap>() {
-        return Ok(match t {
-            Trap::OutOfFuel => RunEnd::OutOfGas,
-            Trap::Interrupt => RunEnd::Timeout,
-            Trap::StackOverflow => RunEnd::Trapped("stack overflow".into()),
-            Trap::MemoryOutOfBounds => RunEnd::Trapped("memory out of bounds".into()),
-            Trap::TableOutOfBounds => RunEnd::Trapped("table out of bounds".into()),
-            Trap::IndirectCallToNull => RunEnd::Trapped("indirect call to null".into()),
-            Trap::BadSignature => RunEnd::Trapped("indirect call type mismatch".into()),
-            Trap::IntegerOverflow => RunEnd::Trapped("integer overflow".into()),
-            Trap::IntegerDivisionByZero => RunEnd::Trapped("integer division by zero".into()),
-            Trap::BadConversionToInteger => RunEnd::Trapped("invalid conversion to integer".into()),
-            Trap::UnreachableCodeReached => RunEnd::Trapped("unreachable".into()),
-            other => RunEnd::Trapped(other.to_string()),
-        });
+        let kind = match t {
+            Trap::OutOfFuel => return Ok(RunEnd::OutOfGas),
+            Trap::Interrupt => return Ok(RunEnd::Timeout),
+            Trap::StackOverflow => k::STACK_OVERFLOW,
+            Trap::MemoryOutOfBounds => k::MEMORY_OUT_OF_BOUNDS,
+            Trap::TableOutOfBounds => k::TABLE_OUT_OF_BOUNDS,
+            Trap::IndirectCallToNull => k::INDIRECT_CALL_TO_NULL,
+            Trap::BadSignature => k::BAD_SIGNATURE,
+            Trap::IntegerOverflow => k::INTEGER_OVERFLOW,
+            Trap::IntegerDivisionByZero => k::DIVISION_BY_ZERO,
+            Trap::BadConversionToInteger => k::BAD_CONVERSION,
+            Trap::UnreachableCodeReached => k::UNREACHABLE,
+            Trap::HeapMisaligned => k::HEAP_MISALIGNED,
+            Trap::NullReference => k::NULL_REFERENCE,
+            Trap::AllocationTooLarge => k::ALLOCATION_TOO_LARGE,
+            // Traps of proposals the engine has switched off (GC, components, stack switching):
+            // validated code cannot raise them; one fixed kind if a future engine ever does.
+            _ => k::OTHER,
+        };
+        return Ok(RunEnd::Trapped(kind.to_string()));
     }
-    // Anything else (e.g. a failed instantiation) is a node fault, not a contract result:
-    // validation guarantees validated code instantiates.
-    Err(VmError::Engine(format!("{e:#}")))
+    // Anything else is not a contract result: validation guarantees validated code runs.
+    Ok(RunEnd::Fault(format!("{e:#}")))
 }

@@ -80,10 +80,40 @@ pub fn cost(base: u64, per_byte: u64, bytes: usize) -> u64 {
     base.saturating_add(per_byte.saturating_mul(bytes as u64))
 }
 
+/// Per 64 KiB page a call adds with `memory.grow` (the pages a module starts with are free: they
+/// are bounded by `wasm.max_memory_pages` and reset by the pool). The node commits and zeroes the
+/// page and the kernel faults it in on first touch: measured at about 10 µs per page on the
+/// reference machine, while one unit of gas is about 1 ns of a tight loop.
+/// `ResourceLimiter::memory_growing` cannot take fuel, so the engine records the pages and
+/// charges them at the next host call or when the call returns, whichever comes first.
+pub const MEMORY_GROW_PAGE: u64 = 10_000;
+
+/// Most bytes of events (topics and data together) one call may emit.
+pub const MAX_TX_EVENT_BYTES: usize = 64 * 1024;
+/// Most distinct storage keys one call may write or remove.
+pub const MAX_TX_WRITES: usize = 256;
+/// Most bytes (key plus value of every distinct key written; a removal counts its key) one
+/// call may leave in storage.
+pub const MAX_TX_WRITE_BYTES: usize = 256 * 1024;
+
 /// Most gas one block may ask for: the sum of its transactions' declared gas limits. A chain
 /// rule (every node selects and checks blocks with it), so a block's execution time is bounded
-/// before it starts, whatever its transactions do. Tentative value; see `CONTRACT_ABI.md`.
+/// before it starts, whatever its transactions do. Sized so that a full block of the cheapest
+/// instructions runs in about one second of one core; see `CONTRACT_ABI.md` for the measurement.
 pub const MAX_BLOCK_GAS: u64 = 1_000_000_000;
 /// Most bytes of canonically encoded transactions in one block; far below the
 /// `MAX_BLOCK_BYTES` a block may decode to, so a full block always decodes.
 pub const MAX_BLOCK_TX_BYTES: u64 = 16 * 1024 * 1024;
+/// Most bytes of results one block may produce: the canonical encoding of every receipt plus,
+/// for every storage write it keeps, 32 (the contract address) + key + value bytes. With the
+/// per-call caps above one transaction produces well under 1 MiB, so the first transaction of a
+/// block always fits.
+pub const MAX_BLOCK_RESULT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A transaction's size as `MAX_BLOCK_TX_BYTES` counts it: its canonical encoding, signature
+/// included.
+pub fn tx_bytes(tx: &crate::types::SignedTx) -> u64 {
+    // The chain types always encode (see `types::codec::encode`); a failure would mean a broken
+    // Serialize impl, and counting it as the whole block keeps such a transaction out.
+    postcard::experimental::serialized_size(tx).map_or(MAX_BLOCK_TX_BYTES, |n| n as u64)
+}

@@ -4,8 +4,18 @@
 //! *before* doing any work; checks sizes against the ABI limits; bounds-checks every guest
 //! pointer and length (negative lengths and ranges past the end of memory fail the call, they
 //! never panic or wrap); then does its work. Breaking a rule fails the call with a `host:` trap
-//! whose message names the rule. Storage writes go to the call's own overlay, so a failed call
+//! whose message names the rule (our own words and numbers only, never engine text: the message
+//! is part of the receipt). Storage writes go to the call's own overlay, so a failed call
 //! leaves nothing behind.
+//!
+//! Per-call totals are bounded as well as single items: event bytes (`MAX_TX_EVENT_BYTES`),
+//! distinct keys written (`MAX_TX_WRITES`) and their bytes (`MAX_TX_WRITE_BYTES`), so one
+//! receipt and one transaction's writes stay small whatever its gas limit.
+//!
+//! `memory.grow` is charged `MEMORY_GROW_PAGE` per page added after instantiation. The
+//! resource limiter that sees the growth cannot take fuel, so it records the pages
+//! (`CallLimits::pending_pages`) and every host call settles them before its own charge; the
+//! engine settles the rest when the call returns (`Vm::run`). Both points are deterministic.
 //!
 //! | function | cost (on top of `HOST_CALL`) |
 //! |---|---|
@@ -24,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::{Caller, Linker, Memory, StoreLimits};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter, StoreLimits};
 
 use super::gas;
 use super::state::{StateError, StateView};
@@ -62,7 +72,93 @@ pub(crate) struct CallCtx {
     pub group: Overlay,
     pub base: Arc<dyn StateView>,
     pub memory: Option<Memory>,
-    pub limits: StoreLimits,
+    pub limits: CallLimits,
+    /// Bytes of topics and data emitted so far.
+    pub event_bytes: usize,
+    /// Key plus value bytes of `writes` (a removal counts its key).
+    pub write_bytes: usize,
+}
+
+/// The store's resource limiter: wasmtime's `StoreLimits`, plus a count of the pages
+/// `memory.grow` added once the instance is running (see the module comment).
+pub(crate) struct CallLimits {
+    pub inner: StoreLimits,
+    /// False while instantiating: a module's initial pages are not charged.
+    pub running: bool,
+    /// Pages added and not yet charged.
+    pub pending_pages: u64,
+    /// Pages of the latest grow, taken back if it fails after being allowed.
+    last_grow: u64,
+}
+
+impl CallLimits {
+    pub fn new(inner: StoreLimits) -> Self {
+        CallLimits {
+            inner,
+            running: false,
+            pending_pages: 0,
+            last_grow: 0,
+        }
+    }
+
+    /// Gas owed for pages grown since the last settlement.
+    pub fn pending_gas(&self) -> u64 {
+        self.pending_pages.saturating_mul(gas::MEMORY_GROW_PAGE)
+    }
+}
+
+fn pages(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(super::engine::PAGE_BYTES)
+}
+
+impl ResourceLimiter for CallLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        self.last_grow = 0;
+        if ok && self.running {
+            self.last_grow = pages(desired).saturating_sub(pages(current));
+            self.pending_pages = self.pending_pages.saturating_add(self.last_grow);
+        }
+        Ok(ok)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Allowed above but not done (the pool is sized to the same limit, so this should not
+        // happen); the pages were not added, so they are not owed.
+        self.pending_pages = self.pending_pages.saturating_sub(self.last_grow);
+        self.last_grow = 0;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 type HostResult<T> = wasmtime::Result<T>;
@@ -73,7 +169,10 @@ fn abi(msg: impl Into<String>) -> wasmtime::Error {
 
 fn charge(caller: &mut Caller<'_, CallCtx>, amount: u64) -> HostResult<()> {
     let fuel = caller.get_fuel()?;
-    let total = amount.saturating_add(gas::HOST_CALL);
+    // Pages grown since the last host call are paid first (see the module comment).
+    let grown = caller.data().limits.pending_gas();
+    caller.data_mut().limits.pending_pages = 0;
+    let total = amount.saturating_add(gas::HOST_CALL).saturating_add(grown);
     if fuel < total {
         caller.set_fuel(0)?;
         return Err(wasmtime::Error::new(HostTrap::OutOfGas));
@@ -124,6 +223,33 @@ fn write(caller: &mut Caller<'_, CallCtx>, ptr: i32, bytes: &[u8], what: &str) -
             ))
         })?;
     data[start..end].copy_from_slice(bytes);
+    Ok(())
+}
+
+/// Records a storage write or removal of `key` in the call's overlay, within the per-call caps.
+fn record_write(
+    c: &mut Caller<'_, CallCtx>,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+) -> HostResult<()> {
+    let ctx = c.data_mut();
+    let size = |k: &[u8], v: &Option<Vec<u8>>| k.len() + v.as_ref().map_or(0, Vec::len);
+    let old = ctx.writes.get(&key).map(|v| size(&key, v));
+    if old.is_none() && ctx.writes.len() >= gas::MAX_TX_WRITES {
+        return Err(abi(format!(
+            "more than {} storage keys written in one call",
+            gas::MAX_TX_WRITES
+        )));
+    }
+    let total = ctx.write_bytes - old.unwrap_or(0) + size(&key, &value);
+    if total > gas::MAX_TX_WRITE_BYTES {
+        return Err(abi(format!(
+            "storage writes of one call exceed {} bytes",
+            gas::MAX_TX_WRITE_BYTES
+        )));
+    }
+    ctx.write_bytes = total;
+    ctx.writes.insert(key, value);
     Ok(())
 }
 
@@ -205,8 +331,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallC
             )?;
             let key = read(&mut c, kp, kl, "storage key")?;
             let value = read(&mut c, vp, vl, "storage value")?;
-            c.data_mut().writes.insert(key, Some(value));
-            Ok(())
+            record_write(&mut c, key, Some(value))
         },
     )?;
     l.func_wrap(
@@ -216,8 +341,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallC
             let kl = length(kl, gas::MAX_KEY_LEN, "storage key")?;
             charge(&mut c, gas::cost(gas::STORAGE_REMOVE, gas::COPY_BYTE, kl))?;
             let key = read(&mut c, kp, kl, "storage key")?;
-            c.data_mut().writes.insert(key, None);
-            Ok(())
+            record_write(&mut c, key, None)
         },
     )?;
     l.func_wrap(
@@ -229,10 +353,17 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallC
             if c.data().events.len() >= gas::MAX_EVENTS {
                 return Err(abi(format!("more than {} events", gas::MAX_EVENTS)));
             }
+            if c.data().event_bytes + tl + dl > gas::MAX_TX_EVENT_BYTES {
+                return Err(abi(format!(
+                    "events of one call exceed {} bytes",
+                    gas::MAX_TX_EVENT_BYTES
+                )));
+            }
             charge(&mut c, gas::cost(gas::EMIT, gas::EMIT_BYTE, tl + dl))?;
             let topic = read(&mut c, tp, tl, "event topic")?;
             let data = read(&mut c, dp, dl, "event data")?;
             let contract = c.data().contract;
+            c.data_mut().event_bytes += tl + dl;
             c.data_mut().events.push(Event {
                 contract,
                 topic: Bytes(topic),

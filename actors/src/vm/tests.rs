@@ -513,22 +513,34 @@ fn mixed_block(seed: u8) -> (MemState, Vec<VerifiedTx>) {
         kvs.push(k);
     }
     block(&vm, &mut st, 1, setup);
+    // Modest gas limits, so that all 300 fit in `MAX_BLOCK_GAS`.
+    let call = |a: &mut Account, contract: Address, entry: &str, args: &[u8]| {
+        let action = Action::Call {
+            contract,
+            entry: entry.into(),
+            args: Bytes(args.to_vec()),
+        };
+        a.tx(action, 1_000_000)
+    };
     let mut txs = Vec::new();
     for i in 0..300usize {
         let who = i % accounts.len();
+        let a = &mut accounts[who];
         let tx = match i % 7 {
-            0..=2 => accounts[who].call(counters[i % 3], "increment", &[]),
+            0..=2 => call(a, counters[i % 3], "increment", &[]),
             3 => {
                 let mut args = vec![2u8, b'k', (i % 5) as u8];
                 args.extend_from_slice(&(i as u64).to_le_bytes());
-                accounts[who].call(kvs[i % 3], "set", &args)
+                call(a, kvs[i % 3], "set", &args)
             }
-            4 => accounts[who].call(kvs[i % 3], "get", &[b'k', (i % 5) as u8]),
-            5 => accounts[who].call(kvs[i % 3], "set_then_revert", &[1, b'z', 1]),
-            _ => {
-                let (d, _) = accounts[who].deploy(fixture("counter"));
-                d
-            }
+            4 => call(a, kvs[i % 3], "get", &[b'k', (i % 5) as u8]),
+            5 => call(a, kvs[i % 3], "set_then_revert", &[1, b'z', 1]),
+            _ => a.tx(
+                Action::Deploy {
+                    code: Bytes(fixture("counter")),
+                },
+                2_000_000,
+            ),
         };
         txs.push(tx);
     }
@@ -572,17 +584,18 @@ fn timeout_drops_the_transaction_and_reruns_the_block() {
     let mut st = MemState::default();
     let mut a = Account::new(7);
     let mut b = Account::new(8);
-    let (d1, spin) = a.deploy(fixture("loop"));
+    let (d1, spin) = a.deploy(fixture("slow"));
     let (d2, counter) = b.deploy(fixture("counter"));
     block(&vm, &mut st, 1, vec![d1, d2]);
-    // Enough gas to spin for many minutes: only the wall-clock backstop can stop it.
+    // Slow divisions for the largest gas a block allows run for many seconds: only the
+    // wall-clock backstop can stop them.
     let slow = a.tx(
         Action::Call {
             contract: spin,
             entry: "run".into(),
             args: Bytes::default(),
         },
-        u64::MAX / 2,
+        gas::MAX_BLOCK_GAS / 2,
     );
     let after_slow = a.call(counter, "increment", &[]);
     let other = b.call(counter, "increment", &[]);
@@ -677,18 +690,24 @@ fn compiled_modules_are_cached_on_disk() {
 }
 
 #[test]
-fn missing_code_is_a_node_error() {
+fn missing_code_drops_the_transaction() {
     let vm = vm(1);
     let mut st = MemState::default();
     let mut a = Account::new(10);
     let (d, c) = a.deploy(fixture("counter"));
     block(&vm, &mut st, 1, vec![d]);
+    let hash = st.contracts[&c].code_hash;
     st.code.clear();
     let fresh = Vm::new(VmConfig::default()).unwrap();
-    let err = fresh
+    let out = fresh
         .execute_block(Arc::new(st.clone()), &ctx(2), vec![a.call(c, "get", &[])])
-        .unwrap_err();
-    assert!(matches!(err, VmError::MissingCode(h) if h != Hash::ZERO));
+        .unwrap();
+    assert!(out.receipts.is_empty());
+    assert_eq!(
+        out.dropped[0].1,
+        DropReason::Fault(VmError::MissingCode(hash).to_string())
+    );
+    assert_ne!(hash, Hash::ZERO);
 }
 
 #[test]
