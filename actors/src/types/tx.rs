@@ -359,7 +359,9 @@ impl AsRef<[u8]> for SigMessage {
 }
 
 impl SigDomain {
-    /// The domain's tag: ASCII, distinct lengths, neither a prefix of the other.
+    /// The domain's tag: ASCII, distinct lengths, neither a prefix of the other. The tx tag is
+    /// short on purpose: Ed25519 hashes `R || A || message` (64 + 13 + 32 = 109 bytes), which
+    /// still fits one SHA-512 block, so domain separation costs transaction checks nothing.
     pub const fn tag(self) -> &'static [u8] {
         match self {
             SigDomain::Tx => b"accumen/tx/v1",
