@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod attack_mempool;
 mod cli;
 mod errors;
 mod flow;

@@ -59,7 +59,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::types::{Hash, PublicKey, VerifiedTx};
+use crate::types::{Action, Address, Hash, PublicKey, VerifiedTx};
 use crate::vm::DropReason;
 
 /// Priority bands: `priority` values above `BANDS - 1` count as the top band.
@@ -549,18 +549,29 @@ impl Pool {
     /// fit the remaining gas or bytes is passed over (it keeps its place for the next block)
     /// while others fill the block; expired txs (expiry < now_ms) met on the way are removed
     /// and reported instead of returned.
-    pub fn select(&mut self, limits: BlockLimits, now_ms: u64) -> Selection {
+    ///
+    /// `deploys` maps contract addresses to the pending deploys that create them: a call to
+    /// such a contract waits (keeping its place) until its deploy is selected, then competes
+    /// again, because fair order may otherwise put the call first in the block, where it
+    /// could only revert with "unknown contract".
+    pub fn select(
+        &mut self,
+        limits: BlockLimits,
+        now_ms: u64,
+        deploys: &HashMap<Address, Hash>,
+    ) -> Selection {
         let mut out = Selection {
             txs: Vec::with_capacity(limits.txs.min(self.ready.len())),
             expired: Vec::new(),
         };
         let (mut gas, mut bytes) = (limits.gas, limits.bytes);
         let mut passed: Vec<(ReadyKey, Hash)> = Vec::new();
+        let mut waiting: Vec<(Address, ReadyKey, Hash)> = Vec::new();
         while out.txs.len() < limits.txs && gas > 0 && bytes > 0 {
             let Some((key, id)) = self.ready.pop_first() else {
                 break;
             };
-            let Some(entry) = self.entries.get_mut(&id) else {
+            let Some(entry) = self.entries.get(&id) else {
                 continue; // unreachable by the invariants; skipping keeps the pool usable
             };
             let sender = entry.tx.tx().sender;
@@ -574,10 +585,37 @@ impl Pool {
                 out.expired.push(id);
                 continue;
             }
+            let waits_for = match &entry.tx.tx().action {
+                Action::Call { contract, .. } => deploys
+                    .get(contract)
+                    .and_then(|d| self.entries.get(d))
+                    .is_some_and(|d| !d.in_flight)
+                    .then_some(*contract),
+                Action::Deploy { .. } => None,
+            };
+            if let Some(contract) = waits_for {
+                // Back in the running as soon as its deploy is selected (below).
+                waiting.push((contract, key, id));
+                continue;
+            }
+            // Re-borrowed: the deploy lookup above needed the whole map.
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
             if entry.tx.tx().gas_limit > gas || entry.bytes > bytes {
                 // Keeps its head key (and so its place) for the next block.
                 passed.push((key, id));
                 continue;
+            }
+            if let Action::Deploy { .. } = &entry.tx.tx().action {
+                let created = entry.tx.tx().target();
+                waiting.retain(|(contract, key, id)| {
+                    let ready = *contract == created;
+                    if ready {
+                        self.ready.insert(*key, *id);
+                    }
+                    !ready
+                });
             }
             gas -= entry.tx.tx().gas_limit;
             bytes -= entry.bytes;
@@ -595,7 +633,10 @@ impl Pool {
             }
             self.refresh(&sender);
         }
-        for (key, id) in passed {
+        for (key, id) in passed
+            .into_iter()
+            .chain(waiting.into_iter().map(|(_, k, i)| (k, i)))
+        {
             self.ready.insert(key, id);
         }
         out
