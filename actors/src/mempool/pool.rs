@@ -27,7 +27,10 @@
 //! most 8 times the share of a band-0 one; a newly ready sender is tagged with the current
 //! `vclock` and is served before every sender already served at that tag or later. Ties go to
 //! the higher band, then to the earlier arrival. Consensus does not depend on this (the block
-//! records what was selected), so only the local operator's fairness is at stake.
+//! records what was selected), so only the local operator's fairness is at stake. Selection
+//! also respects the chain's per-block gas and byte limits (a sender whose next tx does not fit
+//! keeps its place while others fill the block), and holds a call to a contract that another
+//! sender's pending deploy creates until that deploy is selected.
 //!
 //! Bounds: `max_size` transactions and `max_bytes` encoded bytes in total, `account_limit` per
 //! sender, at most `future_limit` per sender behind a nonce gap, and those for at most
