@@ -455,7 +455,9 @@ impl Pool {
         }
         let future = body.nonce > gap;
         if future {
-            let held = account.map_or(0, |a| a.txs.range(gap..).count());
+            // Counting stops at the limit: O(future_limit), not O(pending).
+            let limit = self.config.future_limit;
+            let held = account.map_or(0, |a| a.txs.range(gap..).take(limit).count());
             if held >= self.config.future_limit {
                 return Err(AdmitError::FutureFull {
                     limit: self.config.future_limit,
@@ -659,14 +661,21 @@ impl Pool {
         let mut removed = Vec::new();
         let mut touched: BTreeSet<PublicKey> = BTreeSet::new();
         for id in included {
-            if let Some(entry) = self.remove(id) {
-                let tx = entry.tx.tx();
-                touched.insert(tx.sender);
-                // An included nonce is used even if the caller's nonce map missed the sender.
-                if let Some(a) = self.accounts.get_mut(&tx.sender) {
-                    a.base = a.base.max(tx.nonce.saturating_add(1));
-                }
+            let Some((sender, nonce)) = self
+                .entries
+                .get(id)
+                .map(|e| (e.tx.tx().sender, e.tx.tx().nonce))
+            else {
+                continue;
+            };
+            touched.insert(sender);
+            // An included nonce is used even if the caller's nonce map missed the sender.
+            // Raised before the removal, so the removal does not read as a new gap (which
+            // would make `refresh` rescan the sender's whole run).
+            if let Some(a) = self.accounts.get_mut(&sender) {
+                a.base = a.base.max(nonce.saturating_add(1));
             }
+            self.remove(id);
         }
         for (id, reason) in dropped {
             if reason.is_retryable() {
