@@ -37,9 +37,13 @@
 //! `future_ttl_ms` after arrival. A full pool admits a transaction that could execute now (not
 //! behind a gap) by evicting, in this order, senders' tails that are behind a gap or stale,
 //! then tails in a lower priority band, then tails of a sender holding at least two more
-//! pending transactions than the newcomer's sender (same band); oldest first within each.
+//! pending transactions than the newcomer's sender (same band); oldest first within each. If
+//! that cannot make room, the largest executable tail in the newcomer's band goes when it is
+//! at least twice the newcomer's size and alone makes room (so big deploys cannot keep small
+//! transactions out).
 //! Every eviction strictly lowers (transactions behind gaps, lower-band transactions, the
-//! spread of per-sender counts), so admissions cannot evict each other back and forth forever.
+//! spread of per-sender counts, or bytes held), so admissions cannot evict each other back and
+//! forth forever.
 //! A transaction that would be behind a gap is never admitted by evicting.
 //!
 //! Invariants (checked by `check_invariants` in the tests):
@@ -142,6 +146,9 @@ pub enum EvictReason {
     FairShare,
     /// Behind a nonce gap for longer than `mempool.future_ttl`.
     FutureTtl,
+    /// In the same band and at least twice the size of the (smaller) transaction admitted
+    /// instead, when nothing else could make room.
+    Size,
 }
 
 impl EvictReason {
@@ -152,6 +159,7 @@ impl EvictReason {
             EvictReason::Priority => "priority",
             EvictReason::FairShare => "fair_share",
             EvictReason::FutureTtl => "future_ttl",
+            EvictReason::Size => "size",
         }
     }
 }
@@ -256,6 +264,9 @@ impl AdmitError {
 /// arrival sequence is unique, so keys never collide.
 type ReadyKey = (u64, Reverse<u8>, u64);
 
+/// Position among executable tails of one band by size, largest first, then oldest.
+type SizeKey = (u8, Reverse<u64>, u64);
+
 /// Position in the eviction order (smallest goes first): not useful (behind a gap or stale)
 /// before useful, lower band first, larger sender first, oldest first. Unique by sequence.
 type VictimKey = (bool, u8, Reverse<usize>, u64);
@@ -306,6 +317,8 @@ struct Account {
     head: Option<ReadyKey>,
     /// This sender's key in the eviction order, if its tail may be evicted.
     victim: Option<VictimKey>,
+    /// This sender's key in `sizes`, if its tail may be evicted and is executable.
+    size: Option<SizeKey>,
 }
 
 impl Account {
@@ -318,6 +331,7 @@ impl Account {
             txs: BTreeMap::new(),
             head: None,
             victim: None,
+            size: None,
         }
     }
 
@@ -347,6 +361,7 @@ pub struct Pool {
     accounts: HashMap<PublicKey, Account>,
     ready: BTreeMap<ReadyKey, Hash>,
     victims: BTreeMap<VictimKey, PublicKey>,
+    sizes: BTreeMap<SizeKey, PublicKey>,
     expiries: BTreeSet<(u64, Hash)>,
     gapped: BTreeSet<PublicKey>,
     /// Ids selected since the last `on_block`/`return_in_flight`, in selection order.
@@ -367,6 +382,7 @@ impl Pool {
             accounts: HashMap::new(),
             ready: BTreeMap::new(),
             victims: BTreeMap::new(),
+            sizes: BTreeMap::new(),
             expiries: BTreeSet::new(),
             gapped: BTreeSet::new(),
             in_flight: Vec::new(),
@@ -490,7 +506,11 @@ impl Pool {
             let band = band(body.priority);
             match self.plan_evictions(&sender, band, pending, need_count, need_bytes) {
                 Some(plan) => plan,
-                None => return Err(full),
+                None => match self.plan_size_eviction(&sender, band, bytes, need_count, need_bytes)
+                {
+                    Some(victim) => vec![(victim, EvictReason::Size)],
+                    None => return Err(full),
+                },
             }
         };
 
@@ -952,6 +972,33 @@ impl Pool {
         Some(plan)
     }
 
+    /// When the usefulness order cannot make room: the largest executable tail of another
+    /// sender in the newcomer's band, if it is at least twice the newcomer's size and freeing
+    /// it alone makes room. Each such eviction lowers the bytes held, so big transactions
+    /// cannot keep small ones out of a pool full of them, and no two can evict each other.
+    fn plan_size_eviction(
+        &self,
+        sender: &PublicKey,
+        band: u8,
+        bytes: u64,
+        need_count: usize,
+        need_bytes: u64,
+    ) -> Option<Hash> {
+        if need_count > 1 {
+            return None;
+        }
+        let (key, victim) = self
+            .sizes
+            .range((band, Reverse(u64::MAX), 0)..=(band, Reverse(0), u64::MAX))
+            .find(|(_, s)| *s != sender)?;
+        let (_, Reverse(victim_bytes), _) = *key;
+        if victim_bytes < bytes.saturating_mul(2) || victim_bytes < need_bytes {
+            return None;
+        }
+        let a = self.accounts.get(victim)?;
+        a.txs.last_key_value().map(|(_, id)| *id)
+    }
+
     /// Removes one tx for `reason`, keeping what `rollback` needs.
     fn evict(&mut self, id: &Hash, reason: EvictReason) -> Option<Evicted> {
         let sender = self.entries.get(id)?.tx.tx().sender;
@@ -1021,6 +1068,9 @@ impl Pool {
         if let Some(k) = a.victim.take() {
             self.victims.remove(&k);
         }
+        if let Some(k) = a.size.take() {
+            self.sizes.remove(&k);
+        }
         let tail = a
             .txs
             .last_key_value()
@@ -1031,6 +1081,11 @@ impl Pool {
             let key = (useful, e.band(), Reverse(a.txs.len()), e.seq);
             self.victims.insert(key, *sender);
             a.victim = Some(key);
+            if useful {
+                let key = (e.band(), Reverse(e.bytes), e.seq);
+                self.sizes.insert(key, *sender);
+                a.size = Some(key);
+            }
         }
     }
 
@@ -1060,6 +1115,9 @@ impl Pool {
                 if let Some(k) = a.victim.take() {
                     self.victims.remove(&k);
                 }
+                if let Some(k) = a.size.take() {
+                    self.sizes.remove(&k);
+                }
                 self.gapped.remove(&tx.sender);
                 self.accounts.remove(&tx.sender);
             }
@@ -1073,6 +1131,7 @@ impl Pool {
         let mut count = 0;
         let mut heads = 0;
         let mut victims = 0;
+        let mut sizes = 0;
         let mut bytes = 0u64;
         for (sender, a) in &self.accounts {
             assert!(!a.txs.is_empty(), "empty account kept");
@@ -1109,6 +1168,7 @@ impl Pool {
             let tail = &self.entries[tail_id];
             if tail.in_flight {
                 assert_eq!(a.victim, None, "in-flight tail of {sender} is a victim");
+                assert_eq!(a.size, None, "in-flight tail of {sender} is a victim");
             } else {
                 let want = (
                     (a.base..a.next_gap).contains(tail_nonce),
@@ -1119,6 +1179,14 @@ impl Pool {
                 assert_eq!(a.victim, Some(want), "victim key of {sender}");
                 assert_eq!(self.victims.get(&want), Some(sender));
                 victims += 1;
+                let size = want
+                    .0
+                    .then_some((tail.band(), Reverse(tail.bytes), tail.seq));
+                assert_eq!(a.size, size, "size key of {sender}");
+                if let Some(k) = size {
+                    assert_eq!(self.sizes.get(&k), Some(sender));
+                    sizes += 1;
+                }
             }
             assert_eq!(
                 self.gapped.contains(sender),
@@ -1129,6 +1197,7 @@ impl Pool {
         assert_eq!(count, self.entries.len());
         assert_eq!(heads, self.ready.len());
         assert_eq!(victims, self.victims.len());
+        assert_eq!(sizes, self.sizes.len());
         assert_eq!(bytes, self.bytes);
         assert!(self.gapped.iter().all(|s| self.accounts.contains_key(s)));
         let flying = self.entries.values().filter(|e| e.in_flight).count();

@@ -1340,3 +1340,43 @@ fn call_waits_for_the_pending_deploy_it_needs() {
     );
     pool.check_invariants();
 }
+
+/// A pool full (in bytes) of big executable transactions in one band still takes a small one:
+/// the largest other tail goes if it is at least twice the size and alone makes room. The big
+/// one cannot come back by evicting the small one.
+#[test]
+fn big_transactions_cannot_keep_small_ones_out() {
+    let (a, b, honest) = (key(1), key(2), key(3));
+    let small = tx_bytes(&tx(&honest, 0, 0));
+    let large = tx_bytes(&big(&a, 0, 0, 10_000));
+    let mut pool = Pool::new(PoolConfig {
+        max_bytes: 2 * large,
+        ..config()
+    });
+    pool.admit(big(&a, 0, 0, 10_000), 0, 0).unwrap();
+    pool.admit(big(&b, 0, 0, 10_000), 0, 0).unwrap();
+    assert_eq!(pool.bytes(), 2 * large);
+    let e = pool.admit(tx(&honest, 0, 0), 0, 0).unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].reason, EvictReason::Size);
+    assert_eq!(
+        pool_get_evicted(&e[0]),
+        (a.public(), 0),
+        "largest, then oldest"
+    );
+    assert_eq!(pool.bytes(), large + small);
+    pool.check_invariants();
+    // Resending the big one: the small one is not twice its size, b's is not either.
+    let before = (pool.len(), pool.bytes());
+    assert!(matches!(
+        pool.admit(big(&a, 0, 0, 10_000), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!((pool.len(), pool.bytes()), before);
+    // Not for a newcomer of a higher band against a lower one's size rule either way: a band-3
+    // big tx evicts by band instead.
+    let e = pool.admit(big(&a, 0, 3, 10_000), 0, 0).unwrap();
+    assert!(e.iter().all(|e| e.reason == EvictReason::Priority), "{e:?}");
+    assert!(pool.bytes() <= 2 * large);
+    pool.check_invariants();
+}
