@@ -165,11 +165,11 @@ fn full_pool_evicts_low_value_for_useful() {
 
 /// §5: the pool is bounded in bytes. Big deploys behind a gap are evicted for big executable
 /// ones, big executable ones are refused once nothing less useful is left, and small honest
-/// transactions still get in.
+/// transactions still get in, evicting a big deploy when the pool is full.
 #[test]
 fn max_bytes_bounds_big_deploys_and_small_txs_still_get_in() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = "storage: persistent\nblock_time: \"1h\"\nmempool:\n  max_bytes: 600000";
+    let cfg = "storage: persistent\nblock_time: \"1h\"\nmempool:\n  max_bytes: 600000\n  max_size: 3\n  account_limit: 3";
     let mut node = TestNode::start_in(dir.path(), cfg, &[]);
     let module = big_module(250_000);
     let deploy_at = |s: &Sender, nonce: u64| {
@@ -210,15 +210,26 @@ fn max_bytes_bounds_big_deploys_and_small_txs_still_get_in() {
     let mut honest = Sender::new(70);
     let (small, _) = honest.deploy(fixture("counter"));
     let small = submit_ok(&node, &small);
+    assert_eq!(mempool_size(&node), 3);
+    // The pool is full (3 of 3): the next small one evicts the largest big deploy, the oldest
+    // of the two (y's), because it is more than twice its size.
+    let (small2, _) = honest.deploy(fixture("counter"));
+    let small2 = submit_ok(&node, &small2);
+    assert_eq!(
+        metric(&node, "accumen_mempool_evictions_total{reason=\"size\"}"),
+        1.0
+    );
     assert!(metric(&node, "accumen_mempool_bytes") <= 600_000.0);
     assert_eq!(node.terminate().code(), Some(0), "{}", node.logs());
 
     let node = TestNode::start_in(dir.path(), "storage: persistent", &[]);
-    for hash in [&y0, &z0, &small] {
+    for hash in [&z0, &small, &small2] {
         let (code, v) = node.get(&format!("/v1/tx/{hash}"));
         assert_eq!(code, 200, "{v}");
         assert_eq!(v["status"], "included", "{v}");
     }
+    let (code, v) = node.get(&format!("/v1/tx/{y0}"));
+    assert_eq!(code, 404, "the evicted deploy: {v}");
 }
 
 /// §6: several keys flood at priority 2^64-1 with blocks of 5; a priority-0 transaction sent
