@@ -476,8 +476,9 @@ impl Handler<Select> for Mempool {
         };
         let selection = {
             let mut shared = self.pool();
-            let selection = shared.pool.select(limits, now_ms());
-            self.publish(&shared.pool);
+            let Shared { pool, deploys, .. } = &mut *shared;
+            let selection = pool.select(limits, now_ms(), deploys);
+            self.publish(pool);
             selection
         };
         if !selection.expired.is_empty() {
@@ -556,5 +557,235 @@ impl Handler<AccountPending> for Mempool {
             shared.pool.pending_of(&msg.sender),
             shared.pool.pending_nonce(&msg.sender, msg.state_nonce),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The actor's journal paths, driven through `admit`/`restore` directly (no actix needed):
+    //! a failing journal write, and restore order.
+
+    use super::*;
+    use crate::mempool::pool::PoolConfig;
+    use crate::types::{Bytes, Keypair, Tx};
+    use std::sync::atomic::AtomicBool;
+
+    const CHAIN: &str = "accumen-test";
+
+    /// The real storage journal, with a switch that makes every write fail.
+    struct FlakyJournal {
+        inner: Arc<Storage>,
+        fail: AtomicBool,
+    }
+
+    impl Journal for FlakyJournal {
+        fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(StorageError::Io("disk full (injected)".into()));
+            }
+            self.inner.write(put, remove)
+        }
+        fn remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(StorageError::Io("disk full (injected)".into()));
+            }
+            Journal::remove(&*self.inner, ids)
+        }
+        fn load(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError> {
+            self.inner.load()
+        }
+    }
+
+    fn config(max_size: usize) -> PoolConfig {
+        PoolConfig {
+            chain_id: CHAIN.into(),
+            max_size,
+            max_bytes: 1 << 30,
+            account_limit: 10,
+            max_tx_gas: 1_000_000,
+            max_future_nonces: 10,
+            future_limit: 5,
+            future_ttl_ms: 60_000,
+        }
+    }
+
+    fn mempool(storage: &Arc<Storage>, max_size: usize) -> Mempool {
+        Mempool::new(
+            Arc::new(Mutex::new(Shared::new(Pool::new(config(max_size))))),
+            storage.clone(),
+            true,
+            Arc::new(NodeStats::default()),
+            NodeMetrics::default(),
+        )
+    }
+
+    fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
+        let tx = Tx {
+            chain_id: CHAIN.into(),
+            sender: kp.public(),
+            nonce,
+            gas_limit: 1_000,
+            priority: 0,
+            expiry: None,
+            action,
+        };
+        kp.sign(tx).verify().unwrap()
+    }
+
+    fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
+        signed(
+            kp,
+            nonce,
+            Action::Deploy {
+                code: Bytes(vec![0, 97, 115, 109, 1, 0, 0, 0]),
+            },
+        )
+    }
+
+    fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
+        signed(
+            kp,
+            nonce,
+            Action::Call {
+                contract,
+                entry: "increment".into(),
+                args: Bytes(vec![]),
+            },
+        )
+    }
+
+    fn journal_ids(storage: &Storage) -> Vec<Hash> {
+        let mut ids: Vec<Hash> = storage
+            .journal_all()
+            .unwrap()
+            .iter()
+            .map(|t| t.tx.id())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Issue 6 §8: a failed journal write used to run the block-commit clean-up, which raised
+    /// the sender's base nonce and dropped its earlier, acknowledged transactions. Now it
+    /// refuses the new batch with a 503 and changes nothing else, evictions included.
+    #[test]
+    fn failed_journal_write_refuses_only_the_new_batch() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = Arc::new(FlakyJournal {
+            inner: storage.clone(),
+            fail: AtomicBool::new(false),
+        });
+        let m = mempool(&storage, 4).with_journal(journal.clone());
+        let (a, b, c) = (
+            Keypair::from_seed([1; 32]),
+            Keypair::from_seed([2; 32]),
+            Keypair::from_seed([3; 32]),
+        );
+        let (d0, d1) = (deploy(&a, 0), deploy(&a, 1));
+        let b_future = deploy(&b, 3);
+        for r in m.admit(vec![d0.clone(), d1.clone(), b_future.clone()]) {
+            r.unwrap();
+        }
+        let acked = journal_ids(&storage);
+        assert_eq!(acked.len(), 3);
+
+        journal.fail.store(true, Ordering::Relaxed);
+        // a's next nonce, and c's executable tx that would evict b's future one.
+        let (d2, c0) = (deploy(&a, 2), deploy(&c, 0));
+        let results = m.admit(vec![d2.clone(), c0.clone(), deploy(&c, 1)]);
+        for r in &results {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(e.code(), "journal_unavailable", "{e}");
+            assert_eq!(e.http_status(), 503);
+            assert!(e.to_string().contains("disk full (injected)"), "{e}");
+        }
+        {
+            let shared = m.pool();
+            let pool = &shared.pool;
+            for t in [&d0, &d1, &b_future] {
+                assert!(pool.contains(&t.id()), "an acknowledged tx was lost");
+            }
+            assert!(!pool.contains(&d2.id()) && !pool.contains(&c0.id()));
+            assert_eq!(pool.len(), 3);
+            assert_eq!(
+                pool.pending_nonce(&a.public(), 0),
+                2,
+                "a's nonces untouched"
+            );
+            pool.check_invariants();
+        }
+        assert_eq!(journal_ids(&storage), acked);
+        assert_eq!(
+            m.metrics
+                .mempool_evictions
+                .get_or_create(&vec![("reason".into(), "future".into())])
+                .get(),
+            0
+        );
+
+        // Once the journal works again the same txs are accepted, evicting as they should.
+        journal.fail.store(false, Ordering::Relaxed);
+        for r in m.admit(vec![d2.clone(), c0.clone()]) {
+            r.unwrap();
+        }
+        let shared = m.pool();
+        assert!(!shared.pool.contains(&b_future.id()), "evicted for c0");
+        drop(shared);
+        assert!(
+            !journal_ids(&storage).contains(&b_future.id()),
+            "evicted txs leave the journal"
+        );
+        assert_eq!(journal_ids(&storage).len(), 4);
+        assert_eq!(
+            m.metrics
+                .mempool_evictions
+                .get_or_create(&vec![("reason".into(), "future".into())])
+                .get(),
+            1
+        );
+    }
+
+    /// Issue 6 §8: restore used to re-admit by (sender, nonce), so a call from one sender to
+    /// the contract another sender's pending deploy creates could come first, be refused as
+    /// `unknown_contract` and be deleted. Restore follows arrival order now.
+    #[test]
+    fn restore_follows_arrival_order() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        // Pick keys so that the caller sorts before the deployer: the old order would break.
+        let mut keys: Vec<Keypair> = (1..=2).map(|s| Keypair::from_seed([s; 32])).collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.public()));
+        let (deployer, caller) = (&keys[0], &keys[1]);
+        assert!(caller.public() < deployer.public());
+        let d = deploy(deployer, 0);
+        let contract = d.tx().target();
+        let c = call(caller, 0, contract);
+        let m = mempool(&storage, 10);
+        for r in m.admit(vec![d.clone()]) {
+            r.unwrap();
+        }
+        for r in m.admit(vec![c.clone()]) {
+            r.unwrap();
+        }
+        // A restart: a new pool over the same storage.
+        let m2 = mempool(&storage, 10);
+        assert_eq!(m2.restore().unwrap(), 2);
+        let shared = m2.pool();
+        assert!(shared.pool.contains(&d.id()) && shared.pool.contains(&c.id()));
+        drop(shared);
+        assert_eq!(journal_ids(&storage).len(), 2);
+        // New admissions are sequenced after the restored ones.
+        let d2 = deploy(deployer, 1);
+        m2.admit(vec![d2.clone()]).remove(0).unwrap();
+        let order: Vec<Hash> = {
+            let mut all = storage.journal_all_ordered().unwrap();
+            all.sort_by_key(|(s, _)| *s);
+            all.iter().map(|(_, t)| t.tx.id()).collect()
+        };
+        assert_eq!(order, vec![d.id(), c.id(), d2.id()]);
+
+        // A smaller pool on restart keeps what fits and forgets the rest from the journal.
+        let m3 = mempool(&storage, 1);
+        assert_eq!(m3.restore().unwrap(), 1);
+        assert_eq!(journal_ids(&storage), vec![d.id()]);
     }
 }

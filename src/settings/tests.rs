@@ -99,6 +99,9 @@ fn defaults_from_empty_file() {
     assert_eq!(s.wasm.max_memory_pages, 64);
     assert_eq!(s.mempool.max_size, 50_000);
     assert_eq!(s.mempool.account_limit, 1000);
+    assert_eq!(s.mempool.max_bytes, 128 * 1024 * 1024);
+    assert_eq!(s.mempool.future_limit, 16);
+    assert_eq!(s.mempool.future_ttl, Duration::from_secs(60));
     assert!(!s.mempool.persist);
     assert!(!s.bridge.enable_bridge);
     assert_eq!(s.bridge.submitter.workers, 4);
@@ -646,4 +649,31 @@ fn api_limit_rules() {
         "above execution.gas_limit"
     );
     assert!(keys("execution.gas_limit: 100\napi.query_gas_limit: 100\n").is_empty());
+}
+
+#[test]
+fn mempool_byte_and_future_keys() {
+    let s = load_str(
+        "mempool:\n  max_bytes: 1000000\n  future_limit: 0\n  future_ttl: 500ms\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(s.mempool.max_bytes, 1_000_000);
+    assert_eq!(s.mempool.future_limit, 0);
+    assert_eq!(s.mempool.future_ttl, Duration::from_millis(500));
+    // The pool must hold at least one largest transaction.
+    assert_eq!(
+        err_text("mempool.max_bytes: 1000\n", no_env()),
+        "config/x.yaml: mempool.max_bytes = 1000 is below the largest transaction (528384 \
+         bytes)"
+    );
+    assert_eq!(
+        err_text("mempool.future_ttl: 1ms\n", no_env()),
+        "config/x.yaml: mempool.future_ttl must be at least 10ms, got 1ms"
+    );
+    let text = err_text("mempool.future_ttl: 5\n", no_env());
+    assert!(
+        text.starts_with("config/x.yaml: mempool.future_ttl: "),
+        "{text}"
+    );
 }

@@ -8,6 +8,7 @@ mod harness;
 mod attack_api;
 mod attack_disk;
 mod attack_blocks;
+mod attack_mempool;
 mod cli;
 mod errors;
 mod flow;

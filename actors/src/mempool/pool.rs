@@ -27,16 +27,23 @@
 //! most 8 times the share of a band-0 one; a newly ready sender is tagged with the current
 //! `vclock` and is served before every sender already served at that tag or later. Ties go to
 //! the higher band, then to the earlier arrival. Consensus does not depend on this (the block
-//! records what was selected), so only the local operator's fairness is at stake.
+//! records what was selected), so only the local operator's fairness is at stake. Selection
+//! also respects the chain's per-block gas and byte limits (a sender whose next tx does not fit
+//! keeps its place while others fill the block), and holds a call to a contract that another
+//! sender's pending deploy creates until that deploy is selected.
 //!
 //! Bounds: `max_size` transactions and `max_bytes` encoded bytes in total, `account_limit` per
 //! sender, at most `future_limit` per sender behind a nonce gap, and those for at most
 //! `future_ttl_ms` after arrival. A full pool admits a transaction that could execute now (not
 //! behind a gap) by evicting, in this order, senders' tails that are behind a gap or stale,
 //! then tails in a lower priority band, then tails of a sender holding at least two more
-//! pending transactions than the newcomer's sender (same band); oldest first within each.
+//! pending transactions than the newcomer's sender (same band); oldest first within each. If
+//! that cannot make room, the largest executable tail in the newcomer's band goes when it is
+//! at least twice the newcomer's size and alone makes room (so big deploys cannot keep small
+//! transactions out).
 //! Every eviction strictly lowers (transactions behind gaps, lower-band transactions, the
-//! spread of per-sender counts), so admissions cannot evict each other back and forth forever.
+//! spread of per-sender counts, or bytes held), so admissions cannot evict each other back and
+//! forth forever.
 //! A transaction that would be behind a gap is never admitted by evicting.
 //!
 //! Invariants (checked by `check_invariants` in the tests):
@@ -59,7 +66,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::types::{Hash, PublicKey, VerifiedTx};
+use crate::types::{Action, Address, Hash, PublicKey, VerifiedTx};
 use crate::vm::DropReason;
 
 /// Priority bands: `priority` values above `BANDS - 1` count as the top band.
@@ -139,6 +146,9 @@ pub enum EvictReason {
     FairShare,
     /// Behind a nonce gap for longer than `mempool.future_ttl`.
     FutureTtl,
+    /// In the same band and at least twice the size of the (smaller) transaction admitted
+    /// instead, when nothing else could make room.
+    Size,
 }
 
 impl EvictReason {
@@ -149,6 +159,7 @@ impl EvictReason {
             EvictReason::Priority => "priority",
             EvictReason::FairShare => "fair_share",
             EvictReason::FutureTtl => "future_ttl",
+            EvictReason::Size => "size",
         }
     }
 }
@@ -253,6 +264,9 @@ impl AdmitError {
 /// arrival sequence is unique, so keys never collide.
 type ReadyKey = (u64, Reverse<u8>, u64);
 
+/// Position among executable tails of one band by size, largest first, then oldest.
+type SizeKey = (u8, Reverse<u64>, u64);
+
 /// Position in the eviction order (smallest goes first): not useful (behind a gap or stale)
 /// before useful, lower band first, larger sender first, oldest first. Unique by sequence.
 type VictimKey = (bool, u8, Reverse<usize>, u64);
@@ -303,6 +317,8 @@ struct Account {
     head: Option<ReadyKey>,
     /// This sender's key in the eviction order, if its tail may be evicted.
     victim: Option<VictimKey>,
+    /// This sender's key in `sizes`, if its tail may be evicted and is executable.
+    size: Option<SizeKey>,
 }
 
 impl Account {
@@ -315,6 +331,7 @@ impl Account {
             txs: BTreeMap::new(),
             head: None,
             victim: None,
+            size: None,
         }
     }
 
@@ -344,6 +361,7 @@ pub struct Pool {
     accounts: HashMap<PublicKey, Account>,
     ready: BTreeMap<ReadyKey, Hash>,
     victims: BTreeMap<VictimKey, PublicKey>,
+    sizes: BTreeMap<SizeKey, PublicKey>,
     expiries: BTreeSet<(u64, Hash)>,
     gapped: BTreeSet<PublicKey>,
     /// Ids selected since the last `on_block`/`return_in_flight`, in selection order.
@@ -364,6 +382,7 @@ impl Pool {
             accounts: HashMap::new(),
             ready: BTreeMap::new(),
             victims: BTreeMap::new(),
+            sizes: BTreeMap::new(),
             expiries: BTreeSet::new(),
             gapped: BTreeSet::new(),
             in_flight: Vec::new(),
@@ -452,7 +471,9 @@ impl Pool {
         }
         let future = body.nonce > gap;
         if future {
-            let held = account.map_or(0, |a| a.txs.range(gap..).count());
+            // Counting stops at the limit: O(future_limit), not O(pending).
+            let limit = self.config.future_limit;
+            let held = account.map_or(0, |a| a.txs.range(gap..).take(limit).count());
             if held >= self.config.future_limit {
                 return Err(AdmitError::FutureFull {
                     limit: self.config.future_limit,
@@ -485,7 +506,11 @@ impl Pool {
             let band = band(body.priority);
             match self.plan_evictions(&sender, band, pending, need_count, need_bytes) {
                 Some(plan) => plan,
-                None => return Err(full),
+                None => match self.plan_size_eviction(&sender, band, bytes, need_count, need_bytes)
+                {
+                    Some(victim) => vec![(victim, EvictReason::Size)],
+                    None => return Err(full),
+                },
             }
         };
 
@@ -549,18 +574,29 @@ impl Pool {
     /// fit the remaining gas or bytes is passed over (it keeps its place for the next block)
     /// while others fill the block; expired txs (expiry < now_ms) met on the way are removed
     /// and reported instead of returned.
-    pub fn select(&mut self, limits: BlockLimits, now_ms: u64) -> Selection {
+    ///
+    /// `deploys` maps contract addresses to the pending deploys that create them: a call to
+    /// such a contract waits (keeping its place) until its deploy is selected, then competes
+    /// again, because fair order may otherwise put the call first in the block, where it
+    /// could only revert with "unknown contract".
+    pub fn select(
+        &mut self,
+        limits: BlockLimits,
+        now_ms: u64,
+        deploys: &HashMap<Address, Hash>,
+    ) -> Selection {
         let mut out = Selection {
             txs: Vec::with_capacity(limits.txs.min(self.ready.len())),
             expired: Vec::new(),
         };
         let (mut gas, mut bytes) = (limits.gas, limits.bytes);
         let mut passed: Vec<(ReadyKey, Hash)> = Vec::new();
+        let mut waiting: Vec<(Address, ReadyKey, Hash)> = Vec::new();
         while out.txs.len() < limits.txs && gas > 0 && bytes > 0 {
             let Some((key, id)) = self.ready.pop_first() else {
                 break;
             };
-            let Some(entry) = self.entries.get_mut(&id) else {
+            let Some(entry) = self.entries.get(&id) else {
                 continue; // unreachable by the invariants; skipping keeps the pool usable
             };
             let sender = entry.tx.tx().sender;
@@ -574,10 +610,37 @@ impl Pool {
                 out.expired.push(id);
                 continue;
             }
+            let waits_for = match &entry.tx.tx().action {
+                Action::Call { contract, .. } => deploys
+                    .get(contract)
+                    .and_then(|d| self.entries.get(d))
+                    .is_some_and(|d| !d.in_flight)
+                    .then_some(*contract),
+                Action::Deploy { .. } => None,
+            };
+            if let Some(contract) = waits_for {
+                // Back in the running as soon as its deploy is selected (below).
+                waiting.push((contract, key, id));
+                continue;
+            }
+            // Re-borrowed: the deploy lookup above needed the whole map.
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
             if entry.tx.tx().gas_limit > gas || entry.bytes > bytes {
                 // Keeps its head key (and so its place) for the next block.
                 passed.push((key, id));
                 continue;
+            }
+            if let Action::Deploy { .. } = &entry.tx.tx().action {
+                let created = entry.tx.tx().target();
+                waiting.retain(|(contract, key, id)| {
+                    let ready = *contract == created;
+                    if ready {
+                        self.ready.insert(*key, *id);
+                    }
+                    !ready
+                });
             }
             gas -= entry.tx.tx().gas_limit;
             bytes -= entry.bytes;
@@ -595,7 +658,10 @@ impl Pool {
             }
             self.refresh(&sender);
         }
-        for (key, id) in passed {
+        for (key, id) in passed
+            .into_iter()
+            .chain(waiting.into_iter().map(|(_, k, i)| (k, i)))
+        {
             self.ready.insert(key, id);
         }
         out
@@ -615,14 +681,21 @@ impl Pool {
         let mut removed = Vec::new();
         let mut touched: BTreeSet<PublicKey> = BTreeSet::new();
         for id in included {
-            if let Some(entry) = self.remove(id) {
-                let tx = entry.tx.tx();
-                touched.insert(tx.sender);
-                // An included nonce is used even if the caller's nonce map missed the sender.
-                if let Some(a) = self.accounts.get_mut(&tx.sender) {
-                    a.base = a.base.max(tx.nonce.saturating_add(1));
-                }
+            let Some((sender, nonce)) = self
+                .entries
+                .get(id)
+                .map(|e| (e.tx.tx().sender, e.tx.tx().nonce))
+            else {
+                continue;
+            };
+            touched.insert(sender);
+            // An included nonce is used even if the caller's nonce map missed the sender.
+            // Raised before the removal, so the removal does not read as a new gap (which
+            // would make `refresh` rescan the sender's whole run).
+            if let Some(a) = self.accounts.get_mut(&sender) {
+                a.base = a.base.max(nonce.saturating_add(1));
             }
+            self.remove(id);
         }
         for (id, reason) in dropped {
             if reason.is_retryable() {
@@ -899,6 +972,33 @@ impl Pool {
         Some(plan)
     }
 
+    /// When the usefulness order cannot make room: the largest executable tail of another
+    /// sender in the newcomer's band, if it is at least twice the newcomer's size and freeing
+    /// it alone makes room. Each such eviction lowers the bytes held, so big transactions
+    /// cannot keep small ones out of a pool full of them, and no two can evict each other.
+    fn plan_size_eviction(
+        &self,
+        sender: &PublicKey,
+        band: u8,
+        bytes: u64,
+        need_count: usize,
+        need_bytes: u64,
+    ) -> Option<Hash> {
+        if need_count > 1 {
+            return None;
+        }
+        let (key, victim) = self
+            .sizes
+            .range((band, Reverse(u64::MAX), 0)..=(band, Reverse(0), u64::MAX))
+            .find(|(_, s)| *s != sender)?;
+        let (_, Reverse(victim_bytes), _) = *key;
+        if victim_bytes < bytes.saturating_mul(2) || victim_bytes < need_bytes {
+            return None;
+        }
+        let a = self.accounts.get(victim)?;
+        a.txs.last_key_value().map(|(_, id)| *id)
+    }
+
     /// Removes one tx for `reason`, keeping what `rollback` needs.
     fn evict(&mut self, id: &Hash, reason: EvictReason) -> Option<Evicted> {
         let sender = self.entries.get(id)?.tx.tx().sender;
@@ -968,6 +1068,9 @@ impl Pool {
         if let Some(k) = a.victim.take() {
             self.victims.remove(&k);
         }
+        if let Some(k) = a.size.take() {
+            self.sizes.remove(&k);
+        }
         let tail = a
             .txs
             .last_key_value()
@@ -978,6 +1081,11 @@ impl Pool {
             let key = (useful, e.band(), Reverse(a.txs.len()), e.seq);
             self.victims.insert(key, *sender);
             a.victim = Some(key);
+            if useful {
+                let key = (e.band(), Reverse(e.bytes), e.seq);
+                self.sizes.insert(key, *sender);
+                a.size = Some(key);
+            }
         }
     }
 
@@ -1007,6 +1115,9 @@ impl Pool {
                 if let Some(k) = a.victim.take() {
                     self.victims.remove(&k);
                 }
+                if let Some(k) = a.size.take() {
+                    self.sizes.remove(&k);
+                }
                 self.gapped.remove(&tx.sender);
                 self.accounts.remove(&tx.sender);
             }
@@ -1020,6 +1131,7 @@ impl Pool {
         let mut count = 0;
         let mut heads = 0;
         let mut victims = 0;
+        let mut sizes = 0;
         let mut bytes = 0u64;
         for (sender, a) in &self.accounts {
             assert!(!a.txs.is_empty(), "empty account kept");
@@ -1056,6 +1168,7 @@ impl Pool {
             let tail = &self.entries[tail_id];
             if tail.in_flight {
                 assert_eq!(a.victim, None, "in-flight tail of {sender} is a victim");
+                assert_eq!(a.size, None, "in-flight tail of {sender} is a victim");
             } else {
                 let want = (
                     (a.base..a.next_gap).contains(tail_nonce),
@@ -1066,6 +1179,14 @@ impl Pool {
                 assert_eq!(a.victim, Some(want), "victim key of {sender}");
                 assert_eq!(self.victims.get(&want), Some(sender));
                 victims += 1;
+                let size = want
+                    .0
+                    .then_some((tail.band(), Reverse(tail.bytes), tail.seq));
+                assert_eq!(a.size, size, "size key of {sender}");
+                if let Some(k) = size {
+                    assert_eq!(self.sizes.get(&k), Some(sender));
+                    sizes += 1;
+                }
             }
             assert_eq!(
                 self.gapped.contains(sender),
@@ -1076,6 +1197,7 @@ impl Pool {
         assert_eq!(count, self.entries.len());
         assert_eq!(heads, self.ready.len());
         assert_eq!(victims, self.victims.len());
+        assert_eq!(sizes, self.sizes.len());
         assert_eq!(bytes, self.bytes);
         assert!(self.gapped.iter().all(|s| self.accounts.contains_key(s)));
         let flying = self.entries.values().filter(|e| e.in_flight).count();

@@ -31,7 +31,7 @@ fn count_only(txs: usize) -> BlockLimits {
 
 /// Selects up to `max` txs with no gas or byte limit.
 fn sel(pool: &mut Pool, max: usize, now: u64) -> Vec<VerifiedTx> {
-    pool.select(count_only(max), now).txs
+    pool.select(count_only(max), now, &HashMap::new()).txs
 }
 
 fn key(n: u8) -> Keypair {
@@ -734,7 +734,7 @@ proptest! {
                         gas: u64::from(gas) * 1_000 + 500,
                         bytes: u64::MAX,
                     };
-                    let picked = pool.select(limits, 0).txs;
+                    let picked = pool.select(limits, 0, &HashMap::new()).txs;
                     prop_assert!(picked.len() <= usize::from(max));
                     prop_assert!(picked.len() <= usize::from(gas));
                     flying.extend(picked);
@@ -1242,7 +1242,7 @@ fn selection_fills_gas_and_bytes_limits_past_a_sender_that_does_not_fit() {
         gas: 5_000,
         bytes: u64::MAX,
     };
-    let picked = pool.select(limits, 0).txs;
+    let picked = pool.select(limits, 0, &HashMap::new()).txs;
     assert_eq!(picked.len(), 5, "{:?}", order(&picked));
     assert!(picked.iter().all(|t| t.tx().sender != a.public()));
     let gas: u64 = picked.iter().map(|t| t.tx().gas_limit).sum();
@@ -1250,7 +1250,7 @@ fn selection_fills_gas_and_bytes_limits_past_a_sender_that_does_not_fit() {
     pool.check_invariants();
     // The passed-over sender keeps its place: first in the next block.
     pool.return_in_flight();
-    let next = pool.select(count_only(1), 0).txs;
+    let next = pool.select(count_only(1), 0, &HashMap::new()).txs;
     assert_eq!(order(&next), vec![(a.public(), 0)]);
     pool.return_in_flight();
 
@@ -1266,7 +1266,7 @@ fn selection_fills_gas_and_bytes_limits_past_a_sender_that_does_not_fit() {
         gas: u64::MAX,
         bytes: 3 * one,
     };
-    let picked = pool.select(limits, 0).txs;
+    let picked = pool.select(limits, 0, &HashMap::new()).txs;
     assert_eq!(
         order(&picked),
         vec![(b.public(), 0), (b.public(), 1), (b.public(), 2)]
@@ -1283,6 +1283,7 @@ fn selection_fills_gas_and_bytes_limits_past_a_sender_that_does_not_fit() {
             bytes: 10,
         },
         0,
+        &HashMap::new(),
     );
     assert!(none.txs.is_empty());
     assert_eq!(pool.in_flight(), 0);
@@ -1295,9 +1296,87 @@ fn select_reports_expired_txs_it_removed() {
     let mut pool = Pool::new(config());
     let a0 = tx_expiring(&a, 0, 10);
     pool.admit(a0.clone(), 0, 0).unwrap();
-    let s = pool.select(count_only(10), 11);
+    let s = pool.select(count_only(10), 11, &HashMap::new());
     assert!(s.txs.is_empty());
     assert_eq!(s.expired, vec![a0.id()]);
     assert!(pool.is_empty());
+    pool.check_invariants();
+}
+
+/// A call to the contract another sender's pending deploy creates waits until that deploy is
+/// selected, even when fair order (here: a higher band) would put the call first.
+#[test]
+fn call_waits_for_the_pending_deploy_it_needs() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(config());
+    let mut d = body(&a, 0, 0);
+    d.action = Action::Deploy {
+        code: Bytes(vec![0, 97, 115, 109, 1, 0, 0, 0]),
+    };
+    let d = sign(&a, d);
+    let contract = d.tx().target();
+    let mut c = body(&b, 0, 3);
+    c.action = Action::Call {
+        contract,
+        entry: "increment".into(),
+        args: Bytes(vec![]),
+    };
+    let c = sign(&b, c);
+    pool.admit(d.clone(), 0, 0).unwrap();
+    pool.admit(c.clone(), 0, 0).unwrap();
+    let deploys = HashMap::from([(contract, d.id())]);
+    // Room for one: the call (band 3) would go first, but waits; the deploy goes.
+    let one = pool.select(count_only(1), 0, &deploys).txs;
+    assert_eq!(ids(&one), vec![d.id()]);
+    // With the deploy in flight the call may follow, in a later position of the block order.
+    let next = pool.select(count_only(10), 0, &deploys).txs;
+    assert_eq!(ids(&next), vec![c.id()]);
+    pool.return_in_flight();
+    let all = pool.select(count_only(10), 0, &deploys).txs;
+    assert_eq!(
+        ids(&all),
+        vec![d.id(), c.id()],
+        "deploy first, call in the next round"
+    );
+    pool.check_invariants();
+}
+
+/// A pool full (in bytes) of big executable transactions in one band still takes a small one:
+/// the largest other tail goes if it is at least twice the size and alone makes room. The big
+/// one cannot come back by evicting the small one.
+#[test]
+fn big_transactions_cannot_keep_small_ones_out() {
+    let (a, b, honest) = (key(1), key(2), key(3));
+    let small = tx_bytes(&tx(&honest, 0, 0));
+    let large = tx_bytes(&big(&a, 0, 0, 10_000));
+    let mut pool = Pool::new(PoolConfig {
+        max_bytes: 2 * large,
+        ..config()
+    });
+    pool.admit(big(&a, 0, 0, 10_000), 0, 0).unwrap();
+    pool.admit(big(&b, 0, 0, 10_000), 0, 0).unwrap();
+    assert_eq!(pool.bytes(), 2 * large);
+    let e = pool.admit(tx(&honest, 0, 0), 0, 0).unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].reason, EvictReason::Size);
+    assert_eq!(
+        pool_get_evicted(&e[0]),
+        (a.public(), 0),
+        "largest, then oldest"
+    );
+    assert_eq!(pool.bytes(), large + small);
+    pool.check_invariants();
+    // Resending the big one: the small one is not twice its size, b's is not either.
+    let before = (pool.len(), pool.bytes());
+    assert!(matches!(
+        pool.admit(big(&a, 0, 0, 10_000), 0, 0),
+        Err(AdmitError::PoolFull { .. })
+    ));
+    assert_eq!((pool.len(), pool.bytes()), before);
+    // Not for a newcomer of a higher band against a lower one's size rule either way: a band-3
+    // big tx evicts by band instead.
+    let e = pool.admit(big(&a, 0, 3, 10_000), 0, 0).unwrap();
+    assert!(e.iter().all(|e| e.reason == EvictReason::Priority), "{e:?}");
+    assert!(pool.bytes() <= 2 * large);
     pool.check_invariants();
 }

@@ -559,3 +559,47 @@ fn blocks_of_5000_txs_commit_whole() {
     let dir = tempfile::tempdir().unwrap();
     big_commits(&Storage::open(&dir.path().join("accumen.redb"), CHAIN).unwrap());
 }
+
+#[test]
+fn journal_write_keeps_arrival_order_and_every_removal_clears_it() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let k = kp(1);
+    let txs: Vec<SignedTx> = (0..3).map(|n| call_tx(&k, n)).collect();
+    s.journal_write(&[(5, &txs[0]), (6, &txs[1])], &[]).unwrap();
+    s.journal_put(&txs[2..]).unwrap(); // journaled without a sequence
+    let sorted = |s: &Storage| {
+        let mut all = s.journal_all_ordered().unwrap();
+        all.sort_by_key(|(seq, t)| (*seq, t.tx.nonce));
+        all
+    };
+    assert_eq!(
+        sorted(&s),
+        vec![
+            (None, txs[2].clone()),
+            (Some(5), txs[0].clone()),
+            (Some(6), txs[1].clone())
+        ]
+    );
+    // Put and remove in one write.
+    s.journal_write(&[(7, &txs[2])], &[txs[0].tx.id()]).unwrap();
+    assert_eq!(
+        sorted(&s),
+        vec![(Some(6), txs[1].clone()), (Some(7), txs[2].clone())]
+    );
+    // Committing a block clears the order entry with the journal entry: journaling the same
+    // tx again without a sequence shows none left behind.
+    let (b1, r1) = make_block(
+        &s.head().unwrap(),
+        vec![txs[1].clone()],
+        &WriteSet::default(),
+    );
+    s.commit_block(&b1, &r1, &WriteSet::default()).unwrap();
+    assert_eq!(sorted(&s), vec![(Some(7), txs[2].clone())]);
+    s.journal_put(std::slice::from_ref(&txs[1])).unwrap();
+    assert_eq!(sorted(&s)[0], (None, txs[1].clone()));
+    // journal_remove clears it too.
+    s.journal_remove(&[txs[2].tx.id()]).unwrap();
+    s.journal_put(std::slice::from_ref(&txs[2])).unwrap();
+    assert!(sorted(&s).iter().all(|(seq, _)| seq.is_none()));
+    s.journal_write(&[], &[]).unwrap();
+}
