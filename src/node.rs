@@ -294,6 +294,9 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         supervisor: supervisor_addr,
     });
     let servers = api::bind(state).context("binding the HTTP listeners")?;
+    // Before "listening" is announced (tests and operators act on it), so an early SIGTERM
+    // still stops the node cleanly.
+    let signals = install_signals();
     tracing::info!(
         api = %servers.api_addr,
         health = %servers.health_addr,
@@ -320,7 +323,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     }
 
     actix::spawn(async move {
-        let reason = wait_for_signal().await;
+        let reason = wait_for_signal(signals).await;
         tracing::info!(
             signal = reason,
             "stopping: no new transactions, finishing the current block"
@@ -354,19 +357,32 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     })
 }
 
-async fn wait_for_signal() -> &'static str {
+/// SIGTERM and SIGINT streams, registered at once: a signal that arrives before anyone awaits
+/// them is still delivered (registration replaces the default action, which would kill the
+/// process without a clean stop).
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+fn install_signals() -> Signals {
     use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => Signals(Some((term, int))),
+        _ => {
+            tracing::error!("cannot install signal handlers; the node can only be killed");
+            Signals(None)
+        }
+    }
+}
+
+async fn wait_for_signal(signals: Signals) -> &'static str {
+    match signals.0 {
+        Some((mut term, mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         },
-        _ => {
-            tracing::error!("cannot install signal handlers; the node can only be killed");
-            std::future::pending().await
-        }
+        None => std::future::pending().await,
     }
 }
 

@@ -6,8 +6,8 @@
 mod harness;
 
 mod attack_api;
-mod attack_disk;
 mod attack_blocks;
+mod attack_disk;
 mod attack_mempool;
 mod cli;
 mod errors;
