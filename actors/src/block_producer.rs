@@ -175,17 +175,22 @@ async fn produce(
         timestamp_ms: now_ms().max(head.timestamp_ms),
         max_tx_gas: config.max_tx_gas,
     };
-    if enqueue(&stats, &metrics, config.queue_size.max(1)).is_none() {
+    let Some(slot) = enqueue(&stats, &metrics, config.queue_size.max(1)) else {
         return Err(ProduceError::QueueFull);
-    }
+    };
+    // Our copy of the queue place: should this future be dropped (the producer replaced), the
+    // place is given back at once rather than when the executor reaches the abandoned request.
+    let waiting = slot.clone();
     let outcome = executor
         .send(ExecuteBlock {
             base: snapshot,
             ctx: bctx.clone(),
             txs,
+            slot,
         })
         .await
         .map_err(ProduceError::Executor)??;
+    drop(waiting);
 
     let signed: Vec<SignedTx> = outcome.txs.iter().map(|t| t.signed().clone()).collect();
     let header = BlockHeader::child(

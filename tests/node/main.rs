@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod attack_exec;
 mod cli;
 mod errors;
 mod flow;

@@ -207,6 +207,8 @@ pub struct Vm {
     config: VmConfig,
     slots: u32,
     deadline_ticks: u64,
+    /// Calls finished (any outcome), for the supervisor's busy-or-stuck check; never consensus.
+    progress: std::sync::atomic::AtomicU64,
     _ticker: Ticker,
 }
 
@@ -268,11 +270,19 @@ impl Vm {
             config,
             slots: per_lane * lanes_n as u32,
             deadline_ticks,
+            progress: std::sync::atomic::AtomicU64::new(0),
             _ticker: Ticker {
                 stop,
                 handle: Some(handle),
             },
         })
+    }
+
+    /// Contract calls finished so far, whatever their outcome. Every call ends within
+    /// `execution.timeout`, so a busy engine raises this at least that often; the supervisor
+    /// reads it to tell a busy executor from a stuck one.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
     }
 
     /// Number of lanes (one per `execution.workers`).
@@ -395,6 +405,7 @@ impl Vm {
                 Err(e)
             }
         };
+        self.progress.fetch_add(1, Ordering::Relaxed);
         let fuel_left = store.get_fuel().map_err(engine_err)?;
         let fuel_used = input.fuel.saturating_sub(fuel_left);
         let end = match result {
