@@ -143,8 +143,9 @@ fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
         .collect();
     for c in first.into_iter().chain(late) {
         let code = c.join().unwrap();
-        // 503: timed out in the engine, lost with the mailbox, or queue full.
-        assert_eq!(code, Some(503));
+        // 503: timed out in the engine, lost with the mailbox, or queue full; 200 when a fast
+        // host ran the slow loop out of gas before execution.timeout.
+        assert!(matches!(code, Some(200 | 503)), "{code:?}");
     }
     wait_for("the executor restart", Duration::from_secs(20), || {
         (restarts(&node) >= 1).then_some(())
@@ -156,11 +157,30 @@ fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
     chain_still_serves(&node, &mut honest, counter, 1);
 }
 
+/// Waits for inclusion; on failure shows the node's log, which says why.
+fn included(node: &TestNode, hash: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (code, v) = node.get(&format!("/v1/tx/{hash}"));
+        if code == 200 && v["status"] == "included" {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tx {hash} not included: {v}\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_block_of_long_legal_calls_restarts_nothing() {
-    // The stuck deadline is shorter than the block but longer than any one call can run.
+    // The stuck deadline is shorter than the block but longer than any one call can run. (On
+    // the development machine one 50M-gas loop call ran ~130 ms, so 600 ms leaves room for a
+    // loaded host, and a block of 20 such calls, the most a block's gas allows, runs ~2.6 s.)
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"400ms\"\nsupervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"800ms\"",
+        "execution:\n  workers: 2\n  timeout: \"600ms\"\nsupervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"1200ms\"",
     );
     let mut honest = Sender::new(70);
     let counter = deploy(&node, &mut honest, fixture("counter"));
@@ -194,14 +214,11 @@ fn a_block_of_long_legal_calls_restarts_nothing() {
 
     // An honest transaction sent right behind the flood is included too.
     let hash = submit_ok(&node, &honest.call(counter, "increment", &[]));
-    let v = node.wait_included(&hash);
+    let v = included(&node, &hash);
     assert_eq!(v["receipt"]["output"], hex::encode(1u64.to_le_bytes()));
     let mut out_of_gas = 0;
     for h in &hashes {
-        let v: Value = wait_for("the long calls", Duration::from_secs(120), || {
-            let (code, v) = node.get(&format!("/v1/tx/{h}"));
-            (code == 200 && v["status"] == "included").then_some(v)
-        });
+        let v = included(&node, h);
         if v["receipt"]["status"] == "out_of_gas" {
             out_of_gas += 1;
         }
