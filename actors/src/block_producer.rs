@@ -42,7 +42,8 @@ pub struct ProducerConfig {
     pub max_transactions: usize,
     /// `execution.gas_limit`.
     pub max_tx_gas: u64,
-    /// `execution.queue_size`: the block request waits in the same queue as queries.
+    /// `execution.queue_size`: the block request waits in the same queue as queries, with one
+    /// place beyond it reserved for the block.
     pub queue_size: usize,
 }
 
@@ -175,7 +176,9 @@ async fn produce(
         timestamp_ms: now_ms().max(head.timestamp_ms),
         max_tx_gas: config.max_tx_gas,
     };
-    let Some(slot) = enqueue(&stats, &metrics, config.queue_size.max(1)) else {
+    // One place beyond `queue_size`, which only the producer uses (one block at a time): queries
+    // alone can fill `queue_size` but never lock the block out ("executor queue is full").
+    let Some(slot) = enqueue(&stats, &metrics, config.queue_size.max(1) + 1) else {
         return Err(ProduceError::QueueFull);
     };
     // Our copy of the queue place: should this future be dropped (the producer replaced), the

@@ -7,7 +7,8 @@
 //!
 //! Queue bound: `execution.queue_size` requests may wait (tracked in
 //! `NodeStats::exec_queue_depth` and the `accumen_execution_queue_depth` gauge); beyond that the
-//! API answers 503 instead of queueing. A place in the queue is a [`QueueSlot`]: `enqueue` hands
+//! API answers 503 instead of queueing. The block producer may take one place beyond that (it has
+//! one block in flight at most), so queries can never lock block production out. A place in the queue is a [`QueueSlot`]: `enqueue` hands
 //! one out, the request message carries one copy and the caller keeps another, and the place is
 //! given back exactly once, when the first copy is dropped. That covers every way a request can
 //! end (stack-notes §8): the handler starts (it drops the message's copy first thing); the

@@ -94,6 +94,7 @@ fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
     assert_eq!(code, 200, "{q}");
     assert_eq!(q["output"], hex::encode(0u64.to_le_bytes()));
     chain_still_serves(&node, &mut honest, counter, 1);
+    // Even while the queries filled the queue, blocks kept their own place in it.
     assert!(
         node.find_log("executor queue is full").is_none(),
         "{}",
