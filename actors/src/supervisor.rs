@@ -13,7 +13,10 @@
 //!   alone (stack-notes §8). Every call ends within `execution.timeout`, which settings keep
 //!   strictly below `heartbeat_timeout`, so a busy executor always shows progress within a
 //!   deadline, and a wedged one (no calls finishing) never does. Actors without a progress
-//!   source answer heartbeats between short handlers, so for them silence is stuck.
+//!   source answer heartbeats between short handlers, so for them silence is stuck: the mempool's
+//!   handlers are bounded, and the block producer awaits the executor asynchronously, so it
+//!   answers heartbeats while a block runs; a late producer heartbeat means its own thread is
+//!   blocked, which no executor progress could excuse.
 //! - Stuck or dead, a fresh instance is built from the actor's factory on a fresh Arbiter, the
 //!   slot is pointed at it, and the old Arbiter is asked to stop (a blocked thread finishes or
 //!   leaks on its own; nothing can pre-empt it).
