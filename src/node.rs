@@ -227,9 +227,11 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     };
     let executor = {
         let (vm, stats, metrics) = (vm.clone(), stats.clone(), metrics.clone());
+        let progress = Executor::progress_source(vm.clone());
         ChildSpec::start("executor", move || {
             Executor::new(vm.clone(), stats.clone(), metrics.clone())
         })
+        .with_progress(progress)
     };
     let mempool_slot = mempool.slot();
     let executor_slot = executor.slot();
@@ -274,7 +276,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     let supervisor_arbiter = Arbiter::new();
     let supervisor_addr =
         Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), move |_| supervisor);
-    #[cfg(not(debug_assertions))]
+    #[cfg(not(feature = "test-hooks"))]
     let _ = &supervisor_addr;
 
     let accepting = Arc::new(AtomicBool::new(true));
@@ -290,7 +292,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         accepting: accepting.clone(),
         sequencer: key.public(),
         keys: Arc::new(accumen_actors::types::KeyCache::new(100_000)),
-        #[cfg(debug_assertions)]
+        #[cfg(feature = "test-hooks")]
         supervisor: supervisor_addr,
     });
     let servers = api::bind(state).context("binding the HTTP listeners")?;

@@ -190,7 +190,8 @@ pub struct ExecutionSettings {
     pub memory_limit: u64,
     /// Calls waiting for a worker before new ones are refused.
     pub queue_size: usize,
-    /// Wall-clock backstop per call.
+    /// Wall-clock backstop per call. Must stay below `supervisor.heartbeat_timeout` (see
+    /// [`SupervisorSettings::heartbeat_timeout`]).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -202,7 +203,10 @@ impl Default for ExecutionSettings {
             gas_limit: 50_000_000,
             memory_limit: 128,
             queue_size: 1000,
-            timeout: Duration::from_secs(5),
+            // A 50M-gas call (the largest allowed) finishes in well under a second; 2 s is the
+            // backstop for calls that burn wall time without burning gas, and what one such call
+            // can hold a worker for.
+            timeout: Duration::from_secs(2),
         }
     }
 }
@@ -326,7 +330,10 @@ pub struct SupervisorSettings {
     /// How often each supervised actor is pinged.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
-    /// An actor that has not answered within this is treated as stuck and replaced.
+    /// An actor that has not answered within this, and has not made progress either (the
+    /// executor reports calls finished), is treated as stuck and replaced. Must exceed
+    /// `execution.timeout`: every call ends within that, so a busy executor always shows
+    /// progress before this deadline.
     #[serde(with = "humantime_serde")]
     pub heartbeat_timeout: Duration,
     /// Restarts allowed within `restart_window` before the node gives up and exits.
@@ -339,7 +346,10 @@ impl Default for SupervisorSettings {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_secs(1),
-            heartbeat_timeout: Duration::from_secs(5),
+            // Twice the longest `execution.timeout` any shipped profile uses (low-latency: 5s),
+            // leaving room for what happens between calls and is not cut by that timeout
+            // (compiling a module on a cache miss, instantiation, merging, a loaded host).
+            heartbeat_timeout: Duration::from_secs(10),
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
         }
@@ -671,6 +681,19 @@ impl Settings {
         ] {
             rule(value >= MIN_INTERVAL, key, min_interval_msg(key, value));
         }
+        // A heartbeat can wait behind a call that runs for up to execution.timeout; only a call
+        // finishing before the deadline tells busy from stuck (supervisor module comment).
+        rule(
+            self.execution.timeout < sup.heartbeat_timeout,
+            "execution.timeout",
+            format!(
+                "execution.timeout = {} must be below supervisor.heartbeat_timeout = {}: a \
+                 busy executor is told from a stuck one by calls finishing before the heartbeat \
+                 deadline, and one call may run for execution.timeout",
+                humantime::format_duration(self.execution.timeout),
+                humantime::format_duration(sup.heartbeat_timeout)
+            ),
+        );
         out
     }
 

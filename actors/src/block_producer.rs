@@ -44,7 +44,8 @@ pub struct ProducerConfig {
     pub max_transactions: usize,
     /// `execution.gas_limit`.
     pub max_tx_gas: u64,
-    /// `execution.queue_size`: the block request waits in the same queue as queries.
+    /// `execution.queue_size`: the block request waits in the same queue as queries, with one
+    /// place beyond it reserved for the block.
     pub queue_size: usize,
 }
 
@@ -182,17 +183,24 @@ async fn produce(
         timestamp_ms: now_ms().max(head.timestamp_ms),
         max_tx_gas: config.max_tx_gas,
     };
-    if enqueue(&stats, &metrics, config.queue_size.max(1)).is_none() {
+    // One place beyond `queue_size`, which only the producer uses (one block at a time): queries
+    // alone can fill `queue_size` but never lock the block out ("executor queue is full").
+    let Some(slot) = enqueue(&stats, &metrics, config.queue_size.max(1) + 1) else {
         return Err(ProduceError::QueueFull);
-    }
+    };
+    // Our copy of the queue place: should this future be dropped (the producer replaced), the
+    // place is given back at once rather than when the executor reaches the abandoned request.
+    let waiting = slot.clone();
     let outcome = executor
         .send(ExecuteBlock {
             base: snapshot,
             ctx: bctx.clone(),
             txs,
+            slot,
         })
         .await
         .map_err(ProduceError::Executor)??;
+    drop(waiting);
 
     let signed: Vec<SignedTx> = outcome.txs.iter().map(|t| t.signed().clone()).collect();
     let header = BlockHeader::child(

@@ -6,10 +6,20 @@
 //! - Callers never hold a raw `Addr` of one incarnation: they hold a `Slot`, which always yields
 //!   the current address; after a restart the next `get()` reaches the new instance.
 //! - Every `heartbeat_interval` the supervisor sends `Heartbeat` to each actor with a deadline of
-//!   `heartbeat_timeout`. No answer in time means "stuck"; a closed mailbox (the actor's task
-//!   died in a panic) means "dead". Either way a fresh instance is built from the actor's factory
-//!   on a fresh Arbiter, the slot is pointed at it, and the old Arbiter is asked to stop (a
-//!   blocked thread finishes or leaks on its own; nothing can pre-empt it).
+//!   `heartbeat_timeout`. A closed mailbox (the actor's task died in a panic) means "dead". No
+//!   answer in time means "stuck" only if the actor also made no progress: an actor with a
+//!   progress source (the executor: contract calls finished) whose count moved since the
+//!   heartbeat was sent is busy with legal work that the heartbeat waits behind, and is left
+//!   alone (stack-notes §8). Every call ends within `execution.timeout`, which settings keep
+//!   strictly below `heartbeat_timeout`, so a busy executor always shows progress within a
+//!   deadline, and a wedged one (no calls finishing) never does. Actors without a progress
+//!   source answer heartbeats between short handlers, so for them silence is stuck: the mempool's
+//!   handlers are bounded, and the block producer awaits the executor asynchronously, so it
+//!   answers heartbeats while a block runs; a late producer heartbeat means its own thread is
+//!   blocked, which no executor progress could excuse.
+//! - Stuck or dead, a fresh instance is built from the actor's factory on a fresh Arbiter, the
+//!   slot is pointed at it, and the old Arbiter is asked to stop (a blocked thread finishes or
+//!   leaks on its own; nothing can pre-empt it).
 //! - Factories rebuild actors from durable or shared state (storage, the shared pool, the VM),
 //!   so a restart loses nothing committed and does nothing twice.
 //! - Every restart is logged at WARN with actor and reason and counted in
@@ -30,13 +40,18 @@ use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 /// Exit code of the process after a restart storm.
 pub const RESTART_STORM_EXIT: i32 = 70;
 
+/// A long block makes every heartbeat late; say so once per interval, not once per heartbeat.
+static BUSY_LOG: crate::ratelimit::LogLimiter =
+    crate::ratelimit::LogLimiter::new(Duration::from_secs(10));
+
 /// Liveness probe every supervised actor answers.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Heartbeat;
 
-/// Test-only fault injection (debug builds only; absent from release binaries).
-#[cfg(debug_assertions)]
+/// Test-only fault injection: only with the `test-hooks` cargo feature (and in this crate's unit
+/// tests); absent from a normal build, debug or release.
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub enum TestHook {
@@ -75,6 +90,9 @@ impl<A: Actor> Slot<A> {
 
 type PingFuture = Pin<Box<dyn Future<Output = Result<(), MailboxError>>>>;
 
+/// Reads a monotonic count of work an actor has finished, without sending it a message.
+pub type ProgressSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// One supervised actor, type-erased for the supervisor.
 pub trait Child: Send {
     /// The actor's name in logs and metrics.
@@ -83,10 +101,15 @@ pub trait Child: Send {
     fn ping(&self, timeout: Duration) -> PingFuture;
     /// False once the current incarnation has died (its task ended, e.g. in a panic).
     fn alive(&self) -> bool;
+    /// Work finished so far, if the actor reports it (see the module comment); `None` for an
+    /// actor whose silence alone means stuck.
+    fn progress(&self) -> Option<u64> {
+        None
+    }
     /// Replaces the actor with a fresh instance on a fresh Arbiter.
     fn restart(&mut self);
     /// Delivers a test hook to the current incarnation.
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, feature = "test-hooks"))]
     fn hook(&self, hook: TestHook);
 }
 
@@ -98,6 +121,7 @@ pub struct ChildSpec<A: Actor> {
     slot: Slot<A>,
     factory: Factory<A>,
     arbiter: Arbiter,
+    progress: Option<ProgressSource>,
 }
 
 /// Bounds every supervised actor type meets.
@@ -108,14 +132,14 @@ pub trait SupervisedActor:
 impl<A> SupervisedActor for A where A: Actor<Context = Context<A>> + Handler<Heartbeat> + HookHandler
 {}
 
-/// In debug builds supervised actors also take test hooks; in release builds this is empty.
-#[cfg(debug_assertions)]
+/// With `test-hooks`, supervised actors also take test hooks; otherwise this is empty.
+#[cfg(any(test, feature = "test-hooks"))]
 pub trait HookHandler: Actor + Handler<TestHook> {}
-#[cfg(debug_assertions)]
+#[cfg(any(test, feature = "test-hooks"))]
 impl<A: Actor + Handler<TestHook>> HookHandler for A {}
-#[cfg(not(debug_assertions))]
+#[cfg(not(any(test, feature = "test-hooks")))]
 pub trait HookHandler {}
-#[cfg(not(debug_assertions))]
+#[cfg(not(any(test, feature = "test-hooks")))]
 impl<A> HookHandler for A {}
 
 impl<A: Actor> std::fmt::Debug for ChildSpec<A> {
@@ -138,7 +162,15 @@ impl<A: SupervisedActor> ChildSpec<A> {
             slot: Slot::new(addr),
             factory,
             arbiter,
+            progress: None,
         }
+    }
+
+    /// Gives the actor a progress source, so that a late heartbeat while the count moves means
+    /// busy, not stuck. The source must outlive incarnations (read shared state, not the actor).
+    pub fn with_progress(mut self, source: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(source));
+        self
     }
 
     /// The slot callers use to reach this actor.
@@ -161,6 +193,10 @@ impl<A: SupervisedActor> Child for ChildSpec<A> {
         self.slot.get().connected()
     }
 
+    fn progress(&self) -> Option<u64> {
+        self.progress.as_ref().map(|p| p())
+    }
+
     fn restart(&mut self) {
         let arbiter = Arbiter::new();
         let f = self.factory.clone();
@@ -170,7 +206,7 @@ impl<A: SupervisedActor> Child for ChildSpec<A> {
         old.stop();
     }
 
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, feature = "test-hooks"))]
     fn hook(&self, hook: TestHook) {
         self.slot.get().do_send(hook);
     }
@@ -189,6 +225,8 @@ pub struct SupervisorConfig {
 pub struct Supervisor {
     children: Vec<Box<dyn Child>>,
     waiting: Vec<bool>,
+    /// Each child's progress when its outstanding heartbeat was sent.
+    progress_at_ping: Vec<Option<u64>>,
     config: SupervisorConfig,
     metrics: NodeMetrics,
     stats: Arc<NodeStats>,
@@ -212,6 +250,7 @@ impl Supervisor {
         stats: Arc<NodeStats>,
     ) -> Self {
         let waiting = vec![false; children.len()];
+        let progress_at_ping = vec![None; children.len()];
         // Export every series at 0 from the start: `increase()` needs a sample before the first
         // restart, or the first restart would never raise an alert.
         for child in &children {
@@ -225,6 +264,7 @@ impl Supervisor {
         Supervisor {
             children,
             waiting,
+            progress_at_ping,
             config,
             metrics,
             stats,
@@ -242,21 +282,44 @@ impl Supervisor {
                 continue;
             }
             self.waiting[i] = true;
+            self.progress_at_ping[i] = self.children[i].progress();
             let ping = self.children[i].ping(self.config.heartbeat_timeout);
             ctx.spawn(ping.into_actor(self).map(move |res, act, ctx| {
                 act.waiting[i] = false;
                 match res {
                     Ok(()) => {}
+                    Err(MailboxError::Timeout) if act.children[i].alive() => {
+                        if act.progressed(i) {
+                            // Busy, not stuck: the next round pings again and compares anew,
+                            // so an actor that stops progressing is caught one deadline later.
+                            if let Some(suppressed) = BUSY_LOG.allow() {
+                                tracing::warn!(
+                                    actor = act.children[i].name(),
+                                    suppressed,
+                                    "actor busy: heartbeat not answered within \
+                                     supervisor.heartbeat_timeout but work is progressing; \
+                                     not restarted"
+                                );
+                            }
+                        } else {
+                            act.restart(i, "stuck", ctx)
+                        }
+                    }
                     // A heartbeat queued just before a panic can time out instead of failing
                     // fast; a dead actor is "dead" whichever way the ping ended.
-                    Err(MailboxError::Timeout) if act.children[i].alive() => {
-                        act.restart(i, "stuck", ctx)
-                    }
                     Err(MailboxError::Timeout | MailboxError::Closed) => {
                         act.restart(i, "dead", ctx)
                     }
                 }
             }));
+        }
+    }
+
+    /// Whether child `i` reported progress since its last heartbeat was sent.
+    fn progressed(&self, i: usize) -> bool {
+        match (self.progress_at_ping[i], self.children[i].progress()) {
+            (Some(before), Some(now)) => now != before,
+            _ => false,
         }
     }
 
@@ -296,7 +359,7 @@ impl Actor for Supervisor {
 }
 
 /// Delivers a test hook to the named actor; false if no actor has that name.
-#[cfg(debug_assertions)]
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
 pub struct InjectFault {
@@ -304,7 +367,7 @@ pub struct InjectFault {
     pub hook: TestHook,
 }
 
-#[cfg(debug_assertions)]
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<InjectFault> for Supervisor {
     type Result = bool;
     fn handle(&mut self, msg: InjectFault, _ctx: &mut Context<Self>) -> bool {
@@ -318,7 +381,8 @@ impl Handler<InjectFault> for Supervisor {
     }
 }
 
-/// Implements `Heartbeat` (and, in debug builds, `TestHook`) for an actor.
+/// Implements `Heartbeat` (and, with `test-hooks`, `TestHook`) for an actor. Used inside this
+/// crate only: the `cfg` below is evaluated in the crate that expands the macro.
 #[macro_export]
 macro_rules! supervised {
     ($actor:ty) => {
@@ -327,7 +391,7 @@ macro_rules! supervised {
             fn handle(&mut self, _: $crate::supervisor::Heartbeat, _: &mut Self::Context) {}
         }
 
-        #[cfg(debug_assertions)]
+        #[cfg(any(test, feature = "test-hooks"))]
         impl ::actix::Handler<$crate::supervisor::TestHook> for $actor {
             type Result = ();
             fn handle(&mut self, hook: $crate::supervisor::TestHook, _: &mut Self::Context) {
@@ -348,7 +412,7 @@ macro_rules! supervised {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     struct Worker {
         generation: u32,
@@ -446,6 +510,81 @@ mod tests {
                 .await
                 .unwrap()
             );
+            System::current().stop();
+        });
+    }
+
+    /// Blocks the worker's thread for `steps` × `step`, reporting one unit of progress per step,
+    /// like the executor running a long block of calls that each end in time.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Work {
+        steps: u32,
+        step: Duration,
+        done: Arc<AtomicU64>,
+    }
+    impl Handler<Work> for Worker {
+        type Result = ();
+        fn handle(&mut self, w: Work, _: &mut Context<Self>) {
+            for _ in 0..w.steps {
+                std::thread::sleep(w.step);
+                w.done.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn a_busy_actor_that_makes_progress_is_not_stuck_but_a_silent_one_is() {
+        let sys = System::new();
+        sys.block_on(async {
+            let done = Arc::new(AtomicU64::new(0));
+            let d = done.clone();
+            let built = Arc::new(AtomicU32::new(0));
+            let b = built.clone();
+            let spec = ChildSpec::start("worker", move || Worker {
+                generation: b.fetch_add(1, Ordering::SeqCst),
+            })
+            .with_progress(move || d.load(Ordering::SeqCst));
+            let slot = spec.slot();
+            let metrics = NodeMetrics::default();
+            let config = SupervisorConfig {
+                heartbeat_interval: Duration::from_millis(50),
+                heartbeat_timeout: Duration::from_millis(300),
+                max_restarts: 10,
+                restart_window: Duration::from_secs(60),
+            };
+            let _sup = Supervisor::new(
+                vec![Box::new(spec)],
+                config,
+                metrics.clone(),
+                Arc::default(),
+            )
+            .start();
+
+            // Busy for many heartbeat deadlines, finishing a unit of work every 20 ms: every
+            // heartbeat in that time is late, none of them is a restart.
+            let work = slot.get().send(Work {
+                steps: 75,
+                step: Duration::from_millis(20),
+                done: done.clone(),
+            });
+            work.await.unwrap();
+            assert_eq!(done.load(Ordering::SeqCst), 75);
+            // One more full round after the work, so a verdict on its last heartbeat is in.
+            let rounds = slot.get().send(Generation);
+            assert_eq!(
+                rounds.await.unwrap(),
+                0,
+                "the same incarnation did all the work"
+            );
+            actix::clock::sleep(Duration::from_millis(400)).await;
+            assert_eq!(restarts(&metrics, "stuck") + restarts(&metrics, "dead"), 0);
+            assert_eq!(built.load(Ordering::SeqCst), 1);
+
+            // The same actor blocked without progress: stuck, replaced.
+            slot.get().do_send(TestHook::Hang(Duration::from_secs(2)));
+            wait_for("stuck restart", || restarts(&metrics, "stuck") == 1).await;
+            assert_eq!(slot.get().send(Generation).await.unwrap(), 1);
             System::current().stop();
         });
     }

@@ -749,18 +749,18 @@ pub async fn query(
     }
     let head = state.storage.head().map_err(storage_err)?;
     let snapshot = Arc::new(state.storage.snapshot().map_err(storage_err)?);
-    if enqueue(
+    let Some(slot) = enqueue(
         &state.stats,
         &state.metrics,
         state.settings.execution.queue_size,
-    )
-    .is_none()
-    {
+    ) else {
         return Err(ApiError::unavailable(
             "execution_queue_full",
             "execution.queue_size requests are already waiting; retry later",
         ));
-    }
+    };
+    // Held until the answer: a client that hangs up drops this future and with it the place.
+    let waiting = slot.clone();
     let result = state
         .executor
         .get()
@@ -775,10 +775,12 @@ pub async fn query(
                 height: head.height,
                 time_ms: head.timestamp_ms,
             },
+            slot,
         })
         .timeout(state.settings.execution.timeout + Duration::from_secs(5))
         .await
         .map_err(|e| ApiError::unavailable("executor_unavailable", format!("executor: {e}")))?;
+    drop(waiting);
     let r = match result {
         Ok(r) => r,
         Err(VmError::Timeout) => {
@@ -936,8 +938,8 @@ pub async fn metrics(state: State, req: actix_web::HttpRequest) -> ApiResult<Htt
     }
 }
 
-/// Debug builds only: make an actor hang or panic, to prove supervision in tests.
-#[cfg(debug_assertions)]
+/// `test-hooks` builds only: make an actor hang or panic, to prove supervision in tests.
+#[cfg(feature = "test-hooks")]
 pub async fn inject_fault(
     state: State,
     path: web::Path<(String, String)>,

@@ -64,7 +64,7 @@ pub struct AppState {
     pub sequencer: PublicKey,
     /// Decompressed sender keys for signature checks.
     pub keys: Arc<accumen_actors::types::KeyCache>,
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
 }
 
@@ -139,7 +139,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
             "/v1/contracts/{address}/query",
             web::post().to(handlers::query),
         );
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     cfg.route(
         "/debug/actors/{name}/{fault}",
         web::post().to(handlers::inject_fault),

@@ -95,7 +95,7 @@ fn defaults_from_empty_file() {
     assert_eq!(s.execution.gas_limit, 50_000_000);
     assert_eq!(s.execution.memory_limit, 128);
     assert_eq!(s.execution.queue_size, 1000);
-    assert_eq!(s.execution.timeout, Duration::from_secs(5));
+    assert_eq!(s.execution.timeout, Duration::from_secs(2));
     assert_eq!(s.wasm.max_memory_pages, 64);
     assert_eq!(s.mempool.max_size, 50_000);
     assert_eq!(s.mempool.account_limit, 1000);
@@ -109,7 +109,7 @@ fn defaults_from_empty_file() {
     assert_eq!(s.bridge.stager.flush_interval, Duration::from_secs(1));
     assert_eq!(s.logging.level, "info");
     assert_eq!(s.supervisor.heartbeat_interval, Duration::from_secs(1));
-    assert_eq!(s.supervisor.heartbeat_timeout, Duration::from_secs(5));
+    assert_eq!(s.supervisor.heartbeat_timeout, Duration::from_secs(10));
     assert_eq!(s.supervisor.max_restarts, 5);
     assert_eq!(s.supervisor.restart_window, Duration::from_secs(60));
     Settings::default().validate().unwrap();
@@ -538,7 +538,7 @@ fn vm_config_follows_settings() {
     assert_eq!(vm.workers, 2);
     assert_eq!(vm.memory_limit_mb, 128);
     assert_eq!(vm.max_memory_pages, 64);
-    assert_eq!(vm.timeout, Duration::from_secs(5));
+    assert_eq!(vm.timeout, Duration::from_secs(2));
     assert_eq!(vm.cache_dir, None);
     s.storage = StorageKind::Persistent;
     s.data_dir = PathBuf::from("/srv/acc");
@@ -675,5 +675,43 @@ fn mempool_byte_and_future_keys() {
     assert!(
         text.starts_with("config/x.yaml: mempool.future_ttl: "),
         "{text}"
+}
+
+#[test]
+fn execution_timeout_must_be_below_the_heartbeat_deadline() {
+    for (timeout, heartbeat) in [("5s", "5s"), ("6s", "5s")] {
+        let text = err_text(
+            &format!(
+                "execution:\n  timeout: \"{timeout}\"\nsupervisor:\n  heartbeat_timeout: \"{heartbeat}\"\n"
+            ),
+            no_env(),
+        );
+        assert!(
+            text.starts_with(&format!(
+                "config/x.yaml: execution.timeout = {timeout} must be below \
+                 supervisor.heartbeat_timeout = {heartbeat}"
+            )),
+            "{text}"
+        );
+    }
+    // Either key may come from the environment; the rule still holds across sources.
+    let text = err_text(
+        "execution:\n  timeout: \"3s\"\n",
+        env(&[("ACCUMEN_SUPERVISOR__HEARTBEAT_TIMEOUT", "3s")]),
+    );
+    assert!(
+        text.contains("must be below supervisor.heartbeat_timeout = 3s"),
+        "{text}"
+    );
+    // The dotted runbook form and a margin of any size are fine.
+    let s = load_str(
+        "execution.timeout: \"4s\"\nsupervisor.heartbeat_timeout: \"4500ms\"\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(s.execution.timeout, Duration::from_secs(4));
+    // The seed runbook's low-latency profile (execution.timeout 5s) loads on the default deadline.
+    assert!(
+        Settings::default().execution.timeout < Settings::default().supervisor.heartbeat_timeout
     );
 }

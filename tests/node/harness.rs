@@ -41,7 +41,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut ok: impl FnMut() -> Option
     }
 }
 
-/// Base configuration for tests: everything on 127.0.0.1 port 0, fast blocks.
+/// Base configuration for tests: everything on 127.0.0.1 port 0, fast blocks, a short stuck
+/// deadline (which must stay above `execution.timeout`).
 pub fn base_config(data_dir: &Path) -> String {
     format!(
         r#"chain_id: "{CHAIN}"
@@ -54,7 +55,7 @@ health_addr: "127.0.0.1:0"
 metrics_addr: "127.0.0.1:0"
 execution:
   workers: 2
-  timeout: "2s"
+  timeout: "500ms"
 logging:
   level: "info"
 supervisor:

@@ -9,6 +9,7 @@ mod attack_api;
 mod attack_blocks;
 mod attack_disk;
 mod attack_mempool;
+mod attack_exec;
 mod cli;
 mod errors;
 mod flow;

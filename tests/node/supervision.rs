@@ -1,6 +1,7 @@
 //! Supervision of the running node: a hung or panicking actor is rebuilt, production resumes,
 //! nothing committed is lost, every restart is counted, and a restart storm exits non-zero.
-//! Faults are injected through the debug-build-only `/debug/actors/{name}/{hang|panic}` hook.
+//! Faults are injected through the `/debug/actors/{name}/{hang|panic}` hook, which only a binary
+//! built with the `test-hooks` feature has (the test build turns it on; see Cargo.toml).
 
 use std::time::Duration;
 

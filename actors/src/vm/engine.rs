@@ -213,6 +213,8 @@ pub struct Vm {
     config: VmConfig,
     slots: u32,
     deadline_ticks: u64,
+    /// Calls finished (any outcome), for the supervisor's busy-or-stuck check; never consensus.
+    progress: std::sync::atomic::AtomicU64,
     _ticker: Ticker,
 }
 
@@ -274,11 +276,19 @@ impl Vm {
             config,
             slots: per_lane * lanes_n as u32,
             deadline_ticks,
+            progress: std::sync::atomic::AtomicU64::new(0),
             _ticker: Ticker {
                 stop,
                 handle: Some(handle),
             },
         })
+    }
+
+    /// Contract calls finished so far, whatever their outcome. Every call ends within
+    /// `execution.timeout`, so a busy engine raises this at least that often; the supervisor
+    /// reads it to tell a busy executor from a stuck one.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
     }
 
     /// Number of lanes (one per `execution.workers`).
@@ -420,6 +430,8 @@ impl Vm {
                 }
             },
         };
+        // One more call finished, whatever its end: the supervisor reads this as progress.
+        self.progress.fetch_add(1, Ordering::Relaxed);
         let fuel_left = store.get_fuel().unwrap_or(0);
         let mut fuel_used = input.fuel.saturating_sub(fuel_left);
         let mut end = match (end, result) {
