@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod attack_compile;
 mod cli;
 mod errors;
 mod flow;

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cache::CachedModule;
+use super::cache::{CachedModule, Source};
 use super::engine::{RunEnd, RunInput, RunResult, Vm, VmError};
 use super::gas;
 use super::host::Overlay;
@@ -236,6 +236,8 @@ struct CallArgs<'a> {
     args: &'a [u8],
     height: u64,
     time_ms: u64,
+    /// A read-only query (not consensus): pays the real compile cost of an actual cache miss.
+    query: bool,
 }
 
 impl Vm {
@@ -418,6 +420,7 @@ impl Vm {
                         args: &args.0,
                         height: ctx.height,
                         time_ms: ctx.timestamp_ms,
+                        query: false,
                     },
                 )?,
             };
@@ -458,8 +461,18 @@ impl Vm {
                 return Ok(TxRun::Done(receipt(tx_id, g.address, status, intrinsic)));
             }
         };
+        // The compile is paid before it is done: bytes, plus the code's compile weight.
+        let intrinsic = gas::deploy_intrinsic(code.len(), info.compile_weight);
+        if gas_limit < intrinsic {
+            return Ok(TxRun::Done(receipt(
+                tx_id,
+                g.address,
+                ReceiptStatus::OutOfGas,
+                gas_limit,
+            )));
+        }
         let code_hash = sha256(code);
-        let module = self.module(lane, &code_hash, Some(code), base.as_ref())?;
+        let (module, _) = self.module(lane, &code_hash, Some(code), base.as_ref())?;
         let mut r = receipt(tx_id, g.address, ReceiptStatus::Success, intrinsic);
         if info.has_init {
             let run = self.run(
@@ -516,14 +529,30 @@ impl Vm {
             let status = reverted(format!("unknown contract {}", g.address));
             return Ok(TxRun::Done(receipt(a.tx_id, g.address, status, intrinsic)));
         };
-        let module = match &g.module {
-            Some(m) => m.clone(),
+        let (module, source) = match &g.module {
+            Some(m) => (m.clone(), Source::Memory),
             None => {
-                let m = self.module(a.lane, &info.code_hash, None, base.as_ref())?;
+                let (m, source) = self.module(a.lane, &info.code_hash, None, base.as_ref())?;
                 g.module = Some(m.clone());
-                m
+                (m, source)
             }
         };
+        // Loading the module: a share of its compile weight, the same on every node whether or
+        // not its cache held the module (consensus). A query is not consensus and pays the
+        // whole compile when it actually caused one.
+        let mut load = gas::module_load(module.compile_weight);
+        if a.query && source == Source::Compiled {
+            load = load.saturating_add(module.compile_weight);
+        }
+        let intrinsic = intrinsic.saturating_add(load);
+        if a.gas_limit < intrinsic {
+            return Ok(TxRun::Done(receipt(
+                a.tx_id,
+                g.address,
+                ReceiptStatus::OutOfGas,
+                a.gas_limit,
+            )));
+        }
         if a.entry == "init" {
             let status = reverted("init runs only at deploy");
             return Ok(TxRun::Done(receipt(a.tx_id, g.address, status, intrinsic)));
@@ -566,6 +595,7 @@ impl Vm {
                 args: &q.args,
                 height: q.height,
                 time_ms: q.time_ms,
+                query: true,
             },
         )?;
         match run {
