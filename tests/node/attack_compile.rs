@@ -63,7 +63,7 @@ fn compile_bombs_are_refused_or_paid_and_blocks_keep_coming() {
     let bomb = wat::parse_str(bombs::nested_br_table(5_000, 5_000, gas::MAX_LOCALS)).unwrap();
     refused(&node, &mut attacker, bomb, "control nesting depth count");
     // And a br_table wider than the limit.
-    let wide = gas::MAX_BR_TABLE_TARGETS;
+    let wide = gas::MAX_BR_TABLE_TARGETS + 1;
     let bomb = wat::parse_str(bombs::nested_br_table(10, wide, 10)).unwrap();
     refused(&node, &mut attacker, bomb, "br_table target count");
 
