@@ -1,5 +1,7 @@
 //! The contract engine: one wasmtime `Engine` per worker lane (all with the same configuration),
-//! and single calls in fresh stores.
+//! and single calls in fresh stores. A module is compiled once for all lanes (the others
+//! deserialize its artifact, see `cache.rs`); compile failures of validated code are
+//! `VmError::Compile`, for the caller to drop the transaction rather than fail the block.
 //!
 //! Determinism settings, fixed: fuel metering (gas), NaN canonicalization, no threads, no
 //! relaxed SIMD, one linear memory per contract. The pooling allocators hold every linear memory

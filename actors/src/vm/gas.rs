@@ -118,7 +118,8 @@ pub const MAX_FUNCTION_BLOCKS: u32 = 500;
 pub const MAX_BR_TABLE_TARGETS: u32 = 1_024;
 /// Most locals of one function, parameters included: each is an SSA variable on every edge.
 pub const MAX_LOCALS: u32 = 1_024;
-/// Most bytes of all function bodies together (the code section).
+/// Most bytes of all function bodies together (the code section). Today the module size
+/// limit (`MAX_CODE_LEN`, 512 KiB) is the same bound; this one stays if that one is raised.
 pub const MAX_CODE_BYTES: u64 = 512 * 1024;
 
 // ---------------------------------------------------------------------------------------------

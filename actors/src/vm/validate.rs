@@ -2,11 +2,22 @@
 //!
 //! Invariant: a module that passes here can be compiled and instantiated by this engine with the
 //! configured limits, so every later failure of a call is the contract's own deterministic fault.
-//! Checks, in order: WebAssembly binary (not text), size, the engine's own validation (which
-//! refuses threads, relaxed SIMD, GC and other disabled proposals), then the ABI: imports only
-//! from `"accumen"` with exactly the documented types, one memory exported as `memory` and within
-//! `wasm.max_memory_pages`, function entry points of type `() -> ()`, no start function, and the
-//! count and size limits of `gas.rs`. Each rejection names its reason.
+//! The module limits are the constants of `gas.rs`, which `engine_config` also builds the
+//! instance pool and store limits from: one place, so validation and engine cannot disagree
+//! (the tests below instantiate a module at every limit).
+//!
+//! Checks, in order: WebAssembly binary (not text), size; then one pass over the sections that
+//! refuses a count before reading the items it counts (tables, memories, functions, imports,
+//! types, globals, exports, element and data segments) and walks every function body with the
+//! operator reader for the compile limits (body size, locals, control blocks, nesting depth,
+//! `br_table` width), measuring the code for its compile weight (`gas::CodeStats`); then the
+//! engine's own validation (which refuses threads, relaxed SIMD, GC and other disabled
+//! proposals); then the ABI: imports only from `"accumen"` with exactly the documented types,
+//! one memory exported as `memory` and within `wasm.max_memory_pages`, function entry points of
+//! type `() -> ()`, no start function, and active data and element segments whose whole
+//! constant offset expression is evaluated and lies within the initial memory or table. Each
+//! rejection names its reason. Deterministic: the result and the weight depend on the code
+//! and the chain constants only.
 
 use wasmparser::{DataKind, ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, ValType};
 
