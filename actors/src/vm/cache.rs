@@ -85,6 +85,16 @@ impl SharedArtifacts {
         slot
     }
 
+    /// Drops `code_hash`'s slot if it holds no artifact (its compile failed), so failures
+    /// leave nothing behind.
+    fn forget_empty(&self, code_hash: &Hash) {
+        let mut inner = self.lock();
+        if matches!(inner.slots.get(code_hash), Some((_, 0))) {
+            inner.slots.remove(code_hash);
+            inner.order.retain(|h| h != code_hash);
+        }
+    }
+
     /// Records that `code_hash`'s artifact holds `len` bytes and evicts the oldest artifacts
     /// (never this one) until the total fits `SHARED_ARTIFACT_BYTES`. A lane waiting on an
     /// evicted slot still gets its artifact (it holds the `Arc`); later misses start afresh.
@@ -215,7 +225,14 @@ impl ModuleCache {
         let module = match module {
             Some(m) => m,
             None => {
-                let m = Module::from_binary(&self.engine, code)?;
+                let m = match Module::from_binary(&self.engine, code) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        drop(artifact);
+                        self.shared.forget_empty(code_hash);
+                        return Err(e);
+                    }
+                };
                 source = Source::Compiled;
                 match m.serialize() {
                     Ok(bytes) => {

@@ -605,7 +605,9 @@ mod tests {
     #[test]
     fn limits_accept_at_and_refuse_past_each_module_limit() {
         let vm = vm();
-        let cases: Vec<(&str, Box<dyn Fn(u64) -> String>, u64)> = vec![
+        // (reason, module items for a count, the limit)
+        type Case = (&'static str, Box<dyn Fn(u64) -> String>, u64);
+        let cases: Vec<Case> = vec![
             (
                 "table count",
                 Box::new(|n| repeat(n, |_| "(table 1 funcref)".into())),
@@ -847,5 +849,111 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("table count 2 exceeds the limit 1"));
+    }
+
+    #[test]
+    fn deploys_pay_their_compile_weight_and_calls_a_deterministic_share() {
+        use crate::types::{Action, Bytes, Keypair, ReceiptStatus, Tx, VerifiedTx};
+        use crate::vm::{BlockContext, Query};
+
+        let vm = vm();
+        let key = Keypair::from_seed([9; 32]);
+        let tx = |nonce: u64, gas_limit: u64, action: Action| -> VerifiedTx {
+            key.sign(Tx {
+                chain_id: "t".into(),
+                sender: key.public(),
+                nonce,
+                gas_limit,
+                priority: 0,
+                expiry: None,
+                action,
+            })
+            .verify()
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let ctx = |height| BlockContext {
+            chain_id: "t".into(),
+            height,
+            timestamp_ms: 1,
+            max_tx_gas: 50_000_000,
+        };
+        let code = wasm(&module(&format!(
+            "(func (local i64 i64) {})",
+            "block local.get 0 local.set 1 end ".repeat(100)
+        )));
+        let weight = vm.validate(&code).map(|i| i.compile_weight).unwrap_or(0);
+        let cost = gas::deploy_intrinsic(code.len(), weight);
+        assert!(weight > gas::COMPILE_FUNCTION * 2, "{weight}");
+
+        // One gas short of the compile: out of gas, nothing created.
+        let mut st = MemState::default();
+        let short = tx(
+            0,
+            cost - 1,
+            Action::Deploy {
+                code: Bytes(code.clone()),
+            },
+        );
+        let out = vm
+            .execute_block(Arc::new(st.clone()), &ctx(1), vec![short])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.receipts[0].status, ReceiptStatus::OutOfGas);
+        assert!(out.writes.contracts.is_empty());
+        st.apply(&out.writes);
+
+        let deploy = tx(
+            1,
+            50_000_000,
+            Action::Deploy {
+                code: Bytes(code.clone()),
+            },
+        );
+        let contract = deploy.tx().target();
+        let out = vm
+            .execute_block(Arc::new(st.clone()), &ctx(2), vec![deploy])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.receipts[0].status, ReceiptStatus::Success);
+        assert_eq!(out.receipts[0].gas_used, cost);
+        st.apply(&out.writes);
+
+        // A call pays the same load share on a node that has the module cached and on a fresh
+        // one that must compile it: consensus does not see caches.
+        let call = tx(
+            2,
+            1_000_000,
+            Action::Call {
+                contract,
+                entry: "run".into(),
+                args: Bytes::default(),
+            },
+        );
+        let warm = vm
+            .execute_block(Arc::new(st.clone()), &ctx(3), vec![call.clone()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cold = Vm::new(VmConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .execute_block(Arc::new(st.clone()), &ctx(3), vec![call])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(warm.receipts[0].status, ReceiptStatus::Success);
+        assert_eq!(warm.receipts[0].gas_used, cold.receipts[0].gas_used);
+        assert!(warm.receipts[0].gas_used >= gas::TX_BASE + gas::module_load(weight));
+
+        // A query (not consensus) pays the whole compile when it caused one, then only the share.
+        let fresh = Vm::new(VmConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let q = Query {
+            contract,
+            entry: "run".into(),
+            args: Vec::new(),
+            sender: key.public(),
+            gas_limit: 50_000_000,
+            height: 3,
+            time_ms: 1,
+        };
+        let base = Arc::new(st);
+        let miss = fresh
+            .query(base.clone(), q.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let hit = fresh.query(base, q).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(miss.gas_used, hit.gas_used + weight);
     }
 }
