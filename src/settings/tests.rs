@@ -675,6 +675,7 @@ fn mempool_byte_and_future_keys() {
     assert!(
         text.starts_with("config/x.yaml: mempool.future_ttl: "),
         "{text}"
+    );
 }
 
 #[test]

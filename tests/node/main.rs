@@ -10,6 +10,7 @@ mod attack_blocks;
 mod attack_disk;
 mod attack_mempool;
 mod attack_exec;
+mod attack_compile;
 mod cli;
 mod errors;
 mod flow;

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::cache::CachedModule;
+use super::cache::{CachedModule, Source};
 use super::engine::{RunEnd, RunInput, RunResult, Vm, VmError};
 use super::gas;
 use super::host::Overlay;
@@ -379,6 +379,8 @@ struct CallArgs<'a> {
     args: &'a [u8],
     height: u64,
     time_ms: u64,
+    /// A read-only query (not consensus): pays the real compile cost of an actual cache miss.
+    query: bool,
 }
 
 impl Vm {
@@ -705,6 +707,7 @@ impl Vm {
                         args: &args.0,
                         height: ctx.height,
                         time_ms: ctx.timestamp_ms,
+                        query: false,
                     },
                 )?,
             };
@@ -745,9 +748,19 @@ impl Vm {
                 return Ok(TxRun::done(receipt(tx_id, g.address, status, intrinsic)));
             }
         };
+        // The compile is paid before it is done: bytes, plus the code's compile weight.
+        let intrinsic = gas::deploy_intrinsic(code.len(), info.compile_weight);
+        if gas_limit < intrinsic {
+            return Ok(TxRun::done(receipt(
+                tx_id,
+                g.address,
+                ReceiptStatus::OutOfGas,
+                gas_limit,
+            )));
+        }
         let code_hash = sha256(code);
         let module = match self.module(lane, &code_hash, Some(code), base.as_ref()) {
-            Ok(m) => m,
+            Ok((m, _)) => m,
             Err(e) => return fault(e),
         };
         let r = receipt(tx_id, g.address, ReceiptStatus::Success, intrinsic);
@@ -814,12 +827,12 @@ impl Vm {
         if let Some(why) = &g.module_fault {
             return Ok(TxRun::Fault(why.clone()));
         }
-        let module = match &g.module {
-            Some(m) => m.clone(),
+        let (module, source) = match &g.module {
+            Some(m) => (m.clone(), Source::Memory),
             None => match self.module(a.lane, &info.code_hash, None, base.as_ref()) {
-                Ok(m) => {
+                Ok((m, source)) => {
                     g.module = Some(m.clone());
-                    m
+                    (m, source)
                 }
                 Err(e) => {
                     let run = fault(e)?;
@@ -830,6 +843,22 @@ impl Vm {
                 }
             },
         };
+        // Loading the module: a share of its compile weight, the same on every node whether or
+        // not its cache held the module (consensus). A query is not consensus and pays the
+        // whole compile when it actually caused one.
+        let mut load = gas::module_load(module.compile_weight);
+        if a.query && source == Source::Compiled {
+            load = load.saturating_add(module.compile_weight);
+        }
+        let intrinsic = intrinsic.saturating_add(load);
+        if a.gas_limit < intrinsic {
+            return Ok(TxRun::done(receipt(
+                a.tx_id,
+                g.address,
+                ReceiptStatus::OutOfGas,
+                a.gas_limit,
+            )));
+        }
         if a.entry == "init" {
             let status = reverted(revert_reason::INIT_ONLY_AT_DEPLOY);
             return Ok(TxRun::done(receipt(a.tx_id, g.address, status, intrinsic)));
@@ -878,6 +907,7 @@ impl Vm {
                 args: &q.args,
                 height: q.height,
                 time_ms: q.time_ms,
+                query: true,
             },
         )?;
         match run {

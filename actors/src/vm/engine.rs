@@ -1,5 +1,7 @@
 //! The contract engine: one wasmtime `Engine` per worker lane (all with the same configuration),
-//! and single calls in fresh stores.
+//! and single calls in fresh stores. A module is compiled once for all lanes (the others
+//! deserialize its artifact, see `cache.rs`); compile failures of validated code are
+//! `VmError::Compile`, for the caller to drop the transaction rather than fail the block.
 //!
 //! Determinism settings, fixed: fuel metering (gas), NaN canonicalization, no threads, no
 //! relaxed SIMD, one linear memory per contract. The pooling allocators hold every linear memory
@@ -20,7 +22,7 @@ use wasmtime::{
     StoreLimitsBuilder, Trap,
 };
 
-use super::cache::{CachedModule, ModuleCache};
+use super::cache::{CachedModule, ModuleCache, SharedArtifacts, Source};
 use super::gas;
 use super::host::{self, CallCtx, CallLimits, HostTrap, Overlay};
 use super::state::{StateError, StateView};
@@ -133,6 +135,15 @@ pub enum VmError {
     /// A query's args are longer than a call's may be (`MAX_ARGS_LEN`).
     #[error("call args are {len} bytes, limit {limit}")]
     ArgsTooLarge { len: usize, limit: usize },
+    /// Code that passed validation failed to compile or link (a wasmtime limit validation does
+    /// not know of, or a changed rule for code stored before it). Not the transaction's
+    /// deterministic result: block execution drops the transaction instead of aborting the
+    /// block.
+    #[error("compiling {code_hash}: {reason}")]
+    Compile { code_hash: Hash, reason: String },
+    /// A deploy's code was refused (`Vm::precompile`).
+    #[error("invalid contract: {0}")]
+    Invalid(#[from] ValidationError),
 }
 
 fn engine_err(e: impl std::fmt::Display) -> VmError {
@@ -237,11 +248,14 @@ impl Vm {
         // lanes together never hold more than `execution.memory_limit`.
         let per_lane = (slots / lanes_n as u32).max(1);
         let mut lanes = Vec::with_capacity(lanes_n);
+        // One compile per module for all lanes: they share the serialized artifacts.
+        let shared = Arc::new(SharedArtifacts::default());
         for _ in 0..lanes_n {
             let engine = Engine::new(&engine_config(&config, per_lane)).map_err(engine_err)?;
             let linker = host::linker(&engine).map_err(engine_err)?;
             let cache = ModuleCache::new(
                 &engine,
+                shared.clone(),
                 config.module_cache_entries,
                 config.cache_dir.clone(),
             );
@@ -326,17 +340,21 @@ impl Vm {
         validate(&self.lane(0).engine, code, self.config.max_memory_pages)
     }
 
-    /// The compiled module for `code_hash`, compiling `code` (or loading the stored code) on a miss.
+    /// The compiled module for `code_hash`, compiling `code` (or loading the stored code) on a
+    /// miss, and how it was obtained. On a miss the code is validated again, which yields its
+    /// compile weight (deterministic: it depends on the code only) and keeps the invariant
+    /// that only validated code is compiled. Validated code that still fails to compile is
+    /// `VmError::Compile`.
     pub(crate) fn module(
         &self,
         lane: usize,
         code_hash: &Hash,
         code: Option<&[u8]>,
         base: &dyn StateView,
-    ) -> Result<Arc<CachedModule>, VmError> {
+    ) -> Result<(Arc<CachedModule>, Source), VmError> {
         let lane = self.lane(lane);
         if let Some(m) = lane.cache.get(code_hash) {
-            return Ok(m);
+            return Ok((m, Source::Memory));
         }
         let stored;
         let code = match code {
@@ -348,9 +366,32 @@ impl Vm {
                 &stored
             }
         };
+        let compile_err = |reason: String| VmError::Compile {
+            code_hash: *code_hash,
+            reason,
+        };
+        let info = self
+            .validate(code)
+            .map_err(|e| compile_err(format!("stored code no longer validates: {e}")))?;
         lane.cache
-            .load(code_hash, code, &lane.linker)
-            .map_err(|e| VmError::Engine(format!("compiling {code_hash}: {e:#}")))
+            .load(code_hash, code, info.compile_weight, &lane.linker)
+            .map_err(|e| compile_err(format!("{e:#}")))
+    }
+
+    /// Validates `code` and compiles it into the module cache (shared by all lanes) without
+    /// running anything: what a deploy does before `init`. For warming the cache off the block
+    /// path and for the compile benchmark.
+    pub fn precompile(&self, code: &[u8]) -> Result<ModuleInfo, VmError> {
+        let info = self.validate(code)?;
+        let code_hash = crate::types::sha256(code);
+        let lane = self.lane(0);
+        lane.cache
+            .load(&code_hash, code, info.compile_weight, &lane.linker)
+            .map_err(|e| VmError::Compile {
+                code_hash,
+                reason: format!("{e:#}"),
+            })?;
+        Ok(info)
     }
 
     /// Runs `entry` of `module` in a fresh store.
@@ -371,8 +412,8 @@ impl Vm {
             .memory_size(self.config.max_memory_bytes() as usize)
             .table_elements(gas::MAX_TABLE_ELEMENTS as usize)
             .instances(1)
-            .memories(1)
-            .tables(1)
+            .memories(gas::MAX_MEMORIES as usize)
+            .tables(gas::MAX_TABLES as usize)
             .build();
         let ctx = CallCtx {
             contract: input.contract,
@@ -468,15 +509,19 @@ impl Vm {
 }
 
 /// The one engine configuration every lane uses; `slots` is the lane's share of the pool.
+///
+/// Every per-module limit here comes from the module limits in `gas.rs`, the same constants
+/// `validate` checks, so validated code always instantiates.
 fn engine_config(config: &VmConfig, slots: u32) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_core_instances(slots)
-        .total_memories(slots)
-        .total_tables(slots)
+        .total_memories(slots.saturating_mul(gas::MAX_MEMORIES))
+        .total_tables(slots.saturating_mul(gas::MAX_TABLES))
         .total_component_instances(0)
-        .max_memories_per_module(1)
-        .max_tables_per_module(1)
+        .max_memories_per_module(gas::MAX_MEMORIES)
+        .max_tables_per_module(gas::MAX_TABLES)
         .table_elements(gas::MAX_TABLE_ELEMENTS as usize)
+        .max_core_instance_size(gas::MAX_INSTANCE_BYTES)
         .max_memory_size(config.max_memory_bytes() as usize)
         // Small contracts reuse their first pages without a syscall on every call.
         .linear_memory_keep_resident(PAGE_BYTES as usize * 4)

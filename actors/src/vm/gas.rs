@@ -57,16 +57,172 @@ pub const MAX_LOGS: usize = 64;
 /// Longest revert message, in bytes.
 pub const MAX_REVERT_LEN: usize = 1024;
 
-/// Most functions (imported and defined) a contract may have.
-pub const MAX_FUNCTIONS: u32 = 10_000;
-/// Most globals a contract may have.
-pub const MAX_GLOBALS: u32 = 1_000;
-/// Most elements of a contract's table.
+// ---------------------------------------------------------------------------------------------
+// Module limits: what the engine can instantiate. `engine_config` builds the pooling allocator
+// and the per-call `StoreLimits` from these same constants and `validate` checks every deployed
+// module against them, so a module that passes validation always compiles and instantiates
+// (`vm::tests::limits_*` instantiate a module at every limit on the real engine).
+
+/// Most tables a contract may declare: the pooling allocator reserves one table per instance
+/// slot (`max_tables_per_module`).
+pub const MAX_TABLES: u32 = 1;
+/// Most elements of a contract's table, initially and after `table.grow` (pool slot size).
 pub const MAX_TABLE_ELEMENTS: u64 = 10_000;
-/// Most bytes in all of a contract's data segments together.
-pub const MAX_DATA_BYTES: u64 = 1024 * 1024;
+/// Most linear memories (the pool reserves one per slot; multi-memory is off).
+pub const MAX_MEMORIES: u32 = 1;
+/// Most functions (imported and defined) a contract may have. Bounds the instance's
+/// `VMContext` (one function reference each) and the per-module compile work.
+pub const MAX_FUNCTIONS: u32 = 10_000;
+/// Most imports: the ABI has 13 functions; duplicates are legal WebAssembly but useless.
+pub const MAX_IMPORTS: u32 = 100;
+/// Most function types. Each is registered engine-wide on load.
+pub const MAX_TYPES: u32 = 1_000;
+/// Most parameters of a function type (also block types): each is a local of the callee.
+pub const MAX_TYPE_PARAMS: u32 = 128;
+/// Most results of a function or block type (multi-value).
+pub const MAX_TYPE_RESULTS: u32 = 16;
+/// Most globals a contract may have (16 bytes each in the instance's `VMContext`).
+pub const MAX_GLOBALS: u32 = 1_000;
 /// Most exports a contract may have.
 pub const MAX_EXPORTS: u32 = 1_000;
+/// Most element segments; their items together are bounded by `MAX_TABLE_ELEMENTS`.
+pub const MAX_ELEMENT_SEGMENTS: u32 = 100;
+/// Most data segments.
+pub const MAX_DATA_SEGMENTS: u32 = 1_000;
+/// Most bytes in all of a contract's data segments together (copied into memory by every
+/// instantiation, i.e. every call).
+pub const MAX_DATA_BYTES: u64 = 256 * 1024;
+/// Largest `VMContext` of one instance, in bytes (the pool's `max_core_instance_size`, its
+/// default). The limits above keep every accepted module far below it (under 400 KiB at all
+/// of them together).
+pub const MAX_INSTANCE_BYTES: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Compile limits: Cranelift's compile time and memory are not linear in the size of a function
+// (wasmtime issues 3523, 4291, 12229): deep nesting with wide `br_table`s and many locals grows
+// as their product (every branch edge carries every live local as a block parameter). These
+// bound the worst module so that its compile stays within the budget measured by
+// `actors/benches/compile.rs` (see CONTRACT_ABI.md, "Deploy limits").
+
+/// Most bytes of one function body. Bounds the work of one Cranelift function compile.
+pub const MAX_FUNCTION_BODY_BYTES: u32 = 128 * 1024;
+/// Deepest nesting of control frames (`block`, `loop`, `if`) in one function, counting the
+/// function's own frame. Bounds the control-flow graph depth Cranelift's SSA builder walks.
+pub const MAX_NESTING_DEPTH: u32 = 256;
+/// Most control blocks (`block`, `loop`, `if`, `else`) of one function. Compile time grows with
+/// the square of this number (measured: 250 -> 0.5 s, 500 -> 2.1 s, 1,000 -> 9.3 s with 1,024
+/// live locals, on the loaded 2-core test machine), so it is the limit that bounds one
+/// function's compile; the square is also priced (`COMPILE_BLOCK_PAIR`).
+pub const MAX_FUNCTION_BLOCKS: u32 = 500;
+/// Most targets of one `br_table` (the default included): each target is a CFG edge.
+pub const MAX_BR_TABLE_TARGETS: u32 = 1_024;
+/// Most locals of one function, parameters included: each is an SSA variable on every edge.
+pub const MAX_LOCALS: u32 = 1_024;
+/// Most bytes of all function bodies together (the code section). Today the module size
+/// limit (`MAX_CODE_LEN`, 512 KiB) is the same bound; this one stays if that one is raised.
+pub const MAX_CODE_BYTES: u64 = 512 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Compile pricing. Validation measures the code (`CodeStats`) and turns it into a compile
+// weight in gas, calibrated so that a second of Cranelift compile costs about as much gas as a
+// second of execution (`actors/benches/compile.rs` measures both; CONTRACT_ABI.md has the
+// figures). Deterministic: it depends only on the code bytes, never on a node's cache.
+
+/// Per function compiled (function setup, trampolines, relocations: measured about 0.1 ms
+/// each under load, the largest fixed cost).
+pub const COMPILE_FUNCTION: u64 = 80_000;
+/// Per operator of a function body (instruction selection, register allocation).
+pub const COMPILE_OPERATOR: u64 = 150;
+/// Per local or parameter of a function.
+pub const COMPILE_LOCAL: u64 = 200;
+/// Per control block (`block`, `loop`, `if`, `else`) and per `br_table` target: a CFG node
+/// or edge.
+pub const COMPILE_BLOCK: u64 = 200;
+/// Per (local x (blocks + br_table targets)) of one function: each local may be a block
+/// parameter on every edge of the function's CFG.
+pub const COMPILE_LOCAL_EDGE: u64 = 50;
+/// Per (block x block) of one function, plus `locals` per pair: the measured quadratic part.
+pub const COMPILE_BLOCK_PAIR: u64 = 128;
+/// Every call pays this fraction (1 / `MODULE_LOAD_DIVISOR`) of its module's compile weight,
+/// plus `MODULE_LOAD_BASE`: the amortized cost of loading the module, whether or not this
+/// node's cache holds it (see `module_load`).
+pub const MODULE_LOAD_DIVISOR: u64 = 64;
+/// Per call, on top of the share of the compile weight.
+pub const MODULE_LOAD_BASE: u64 = 1_000;
+
+/// What validation measured of one function body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FunctionStats {
+    pub body_bytes: u64,
+    /// Locals, parameters included.
+    pub locals: u64,
+    pub operators: u64,
+    /// `block`, `loop`, `if`, `else`.
+    pub blocks: u64,
+    /// Sum over the body's `br_table`s of their targets, default included.
+    pub br_table_targets: u64,
+}
+
+/// What validation measured of a module's code, summed over its function bodies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CodeStats {
+    pub functions: u64,
+    pub body_bytes: u64,
+    pub locals: u64,
+    pub operators: u64,
+    pub blocks: u64,
+    pub br_table_targets: u64,
+    /// Sum over functions of `locals * (blocks + br_table_targets)`.
+    pub local_edges: u64,
+    /// Sum over functions of `blocks^2 * (COMPILE_BLOCK_PAIR + locals)`, in gas.
+    pub block_pairs_gas: u64,
+}
+
+impl CodeStats {
+    pub fn add_function(&mut self, f: FunctionStats) {
+        let edges = f.blocks.saturating_add(f.br_table_targets);
+        self.functions += 1;
+        self.body_bytes = self.body_bytes.saturating_add(f.body_bytes);
+        self.locals = self.locals.saturating_add(f.locals);
+        self.operators = self.operators.saturating_add(f.operators);
+        self.blocks = self.blocks.saturating_add(f.blocks);
+        self.br_table_targets = self.br_table_targets.saturating_add(f.br_table_targets);
+        self.local_edges = self
+            .local_edges
+            .saturating_add(f.locals.saturating_mul(edges));
+        let pairs = f.blocks.saturating_mul(f.blocks);
+        self.block_pairs_gas = self
+            .block_pairs_gas
+            .saturating_add(pairs.saturating_mul(COMPILE_BLOCK_PAIR.saturating_add(f.locals)));
+    }
+
+    /// The module's compile weight, in gas.
+    pub fn weight(&self) -> u64 {
+        COMPILE_FUNCTION
+            .saturating_mul(self.functions)
+            .saturating_add(COMPILE_OPERATOR.saturating_mul(self.operators))
+            .saturating_add(COMPILE_LOCAL.saturating_mul(self.locals))
+            .saturating_add(
+                COMPILE_BLOCK.saturating_mul(self.blocks.saturating_add(self.br_table_targets)),
+            )
+            .saturating_add(COMPILE_LOCAL_EDGE.saturating_mul(self.local_edges))
+            .saturating_add(self.block_pairs_gas)
+    }
+}
+
+/// The intrinsic charge of a deploy: base, code bytes, and the code's compile weight.
+pub fn deploy_intrinsic(code_len: usize, compile_weight: u64) -> u64 {
+    intrinsic(0, code_len).saturating_add(compile_weight)
+}
+
+/// What every call pays to have its module loaded, derived from the module's compile weight
+/// only. Gas is consensus, so the charge cannot depend on whether this node's cache holds the
+/// module: every call pays the same small share, which amortizes the compiles that cache misses
+/// cause (a module must be deployed, paying its full weight, before it can be called; the
+/// in-memory cache holds 1,024 modules and persistent nodes keep compiled modules on disk).
+pub fn module_load(compile_weight: u64) -> u64 {
+    MODULE_LOAD_BASE.saturating_add(compile_weight / MODULE_LOAD_DIVISOR)
+}
 
 /// The intrinsic charge of a transaction: base, plus its args or code.
 pub fn intrinsic(args_len: usize, code_len: usize) -> u64 {
