@@ -40,7 +40,7 @@ fn signed(key: &Keypair, nonce: u64, action: Action) -> SignedTx {
         sender: key.public(),
         nonce,
         // Enough for an increment (about 10k gas), and 5,000 of them fit in `MAX_BLOCK_GAS`.
-        gas_limit: 100_000,
+        gas_limit: 50_000,
         priority: 0,
         expiry: None,
         action,
