@@ -105,8 +105,8 @@ pub const MAX_TX_WRITE_BYTES: usize = 256 * 1024;
 /// Most gas one block may ask for: the sum of its transactions' declared gas limits. A chain
 /// rule (every node selects and checks blocks with it), so a block's execution time is bounded
 /// before it starts, whatever its transactions do. Sized so that a full block runs in about one
-/// second of one core: measured at 280M to 750M gas/s for tight loops, host calls, storage
-/// writes and divisions (`cargo bench --bench engine -- fuel`); see `CONTRACT_ABI.md`.
+/// second of one core: a whole block of tight loops took 1.4 s, of host calls 1.1 s, on the
+/// loaded 2-core reference machine (`cargo bench --bench engine -- fuel`); see `CONTRACT_ABI.md`.
 pub const MAX_BLOCK_GAS: u64 = 500_000_000;
 /// Most bytes of canonically encoded transactions in one block; far below the
 /// `MAX_BLOCK_BYTES` a block may decode to, so a full block always decodes.
