@@ -10,7 +10,8 @@
 //! - `fuel/*`: the gas rate behind `MAX_BLOCK_GAS` and `MEMORY_GROW_PAGE`: one call burning 50M
 //!   gas of a tight loop (`loop`), of back-to-back host calls (`host_calls`), of storage writes
 //!   (`storage_writes`) and of slow divisions (`slow_divisions`), reported as gas per second;
-//!   and a call growing memory by 60 pages and touching every 4 KiB of them (`grow_60_pages`).
+//!   and a call growing memory by 60 pages and touching every 4 KiB of them (`grow_60_pages`);
+//!   and a whole block of `MAX_BLOCK_GAS` of loops or host calls (`full_block_*`, one worker).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ fn signed(key: &Keypair, nonce: u64, action: Action) -> SignedTx {
         sender: key.public(),
         nonce,
         // Enough for an increment (about 10k gas), and 5,000 of them fit in `MAX_BLOCK_GAS`.
-        gas_limit: 100_000,
+        gas_limit: 50_000,
         priority: 0,
         expiry: None,
         action,
@@ -216,6 +217,7 @@ fn fuel(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"));
     st.apply(&out.writes);
     let base: Arc<MemState> = Arc::new(st);
+    let addrs_for_blocks = addrs.clone();
     for ((name, _), addr) in FUEL_CONTRACTS.iter().zip(addrs) {
         let query = Query {
             contract: addr,
@@ -236,6 +238,32 @@ fn fuel(c: &mut Criterion) {
         g.throughput(Throughput::Elements(per));
         g.bench_function(*name, |b| {
             b.iter(|| black_box(vm.query(base.clone(), query.clone())))
+        });
+    }
+    // A full block (MAX_BLOCK_GAS of 50M-gas calls to one contract: one group, one worker) of
+    // the tight loop and of host calls: the wall time a block can take.
+    for (i, name) in [(0usize, "full_block_loop"), (1, "full_block_host_calls")] {
+        let n = (accumen_actors::vm::gas::MAX_BLOCK_GAS / GAS) as usize;
+        let txs: Vec<VerifiedTx> = (0..n)
+            .map(|k| {
+                let key = Keypair::from_seed([150 + k as u8; 32]);
+                let action = Action::Call {
+                    contract: addrs_for_blocks[i],
+                    entry: "run".into(),
+                    args: Bytes::default(),
+                };
+                let mut t = signed(&key, 0, action);
+                t.tx.gas_limit = GAS;
+                key.sign(t.tx).verify().unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        g.throughput(Throughput::Elements(accumen_actors::vm::gas::MAX_BLOCK_GAS));
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || txs.clone(),
+                |txs| black_box(vm.execute_block(base.clone(), &ctx(2), txs)),
+                BatchSize::LargeInput,
+            )
         });
     }
     g.finish();

@@ -64,11 +64,11 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
     let mut attack = Vec::new();
     let mut honest_tx = None;
     for round in 0..3 {
-        // 36 calls of 50M gas: nearly two full blocks of work per round.
+        // 18 calls of 50M gas: nearly two full blocks of work per round.
         let txs: Vec<SignedTx> = attackers
             .iter_mut()
             .flat_map(|a| {
-                (0..6)
+                (0..3)
                     .map(|_| call_gas(a, spin, MAX_GAS))
                     .collect::<Vec<_>>()
             })
@@ -82,7 +82,7 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
     let (submitted_at, honest_hash) = honest_tx.unwrap();
     let v = node.wait_included(&honest_hash);
     assert_eq!(v["receipt"]["status"], "success", "{v}");
-    // Behind one round of the attack (36 × 50M gas) and nothing else: within a few blocks.
+    // Behind one round of the attack (18 × 50M gas) and nothing else: within a few blocks.
     let at = v["block_height"].as_u64().unwrap();
     assert!(
         at <= submitted_at + 4,
@@ -100,9 +100,9 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
         assert_eq!(v["receipt"]["gas_used"].as_u64(), Some(MAX_GAS));
     }
     let blocks = node.height() - start;
-    // 108 × 50M gas is 5.4 × MAX_BLOCK_GAS: at least 6 blocks.
+    // 54 × 50M gas is 5.4 × MAX_BLOCK_GAS: at least 6 blocks.
     assert!(blocks >= 6, "{blocks} blocks");
-    // No block carries more than MAX_BLOCK_GAS of declared gas: at most 20 attack calls.
+    // No block carries more than MAX_BLOCK_GAS of declared gas: at most 10 attack calls.
     let attack_set: std::collections::HashSet<&str> = attack.iter().map(String::as_str).collect();
     for h in start + 1..=node.height() {
         let (code, b) = node.get(&format!("/v1/blocks/{h}"));
@@ -113,15 +113,16 @@ fn max_gas_loops_from_many_keys_do_not_stop_blocks() {
             .iter()
             .filter(|t| attack_set.contains(t.as_str().unwrap()))
             .count();
-        assert!(n <= 20, "block {h} has {n} calls of 50M gas");
+        assert!(n <= 10, "block {h} has {n} calls of 50M gas");
     }
     assert!(node.child.try_wait().unwrap().is_none(), "the node exited");
-    assert!(
-        !node
-            .metrics_text()
-            .contains("accumen_actor_restarts_total{actor=\"executor\""),
-        "the executor was restarted"
-    );
+    let restarts: u64 = node
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("accumen_actor_restarts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(restarts, 0, "an actor was restarted");
     let (code, h) = node.get("/health");
     assert_eq!(code, 200, "{h}");
     assert_eq!(node.terminate().code(), Some(0));

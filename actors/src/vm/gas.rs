@@ -15,8 +15,12 @@ pub const TX_ARGS_BYTE: u64 = 10;
 /// Per byte of deployed code (validated, compiled and stored by every node).
 pub const DEPLOY_CODE_BYTE: u64 = 50;
 
-/// Charged on entry to every host function, on top of its own cost.
-pub const HOST_CALL: u64 = 20;
+/// Charged on entry to every host function, on top of its own cost. Priced on time: a loop of
+/// `gas_left` calls ran at 32M gas/s with a charge of 20, ten times slower per gas than a tight
+/// loop of instructions (330M gas/s), so a block of host calls would have taken ten times longer
+/// than `MAX_BLOCK_GAS` intends; at 200 both run at about the same gas per second (see
+/// `CONTRACT_ABI.md`, "Why 500 million").
+pub const HOST_CALL: u64 = 200;
 /// Per byte moved between the host and guest memory (`input_read`, `output`, `sender`,
 /// `revert` message, and every byte of a value `storage_read` finds).
 pub const COPY_BYTE: u64 = 1;
@@ -238,11 +242,13 @@ pub fn cost(base: u64, per_byte: u64, bytes: usize) -> u64 {
 
 /// Per 64 KiB page a call adds with `memory.grow` (the pages a module starts with are free: they
 /// are bounded by `wasm.max_memory_pages` and reset by the pool). The node commits and zeroes the
-/// page and the kernel faults it in on first touch: measured at about 10 µs per page on the
-/// reference machine, while one unit of gas is about 1 ns of a tight loop.
-/// `ResourceLimiter::memory_growing` cannot take fuel, so the engine records the pages and
-/// charges them at the next host call or when the call returns, whichever comes first.
-pub const MEMORY_GROW_PAGE: u64 = 10_000;
+/// page and the kernel faults it in on first touch (and again after the pool resets it): growing
+/// by 60 pages and touching each 4 KiB took 8.4 ms, 140 µs a page, where one unit of gas is about
+/// 3 ns of a tight loop on the same machine; 50,000 gas is 150 µs.
+/// `ResourceLimiter::memory_growing` cannot take fuel (and wasmtime's own
+/// `VariableOperatorCost::memory_grow_per_page` is a `u8`, at most 255), so the engine records the
+/// pages and charges them at the next host call or when the call returns, whichever comes first.
+pub const MEMORY_GROW_PAGE: u64 = 50_000;
 
 /// Most bytes of events (topics and data together) one call may emit.
 pub const MAX_TX_EVENT_BYTES: usize = 64 * 1024;
@@ -254,9 +260,10 @@ pub const MAX_TX_WRITE_BYTES: usize = 256 * 1024;
 
 /// Most gas one block may ask for: the sum of its transactions' declared gas limits. A chain
 /// rule (every node selects and checks blocks with it), so a block's execution time is bounded
-/// before it starts, whatever its transactions do. Sized so that a full block of the cheapest
-/// instructions runs in about one second of one core; see `CONTRACT_ABI.md` for the measurement.
-pub const MAX_BLOCK_GAS: u64 = 1_000_000_000;
+/// before it starts, whatever its transactions do. Sized so that a full block runs in about one
+/// second of one core: a whole block of tight loops took 1.4 s, of host calls 1.1 s, on the
+/// loaded 2-core reference machine (`cargo bench --bench engine -- fuel`); see `CONTRACT_ABI.md`.
+pub const MAX_BLOCK_GAS: u64 = 500_000_000;
 /// Most bytes of canonically encoded transactions in one block; far below the
 /// `MAX_BLOCK_BYTES` a block may decode to, so a full block always decodes.
 pub const MAX_BLOCK_TX_BYTES: u64 = 16 * 1024 * 1024;

@@ -15,7 +15,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use block::{BlockContext, BlockOutcome, DropReason, Query, QueryResult};
+pub use block::{BlockContext, BlockLimit, BlockOutcome, DropReason, Query, QueryResult};
 pub use engine::{ConfigError, PAGE_BYTES, Vm, VmConfig, VmError};
 pub use state::{MemState, StateError, StateView};
 pub use validate::{ABI_IMPORTS, ModuleInfo, ValidationError, validate};
