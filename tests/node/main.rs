@@ -7,10 +7,10 @@ mod harness;
 
 mod attack_api;
 mod attack_blocks;
-mod attack_disk;
-mod attack_mempool;
-mod attack_exec;
 mod attack_compile;
+mod attack_disk;
+mod attack_exec;
+mod attack_mempool;
 mod cli;
 mod errors;
 mod flow;

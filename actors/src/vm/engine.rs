@@ -224,7 +224,8 @@ pub struct Vm {
     config: VmConfig,
     slots: u32,
     deadline_ticks: u64,
-    /// Calls finished (any outcome), for the supervisor's busy-or-stuck check; never consensus.
+    /// Calls finished (any outcome) and modules loaded, for the supervisor's busy-or-stuck
+    /// check; never consensus.
     progress: std::sync::atomic::AtomicU64,
     _ticker: Ticker,
 }
@@ -373,9 +374,14 @@ impl Vm {
         let info = self
             .validate(code)
             .map_err(|e| compile_err(format!("stored code no longer validates: {e}")))?;
-        lane.cache
+        let loaded = lane
+            .cache
             .load(code_hash, code, info.compile_weight, &lane.linker)
-            .map_err(|e| compile_err(format!("{e:#}")))
+            .map_err(|e| compile_err(format!("{e:#}")));
+        // A compile (bounded by the deploy limits, but no call) is work done too: without this a
+        // block of deploys without `init` would show the supervisor no progress at all.
+        self.progress.fetch_add(1, Ordering::Relaxed);
+        loaded
     }
 
     /// Validates `code` and compiles it into the module cache (shared by all lanes) without
