@@ -605,6 +605,17 @@ impl Settings {
             "execution.gas_limit",
             "execution.gas_limit must be at least 1".to_owned(),
         );
+        // A transaction may never ask for more than a whole block holds (a chain rule): such a
+        // transaction could never be included.
+        let block_gas = accumen_actors::vm::gas::MAX_BLOCK_GAS;
+        rule(
+            self.execution.gas_limit <= block_gas,
+            "execution.gas_limit",
+            format!(
+                "execution.gas_limit = {} exceeds the chain's per-block gas limit {block_gas}",
+                self.execution.gas_limit
+            ),
+        );
         rule(
             self.execution.queue_size >= 1,
             "execution.queue_size",

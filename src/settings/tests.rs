@@ -716,3 +716,18 @@ fn execution_timeout_must_be_below_the_heartbeat_deadline() {
         Settings::default().execution.timeout < Settings::default().supervisor.heartbeat_timeout
     );
 }
+
+#[test]
+fn execution_gas_limit_cannot_exceed_the_block_gas_limit() {
+    let block = accumen_actors::vm::gas::MAX_BLOCK_GAS;
+    let text = err_text(&format!("execution.gas_limit: {}\n", block + 1), no_env());
+    assert_eq!(
+        text,
+        format!(
+            "config/x.yaml: execution.gas_limit = {} exceeds the chain's per-block gas limit {block}",
+            block + 1
+        )
+    );
+    let s = load_str(&format!("execution.gas_limit: {block}\n"), no_env()).unwrap();
+    assert_eq!(s.execution.gas_limit, block);
+}
