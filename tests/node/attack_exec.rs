@@ -52,10 +52,10 @@ fn chain_still_serves(node: &TestNode, honest: &mut Sender, counter: Address, ex
 #[test]
 fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
     // A small queue, so that a leak of even a fraction of the abandoned requests would fill it.
-    // Queries may use a transaction's gas, so each one runs into execution.timeout rather
-    // than out of gas.
+    // Queries may use a whole block's gas (about a second of work), so each one runs into
+    // execution.timeout rather than out of gas.
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\napi:\n  query_gas_limit: 50000000",
+        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000",
     );
     let mut honest = Sender::new(60);
     let counter = deploy(&node, &mut honest, fixture("counter"));
@@ -65,7 +65,7 @@ fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
     // after 100 ms, long before its answer. Most wait in the queue when their client leaves;
     // the rest find the queue full and get 503 at once.
     let path = format!("/v1/contracts/{slow}/query");
-    let body = json!({"entry": "run", "gas_limit": 50_000_000u64});
+    let body = json!({"entry": "run", "gas_limit": 500_000_000u64});
     let clients: Vec<_> = (0..120)
         .map(|_| {
             let client = node
@@ -109,10 +109,10 @@ fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
 
 #[test]
 fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
-    // Queries may use a transaction's gas, so each one runs into execution.timeout rather
-    // than out of gas.
+    // Queries may use a whole block's gas (about a second of work), so each one runs into
+    // execution.timeout rather than out of gas.
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\napi:\n  query_gas_limit: 50000000",
+        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000",
     );
     let mut honest = Sender::new(62);
     let counter = deploy(&node, &mut honest, fixture("counter"));
@@ -185,12 +185,11 @@ fn included(node: &TestNode, hash: &str) -> Value {
 
 #[test]
 fn a_block_of_long_legal_calls_restarts_nothing() {
-    // The stuck deadline is shorter than the block but longer than any one call can run. (On
-    // the development machine one 50M-gas loop call ran ~130 ms, so 700 ms leaves room for a
-    // loaded host, and a block of 10 such calls to one contract, the most MAX_BLOCK_GAS
-    // allows, runs ~1.3 s on one lane.)
+    // The stuck deadline is shorter than the block but far longer than any one call can run:
+    // a 5M-gas loop call ran ~6-13 ms on the development machine, and a block holds 100 of
+    // them (MAX_BLOCK_GAS = 500M), all on one contract, so one lane: 0.6-1.3 s a block.
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"700ms\"\nsupervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"900ms\"",
+        "execution:\n  workers: 2\n  timeout: \"200ms\"\nsupervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"300ms\"",
     );
     let mut honest = Sender::new(70);
     let counter = deploy(&node, &mut honest, fixture("counter"));
@@ -201,14 +200,14 @@ fn a_block_of_long_legal_calls_restarts_nothing() {
     let mut batch = Vec::new();
     for seed in 72..75 {
         let mut s = Sender::new(seed);
-        for _ in 0..20 {
+        for _ in 0..100 {
             batch.push(s.sign(
                 Action::Call {
                     contract: looper,
                     entry: "run".into(),
                     args: Bytes(Vec::new()),
                 },
-                50_000_000,
+                5_000_000,
             ));
         }
     }
