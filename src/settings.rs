@@ -160,6 +160,10 @@ pub struct ApiSettings {
     /// Gas of a query that does not ask for less, and the most it may ask for. Queries are free
     /// and unlimited in number, so this is far below `execution.gas_limit`.
     pub query_gas_limit: u64,
+    /// Most queries that may wait for the executor at once (within `execution.queue_size`).
+    /// Queries share the executor with block execution, and a block waits behind the queries
+    /// queued before it: this bounds that wait to a few queries, whatever clients send.
+    pub max_queued_queries: usize,
 }
 
 impl Default for ApiSettings {
@@ -174,6 +178,7 @@ impl Default for ApiSettings {
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
             query_gas_limit: 10_000_000,
+            max_queued_queries: 8,
         }
     }
 }
@@ -763,6 +768,11 @@ impl Settings {
                 humantime::format_duration(api.keep_alive),
                 humantime::format_duration(api.request_timeout)
             ),
+        );
+        rule(
+            api.max_queued_queries >= 1,
+            "api.max_queued_queries",
+            "api.max_queued_queries must be at least 1".to_owned(),
         );
         rule(
             (1..=self.execution.gas_limit).contains(&api.query_gas_limit),

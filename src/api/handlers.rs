@@ -779,14 +779,19 @@ pub async fn query(
     }
     let head = state.storage.head().map_err(storage_err)?;
     let snapshot = Arc::new(state.storage.snapshot().map_err(storage_err)?);
-    let Some(slot) = enqueue(
-        &state.stats,
-        &state.metrics,
-        state.settings.execution.queue_size,
-    ) else {
+    // Queries get only a few places of the executor queue: a block waits behind every query
+    // queued before it, so this bounds how long queries can hold blocks back.
+    let settings = &state.settings;
+    let places = settings
+        .execution
+        .queue_size
+        .min(settings.api.max_queued_queries);
+    let Some(slot) = enqueue(&state.stats, &state.metrics, places) else {
+        state.metrics.count_api_refusal("executor_busy");
         return Err(ApiError::unavailable(
             "execution_queue_full",
-            "execution.queue_size requests are already waiting; retry later",
+            "the executor already has api.max_queued_queries (or execution.queue_size) \
+             requests waiting; retry later",
         ));
     };
     // Held until the answer: a client that hangs up drops this future and with it the place.

@@ -84,6 +84,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "batch_too_large",
     "args_too_large",
     "query_gas_limit",
+    "executor_busy",
     conn::IDLE_TIMEOUT,
 ];
 

@@ -644,6 +644,11 @@ fn api_limit_rules() {
     );
     assert_eq!(keys("api.query_gas_limit: 0"), ["api.query_gas_limit"]);
     assert_eq!(
+        keys("api.max_queued_queries: 0"),
+        ["api.max_queued_queries"]
+    );
+    assert!(keys("api.max_queued_queries: 1").is_empty());
+    assert_eq!(
         keys("api.query_gas_limit: 50000001"),
         ["api.query_gas_limit"],
         "above execution.gas_limit"

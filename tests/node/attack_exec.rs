@@ -55,7 +55,7 @@ fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
     // Queries may use a whole block's gas (about a second of work), so each one runs into
     // execution.timeout rather than out of gas.
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000",
+        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000\n  max_queued_queries: 40",
     );
     let mut honest = Sender::new(60);
     let counter = deploy(&node, &mut honest, fixture("counter"));
@@ -112,7 +112,7 @@ fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
     // Queries may use a whole block's gas (about a second of work), so each one runs into
     // execution.timeout rather than out of gas.
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000",
+        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000\n  max_queued_queries: 40",
     );
     let mut honest = Sender::new(62);
     let counter = deploy(&node, &mut honest, fixture("counter"));
