@@ -743,15 +743,7 @@ impl Pool {
             .map(|(_, id)| *id)
             .filter(|id| self.entries.get(id).is_some_and(|e| !e.in_flight))
             .collect();
-        let mut touched = BTreeSet::new();
-        for id in &due {
-            if let Some(entry) = self.remove(id) {
-                touched.insert(entry.tx.tx().sender);
-            }
-        }
-        for sender in &touched {
-            self.refresh(sender);
-        }
+        self.remove_all(&due);
         due
     }
 
@@ -774,8 +766,15 @@ impl Pool {
                 }
             }
         }
+        self.remove_all(&due);
+        due
+    }
+
+    /// Removes `ids` (ready ones: expired or evicted), then recomputes the head of each sender
+    /// that lost one, once per sender.
+    fn remove_all(&mut self, ids: &[Hash]) {
         let mut touched = BTreeSet::new();
-        for id in &due {
+        for id in ids {
             if let Some(entry) = self.remove(id) {
                 touched.insert(entry.tx.tx().sender);
             }
@@ -783,7 +782,6 @@ impl Pool {
         for sender in &touched {
             self.refresh(sender);
         }
-        due
     }
 
     /// Pending transactions, ready and in flight.

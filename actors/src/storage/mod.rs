@@ -797,21 +797,7 @@ impl Storage {
 
     /// Forgets journaled transactions (dropped or expired); unknown ids are ignored.
     pub fn journal_remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let txn = self.begin_write()?;
-        {
-            let mut j = txn
-                .open_table(MEMPOOL_JOURNAL)
-                .ctx("opening mempool_journal")?;
-            let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
-            for id in ids {
-                j.remove(&id.0).ctx("writing mempool_journal")?;
-                order.remove(&id.0).ctx("writing mempool_order")?;
-            }
-        }
-        txn.commit().ctx("committing mempool_journal")
+        self.journal_write(&[], ids)
     }
 
     /// One write transaction for the mempool: journals `put` (each with its arrival sequence)

@@ -331,6 +331,12 @@ fn receipt(tx_id: Hash, contract: Address, status: ReceiptStatus, gas_used: u64)
     }
 }
 
+/// A transaction whose gas limit cannot cover a charge taken before anything runs: out of gas,
+/// the whole limit charged, nothing done.
+fn unpaid(tx_id: Hash, contract: Address, gas_limit: u64) -> TxRun {
+    TxRun::done(receipt(tx_id, contract, ReceiptStatus::OutOfGas, gas_limit))
+}
+
 fn reverted(message: impl Into<String>) -> ReceiptStatus {
     ReceiptStatus::Reverted {
         message: message.into(),
@@ -730,12 +736,7 @@ impl Vm {
     ) -> Result<TxRun, VmError> {
         let intrinsic = gas::intrinsic(0, code.len());
         if gas_limit < intrinsic {
-            return Ok(TxRun::done(receipt(
-                tx_id,
-                g.address,
-                ReceiptStatus::OutOfGas,
-                gas_limit,
-            )));
+            return Ok(unpaid(tx_id, g.address, gas_limit));
         }
         if g.info(base.as_ref())?.is_some() {
             let status = reverted(format!("{} {}", revert_reason::ALREADY_EXISTS, g.address));
@@ -751,12 +752,7 @@ impl Vm {
         // The compile is paid before it is done: bytes, plus the code's compile weight.
         let intrinsic = gas::deploy_intrinsic(code.len(), info.compile_weight);
         if gas_limit < intrinsic {
-            return Ok(TxRun::done(receipt(
-                tx_id,
-                g.address,
-                ReceiptStatus::OutOfGas,
-                gas_limit,
-            )));
+            return Ok(unpaid(tx_id, g.address, gas_limit));
         }
         let code_hash = sha256(code);
         let module = match self.module(lane, &code_hash, Some(code), base.as_ref()) {
@@ -813,12 +809,7 @@ impl Vm {
     ) -> Result<TxRun, VmError> {
         let intrinsic = gas::intrinsic(a.args.len(), 0);
         if a.gas_limit < intrinsic {
-            return Ok(TxRun::done(receipt(
-                a.tx_id,
-                g.address,
-                ReceiptStatus::OutOfGas,
-                a.gas_limit,
-            )));
+            return Ok(unpaid(a.tx_id, g.address, a.gas_limit));
         }
         let Some(info) = g.info(base.as_ref())? else {
             let status = reverted(format!("{} {}", revert_reason::UNKNOWN_CONTRACT, g.address));
@@ -852,12 +843,7 @@ impl Vm {
         }
         let intrinsic = intrinsic.saturating_add(load);
         if a.gas_limit < intrinsic {
-            return Ok(TxRun::done(receipt(
-                a.tx_id,
-                g.address,
-                ReceiptStatus::OutOfGas,
-                a.gas_limit,
-            )));
+            return Ok(unpaid(a.tx_id, g.address, a.gas_limit));
         }
         if a.entry == "init" {
             let status = reverted(revert_reason::INIT_ONLY_AT_DEPLOY);
