@@ -11,7 +11,7 @@ use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
 use super::*;
-use crate::types::{Action, Bytes, Keypair, Tx, receipts_root, state_root, tx_root};
+use crate::types::{Action, Bytes, Keypair, Tx};
 
 const CHAIN: &str = "accumen-test";
 /// Linux's ENOSPC: what a full disk answers.
@@ -94,28 +94,7 @@ fn block(parent: &BlockHeader, n: usize, arg_len: usize) -> (Block, Vec<Receipt>
             })
         })
         .collect();
-    let receipts: Vec<Receipt> = txs
-        .iter()
-        .map(|t| Receipt {
-            tx_id: t.tx.id(),
-            contract: t.tx.target(),
-            status: crate::types::ReceiptStatus::Success,
-            gas_used: 1,
-            output: Bytes::default(),
-            events: Vec::new(),
-            logs: Vec::new(),
-        })
-        .collect();
-    let header = BlockHeader {
-        height: parent.height + 1,
-        parent_hash: parent.hash(),
-        timestamp_ms: parent.timestamp_ms + 1_000,
-        tx_root: tx_root(&txs),
-        receipts_root: receipts_root(&receipts),
-        state_root: state_root(&parent.state_root, &writes),
-        sequencer: PublicKey::ZERO,
-    };
-    let b = Block::seal(header, txs, &Keypair::from_seed([200; 32]));
+    let (b, receipts) = super::tests::make_block(parent, txs, &writes);
     (b, receipts, writes)
 }
 

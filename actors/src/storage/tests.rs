@@ -57,7 +57,8 @@ fn receipt_for(tx: &SignedTx) -> Receipt {
     }
 }
 
-fn make_block(
+/// A child of `parent` holding `txs` (each with a success receipt) and `writes`, sealed.
+pub(super) fn make_block(
     parent: &BlockHeader,
     txs: Vec<SignedTx>,
     writes: &WriteSet,

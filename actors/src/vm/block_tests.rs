@@ -6,15 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::tests::fixture;
+use super::super::tests::{Account, CHAIN, fixture};
 use super::*;
-use crate::types::{
-    Action, Address, Bytes, Keypair, ReceiptStatus, Tx, VerifiedTx, genesis_state_root, state_root,
-    trap_kind,
-};
+use crate::types::{Address, ReceiptStatus, VerifiedTx, genesis_state_root, state_root, trap_kind};
 use crate::vm::{MemState, StateError, VmConfig};
-
-const CHAIN: &str = "accumen-test";
 
 fn vm_with(workers: usize, timeout: Duration) -> Vm {
     Vm::new(VmConfig {
@@ -42,51 +37,10 @@ fn wat(src: &str) -> Vec<u8> {
     wat::parse_str(src).unwrap()
 }
 
-struct Account {
-    key: Keypair,
-    nonce: u64,
-}
-
 impl Account {
-    fn new(seed: u8) -> Self {
-        Account {
-            key: Keypair::from_seed([seed; 32]),
-            nonce: 0,
-        }
-    }
-
-    fn tx(&mut self, action: Action, gas_limit: u64) -> VerifiedTx {
-        let tx = Tx {
-            chain_id: CHAIN.into(),
-            sender: self.key.public(),
-            nonce: self.nonce,
-            gas_limit,
-            priority: 0,
-            expiry: None,
-            action,
-        };
-        self.nonce += 1;
-        self.key.sign(tx).verify().unwrap()
-    }
-
-    fn deploy(&mut self, code: Vec<u8>) -> (VerifiedTx, Address) {
-        let t = self.tx(Action::Deploy { code: Bytes(code) }, 50_000_000);
-        let addr = t.tx().target();
-        (t, addr)
-    }
-
-    fn call_gas(&mut self, contract: Address, entry: &str, args: &[u8], gas: u64) -> VerifiedTx {
-        self.tx(
-            Action::Call {
-                contract,
-                entry: entry.into(),
-                args: Bytes(args.to_vec()),
-            },
-            gas,
-        )
-    }
-
-    fn call(&mut self, contract: Address, entry: &str) -> VerifiedTx {
+    /// A call without args at 1M gas: enough for every fixture here, small enough that the
+    /// block-limit tests control how many fit.
+    fn call_1m(&mut self, contract: Address, entry: &str) -> VerifiedTx {
         self.call_gas(contract, entry, &[], 1_000_000)
     }
 }
@@ -131,10 +85,10 @@ fn a_node_fault_drops_that_transaction_not_the_block() {
     let mut a = Account::new(1);
     let mut b = Account::new(2);
     let txs = vec![
-        a.call(c0, "increment"),
-        a.call(c1, "increment"),
-        b.call(c1, "increment"),
-        b.call(c0, "increment"),
+        a.call_1m(c0, "increment"),
+        a.call_1m(c1, "increment"),
+        b.call_1m(c1, "increment"),
+        b.call_1m(c0, "increment"),
     ];
     // A fresh engine: nothing cached, so the missing code is noticed.
     let fresh = vm(2);
@@ -192,7 +146,7 @@ fn a_storage_error_still_aborts_the_block() {
         .execute_block(
             Arc::new(BrokenStorage(st)),
             &ctx(2),
-            vec![a.call(c[0], "increment")],
+            vec![a.call_1m(c[0], "increment")],
         )
         .unwrap_err();
     assert!(matches!(err, VmError::State(_)), "{err}");
@@ -209,7 +163,7 @@ fn the_block_gas_limit_leaves_the_rest_for_a_later_block() {
         .map(|a| a.call_gas(c[0], "get", &[], per_tx))
         .collect();
     // The 21st sender's next transaction is small but its first one did not fit.
-    txs.push(accounts[20].call(c[0], "get"));
+    txs.push(accounts[20].call_1m(c[0], "get"));
     // One that could never fit in any block is refused for good.
     let mut big = Account::new(40);
     txs.push(big.call_gas(c[0], "get", &[], gas::MAX_BLOCK_GAS + 1));
@@ -403,10 +357,10 @@ fn timeouts_rerun_only_the_groups_that_changed() {
     let mut e = Account::new(63);
     let mut txs = vec![
         a.call_gas(slow, "run", &[], SLOW_GAS),
-        a.call(c1, "increment"),
-        b.call(c1, "increment"),
+        a.call_1m(c1, "increment"),
+        b.call_1m(c1, "increment"),
     ];
-    txs.extend((0..5).map(|_| b.call(c2, "increment")));
+    txs.extend((0..5).map(|_| b.call_1m(c2, "increment")));
     txs.push(e.call_gas(slow, "run", &[], SLOW_GAS));
     let out = block(&vm, &mut st, 2, txs);
     // Both timeouts were found in the first run and dropped together.
@@ -445,13 +399,13 @@ fn chained_timeouts_rerun_a_bounded_number_of_times() {
     // call closes the next gate, which then times out in the re-run, and so on.
     let txs = vec![
         a.call_gas(slow, "run", &[], SLOW_GAS),
-        a.call(x, "open"),
+        a.call_1m(x, "open"),
         b.call_gas(x, "gate", &[], SLOW_GAS),
-        b.call(y, "open"),
+        b.call_1m(y, "open"),
         c.call_gas(y, "gate", &[], SLOW_GAS),
-        c.call(z, "open"),
+        c.call_1m(z, "open"),
         dd.call_gas(z, "gate", &[], SLOW_GAS),
-        e.call(counter, "increment"),
+        e.call_1m(counter, "increment"),
     ];
     let out = block(&vm, &mut st, 2, txs);
     assert_eq!(
@@ -502,7 +456,7 @@ fn receipts_carry_stable_codes_not_engine_text() {
         &vm,
         &mut st,
         2,
-        vec![a.call(trap, "run"), a.call(rec, "run")],
+        vec![a.call_1m(trap, "run"), a.call_1m(rec, "run")],
     );
     let kinds: Vec<_> = out
         .receipts
@@ -544,10 +498,10 @@ fn memory_grow_is_charged_per_page() {
         &mut st,
         2,
         vec![
-            a.call(c, "none"),
-            a.call(c, "grow"),
-            a.call(c, "grow_then_host"),
-            a.call(c11, "none"),
+            a.call_1m(c, "none"),
+            a.call_1m(c, "grow"),
+            a.call_1m(c, "grow_then_host"),
+            a.call_1m(c11, "none"),
             a.call_gas(c, "grow", &[], 50_000),
             a.call_gas(c, "grow_then_host", &[], 50_000),
         ],

@@ -10,7 +10,7 @@ use crate::types::{
     state_root,
 };
 
-const CHAIN: &str = "accumen-test";
+pub(crate) const CHAIN: &str = "accumen-test";
 
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -37,20 +37,21 @@ fn ctx(height: u64) -> BlockContext {
     }
 }
 
-struct Account {
-    key: Keypair,
+/// A sender with its next nonce (shared with the block-limit tests in `block_tests.rs`).
+pub(crate) struct Account {
+    pub(crate) key: Keypair,
     nonce: u64,
 }
 
 impl Account {
-    fn new(seed: u8) -> Self {
+    pub(crate) fn new(seed: u8) -> Self {
         Account {
             key: Keypair::from_seed([seed; 32]),
             nonce: 0,
         }
     }
 
-    fn tx(&mut self, action: Action, gas_limit: u64) -> VerifiedTx {
+    pub(crate) fn tx(&mut self, action: Action, gas_limit: u64) -> VerifiedTx {
         let tx = Tx {
             chain_id: CHAIN.into(),
             sender: self.key.public(),
@@ -64,20 +65,30 @@ impl Account {
         self.key.sign(tx).verify().unwrap()
     }
 
-    fn deploy(&mut self, code: Vec<u8>) -> (VerifiedTx, Address) {
+    pub(crate) fn deploy(&mut self, code: Vec<u8>) -> (VerifiedTx, Address) {
         let t = self.tx(Action::Deploy { code: Bytes(code) }, 50_000_000);
         let addr = t.tx().target();
         (t, addr)
     }
 
     fn call(&mut self, contract: Address, entry: &str, args: &[u8]) -> VerifiedTx {
+        self.call_gas(contract, entry, args, 10_000_000)
+    }
+
+    pub(crate) fn call_gas(
+        &mut self,
+        contract: Address,
+        entry: &str,
+        args: &[u8],
+        gas: u64,
+    ) -> VerifiedTx {
         self.tx(
             Action::Call {
                 contract,
                 entry: entry.into(),
                 args: Bytes(args.to_vec()),
             },
-            10_000_000,
+            gas,
         )
     }
 }
