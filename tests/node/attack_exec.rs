@@ -49,17 +49,23 @@ fn chain_still_serves(node: &TestNode, honest: &mut Sender, counter: Address, ex
     assert_eq!(v["receipt"]["output"], hex::encode(expect.to_le_bytes()));
 }
 
-#[test]
-fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
-    // A small queue, so that a leak of even a fraction of the abandoned requests would fill it.
-    // Queries may use a whole block's gas (about a second of work), so each one runs into
-    // execution.timeout rather than out of gas.
+/// A node with a small executor queue whose queries may use a whole block's gas (about a
+/// second of work), so each query of `slow.wat` runs into execution.timeout rather than out of
+/// gas; with a counter deployed by the honest sender (`seed`) and `slow.wat` by another.
+fn slow_query_node(seed: u8) -> (TestNode, Sender, Address, Address) {
     let node = TestNode::start(
         "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000\n  max_queued_queries: 40",
     );
-    let mut honest = Sender::new(60);
+    let mut honest = Sender::new(seed);
     let counter = deploy(&node, &mut honest, fixture("counter"));
-    let slow = deploy(&node, &mut Sender::new(61), fixture("slow"));
+    let slow = deploy(&node, &mut Sender::new(seed + 1), fixture("slow"));
+    (node, honest, counter, slow)
+}
+
+#[test]
+fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
+    // A small queue, so that a leak of even a fraction of the abandoned requests would fill it.
+    let (node, mut honest, counter, slow) = slow_query_node(60);
 
     // 120 concurrent queries, each running until execution.timeout; every client hangs up
     // after 100 ms, long before its answer. Most wait in the queue when their client leaves;
@@ -109,14 +115,7 @@ fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
 
 #[test]
 fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
-    // Queries may use a whole block's gas (about a second of work), so each one runs into
-    // execution.timeout rather than out of gas.
-    let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"200ms\"\n  queue_size: 40\n  gas_limit: 500000000\napi:\n  query_gas_limit: 500000000\n  max_queued_queries: 40",
-    );
-    let mut honest = Sender::new(62);
-    let counter = deploy(&node, &mut honest, fixture("counter"));
-    let slow = deploy(&node, &mut Sender::new(63), fixture("slow"));
+    let (node, mut honest, counter, slow) = slow_query_node(62);
 
     // Clients that keep waiting, queued behind a slow query, when the executor dies: their
     // requests are lost with its mailbox.
