@@ -4,6 +4,7 @@
 //! holds the actor, its messages and its handlers.
 
 pub mod block_producer;
+pub mod chain;
 pub mod executor;
 pub mod mempool;
 pub mod metrics;

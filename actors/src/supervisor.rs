@@ -88,6 +88,71 @@ impl<A: Actor> Slot<A> {
     }
 }
 
+impl<A: Actor> Slot<A> {
+    /// A typed sender for one message type that always reaches the current incarnation.
+    pub fn port<M>(&self) -> Port<M>
+    where
+        A: Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        let slot = self.clone();
+        Port(Arc::new(move || slot.get().recipient()))
+    }
+}
+
+/// A typed sender for the messages one actor uses of another: `Port<Select>` instead of a
+/// `Slot<Mempool>`, so the sender does not know the receiver's type and a test can hand it a
+/// recording fake ([`Port::fixed`]). Built from a [`Slot`], it resolves the receiver's current
+/// incarnation on every send, so it survives supervisor restarts exactly as the slot does.
+pub struct Port<M: Message + Send>(Arc<dyn Fn() -> Recipient<M> + Send + Sync>)
+where
+    M::Result: Send;
+
+impl<M: Message + Send> Clone for Port<M>
+where
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        Port(self.0.clone())
+    }
+}
+
+impl<M: Message + Send> std::fmt::Debug for Port<M>
+where
+    M::Result: Send,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Port")
+    }
+}
+
+impl<M: Message + Send + 'static> Port<M>
+where
+    M::Result: Send,
+{
+    /// A port to one fixed recipient (an unsupervised actor, or a test fake).
+    pub fn fixed(recipient: Recipient<M>) -> Self {
+        Port(Arc::new(move || recipient.clone()))
+    }
+
+    /// The current recipient.
+    pub fn recipient(&self) -> Recipient<M> {
+        (self.0)()
+    }
+
+    /// Sends and waits for the answer (see `Recipient::send`).
+    pub fn send(&self, msg: M) -> actix::dev::RecipientRequest<M> {
+        self.recipient().send(msg)
+    }
+
+    /// Sends without waiting; a full or closed mailbox drops the message.
+    pub fn do_send(&self, msg: M) {
+        self.recipient().do_send(msg)
+    }
+}
+
 type PingFuture = Pin<Box<dyn Future<Output = Result<(), MailboxError>>>>;
 
 /// Reads a monotonic count of work an actor has finished, without sending it a message.
