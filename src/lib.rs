@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client;
+pub mod keyfile;
 pub mod node;
 pub mod settings;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use accumen_actors::supervisor::SupervisorConfig;
 use accumen_actors::types::MAX_TX_BYTES;
 use accumen_actors::vm::{ConfigError as VmConfigError, VmConfig};
 use serde::{Deserialize, Serialize};
@@ -74,7 +75,9 @@ pub struct Settings {
     pub mempool: MempoolSettings,
     pub bridge: BridgeSettings,
     pub logging: LoggingSettings,
-    pub supervisor: SupervisorSettings,
+    /// `supervisor.*`: the actor watchdog; the supervisor's own config type (one definition
+    /// of the keys and defaults).
+    pub supervisor: SupervisorConfig,
 }
 
 impl Default for Settings {
@@ -95,7 +98,7 @@ impl Default for Settings {
             mempool: MempoolSettings::default(),
             bridge: BridgeSettings::default(),
             logging: LoggingSettings::default(),
-            supervisor: SupervisorSettings::default(),
+            supervisor: SupervisorConfig::default(),
         }
     }
 }
@@ -196,7 +199,7 @@ pub struct ExecutionSettings {
     /// Calls waiting for a worker before new ones are refused.
     pub queue_size: usize,
     /// Wall-clock backstop per call. Must stay below `supervisor.heartbeat_timeout` (see
-    /// [`SupervisorSettings::heartbeat_timeout`]).
+    /// [`SupervisorConfig::heartbeat_timeout`]).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -324,39 +327,6 @@ impl Default for LoggingSettings {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
-        }
-    }
-}
-
-/// `supervisor.*`: the actor watchdog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SupervisorSettings {
-    /// How often each supervised actor is pinged.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
-    /// An actor that has not answered within this, and has not made progress either (the
-    /// executor reports calls finished), is treated as stuck and replaced. Must exceed
-    /// `execution.timeout`: every call ends within that, so a busy executor always shows
-    /// progress before this deadline.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_timeout: Duration,
-    /// Restarts allowed within `restart_window` before the node gives up and exits.
-    pub max_restarts: u32,
-    #[serde(with = "humantime_serde")]
-    pub restart_window: Duration,
-}
-
-impl Default for SupervisorSettings {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval: Duration::from_secs(1),
-            // Twice the longest `execution.timeout` any shipped profile uses (low-latency: 5s),
-            // leaving room for what happens between calls and is not cut by that timeout
-            // (compiling a module on a cache miss, instantiation, merging, a loaded host).
-            heartbeat_timeout: Duration::from_secs(10),
-            max_restarts: 5,
-            restart_window: Duration::from_secs(60),
         }
     }
 }

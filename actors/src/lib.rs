@@ -1,11 +1,12 @@
 //! Accumen node internals: chain types, storage, the contract engine, and the actors that run
 //! them (mempool, executor, block producer, supervisor). Logic lives in actix-free modules
-//! (`types`, `storage`, `vm`, `mempool::pool`) that are unit tested alone; each actor module
+//! (`types`, `storage`, `vm`, `mempool::pool`, `chain`, `health`) that are unit tested alone; each actor module
 //! holds the actor, its messages and its handlers.
 
 pub mod block_producer;
 pub mod chain;
 pub mod executor;
+pub mod health;
 pub mod mempool;
 pub mod metrics;
 pub mod ratelimit;

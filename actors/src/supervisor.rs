@@ -277,13 +277,50 @@ impl<A: SupervisedActor> Child for ChildSpec<A> {
     }
 }
 
-/// Supervisor settings (`supervisor.*`).
-#[derive(Debug, Clone)]
+/// Supervisor settings: the operator's `supervisor.*` keys, deserialized straight from the
+/// node's configuration (the shell's `Settings` embeds this type, so the keys, their defaults
+/// and the supervisor read one definition). Validation (each value at least the shell's
+/// `MIN_INTERVAL`, `execution.timeout` below `heartbeat_timeout`) lives with the rest of the
+/// settings rules in the shell, because it compares keys across sections.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SupervisorConfig {
+    /// How often each supervised actor is pinged.
+    #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// An actor that has not answered within this, and has not made progress either (the
+    /// executor reports calls finished), is treated as stuck and replaced. Must exceed
+    /// `execution.timeout`: every call ends within that, so a busy executor always shows
+    /// progress before this deadline.
+    #[serde(with = "humantime_serde")]
     pub heartbeat_timeout: Duration,
+    /// Restarts allowed within `restart_window` before the node gives up and exits.
     pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
     pub restart_window: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            // Twice the longest `execution.timeout` any shipped profile uses (low-latency: 5s),
+            // leaving room for what happens between calls and is not cut by that timeout
+            // (compiling a module on a cache miss, instantiation, merging, a loaded host).
+            heartbeat_timeout: Duration::from_secs(10),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SupervisorConfig {
+    /// Longest a healthy supervisor goes between heartbeat rounds before the node counts it as
+    /// stalled (three intervals, never under a second so a short interval on a loaded host is
+    /// not a false alarm). The health rule and the systemd watchdog both use this.
+    pub fn stall_after(&self) -> Duration {
+        3 * self.heartbeat_interval.max(Duration::from_secs(1))
+    }
 }
 
 /// The supervisor actor.

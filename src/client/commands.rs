@@ -8,7 +8,7 @@
 //!   byte written; it is never overwritten without `--force`.
 //! - A non-2xx answer is always an error carrying the node's error code and message.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +21,9 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
 use super::http::HttpClient;
+use crate::keyfile;
+/// Reads a key file written by `key generate` (the node's reader too: [`keyfile::read`]).
+pub use crate::keyfile::read as load_key;
 
 /// How often `--wait` asks whether a transaction is in a block.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -173,9 +176,8 @@ fn write_key_file(out: &Path, kp: &Keypair, force: bool) -> anyhow::Result<()> {
     if out.is_dir() {
         bail!("cannot write key file {}: it is a directory", out.display());
     }
-    let contents = format!("{}\n", kp.seed_hex());
     if !force {
-        return create_secret_file(out, contents.as_bytes()).map_err(|e| {
+        return keyfile::create(out, kp).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 anyhow!(
                     "refusing to overwrite existing file {} (use --force to replace it)",
@@ -193,45 +195,13 @@ fn write_key_file(out: &Path, kp: &Keypair, force: bool) -> anyhow::Result<()> {
     tmp_name.push(file_name);
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = parent.join(tmp_name);
-    create_secret_file(&tmp, contents.as_bytes())
+    keyfile::create(&tmp, kp)
         .with_context(|| format!("cannot write temporary key file {}", tmp.display()))?;
     if let Err(e) = fs::rename(&tmp, out) {
         let _ = fs::remove_file(&tmp);
         bail!("cannot replace key file {}: {e}", out.display());
     }
     Ok(())
-}
-
-/// Creates `path` (failing if it exists), owner-only, and writes `contents` durably. A partly
-/// written file is removed so a failed run leaves nothing half-made behind.
-fn create_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut file = opts.open(path)?;
-    let written = file.write_all(contents).and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        drop(file);
-        let _ = fs::remove_file(path);
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// Reads a key file written by `key generate`.
-pub fn load_key(path: &Path) -> anyhow::Result<Keypair> {
-    // A key file is 65 bytes; the bound keeps `--key /dev/zero` from eating memory.
-    let text = read_bounded(path, 4096)
-        .and_then(|b| {
-            String::from_utf8(b).map_err(|_| io::Error::other("the file is not UTF-8 text"))
-        })
-        .map_err(|e| anyhow!("cannot read key file {}: {e}", path.display()))?;
-    Keypair::from_seed_hex(&text)
-        .map_err(|e| anyhow!("key file {} does not hold a valid key: {e}", path.display()))
 }
 
 /// Runs `tx deploy` or `tx call`: returns `{"tx_hash", "contract", "nonce"}`, plus

@@ -736,3 +736,41 @@ fn execution_gas_limit_cannot_exceed_the_block_gas_limit() {
     let s = load_str(&format!("execution.gas_limit: {block}\n"), no_env()).unwrap();
     assert_eq!(s.execution.gas_limit, block);
 }
+
+/// `supervisor.*` is the supervisor's own `SupervisorConfig` (no copy in the shell): the keys
+/// load from the file and the environment straight into the value the supervisor runs with,
+/// unknown keys in the section are named, and too-short durations are refused as before.
+#[test]
+fn supervisor_section_is_the_supervisor_config() {
+    let s = load_str(
+        "supervisor:\n  heartbeat_interval: \"250ms\"\n  max_restarts: 9\n",
+        env(&[("ACCUMEN_SUPERVISOR__RESTART_WINDOW", "2m")]),
+    )
+    .unwrap();
+    let want = accumen_actors::supervisor::SupervisorConfig {
+        heartbeat_interval: Duration::from_millis(250),
+        max_restarts: 9,
+        restart_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    assert_eq!(s.supervisor, want);
+    assert_eq!(
+        Settings::default().supervisor,
+        accumen_actors::supervisor::SupervisorConfig::default()
+    );
+
+    let text = err_text("supervisor:\n  heartbeat_intervall: \"1s\"\n", no_env());
+    assert!(
+        text.contains("supervisor.heartbeat_intervall"),
+        "unknown key named: {text}"
+    );
+    let text = err_text("supervisor.heartbeat_interval: \"1ms\"\n", no_env());
+    assert!(text.contains("supervisor.heartbeat_interval"), "{text}");
+    // Nothing changed for the stall rule the health check and the watchdog share.
+    assert_eq!(want.stall_after(), Duration::from_secs(3));
+    let slow = accumen_actors::supervisor::SupervisorConfig {
+        heartbeat_interval: Duration::from_secs(2),
+        ..Default::default()
+    };
+    assert_eq!(slow.stall_after(), Duration::from_secs(6));
+}
