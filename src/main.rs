@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Run the node in this role.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = node::role_parser())]
     role: Option<Role>,
     /// The node's YAML configuration (defaults < file < ACCUMEN_* environment).
     #[arg(long)]

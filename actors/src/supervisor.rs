@@ -173,6 +173,8 @@ pub trait Child: Send {
     }
     /// Replaces the actor with a fresh instance on a fresh Arbiter.
     fn restart(&mut self);
+    /// Asks the actor's Arbiter to stop (the node's ordered shutdown; never restarted after).
+    fn stop(&mut self);
     /// Delivers a test hook to the current incarnation.
     #[cfg(any(test, feature = "test-hooks"))]
     fn hook(&self, hook: TestHook);
@@ -269,6 +271,10 @@ impl<A: SupervisedActor> Child for ChildSpec<A> {
         self.slot.set(addr);
         let old = std::mem::replace(&mut self.arbiter, arbiter);
         old.stop();
+    }
+
+    fn stop(&mut self) {
+        self.arbiter.stop();
     }
 
     #[cfg(any(test, feature = "test-hooks"))]
@@ -457,6 +463,24 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.round(ctx);
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| act.round(ctx));
+    }
+}
+
+/// Ends supervision, the last step of the node's ordered shutdown (the role's actors have
+/// finished their work and the listeners are closed): no more heartbeats or restarts, every
+/// child's Arbiter is asked to stop, and the supervisor stops itself.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopSupervision;
+
+impl Handler<StopSupervision> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: StopSupervision, ctx: &mut Context<Self>) {
+        for child in &mut self.children {
+            tracing::debug!(actor = child.name(), "stopping");
+            child.stop();
+        }
+        ctx.stop();
     }
 }
 
@@ -687,6 +711,38 @@ mod tests {
             slot.get().do_send(TestHook::Hang(Duration::from_secs(2)));
             wait_for("stuck restart", || restarts(&metrics, "stuck") == 1).await;
             assert_eq!(slot.get().send(Generation).await.unwrap(), 1);
+            System::current().stop();
+        });
+    }
+
+    /// The shutdown's last step: children stop, nothing is restarted for it, the supervisor ends.
+    #[test]
+    fn stop_supervision_stops_every_child_without_restarting_it() {
+        let sys = System::new();
+        sys.block_on(async {
+            let spec = ChildSpec::start("worker", || Worker { generation: 0 });
+            let slot = spec.slot();
+            let metrics = NodeMetrics::default();
+            let config = SupervisorConfig {
+                heartbeat_interval: Duration::from_millis(20),
+                heartbeat_timeout: Duration::from_millis(100),
+                ..SupervisorConfig::default()
+            };
+            let sup = Supervisor::new(
+                vec![Box::new(spec)],
+                config,
+                metrics.clone(),
+                Arc::default(),
+            )
+            .start();
+            assert_eq!(slot.get().send(Generation).await.unwrap(), 0);
+            sup.send(StopSupervision).await.unwrap();
+            wait_for("the child to stop", || !slot.get().connected()).await;
+            wait_for("the supervisor to stop", || !sup.connected()).await;
+            // Several heartbeat intervals later the stopped child is still the same, stopped one.
+            actix::clock::sleep(Duration::from_millis(200)).await;
+            assert!(!slot.get().connected());
+            assert_eq!(restarts(&metrics, "stuck") + restarts(&metrics, "dead"), 0);
             System::current().stop();
         });
     }

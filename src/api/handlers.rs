@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use accumen_actors::executor::{RunQuery, enqueue};
 use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
-use accumen_actors::metrics::{NodeStats, now_ms};
+use accumen_actors::metrics::NodeStats;
 use accumen_actors::types::MAX_ARGS_LEN;
 use accumen_actors::types::{
     Action, Address, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError, VerifiedTx,
@@ -285,7 +285,7 @@ fn check_accepting(state: &State) -> ApiResult<()> {
             format!("the node's storage failed ({reason}); no transactions until it restarts"),
         ));
     }
-    if state.accepting.load(Ordering::Relaxed) {
+    if state.intake()?.accepting.load(Ordering::Relaxed) {
         Ok(())
     } else {
         Err(ApiError::unavailable(
@@ -320,8 +320,8 @@ async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResul
 
 async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
     state
-        .mempool
-        .get()
+        .intake()?
+        .admit
         .send(Admit(txs))
         .timeout(Duration::from_secs(10))
         .await
@@ -531,13 +531,16 @@ pub async fn tx_status(
             }),
         );
     }
-    let pending = state
-        .mempool
-        .get()
-        .send(IsPending(id))
-        .timeout(Duration::from_secs(5))
-        .await
-        .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))?;
+    // A role without a mempool has nothing pending: what is not included is unknown to it.
+    let pending = match &state.intake {
+        Some(intake) => intake
+            .is_pending
+            .send(IsPending(id))
+            .timeout(Duration::from_secs(5))
+            .await
+            .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))?,
+        None => false,
+    };
     if pending {
         return Ok(HttpResponse::Ok().json(json!({"tx_hash": id, "status": "pending"})));
     }
@@ -622,16 +625,19 @@ pub async fn account(state: State, path: web::Path<String>) -> ApiResult<HttpRes
     let key = PublicKey::from_hex(&path)
         .map_err(|e| ApiError::bad_request("invalid_hex", format!("public key: {e}")))?;
     let next_nonce = state.storage.nonce(&key).map_err(storage_err)?;
-    let (pending, pending_nonce) = state
-        .mempool
-        .get()
-        .send(AccountPending {
-            sender: key,
-            state_nonce: next_nonce,
-        })
-        .timeout(Duration::from_secs(5))
-        .await
-        .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))?;
+    let (pending, pending_nonce) = match &state.intake {
+        Some(intake) => intake
+            .account_pending
+            .send(AccountPending {
+                sender: key,
+                state_nonce: next_nonce,
+            })
+            .timeout(Duration::from_secs(5))
+            .await
+            .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))?,
+        // No mempool: nothing pending, the next nonce is the committed one.
+        None => (0, next_nonce),
+    };
     Ok(HttpResponse::Ok().json(json!({
         "public_key": key,
         "next_nonce": next_nonce,
@@ -797,8 +803,7 @@ pub async fn query(
     // Held until the answer: a client that hangs up drops this future and with it the place.
     let waiting = slot.clone();
     let result = state
-        .executor
-        .get()
+        .query
         .send(RunQuery {
             base: snapshot,
             query: Query {
@@ -842,45 +847,29 @@ pub async fn query(
     answer(&state, &req, actix_web::http::StatusCode::OK, &v)
 }
 
-/// Health: the store works, the supervisor is heartbeating and blocks are being produced. An
-/// unhealthy answer says why in `reason` (the first failing check, storage first).
+/// Health: the node's one health rule (`accumen_actors::health`) for its role, the same verdict
+/// the systemd watchdog and `STATUS=` lines use. An unhealthy answer says why in `reason` (the
+/// first problem, storage first).
 pub async fn health(state: State) -> HttpResponse {
-    let now = now_ms();
     let s = &state.stats;
-    let interval = state.settings.supervisor.heartbeat_interval.as_millis() as u64;
-    let supervisor_ok = now.saturating_sub(get(&s.last_heartbeat_ms)) <= 3 * interval.max(1000);
-    let block_time = state.settings.block_time.as_millis() as u64;
-    let last_block = get(&s.last_block_at_ms);
-    let started_ms = now.saturating_sub(s.started.elapsed().as_millis() as u64);
-    let since_block = now.saturating_sub(last_block.max(started_ms));
-    let producer_ok = since_block <= (5 * block_time).max(10_000);
-    let storage_failure = s.storage_health.failure();
-    let running = s.running.load(Ordering::Relaxed);
-    let healthy = storage_failure.is_none() && supervisor_ok && producer_ok && running;
+    let verdict = state.verdict();
+    let checks: serde_json::Map<String, Value> = verdict
+        .checks
+        .iter()
+        .map(|(name, ok)| ((*name).to_owned(), json!(ok)))
+        .collect();
     let mut body = json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
+        "status": if verdict.healthy() { "healthy" } else { "unhealthy" },
+        "role": verdict.role.as_str(),
         "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "uptime": format_uptime(s.started.elapsed()),
         "version": VERSION,
-        "checks": {
-            "storage": storage_failure.is_none(),
-            "supervisor": supervisor_ok,
-            "block_production": producer_ok,
-            "accepting_transactions": state.accepting.load(Ordering::Relaxed)
-                && storage_failure.is_none(),
-        },
+        "checks": checks,
     });
-    let reason = match storage_failure {
-        Some(f) => Some(format!("storage failed: {f}")),
-        None if !supervisor_ok => Some("supervisor stopped heartbeating".to_owned()),
-        None if !producer_ok => Some(format!("no block for {since_block} ms")),
-        None if !running => Some("not running (starting or stopping)".to_owned()),
-        None => None,
-    };
-    if let Some(reason) = reason {
-        body["reason"] = json!(reason);
+    if let Some(reason) = verdict.reason() {
+        body["reason"] = json!(reason.to_string());
     }
-    if healthy {
+    if verdict.healthy() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -889,17 +878,22 @@ pub async fn health(state: State) -> HttpResponse {
 
 pub async fn stats(state: State) -> HttpResponse {
     let s = &state.stats;
-    HttpResponse::Ok().json(json!({
+    let mut body = json!({
+        "role": state.health.role.as_str(),
         "running": s.running.load(Ordering::Relaxed),
         "block_height": get(&s.block_height),
         "blocks_produced": get(&s.blocks_produced),
         "txs_processed": get(&s.txs_processed),
         "uptime": format_uptime(s.started.elapsed()),
-        "mempool_stats": {
+    });
+    // Only a role with a mempool has mempool numbers.
+    if state.intake.is_some() {
+        body["mempool_stats"] = json!({
             "size": get(&s.mempool_size),
             "accounts": get(&s.mempool_accounts),
-        },
-    }))
+        });
+    }
+    HttpResponse::Ok().json(body)
 }
 
 pub async fn mempool_stats(state: State) -> HttpResponse {

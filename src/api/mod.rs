@@ -27,14 +27,15 @@ mod handlers;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use accumen_actors::executor::Executor;
-use accumen_actors::mempool::Mempool;
-use accumen_actors::metrics::{NodeMetrics, NodeStats};
+use accumen_actors::executor::RunQuery;
+use accumen_actors::health::{HealthRule, Observation, Verdict};
+use accumen_actors::mempool::{AccountPending, Admit, IsPending};
+use accumen_actors::metrics::{NodeMetrics, NodeStats, now_ms};
 use accumen_actors::storage::Storage;
-use accumen_actors::supervisor::Slot;
+use accumen_actors::supervisor::Port;
 use accumen_actors::types::PublicKey;
 use accumen_actors::vm::Vm;
 use actix_web::body::MessageBody;
@@ -49,23 +50,63 @@ pub use handlers::MAX_RESULT_BYTES;
 
 use crate::settings::Settings;
 
-/// What every handler can reach.
+/// What every handler can reach. Role-aware: the shared services every role has, and the
+/// role's actors only through ports for the messages the API sends (they survive restarts and
+/// do not name the actor types), so a role without a mempool simply has no `intake`.
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub storage: Arc<Storage>,
     pub vm: Arc<Vm>,
-    pub mempool: Slot<Mempool>,
-    pub executor: Slot<Executor>,
     pub stats: Arc<NodeStats>,
     pub metrics: NodeMetrics,
     pub registry: Arc<Registry>,
-    /// False once shutdown began: new transactions get 503.
-    pub accepting: Arc<AtomicBool>,
+    /// The node's one health rule (role and thresholds): `/health`, the watchdog, `STATUS=`.
+    pub health: HealthRule,
+    /// Read-only contract calls: every role has an executor.
+    pub query: Port<RunQuery>,
+    /// Transaction intake: the sequencer's mempool; `None` for a role without one.
+    pub intake: Option<Intake>,
     pub sequencer: PublicKey,
     /// Decompressed sender keys for signature checks.
     pub keys: Arc<accumen_actors::types::KeyCache>,
     #[cfg(feature = "test-hooks")]
     pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
+}
+
+/// The mempool messages the API sends, and the switch that closes intake at shutdown.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub admit: Port<Admit>,
+    pub is_pending: Port<IsPending>,
+    pub account_pending: Port<AccountPending>,
+    /// False once shutdown began: new transactions get 503.
+    pub accepting: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// The health rule's verdict now (atomics only: answers while an actor is stuck).
+    pub fn verdict(&self) -> Verdict {
+        let accepting = self
+            .intake
+            .as_ref()
+            .map(|i| i.accepting.load(Ordering::Relaxed));
+        self.health
+            .assess(&Observation::read(&self.stats, accepting, now_ms()))
+    }
+
+    /// The transaction intake, or the answer for a role that takes no transactions.
+    pub fn intake(&self) -> ApiResult<&Intake> {
+        self.intake.as_ref().ok_or_else(|| {
+            ApiError::new(
+                405,
+                "not_a_sequencer",
+                format!(
+                    "this node is a {}: it takes no transactions; send them to the sequencer",
+                    self.health.role
+                ),
+            )
+        })
+    }
 }
 
 impl std::fmt::Debug for AppState {

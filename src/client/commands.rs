@@ -9,7 +9,7 @@
 //! - A non-2xx answer is always an error carrying the node's error code and message.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

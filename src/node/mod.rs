@@ -1,0 +1,287 @@
+//! The node: the one place that starts and stops every actor, assembled per role.
+//!
+//! Assembly ([`start`]): open storage and the services every role shares (contract engine,
+//! metrics and their registry, live stats), then the role's actors (`sequencer::start`; a
+//! follower will add `follower::start`), then the supervisor over those actors, then the HTTP
+//! listeners. READY is sent to systemd only once all three listeners are bound. Everything that
+//! runs is owned by one [`NodeHandle`], whose [`NodeHandle::shutdown`] is the stop order.
+//!
+//! A role contributes only [`RoleParts`]: its supervised actors, the ports the API uses, the
+//! sequencer's public key, and its part of a graceful stop. Adding a role means writing its
+//! actors and its start function; storage, services, supervision, listeners, health, systemd
+//! and the stop order are shared.
+//!
+//! Stop order (SIGTERM or SIGINT), within `STOP_BUDGET` and so within systemd's 30 s: the role
+//! drains (the sequencer refuses new transactions and lets the producer finish its block, and
+//! one last block with what is pending), the node stops running, the listeners stop, the
+//! supervisor stops supervising and every actor's Arbiter stops, exit 0. A restart storm stops
+//! the actix System with `RESTART_STORM_EXIT` (70) instead, and the process exits with it.
+//!
+//! A failed store (an I/O error such as a full disk; see `storage::health`) cannot be repaired
+//! in-process: redb refuses every later operation until the file is reopened. So from the moment
+//! it is detected the node is unhealthy (`/health` 503 naming the failure), refuses transactions
+//! (503 `storage_failed`), makes no blocks, stops petting the systemd watchdog, and after
+//! `STORAGE_FAILURE_GRACE` exits with `EXIT_STORAGE_FAILED` (74) so that systemd (or any
+//! supervisor) restarts it at once; the restart reopens and repairs the file to its last
+//! committed block. A node asked to stop after its store failed also exits 74.
+
+mod sequencer;
+mod systemd;
+
+use std::fs;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use accumen_actors::health::HealthRule;
+pub use accumen_actors::health::Role;
+use accumen_actors::metrics::{NodeMetrics, NodeStats};
+use accumen_actors::storage::Storage;
+use accumen_actors::supervisor::{Child, StopSupervision, Supervisor};
+use accumen_actors::types::PublicKey;
+use accumen_actors::vm::Vm;
+use actix::{Actor, Addr, Arbiter};
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+
+use crate::api::{self, AppState, Intake};
+use crate::settings::{Settings, StorageKind};
+
+/// Exit code for "this configuration or role cannot run here".
+pub const EXIT_UNSUPPORTED: i32 = 2;
+
+/// Exit code after the store failed (EX_IOERR of sysexits.h): restart to reopen storage.
+pub const EXIT_STORAGE_FAILED: i32 = 74;
+
+/// Longest a graceful stop may take before the process exits anyway.
+const STOP_BUDGET: Duration = Duration::from_secs(25);
+
+/// `--role` values (`clap`): the role type is the health rule's, so one enum names roles
+/// everywhere.
+pub fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new([Role::Sequencer.as_str(), Role::Follower.as_str()])
+        .map(|s| {
+            if s == Role::Follower.as_str() {
+                Role::Follower
+            } else {
+                Role::Sequencer
+            }
+        })
+}
+
+/// Runs the node until it is stopped; returns the process exit code.
+pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
+    crate::telemetry::init(&settings.logging.level);
+    if role == Role::Follower {
+        eprintln!(
+            "accumen: the follower role is not supported yet: this build can only run a \
+             sequencer (--role=sequencer)"
+        );
+        return Ok(EXIT_UNSUPPORTED);
+    }
+    if settings.bridge.enable_bridge {
+        eprintln!(
+            "accumen: bridge.enable_bridge is true, but this build has no L0 bridge yet and \
+             would not anchor any block; set bridge.enable_bridge: false to run without anchoring"
+        );
+        return Ok(EXIT_UNSUPPORTED);
+    }
+    let system = actix::System::new();
+    system.block_on(async {
+        let node = start(settings, role).await?;
+        // The task owns the node (every actor, Arbiter and server) until the System stops,
+        // whether by the stop order or by a restart storm or a failed store.
+        actix::spawn(node.stop_on_signal());
+        anyhow::Ok(())
+    })?;
+    let code = system.run_with_code().context("actix system")?;
+    tracing::info!(code, "node stopped");
+    Ok(code)
+}
+
+/// Storage and the services every role shares.
+pub(crate) struct Services {
+    pub settings: Arc<Settings>,
+    pub storage: Arc<Storage>,
+    pub vm: Arc<Vm>,
+    pub metrics: NodeMetrics,
+    pub registry: Arc<Registry>,
+    pub stats: Arc<NodeStats>,
+}
+
+/// Opens storage (schema and chain checked) and builds the shared services.
+fn open_services(settings: Settings) -> anyhow::Result<Services> {
+    let settings = Arc::new(settings);
+    let storage = Arc::new(open_storage(&settings)?);
+    let vm = Arc::new(Vm::new(settings.vm_config()).context("contract engine")?);
+    let metrics = NodeMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let stats = Arc::new(NodeStats {
+        storage_health: storage.health(),
+        ..NodeStats::default()
+    });
+    stats
+        .block_height
+        .store(storage.head()?.height, Ordering::Relaxed);
+    Ok(Services {
+        settings,
+        storage,
+        vm,
+        metrics,
+        registry: Arc::new(registry),
+        stats,
+    })
+}
+
+fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
+    match settings.storage {
+        StorageKind::Memory => Ok(Storage::in_memory(&settings.chain_id)?),
+        StorageKind::Persistent => {
+            let dir = &settings.data_dir;
+            fs::create_dir_all(dir)
+                .with_context(|| format!("creating data_dir {}", dir.display()))?;
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+            let path = dir.join("accumen.redb");
+            Storage::open(&path, &settings.chain_id)
+                .with_context(|| format!("opening storage {}", path.display()))
+        }
+    }
+}
+
+/// A role's part of a graceful stop, run first (see the module comment).
+pub(crate) type Drain = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>>>;
+
+/// What a role adds to the shared services.
+pub(crate) struct RoleParts {
+    /// The role's actors, supervised in this order.
+    pub children: Vec<Box<dyn Child>>,
+    /// What the API reaches of them.
+    pub query: accumen_actors::supervisor::Port<accumen_actors::executor::RunQuery>,
+    /// Transaction intake (the sequencer's mempool); `None` for a role without one.
+    pub intake: Option<Intake>,
+    /// The chain's sequencer, served at `/v1/chain`.
+    pub sequencer: PublicKey,
+    /// The role's part of the stop order.
+    pub drain: Drain,
+}
+
+/// Everything that runs: owned here until the process ends.
+pub(crate) struct NodeHandle {
+    state: web::Data<AppState>,
+    servers: [ServerHandle; 3],
+    supervisor: Addr<Supervisor>,
+    supervisor_arbiter: Arbiter,
+    drain: Drain,
+    signals: systemd::Signals,
+}
+
+/// Starts a node of `role`: shared services, the role's actors, supervision, listeners.
+async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
+    let services = open_services(settings)?;
+    let parts = match role {
+        Role::Sequencer => sequencer::start(&services)?,
+        Role::Follower => anyhow::bail!("the follower role is not supported by this build"),
+    };
+    let settings = services.settings.clone();
+
+    let supervisor = Supervisor::new(
+        parts.children,
+        settings.supervisor.clone(),
+        services.metrics.clone(),
+        services.stats.clone(),
+    );
+    let supervisor_arbiter = Arbiter::new();
+    let supervisor_addr =
+        Supervisor::start_in_arbiter(&supervisor_arbiter.handle(), move |_| supervisor);
+
+    let state = web::Data::new(AppState {
+        settings: settings.clone(),
+        storage: services.storage,
+        vm: services.vm,
+        stats: services.stats.clone(),
+        metrics: services.metrics,
+        registry: services.registry,
+        health: HealthRule::new(role, &settings.supervisor, settings.block_time),
+        query: parts.query,
+        intake: parts.intake,
+        sequencer: parts.sequencer,
+        keys: Arc::new(accumen_actors::types::KeyCache::new(100_000)),
+        #[cfg(feature = "test-hooks")]
+        supervisor: supervisor_addr.clone(),
+    });
+    let servers = api::bind(state.clone()).context("binding the HTTP listeners")?;
+    // Before "listening" is announced (tests and operators act on it), so an early SIGTERM
+    // still stops the node cleanly.
+    let signals = systemd::install_signals();
+    tracing::info!(
+        api = %servers.api_addr,
+        health = %servers.health_addr,
+        metrics = %servers.metrics_addr,
+        "listening"
+    );
+    let handles = [
+        servers.api.handle(),
+        servers.health.handle(),
+        servers.metrics.handle(),
+    ];
+    systemd::spawn_storage_monitor(state.clone(), handles.clone());
+    actix::spawn(servers.api);
+    actix::spawn(servers.health);
+    actix::spawn(servers.metrics);
+    services.stats.running.store(true, Ordering::Relaxed);
+    systemd::ready(&state);
+    systemd::spawn_status(state.clone());
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        systemd::spawn_watchdog(state.clone(), period);
+    }
+    Ok(NodeHandle {
+        state,
+        servers: handles,
+        supervisor: supervisor_addr,
+        supervisor_arbiter,
+        drain: parts.drain,
+        signals,
+    })
+}
+
+impl NodeHandle {
+    /// Waits for SIGTERM or SIGINT, runs the stop order, and stops the System with its code.
+    async fn stop_on_signal(mut self) {
+        let signals = std::mem::replace(&mut self.signals, systemd::Signals::none());
+        let reason = signals.wait().await;
+        tracing::info!(
+            signal = reason,
+            "stopping: no new transactions, finishing the current block"
+        );
+        let code = self.shutdown().await;
+        actix::System::current().stop_with_code(code);
+    }
+
+    /// The stop order (module comment); returns the exit code: 0, or `EXIT_STORAGE_FAILED` for
+    /// a node whose store failed (it still says so when asked to stop).
+    pub(crate) async fn shutdown(self) -> i32 {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        (self.drain)().await;
+        let stats = &self.state.stats;
+        stats.running.store(false, Ordering::Relaxed);
+        for h in self.servers {
+            h.stop(true).await;
+        }
+        if let Err(e) = self.supervisor.send(StopSupervision).await {
+            tracing::warn!(error = %e, "supervisor already stopped");
+        }
+        self.supervisor_arbiter.stop();
+        if stats.storage_health.is_failed() {
+            EXIT_STORAGE_FAILED
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The sequencer role: its signing key and its actors (mempool with the journal re-admitted,
+//! executor, block producer), and its part of the stop order.
+//!
+//! Invariants:
+//! - Every actor is built by a factory from shared or durable state (the shared pool, storage,
+//!   the VM), so a supervisor restart loses nothing acknowledged or committed.
+//! - The journal is re-admitted before any actor starts, so the first block sees it.
+//! - Draining refuses new transactions first, then lets the producer finish its block and one
+//!   last block with what is pending, bounded by `STOP_BUDGET`.
+
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use accumen_actors::block_producer::{BlockProducer, ProducerConfig, Shutdown};
+use accumen_actors::executor::{Executor, RunQuery};
+use accumen_actors::mempool::pool::{Pool, PoolConfig};
+use accumen_actors::mempool::{AccountPending, Admit, IsPending, Mempool, Shared};
+use accumen_actors::supervisor::{ChildSpec, Port, Slot};
+use accumen_actors::types::Keypair;
+use anyhow::Context as _;
+
+use super::{Drain, RoleParts, STOP_BUDGET, Services};
+use crate::api::Intake;
+use crate::keyfile;
+use crate::settings::{Settings, StorageKind};
+
+/// Starts the sequencer's actors over the shared services.
+pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
+    let settings = &services.settings;
+    let key = Arc::new(load_key(settings)?);
+    tracing::info!(
+        chain_id = %settings.chain_id,
+        height = services.stats.block_height.load(Ordering::Relaxed),
+        sequencer = %key.public(),
+        storage = ?settings.storage,
+        "starting sequencer"
+    );
+
+    let pool = Arc::new(Mutex::new(Shared::new(Pool::new(pool_config(settings)))));
+    let persist = settings.mempool.persist;
+    let new_mempool = {
+        let (pool, storage, stats, metrics) = (
+            pool.clone(),
+            services.storage.clone(),
+            services.stats.clone(),
+            services.metrics.clone(),
+        );
+        move || {
+            Mempool::new(
+                pool.clone(),
+                storage.clone(),
+                persist,
+                stats.clone(),
+                metrics.clone(),
+            )
+        }
+    };
+    let restored = new_mempool()
+        .restore()
+        .context("restoring the mempool journal")?;
+    if restored > 0 {
+        tracing::info!(
+            restored,
+            "journaled transactions re-admitted to the mempool"
+        );
+    }
+    let mempool = ChildSpec::start("mempool", new_mempool);
+
+    let executor = {
+        let (vm, stats, metrics) = (
+            services.vm.clone(),
+            services.stats.clone(),
+            services.metrics.clone(),
+        );
+        let progress = Executor::progress_source(vm.clone());
+        ChildSpec::start("executor", move || {
+            Executor::new(vm.clone(), stats.clone(), metrics.clone())
+        })
+        .with_progress(progress)
+    };
+    let (mempool_slot, executor_slot) = (mempool.slot(), executor.slot());
+    let producer = producer(services, key.clone(), &mempool_slot, &executor_slot);
+    let stop: Port<Shutdown> = producer.slot().port();
+
+    let accepting = Arc::new(AtomicBool::new(true));
+    let intake = Intake {
+        admit: mempool_slot.port::<Admit>(),
+        is_pending: mempool_slot.port::<IsPending>(),
+        account_pending: mempool_slot.port::<AccountPending>(),
+        accepting: accepting.clone(),
+    };
+    let drain: Drain = Box::new(move || {
+        Box::pin(async move {
+            accepting.store(false, Ordering::Relaxed);
+            match stop.send(Shutdown).timeout(STOP_BUDGET).await {
+                Ok(()) => tracing::info!("block producer finished"),
+                Err(e) => tracing::error!(error = %e, "block producer did not finish in time"),
+            }
+        })
+    });
+    Ok(RoleParts {
+        children: vec![Box::new(mempool), Box::new(executor), Box::new(producer)],
+        query: executor_slot.port::<RunQuery>(),
+        intake: Some(intake),
+        sequencer: key.public(),
+        drain,
+    })
+}
+
+/// The block producer (one function, so its constructor is changed in one place).
+fn producer(
+    services: &Services,
+    key: Arc<Keypair>,
+    mempool: &Slot<Mempool>,
+    executor: &Slot<Executor>,
+) -> ChildSpec<BlockProducer> {
+    let settings = &services.settings;
+    let config = ProducerConfig {
+        chain_id: settings.chain_id.clone(),
+        block_time: settings.block_time,
+        max_transactions: settings.max_transactions,
+        max_tx_gas: settings.execution.gas_limit,
+        queue_size: settings.execution.queue_size,
+    };
+    let (storage, stats, metrics) = (
+        services.storage.clone(),
+        services.stats.clone(),
+        services.metrics.clone(),
+    );
+    let (m, e) = (mempool.clone(), executor.clone());
+    ChildSpec::start("block_producer", move || {
+        BlockProducer::new(
+            storage.clone(),
+            key.clone(),
+            config.clone(),
+            m.clone(),
+            e.clone(),
+            metrics.clone(),
+            stats.clone(),
+        )
+    })
+}
+
+fn pool_config(settings: &Settings) -> PoolConfig {
+    PoolConfig {
+        chain_id: settings.chain_id.clone(),
+        max_size: settings.mempool.max_size,
+        max_bytes: settings.mempool.max_bytes,
+        account_limit: settings.mempool.account_limit,
+        // A transaction asking for more than a whole block's gas could never be selected.
+        max_tx_gas: settings
+            .execution
+            .gas_limit
+            .min(accumen_actors::vm::gas::MAX_BLOCK_GAS),
+        max_future_nonces: settings.mempool.account_limit as u64,
+        future_limit: settings
+            .mempool
+            .future_limit
+            .min(settings.mempool.account_limit),
+        future_ttl_ms: u64::try_from(settings.mempool.future_ttl.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The sequencer's signing key: `sequencer_key` if set; else, with persistent storage,
+/// `data_dir/sequencer.key` (created owner-only on first start); else an ephemeral key.
+fn load_key(settings: &Settings) -> anyhow::Result<Keypair> {
+    if let Some(path) = &settings.sequencer_key {
+        return read_key(path);
+    }
+    match settings.storage {
+        StorageKind::Memory => {
+            tracing::warn!(
+                "no sequencer_key configured: using an ephemeral key (fine for in-memory development chains)"
+            );
+            Ok(Keypair::generate()?)
+        }
+        StorageKind::Persistent => {
+            let path = settings.data_dir.join("sequencer.key");
+            if fs::exists(&path).unwrap_or(true) {
+                return read_key(&path);
+            }
+            let key = Keypair::generate()?;
+            keyfile::create(&path, &key)
+                .with_context(|| format!("creating sequencer key {}", path.display()))?;
+            tracing::info!(path = %path.display(), public_key = %key.public(), "generated a new sequencer key");
+            Ok(key)
+        }
+    }
+}
+
+fn read_key(path: &std::path::Path) -> anyhow::Result<Keypair> {
+    let key = keyfile::read(path).context("sequencer key")?;
+    if keyfile::open_to_others(path) {
+        tracing::warn!(path = %path.display(), "sequencer key file is readable by others; chmod 600 it");
+    }
+    Ok(key)
+}
