@@ -22,6 +22,9 @@
 
 pub mod pool;
 
+#[cfg(test)]
+mod actor_tests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
