@@ -26,6 +26,11 @@
 //!   `accumen_actor_restarts_total{actor,reason}`. More than `max_restarts` restarts within
 //!   `restart_window` is a restart storm: the supervisor logs an ERROR and stops the actix
 //!   System with a non-zero exit code, so systemd restarts the whole process.
+//! - At a graceful stop the node sends `StopSupervision` last (after the role's actors finished
+//!   their work and the listeners closed): no more heartbeats or restarts, every child's Arbiter
+//!   is asked to stop, and the supervisor stops.
+//! - Its settings are the operator's `supervisor.*` keys: [`SupervisorConfig`] is deserialized
+//!   straight from the node's configuration, so keys and defaults have one definition.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -1,6 +1,11 @@
 //! The HTTP surface of the node (actix-web): the API listener (`api_addr`), the health listener
 //! (`health_addr`) and the metrics listener (`metrics_addr`).
 //!
+//! Role-aware: every role has storage, the VM, stats and an executor for queries
+//! ([`AppState::query`]); only a role with a mempool has transaction intake ([`Intake`]), and
+//! without it the write endpoints answer 405 `not_a_sequencer`. Actors are reached only through
+//! `supervisor::Port`s for the messages the API sends, never through their concrete types.
+//!
 //! Invariants:
 //! - Handlers never block an HTTP worker on heavy work: signature checks run on actix's blocking
 //!   pool, execution and admission go to their actors, and the stats endpoints read atomics only,
@@ -23,6 +28,8 @@ mod budget;
 mod conn;
 mod error;
 mod handlers;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

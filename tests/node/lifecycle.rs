@@ -173,6 +173,36 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     }
 }
 
+/// `STATUS=` lines (what `systemctl status` shows) carry the health rule's verdict, the role,
+/// the height and the mempool size; `/health` names the role too.
+#[test]
+fn systemd_status_lines_carry_role_health_height_and_mempool() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let socket = path.to_str().unwrap().to_string();
+    let mut node = TestNode::start_in(dir.path(), "", &[("NOTIFY_SOCKET", &socket)]);
+    let mut buf = [0u8; 512];
+    let status = loop {
+        let n = sock.recv(&mut buf).expect("a STATUS= line from the node");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if let Some(line) = text.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            break line.to_owned();
+        }
+    };
+    assert!(
+        status.starts_with("sequencer: healthy; height ") && status.contains("; mempool "),
+        "{status}"
+    );
+    let (code, health) = node.get("/health");
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["role"], "sequencer");
+    assert_eq!(node.terminate().code(), Some(0));
+}
+
 #[test]
 fn a_call_past_execution_timeout_is_dropped_with_an_error_log() {
     let node = TestNode::start("execution:\n  workers: 2\n  timeout: \"10ms\"");
