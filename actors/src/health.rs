@@ -96,7 +96,11 @@ impl HealthRule {
         if let Some(reason) = &o.storage_failure {
             problems.push(Problem::StorageFailed(reason.clone()));
         }
-        let heartbeat_age = o.now_ms.saturating_sub(o.last_heartbeat_ms);
+        // Like the head below, judged from the node's start until the first round is in: the
+        // supervisor runs on its own thread and may not have finished one when READY is sent.
+        let heartbeat_age = o
+            .now_ms
+            .saturating_sub(o.last_heartbeat_ms.max(o.started_ms));
         let supervisor_ok = u128::from(heartbeat_age) <= self.supervisor_stall.as_millis();
         if !supervisor_ok {
             problems.push(Problem::SupervisorStalled {
@@ -362,6 +366,21 @@ mod tests {
         // A heartbeat round from the future (clock step) is not a stall.
         o.last_heartbeat_ms = NOW + 5_000;
         assert!(rule(Role::Sequencer).assess(&o).healthy());
+    }
+
+    #[test]
+    fn a_supervisor_without_a_round_yet_is_judged_from_the_start() {
+        let mut o = fine();
+        o.last_heartbeat_ms = 0;
+        o.started_ms = NOW - 100;
+        let v = rule(Role::Sequencer).assess(&o);
+        assert!(v.healthy() && v.watchdog_ok(), "{v:?}");
+        o.started_ms = NOW - 3_001;
+        let v = rule(Role::Sequencer).assess(&o);
+        assert_eq!(
+            v.reason(),
+            Some(&Problem::SupervisorStalled { for_ms: 3_001 })
+        );
     }
 
     #[test]
