@@ -8,7 +8,8 @@
 //! Invariants:
 //! - Actix-free and pure: the same observation always gives the same verdict, so the rule is
 //!   unit-tested without a node, and the callers read only atomics (never an actor message), so
-//!   a verdict is available while an actor is stuck.
+//!   a verdict is available while an actor is stuck. Imports no actor module (only `metrics`
+//!   for the stats it reads).
 //! - Problems are reported in a fixed order (storage, supervisor, head, running); `reason` is
 //!   the first, because the first is the cause of the others (a failed store stops the head).
 //! - Two questions, one rule: a node is *healthy* when it has no problem at all; the watchdog
@@ -29,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::metrics::NodeStats;
-use crate::supervisor::SupervisorConfig;
 
 /// What the process runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,14 +78,21 @@ pub struct HealthRule {
 /// calls, or a busy host, is not an outage.
 const MIN_HEAD_STALE: Duration = Duration::from_secs(10);
 
+/// The supervisor may go this long between rounds however short its interval is: a loaded host
+/// delays timers, and that is not a stall.
+const MIN_SUPERVISOR_STALL: Duration = Duration::from_secs(1);
+
 impl HealthRule {
-    /// The rule for a node of `role` with these supervisor settings and block interval: the
-    /// supervisor is stalled after [`SupervisorConfig::stall_after`], the head stale after five
-    /// block intervals (at least [`MIN_HEAD_STALE`]).
-    pub fn new(role: Role, supervisor: &SupervisorConfig, block_time: Duration) -> Self {
+    /// The rule for a node of `role` whose supervisor heartbeats every `heartbeat_interval`
+    /// (`supervisor.heartbeat_interval`) and whose blocks come every `block_time`: the
+    /// supervisor is stalled after three intervals (counted as at least [`MIN_SUPERVISOR_STALL`]
+    /// each), the head stale after five block intervals (at least [`MIN_HEAD_STALE`]).
+    pub fn new(role: Role, heartbeat_interval: Duration, block_time: Duration) -> Self {
         HealthRule {
             role,
-            supervisor_stall: supervisor.stall_after(),
+            supervisor_stall: heartbeat_interval
+                .max(MIN_SUPERVISOR_STALL)
+                .saturating_mul(3),
             head_stale: block_time.saturating_mul(5).max(MIN_HEAD_STALE),
         }
     }
@@ -267,7 +274,7 @@ mod tests {
     const NOW: u64 = 1_000_000;
 
     fn rule(role: Role) -> HealthRule {
-        HealthRule::new(role, &SupervisorConfig::default(), Duration::from_secs(1))
+        HealthRule::new(role, Duration::from_secs(1), Duration::from_secs(1))
     }
 
     /// A sequencer one minute up, heartbeating, with a block a second ago.
@@ -301,10 +308,17 @@ mod tests {
         assert_eq!(r.head_stale, Duration::from_secs(10));
         let slow = HealthRule::new(
             Role::Sequencer,
-            &SupervisorConfig::default(),
+            Duration::from_secs(2),
             Duration::from_secs(10),
         );
         assert_eq!(slow.head_stale, Duration::from_secs(50));
+        assert_eq!(slow.supervisor_stall, Duration::from_secs(6));
+        let fast = HealthRule::new(
+            Role::Sequencer,
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+        );
+        assert_eq!(fast.supervisor_stall, Duration::from_secs(3));
     }
 
     #[test]

@@ -325,15 +325,6 @@ impl Default for SupervisorConfig {
     }
 }
 
-impl SupervisorConfig {
-    /// Longest a healthy supervisor goes between heartbeat rounds before the node counts it as
-    /// stalled (three intervals, never under a second so a short interval on a loaded host is
-    /// not a false alarm). The health rule and the systemd watchdog both use this.
-    pub fn stall_after(&self) -> Duration {
-        3 * self.heartbeat_interval.max(Duration::from_secs(1))
-    }
-}
-
 /// The supervisor actor.
 pub struct Supervisor {
     children: Vec<Box<dyn Child>>,

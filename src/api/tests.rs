@@ -71,7 +71,11 @@ fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
         stats,
         metrics,
         registry: Arc::new(Registry::default()),
-        health: HealthRule::new(role, &settings.supervisor, settings.block_time),
+        health: HealthRule::new(
+            role,
+            settings.supervisor.heartbeat_interval,
+            settings.block_time,
+        ),
         query: Port::fixed(executor.recipient()),
         intake,
         sequencer: Keypair::from_seed([1; 32]).public(),

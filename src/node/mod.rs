@@ -36,11 +36,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use accumen_actors::executor::RunQuery;
 use accumen_actors::health::HealthRule;
 pub use accumen_actors::health::Role;
 use accumen_actors::metrics::{NodeMetrics, NodeStats};
 use accumen_actors::storage::Storage;
-use accumen_actors::supervisor::{Child, StopSupervision, Supervisor};
+use accumen_actors::supervisor::{Child, Port, StopSupervision, Supervisor};
 use accumen_actors::types::PublicKey;
 use accumen_actors::vm::Vm;
 use actix::{Actor, Addr, Arbiter};
@@ -163,7 +164,7 @@ pub(crate) struct RoleParts {
     /// The role's actors, supervised in this order.
     pub children: Vec<Box<dyn Child>>,
     /// What the API reaches of them.
-    pub query: accumen_actors::supervisor::Port<accumen_actors::executor::RunQuery>,
+    pub query: Port<RunQuery>,
     /// Transaction intake (the sequencer's mempool); `None` for a role without one.
     pub intake: Option<Intake>,
     /// The chain's sequencer, served at `/v1/chain`.
@@ -208,7 +209,11 @@ async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
         stats: services.stats.clone(),
         metrics: services.metrics,
         registry: services.registry,
-        health: HealthRule::new(role, &settings.supervisor, settings.block_time),
+        health: HealthRule::new(
+            role,
+            settings.supervisor.heartbeat_interval,
+            settings.block_time,
+        ),
         query: parts.query,
         intake: parts.intake,
         sequencer: parts.sequencer,
