@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use accumen_actors::block_producer::{BlockProducer, ProducerConfig, Shutdown};
+use accumen_actors::chain::params::ParamsError;
 use accumen_actors::executor::Executor;
 use accumen_actors::mempool::pool::{Pool, PoolConfig};
 use accumen_actors::mempool::{Mempool, Shared};
@@ -81,7 +82,17 @@ pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
         return Ok(EXIT_UNSUPPORTED);
     }
     let system = actix::System::new();
-    let node = system.block_on(start(settings))?;
+    let node = match system.block_on(start(settings)) {
+        Ok(node) => node,
+        // A chain whose parameters this node cannot honour is a configuration/build problem,
+        // like the refusals above: say why and exit EXIT_UNSUPPORTED.
+        Err(e) if e.downcast_ref::<ParamsError>().is_some() => {
+            tracing::error!(error = %format!("{e:#}"), "refusing to start");
+            eprintln!("accumen: {e:#}");
+            return Ok(EXIT_UNSUPPORTED);
+        }
+        Err(e) => return Err(e),
+    };
     let code = system.run_with_code().context("actix system")?;
     drop(node);
     tracing::info!(code, "node stopped");
@@ -95,14 +106,15 @@ struct Node {
 
 fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
     match settings.storage {
-        StorageKind::Memory => Ok(Storage::in_memory(&settings.chain_id)?),
+        StorageKind::Memory => Ok(Storage::in_memory_with(&settings.chain_params())?),
         StorageKind::Persistent => {
             let dir = &settings.data_dir;
             fs::create_dir_all(dir)
                 .with_context(|| format!("creating data_dir {}", dir.display()))?;
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
             let path = dir.join("accumen.redb");
-            Storage::open(&path, &settings.chain_id)
+            // The config's chain parameters are used only if this creates the chain.
+            Storage::open(&path, &settings.chain_params())
                 .with_context(|| format!("opening storage {}", path.display()))
         }
     }
@@ -153,11 +165,17 @@ fn load_key(settings: &Settings) -> anyhow::Result<Keypair> {
 async fn start(settings: Settings) -> anyhow::Result<Node> {
     let settings = Arc::new(settings);
     let storage = Arc::new(open_storage(&settings)?);
+    // The chain's recorded parameters rule over the config (chain::params); a chain this node
+    // cannot honour stops the start here (`run` exits EXIT_UNSUPPORTED).
+    let chain = settings.reconcile_chain(storage.params())?;
+    chain.log_overrides();
+    let params = chain.params;
     let key = Arc::new(load_key(&settings)?);
-    let vm = Arc::new(Vm::new(settings.vm_config()).context("contract engine")?);
+    let vm = Arc::new(Vm::new(settings.vm_config_for(&params)).context("contract engine")?);
     let head = storage.head()?;
     tracing::info!(
         chain_id = %settings.chain_id,
+        params_hash = %params.hash(),
         height = head.height,
         sequencer = %key.public(),
         storage = ?settings.storage,
@@ -180,10 +198,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
         max_bytes: settings.mempool.max_bytes,
         account_limit: settings.mempool.account_limit,
         // A transaction asking for more than a whole block's gas could never be selected.
-        max_tx_gas: settings
-            .execution
-            .gas_limit
-            .min(accumen_actors::vm::gas::MAX_BLOCK_GAS),
+        max_tx_gas: params.max_tx_gas.min(params.max_block_gas),
         max_future_nonces: settings.mempool.account_limit as u64,
         future_limit: settings
             .mempool
@@ -240,7 +255,7 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
             chain_id: settings.chain_id.clone(),
             block_time: settings.block_time,
             max_transactions: settings.max_transactions,
-            max_tx_gas: settings.execution.gas_limit,
+            max_tx_gas: params.max_tx_gas,
             queue_size: settings.execution.queue_size,
         };
         let (storage, key, stats, metrics) =

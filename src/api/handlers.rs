@@ -602,6 +602,8 @@ pub async fn block(
     }
 }
 
+/// The chain: identity, head, and its parameters as recorded at genesis (the ones this node runs
+/// with), with the config values they override (`chain::params`: the chain's value rules).
 pub async fn chain(state: State) -> ApiResult<HttpResponse> {
     let head = state.storage.head().map_err(storage_err)?;
     let genesis = state
@@ -609,12 +611,17 @@ pub async fn chain(state: State) -> ApiResult<HttpResponse> {
         .block_by_height(0)
         .map_err(storage_err)?
         .map(|b| b.hash());
+    let params = state.storage.params();
+    let overridden = params.overrides(&state.settings.chain_params());
     Ok(HttpResponse::Ok().json(json!({
         "chain_id": state.settings.chain_id,
         "sequencer": state.sequencer,
         "genesis_hash": genesis,
         "height": head.height,
         "head_hash": head.hash(),
+        "params": params,
+        "params_hash": params.hash(),
+        "overridden": overridden,
     })))
 }
 
