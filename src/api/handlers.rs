@@ -931,9 +931,11 @@ pub async fn execution_stats(state: State) -> HttpResponse {
         "workers": e.workers,
         "queue_depth": get(&s.exec_queue_depth),
         "queue_size": e.queue_size,
-        "gas_limit": e.gas_limit,
+        // The chain's values, which execution uses (they may override the config's; see
+        // `GET /v1/chain`).
+        "gas_limit": state.storage.params().max_tx_gas,
         "memory_limit_mb": e.memory_limit,
-        "max_memory_pages": state.settings.wasm.max_memory_pages,
+        "max_memory_pages": state.storage.params().max_memory_pages,
         "instance_slots": state.vm.slots(),
         "cached_modules": state.vm.cached_modules(),
         "blocks_executed": get(&s.exec_blocks),

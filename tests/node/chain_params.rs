@@ -50,6 +50,9 @@ fn a_restarted_node_keeps_the_chains_gas_limit_over_its_config() {
         "{chain}"
     );
 
+    let (_, stats) = node.get("/execution/stats");
+    assert_eq!(stats["gas_limit"], 2_000_000, "{stats}");
+
     // A deploy within the chain's cap runs.
     let mut s = Sender::new(60);
     let deploy = s.sign(
