@@ -1,6 +1,8 @@
 //! The node: the one place that starts and stops every actor.
 //!
-//! Start order: storage (schema and chain checked), sequencer key, contract engine, metrics,
+//! Start order: storage (schema and chain checked; the chain's recorded parameters reconciled with
+//! the config, see `chain::params`: they rule, and a chain this node cannot honour exits 2),
+//! sequencer key, contract engine, metrics,
 //! mempool (journal re-admitted), executor, block producer, supervisor, then the HTTP listeners;
 //! READY is sent to systemd only once all three listeners are bound. Stop order (SIGTERM or
 //! SIGINT): refuse new transactions, let the producer finish its block (and one last block with
@@ -87,7 +89,6 @@ pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
         // A chain whose parameters this node cannot honour is a configuration/build problem,
         // like the refusals above: say why and exit EXIT_UNSUPPORTED.
         Err(e) if e.downcast_ref::<ParamsError>().is_some() => {
-            tracing::error!(error = %format!("{e:#}"), "refusing to start");
             eprintln!("accumen: {e:#}");
             return Ok(EXIT_UNSUPPORTED);
         }

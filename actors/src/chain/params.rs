@@ -224,9 +224,10 @@ pub enum ParamsError {
          {max_block_gas}): the chain's parameters are damaged"
     )]
     TxGas { chain: u64, max_block_gas: u64 },
+    // The engine's reason is the source (printed after this by `{:#}`), not repeated here.
     #[error(
-        "this chain's wasm.max_memory_pages = {pages} cannot run on this node ({source}); the \
-         chain's value rules, so raise execution.memory_limit or lower execution.workers"
+        "this chain's wasm.max_memory_pages = {pages} cannot run on this node; the chain's value \
+         rules, so raise execution.memory_limit or lower execution.workers"
     )]
     Memory {
         pages: u32,
