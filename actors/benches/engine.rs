@@ -347,7 +347,7 @@ fn block(c: &mut Criterion) {
                 for _ in 0..iters {
                     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
                     let storage = match backend {
-                        "memory" => Storage::in_memory(CHAIN),
+                        "memory" => Storage::in_memory_with(&ChainParams::with_defaults(CHAIN)),
                         _ => Storage::open(
                             &dir.path().join("bench.redb"),
                             &ChainParams::with_defaults(CHAIN),

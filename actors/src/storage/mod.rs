@@ -409,7 +409,10 @@ impl Storage {
     }
 
     /// A new chain in memory with this build's default parameters
-    /// (`ChainParams::with_defaults`): tests, benchmarks and tools.
+    /// (`ChainParams::with_defaults`), for this crate's tests. Test-only so that node code
+    /// cannot create a chain without passing the configuration's parameters
+    /// (`in_memory_with`).
+    #[cfg(test)]
     pub fn in_memory(chain_id: &str) -> Result<Self, StorageError> {
         Self::in_memory_with(&ChainParams::with_defaults(chain_id))
     }
