@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use accumen_actors::chain::ChainParams;
+use accumen_actors::chain::params::{
+    DEFAULT_MAX_MEMORY_PAGES, DEFAULT_MAX_TX_GAS, ParamsError, Reconciled, reconcile,
+};
 use accumen_actors::supervisor::SupervisorConfig;
 use accumen_actors::types::MAX_TX_BYTES;
 use accumen_actors::vm::{ConfigError as VmConfigError, VmConfig};
@@ -192,7 +196,8 @@ impl Default for ApiSettings {
 pub struct ExecutionSettings {
     /// Contract calls that run at once.
     pub workers: usize,
-    /// Gas limit per transaction.
+    /// Gas limit per transaction: a chain parameter, taken from here only when a new chain is
+    /// created (`Settings::chain_params`); an existing chain's recorded value rules.
     pub gas_limit: u64,
     /// MB of linear memory all concurrent calls may hold together.
     pub memory_limit: u64,
@@ -208,7 +213,7 @@ impl Default for ExecutionSettings {
     fn default() -> Self {
         Self {
             workers: 2,
-            gas_limit: 50_000_000,
+            gas_limit: DEFAULT_MAX_TX_GAS,
             memory_limit: 128,
             queue_size: 1000,
             // A 50M-gas call (the largest allowed) finishes in well under a second; 2 s is the
@@ -223,14 +228,15 @@ impl Default for ExecutionSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WasmSettings {
-    /// Most 64 KiB pages one call's memory may grow to.
+    /// Most 64 KiB pages one call's memory may grow to: a chain parameter like
+    /// `execution.gas_limit` (used for a new chain only).
     pub max_memory_pages: u32,
 }
 
 impl Default for WasmSettings {
     fn default() -> Self {
         Self {
-            max_memory_pages: 64,
+            max_memory_pages: DEFAULT_MAX_MEMORY_PAGES,
         }
     }
 }
@@ -754,8 +760,36 @@ impl Settings {
         );
     }
 
-    /// The contract engine's configuration. Persistent nodes keep compiled modules under
-    /// `data_dir/modules` so a restart does not recompile every contract.
+    /// The parameters this configuration gives a NEW chain: `chain_id`, `execution.gas_limit`
+    /// and `wasm.max_memory_pages`, and this build's constants for the rest. An existing chain
+    /// keeps its recorded parameters; see `reconcile_chain`.
+    pub fn chain_params(&self) -> ChainParams {
+        ChainParams::new(
+            self.chain_id.clone(),
+            self.execution.gas_limit,
+            self.wasm.max_memory_pages,
+        )
+    }
+
+    /// Decides the parameters the node runs with for a chain that recorded `chain` at genesis
+    /// (`Storage::params`): the chain's, checked against this build and this node's memory limit
+    /// and workers. An error means the node must refuse to start; otherwise log the result's
+    /// overrides (`Reconciled::log_overrides`) and build everything consensus-relevant (VM,
+    /// mempool gas cap, block context) from `Reconciled::params`.
+    pub fn reconcile_chain(&self, chain: &ChainParams) -> Result<Reconciled, ParamsError> {
+        reconcile(chain, &self.chain_params(), &self.vm_config())
+    }
+
+    /// The engine configuration for running a chain with `params` (the effective ones): the
+    /// chain's page and stack limits, this node's memory limit, workers, timeout and caches.
+    pub fn vm_config_for(&self, params: &ChainParams) -> VmConfig {
+        params.vm_config(&self.vm_config())
+    }
+
+    /// The contract engine's configuration from this configuration alone (what a new chain
+    /// would use; validation checks it). A running node uses `vm_config_for` with its chain's
+    /// parameters instead. Persistent nodes keep compiled modules under `data_dir/modules` so a
+    /// restart does not recompile every contract.
     pub fn vm_config(&self) -> VmConfig {
         VmConfig {
             max_memory_pages: self.wasm.max_memory_pages,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
+use accumen_actors::chain::ChainParams;
 use accumen_actors::storage::Storage;
 use accumen_actors::types::{
     Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, Tx, VerifiedTx,
@@ -346,8 +347,11 @@ fn block(c: &mut Criterion) {
                 for _ in 0..iters {
                     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
                     let storage = match backend {
-                        "memory" => Storage::in_memory(CHAIN),
-                        _ => Storage::open(&dir.path().join("bench.redb"), CHAIN),
+                        "memory" => Storage::in_memory_with(&ChainParams::with_defaults(CHAIN)),
+                        _ => Storage::open(
+                            &dir.path().join("bench.redb"),
+                            &ChainParams::with_defaults(CHAIN),
+                        ),
                     }
                     .unwrap_or_else(|e| panic!("{e}"));
                     produce(&vm, &storage, &seq, deploys.clone());

@@ -584,13 +584,19 @@ mod tests {
     impl Journal for FlakyJournal {
         fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
             if self.fail.load(Ordering::Relaxed) {
-                return Err(StorageError::Io("disk full (injected)".into()));
+                return Err(StorageError::Io {
+                    what: "journal".into(),
+                    source: std::io::Error::other("disk full (injected)"),
+                });
             }
             self.inner.write(put, remove)
         }
         fn remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
             if self.fail.load(Ordering::Relaxed) {
-                return Err(StorageError::Io("disk full (injected)".into()));
+                return Err(StorageError::Io {
+                    what: "journal".into(),
+                    source: std::io::Error::other("disk full (injected)"),
+                });
             }
             Journal::remove(&*self.inner, ids)
         }

@@ -605,6 +605,8 @@ pub async fn block(
     }
 }
 
+/// The chain: identity, head, and its parameters as recorded at genesis (the ones this node runs
+/// with), with the config values they override (`chain::params`: the chain's value rules).
 pub async fn chain(state: State) -> ApiResult<HttpResponse> {
     let head = state.storage.head().map_err(storage_err)?;
     let genesis = state
@@ -612,12 +614,17 @@ pub async fn chain(state: State) -> ApiResult<HttpResponse> {
         .block_by_height(0)
         .map_err(storage_err)?
         .map(|b| b.hash());
+    let params = state.storage.params();
+    let overridden = params.overrides(&state.settings.chain_params());
     Ok(HttpResponse::Ok().json(json!({
         "chain_id": state.settings.chain_id,
         "sequencer": state.sequencer,
         "genesis_hash": genesis,
         "height": head.height,
         "head_hash": head.hash(),
+        "params": params,
+        "params_hash": params.hash(),
+        "overridden": overridden,
     })))
 }
 
@@ -918,9 +925,11 @@ pub async fn execution_stats(state: State) -> HttpResponse {
         "workers": e.workers,
         "queue_depth": get(&s.exec_queue_depth),
         "queue_size": e.queue_size,
-        "gas_limit": e.gas_limit,
+        // The chain's values, which execution uses (they may override the config's; see
+        // `GET /v1/chain`).
+        "gas_limit": state.storage.params().max_tx_gas,
         "memory_limit_mb": e.memory_limit,
-        "max_memory_pages": state.settings.wasm.max_memory_pages,
+        "max_memory_pages": state.storage.params().max_memory_pages,
         "instance_slots": state.vm.slots(),
         "cached_modules": state.vm.cached_modules(),
         "blocks_executed": get(&s.exec_blocks),

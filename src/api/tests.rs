@@ -66,7 +66,7 @@ fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
     let metrics = NodeMetrics::default();
     let executor = Executor::new(vm.clone(), stats.clone(), metrics.clone()).start();
     web::Data::new(AppState {
-        storage: Arc::new(Storage::in_memory(&settings.chain_id).unwrap()),
+        storage: Arc::new(Storage::in_memory_with(&settings.chain_params()).unwrap()),
         vm,
         stats,
         metrics,

@@ -1,6 +1,8 @@
 //! The node: the one place that starts and stops every actor, assembled per role.
 //!
-//! Assembly ([`start`]): open storage and the services every role shares (contract engine,
+//! Assembly ([`start`]): open storage (schema checked; the chain's recorded parameters
+//! reconciled with the config, see `chain::params`: they rule, and a chain this node cannot
+//! honour exits 2) and the services every role shares (contract engine,
 //! metrics and their registry, live stats), then the role's actors (`sequencer::start`; a
 //! follower will add `follower::start`), then the supervisor over those actors, then the HTTP
 //! listeners. READY is sent to systemd only once all three listeners are bound. Everything that
@@ -36,6 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use accumen_actors::chain::ChainParams;
+use accumen_actors::chain::params::ParamsError;
 use accumen_actors::executor::RunQuery;
 use accumen_actors::health::HealthRule;
 pub use accumen_actors::health::Role;
@@ -94,13 +98,23 @@ pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
         return Ok(EXIT_UNSUPPORTED);
     }
     let system = actix::System::new();
-    system.block_on(async {
+    let started = system.block_on(async {
         let node = start(settings, role).await?;
         // The task owns the node (every actor, Arbiter and server) until the System stops,
         // whether by the stop order or by a restart storm or a failed store.
         actix::spawn(node.stop_on_signal());
         anyhow::Ok(())
-    })?;
+    });
+    match started {
+        Ok(()) => {}
+        // A chain whose parameters this node cannot honour is a configuration/build problem,
+        // like the refusals above: say why and exit EXIT_UNSUPPORTED.
+        Err(e) if e.downcast_ref::<ParamsError>().is_some() => {
+            eprintln!("accumen: {e:#}");
+            return Ok(EXIT_UNSUPPORTED);
+        }
+        Err(e) => return Err(e),
+    }
     let code = system.run_with_code().context("actix system")?;
     tracing::info!(code, "node stopped");
     Ok(code)
@@ -110,17 +124,25 @@ pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
 pub(crate) struct Services {
     pub settings: Arc<Settings>,
     pub storage: Arc<Storage>,
+    /// The chain's parameters (recorded at genesis; they rule over the config).
+    pub params: Arc<ChainParams>,
     pub vm: Arc<Vm>,
     pub metrics: NodeMetrics,
     pub registry: Arc<Registry>,
     pub stats: Arc<NodeStats>,
 }
 
-/// Opens storage (schema and chain checked) and builds the shared services.
+/// Opens storage (schema and chain checked), reconciles the chain's recorded parameters with
+/// the config (`chain::params`: the chain's values rule; a chain this node cannot honour stops
+/// the start here and `run` exits `EXIT_UNSUPPORTED`), and builds the shared services with the
+/// chain's parameters.
 fn open_services(settings: Settings) -> anyhow::Result<Services> {
     let settings = Arc::new(settings);
     let storage = Arc::new(open_storage(&settings)?);
-    let vm = Arc::new(Vm::new(settings.vm_config()).context("contract engine")?);
+    let chain = settings.reconcile_chain(storage.params())?;
+    chain.log_overrides();
+    let params = Arc::new(chain.params);
+    let vm = Arc::new(Vm::new(settings.vm_config_for(&params)).context("contract engine")?);
     let metrics = NodeMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -134,6 +156,7 @@ fn open_services(settings: Settings) -> anyhow::Result<Services> {
     Ok(Services {
         settings,
         storage,
+        params,
         vm,
         metrics,
         registry: Arc::new(registry),
@@ -143,14 +166,15 @@ fn open_services(settings: Settings) -> anyhow::Result<Services> {
 
 fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
     match settings.storage {
-        StorageKind::Memory => Ok(Storage::in_memory(&settings.chain_id)?),
+        StorageKind::Memory => Ok(Storage::in_memory_with(&settings.chain_params())?),
         StorageKind::Persistent => {
             let dir = &settings.data_dir;
             fs::create_dir_all(dir)
                 .with_context(|| format!("creating data_dir {}", dir.display()))?;
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
             let path = dir.join("accumen.redb");
-            Storage::open(&path, &settings.chain_id)
+            // The config's chain parameters are used only if this creates the chain.
+            Storage::open(&path, &settings.chain_params())
                 .with_context(|| format!("opening storage {}", path.display()))
         }
     }

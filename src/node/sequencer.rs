@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use accumen_actors::block_producer::{BlockProducer, ProducerConfig, Shutdown};
+use accumen_actors::chain::ChainParams;
 use accumen_actors::executor::{Executor, RunQuery};
 use accumen_actors::mempool::pool::{Pool, PoolConfig};
 use accumen_actors::mempool::{AccountPending, Admit, IsPending, Mempool, Shared};
@@ -31,13 +32,17 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
     let key = Arc::new(load_key(settings)?);
     tracing::info!(
         chain_id = %settings.chain_id,
+        params_hash = %services.params.hash(),
         height = services.stats.block_height.load(Ordering::Relaxed),
         sequencer = %key.public(),
         storage = ?settings.storage,
         "starting sequencer"
     );
 
-    let pool = Arc::new(Mutex::new(Shared::new(Pool::new(pool_config(settings)))));
+    let pool = Arc::new(Mutex::new(Shared::new(Pool::new(pool_config(
+        settings,
+        &services.params,
+    )))));
     let persist = settings.mempool.persist;
     let new_mempool = {
         let (pool, storage, stats, metrics) = (
@@ -120,7 +125,7 @@ fn producer(
         chain_id: settings.chain_id.clone(),
         block_time: settings.block_time,
         max_transactions: settings.max_transactions,
-        max_tx_gas: settings.execution.gas_limit,
+        max_tx_gas: services.params.max_tx_gas,
         queue_size: settings.execution.queue_size,
     };
     let (storage, stats, metrics) = (
@@ -142,17 +147,14 @@ fn producer(
     })
 }
 
-fn pool_config(settings: &Settings) -> PoolConfig {
+fn pool_config(settings: &Settings, params: &ChainParams) -> PoolConfig {
     PoolConfig {
         chain_id: settings.chain_id.clone(),
         max_size: settings.mempool.max_size,
         max_bytes: settings.mempool.max_bytes,
         account_limit: settings.mempool.account_limit,
         // A transaction asking for more than a whole block's gas could never be selected.
-        max_tx_gas: settings
-            .execution
-            .gas_limit
-            .min(accumen_actors::vm::gas::MAX_BLOCK_GAS),
+        max_tx_gas: params.max_tx_gas.min(params.max_block_gas),
         max_future_nonces: settings.mempool.account_limit as u64,
         future_limit: settings
             .mempool

@@ -767,3 +767,44 @@ fn supervisor_section_is_the_supervisor_config() {
     let text = err_text("supervisor.heartbeat_interval: \"1ms\"\n", no_env());
     assert!(text.contains("supervisor.heartbeat_interval"), "{text}");
 }
+
+#[test]
+fn a_new_chain_takes_its_params_from_the_config_an_existing_one_keeps_its_own() {
+    let s = load_str(
+        "chain_id: c\nexecution.gas_limit: 1234567\napi.query_gas_limit: 1000\nwasm.max_memory_pages: 32\n",
+        no_env(),
+    )
+    .unwrap();
+    let new = s.chain_params();
+    assert_eq!(new, ChainParams::new("c", 1_234_567, 32));
+    // A new chain: nothing overridden.
+    assert_eq!(s.reconcile_chain(&new).unwrap().overrides, Vec::new());
+
+    // An existing chain created with other values: they rule, the VM runs them.
+    let chain = ChainParams::new("c", 7_000_000, 16);
+    let r = s.reconcile_chain(&chain).unwrap();
+    assert_eq!(r.params, chain);
+    let keys: Vec<_> = r
+        .overrides
+        .iter()
+        .map(|o| (o.key, o.config, o.chain))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("execution.gas_limit", 1_234_567, 7_000_000),
+            ("wasm.max_memory_pages", 32, 16)
+        ]
+    );
+    let vm = s.vm_config_for(&r.params);
+    assert_eq!(vm.max_memory_pages, 16);
+    assert_eq!(vm.workers, s.execution.workers);
+    assert_eq!(vm.memory_limit_mb, s.execution.memory_limit);
+
+    // One whose pages do not fit this node's memory limit and workers is refused.
+    let huge = ChainParams::new("c", 7_000_000, 65_536);
+    assert!(matches!(
+        s.reconcile_chain(&huge),
+        Err(ParamsError::Memory { pages: 65_536, .. })
+    ));
+}

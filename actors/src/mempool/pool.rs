@@ -186,7 +186,9 @@ impl Eq for Evicted {}
 pub enum AdmitError {
     #[error("transaction is for chain {got:?}, this node serves chain {expected:?}")]
     WrongChain { expected: String, got: String },
-    #[error("gas limit {limit} exceeds the per-transaction maximum {max} (execution.gas_limit)")]
+    #[error(
+        "gas limit {limit} exceeds the per-transaction maximum {max} (the chain's max_tx_gas, see GET /v1/chain)"
+    )]
     GasLimit { limit: u64, max: u64 },
     #[error("transaction expired at {expiry} ms, node time is {now} ms")]
     Expired { expiry: u64, now: u64 },

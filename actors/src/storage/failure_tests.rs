@@ -14,6 +14,10 @@ use super::*;
 use crate::types::{Action, Bytes, Keypair, Tx};
 
 const CHAIN: &str = "accumen-test";
+
+fn params() -> ChainParams {
+    ChainParams::with_defaults(CHAIN)
+}
 /// Linux's ENOSPC: what a full disk answers.
 const ENOSPC: i32 = 28;
 
@@ -129,7 +133,7 @@ fn disk_full_fails_the_store_and_a_reopen_recovers_every_committed_block() {
     }
 
     // A logical error is not a failure: the store goes on.
-    let (stale, r, w) = block(&Block::genesis(CHAIN).header, 1, 10);
+    let (stale, r, w) = block(&params().genesis().header, 1, 10);
     let e = s.commit_block(&stale, &r, &w).unwrap_err();
     assert!(matches!(e, StorageError::NotNextBlock { .. }), "{e}");
     assert!(!e.is_failure());
@@ -143,6 +147,13 @@ fn disk_full_fails_the_store_and_a_reopen_recovers_every_committed_block() {
     assert!(
         e.is_failure(),
         "an I/O error must be classified as a failure: {e:?}"
+    );
+    // The redb error is kept as the typed source, not flattened to text.
+    assert!(
+        std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<redb::Error>())
+            .is_some(),
+        "{e:?}"
     );
     assert!(health.is_failed());
     let reason = health.failure().unwrap().to_string();
@@ -169,7 +180,7 @@ fn disk_full_fails_the_store_and_a_reopen_recovers_every_committed_block() {
 
     // Space is back: reopening repairs the file to its last commit, which is intact, and the
     // chain goes on from there.
-    let s = Storage::open(&path, CHAIN).unwrap();
+    let s = Storage::open(&path, &params()).unwrap();
     assert!(!s.health().is_failed());
     assert_eq!(s.head().unwrap(), committed[1].header);
     for b in &committed {
@@ -201,7 +212,7 @@ fn a_failed_journal_write_fails_the_store_too() {
     assert!(s.health().is_failed());
     // Nothing of the failed write is visible after a reopen.
     drop(s);
-    let s = Storage::open(&path, CHAIN).unwrap();
+    let s = Storage::open(&path, &params()).unwrap();
     assert!(s.journal_all().unwrap().is_empty());
     assert_eq!(s.head().unwrap().height, 0);
 }

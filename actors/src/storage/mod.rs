@@ -13,6 +13,10 @@
 //!   hash, and no transaction id is ever stored twice.
 //! - A file belongs to one chain and one schema: both are written when the file is created and
 //!   checked on every open, with an error that tells the operator what to do.
+//! - A file records its chain's parameters (`ChainParams`, `META_CHAIN_PARAMS`) in the same
+//!   transaction as the genesis block, which commits to their hash; they never change after.
+//!   Opening an existing file loads them and they rule (`Storage::params`): the parameters passed
+//!   to `open` are only used to create a new chain (see `chain::params` for the whole rule).
 //! - Persistent commits use redb's default (immediate) durability: once `commit_block` returns
 //!   `Ok`, the block survives a crash. The in-memory backend runs the very same code.
 //! - Everything stored is written by this node, so values are decoded with `decode_trusted`; a
@@ -23,6 +27,10 @@
 //!   store's `StorageHealth` failed (see `health`), for good: from then on every write is refused
 //!   at once with `Failed`, because only reopening the file (a restart) repairs it, back to the
 //!   last committed block.
+//! - Errors keep their cause: redb, I/O and decode errors travel as `#[source]` of a typed
+//!   variant (with what the store was doing), never flattened to a string. Their `Display`
+//!   repeats the cause's text too, because actors log storage errors with `%e` and an operator
+//!   must see the OS error there.
 
 mod health;
 mod tables;
@@ -44,18 +52,23 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::chain::ChainParams;
 use crate::types::{
-    Address, Block, BlockHeader, ContractInfo, Hash, PublicKey, Receipt, SignedTx, WriteSet,
-    decode_trusted, encode,
+    Address, Block, BlockHeader, ContractInfo, DecodeError, Hash, PublicKey, Receipt, SignedTx,
+    WriteSet, decode_trusted, encode,
 };
 use tables::{
     BLOCK_INDEX, BLOCKS, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL, MEMPOOL_ORDER,
-    META, META_CHAIN_ID, META_HEAD, META_SCHEMA_VERSION, NONCES, OUTBOX, RECEIPTS, TX_LOCATIONS,
+    META, META_CHAIN_ID, META_CHAIN_PARAMS, META_HEAD, META_SCHEMA_VERSION, NONCES, OUTBOX,
+    RECEIPTS, TX_LOCATIONS,
 };
 
 /// Version of the on-disk layout in `tables`. Bump it on any change to a table's name, key or
 /// value format; a file with another version is refused on open.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// History: 1, the first layout; 2, the chain's parameters recorded at genesis
+/// (`META_CHAIN_PARAMS`) and a genesis block that commits to them.
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub use health::StorageHealth;
 
@@ -63,32 +76,58 @@ pub use health::StorageHealth;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A redb error that is not an I/O failure, with what the node was doing when it happened.
-    #[error("database error: {0}")]
-    Db(String),
+    #[error("database error: {what}: {source}")]
+    Db {
+        what: String,
+        #[source]
+        source: redb::Error,
+    },
     /// The database file could not be read or written (a full disk, an I/O error), or redb
     /// refuses to go on after such an error: the store is failed until the node reopens it.
-    #[error("storage failed: {0}")]
-    Failed(String),
+    #[error("storage failed: {what}: {source}")]
+    Failed {
+        what: String,
+        #[source]
+        source: redb::Error,
+    },
+    /// A write refused because the store failed earlier (`Failed`, recorded in its health);
+    /// the reason is that first failure's.
+    #[error("storage failed: refusing to write: the store failed earlier ({0}); restart the node")]
+    FailedEarlier(String),
     /// The data file (or its directory) could not be prepared.
-    #[error("storage I/O error: {0}")]
-    Io(String),
+    #[error("storage I/O error: {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Another process holds the data file open.
     #[error(
         "data file {} is already open in another process; stop the other accumen node using this data_dir, or point data_dir elsewhere",
         .0.display()
     )]
     Locked(PathBuf),
-    #[error(
-        "storage schema version {found} found, this node needs {expected}: the data dir was written by an incompatible accumen version; export/migrate it with the matching version, or point data_dir at an empty directory to start a fresh node"
-    )]
+    #[error("{}", schema_mismatch_message(*.found, *.expected))]
     SchemaMismatch { found: u32, expected: u32 },
     #[error(
         "data dir belongs to chain {found:?} but the node is configured for chain {expected:?}; fix chain_id in the config or point data_dir at this chain's data"
     )]
     ChainMismatch { found: String, expected: String },
-    /// Stored data that this node must have written is missing or does not decode.
+    /// Stored data that this node must have written is missing or inconsistent.
     #[error("storage corrupt: {0}")]
     Corrupt(String),
+    /// A stored value that does not decode: the file is damaged.
+    #[error("storage corrupt: table {table}, key {key}: {source}")]
+    Decode {
+        table: &'static str,
+        key: String,
+        #[source]
+        source: DecodeError,
+    },
+    /// Test fail-point (`fail_before_commit`): every write done, then no commit.
+    #[cfg(test)]
+    #[error("injected failure before commit")]
+    Injected,
     #[error("block height {got} is not the next block (expected {expected})")]
     NotNextBlock { expected: u64, got: u64 },
     #[error("block parent hash {got} does not match the head hash {expected}")]
@@ -112,8 +151,39 @@ impl StorageError {
     /// False for logical errors (a block that is not next, a duplicate transaction, corrupt or
     /// missing data), after which the store goes on working.
     pub fn is_failure(&self) -> bool {
-        matches!(self, StorageError::Failed(_))
+        matches!(
+            self,
+            StorageError::Failed { .. } | StorageError::FailedEarlier(_)
+        )
     }
+}
+
+/// What to tell an operator whose data dir has another schema version: which version it is,
+/// which this build needs, and what they can do.
+fn schema_mismatch_message(found: u32, expected: u32) -> String {
+    let head = format!("storage schema version {found} found, this node needs {expected}");
+    if found > expected {
+        return format!(
+            "{head}: the data dir was written by a newer accumen version; run that version (or a \
+             newer one) on it, or point data_dir at an empty directory to start a fresh chain"
+        );
+    }
+    if found < 2 {
+        // Version 1 predates recorded chain parameters: its genesis block does not commit to
+        // them, so no migration can turn it into a version-2 chain with the same block hashes.
+        return format!(
+            "{head}: version {found} data dirs predate chain parameters recorded at genesis \
+             (schema 2), and cannot be upgraded in place because a version-2 genesis block commits \
+             to those parameters. Keep running this data dir with the accumen version that wrote \
+             it, or start a new chain: move the data dir away (or point data_dir at an empty \
+             directory) and start this version"
+        );
+    }
+    format!(
+        "{head}: the data dir was written by an older accumen version and this build has no \
+         migration from it; run the version that wrote it, or point data_dir at an empty \
+         directory to start a fresh chain"
+    )
 }
 
 /// Whether a redb error means the file or the database handle has failed (I/O class).
@@ -133,11 +203,12 @@ trait Ctx<T> {
 impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
     fn ctx(self, what: &str) -> Result<T, StorageError> {
         self.map_err(|e| {
-            let e: redb::Error = e.into();
-            if is_io_class(&e) {
-                StorageError::Failed(format!("{what}: {e}"))
+            let source: redb::Error = e.into();
+            let what = what.to_owned();
+            if is_io_class(&source) {
+                StorageError::Failed { what, source }
             } else {
-                StorageError::Db(format!("{what}: {e}"))
+                StorageError::Db { what, source }
             }
         })
     }
@@ -145,12 +216,15 @@ impl<T, E: Into<redb::Error>> Ctx<T> for Result<T, E> {
 
 /// Decodes a value this node wrote; a failure means the file is damaged.
 fn decode<T: DeserializeOwned>(
-    table: &str,
+    table: &'static str,
     key: impl Display,
     bytes: &[u8],
 ) -> Result<T, StorageError> {
-    decode_trusted(bytes)
-        .map_err(|e| StorageError::Corrupt(format!("table {table}, key {key}: {e}")))
+    decode_trusted(bytes).map_err(|source| StorageError::Decode {
+        table,
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// The contract-state key: 32-byte address followed by the contract's own key.
@@ -241,7 +315,8 @@ enum Backend {
 /// the block producer commits (redb gives every read transaction its own consistent view).
 pub struct Storage {
     db: Database,
-    chain_id: String,
+    /// The chain's parameters: as recorded at genesis (for a new file, as passed to `open`).
+    params: ChainParams,
     backend: Backend,
     /// Marked failed by the backend on the first I/O error; shared with `NodeStats`.
     health: Arc<StorageHealth>,
@@ -254,7 +329,7 @@ pub struct Storage {
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")
-            .field("chain_id", &self.chain_id)
+            .field("chain_id", &self.params.chain_id)
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
@@ -285,12 +360,16 @@ const _: () = {
 };
 
 impl Storage {
-    /// Opens the database file at `path`, creating it (with the genesis block of `chain_id`) if
-    /// it does not exist; an existing file must have this schema version and chain id.
-    pub fn open(path: &Path, chain_id: &str) -> Result<Self, StorageError> {
+    /// Opens the database file at `path`, creating it if it does not exist: a new chain with
+    /// `params` (recorded with its genesis block). An existing file must have this schema version
+    /// and `params.chain_id`; its own recorded parameters then rule (`params()`), whatever
+    /// `params` says: compare them with `chain::params::reconcile`.
+    pub fn open(path: &Path, params: &ChainParams) -> Result<Self, StorageError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StorageError::Io(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+                what: format!("creating {}", dir.display()),
+                source,
+            })?;
         }
         // What `Database::create` does, with the file backend wrapped so that its I/O errors
         // mark the store failed. Opening an existing file repairs it if it was not closed
@@ -301,28 +380,41 @@ impl Storage {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| StorageError::Io(format!("opening {}: {e}", path.display())))?;
+            .map_err(|source| StorageError::Io {
+                what: format!("opening {}", path.display()),
+                source,
+            })?;
         let health = Arc::new(StorageHealth::default());
         let backend = health::Watched::new(
-            FileBackend::new(file).map_err(|e| StorageError::Db(e.to_string()))?,
+            FileBackend::new(file).ctx(&format!("locking {}", path.display()))?,
             health.clone(),
             path.display().to_string(),
         );
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|e| match e {
-                DatabaseError::DatabaseAlreadyOpen => StorageError::Locked(path.to_path_buf()),
-                other => StorageError::Db(format!("opening {}: {other}", path.display())),
-            })?;
-        Self::init(db, chain_id, Backend::File(path.to_path_buf()), health)
+        let db = match Database::builder().create_with_backend(backend) {
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StorageError::Locked(path.to_path_buf()));
+            }
+            other => other.ctx(&format!("opening {}", path.display()))?,
+        };
+        Self::init(db, params, Backend::File(path.to_path_buf()), health)
     }
 
-    /// A database in memory (local development and tests): same tables and code as `open`.
-    pub fn in_memory(chain_id: &str) -> Result<Self, StorageError> {
+    /// A new chain in memory with `params` (the node's `storage: memory`): same tables and code
+    /// as `open`.
+    pub fn in_memory_with(params: &ChainParams) -> Result<Self, StorageError> {
         let db = Database::builder()
             .create_with_backend(InMemoryBackend::new())
             .ctx("creating in-memory database")?;
-        Self::init(db, chain_id, Backend::Memory, Arc::default())
+        Self::init(db, params, Backend::Memory, Arc::default())
+    }
+
+    /// A new chain in memory with this build's default parameters
+    /// (`ChainParams::with_defaults`), for this crate's tests. Test-only so that node code
+    /// cannot create a chain without passing the configuration's parameters
+    /// (`in_memory_with`).
+    #[cfg(test)]
+    pub fn in_memory(chain_id: &str) -> Result<Self, StorageError> {
+        Self::in_memory_with(&ChainParams::with_defaults(chain_id))
     }
 
     /// A database on any backend, watched like a file (tests inject failing backends here).
@@ -336,18 +428,23 @@ impl Storage {
         let db = Database::builder()
             .create_with_backend(backend)
             .ctx("opening test database")?;
-        Self::init(db, chain_id, Backend::Memory, health)
+        Self::init(
+            db,
+            &ChainParams::with_defaults(chain_id),
+            Backend::Memory,
+            health,
+        )
     }
 
     fn init(
         db: Database,
-        chain_id: &str,
+        params: &ChainParams,
         backend: Backend,
         health: Arc<StorageHealth>,
     ) -> Result<Self, StorageError> {
-        let storage = Self {
+        let mut storage = Self {
             db,
-            chain_id: chain_id.to_owned(),
+            params: params.clone(),
             backend,
             health,
             #[cfg(test)]
@@ -355,7 +452,7 @@ impl Storage {
         };
         let rtx = storage.begin_read()?;
         match rtx.open_table(META) {
-            Ok(meta) => storage.check_meta(&meta)?,
+            Ok(meta) => storage.params = storage.check_meta(&meta)?,
             Err(TableError::TableDoesNotExist(_)) => {
                 // No meta table: a brand-new file, unless something else already lives in it.
                 let existing = rtx.list_tables().ctx("listing tables")?.count();
@@ -367,11 +464,12 @@ impl Storage {
                 drop(rtx);
                 storage.create_genesis()?;
             }
-            Err(e) => return Err(StorageError::Db(format!("opening table meta: {e}"))),
+            Err(e) => return Err(e).ctx("opening table meta"),
         }
         let head = storage.head()?;
         tracing::info!(
-            chain_id,
+            chain_id = %storage.params.chain_id,
+            params_hash = %storage.params.hash(),
             backend = ?storage.backend,
             head_height = head.height,
             head_hash = %head.hash(),
@@ -380,10 +478,11 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Checks an existing file's schema version and chain id; returns its recorded parameters.
     fn check_meta(
         &self,
         meta: &impl ReadableTable<&'static str, &'static [u8]>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<ChainParams, StorageError> {
         // Version first: a file from another schema may not even encode the chain id the same way.
         let version: u32 = match meta.get(META_SCHEMA_VERSION).ctx("reading meta")? {
             Some(g) => decode("meta", META_SCHEMA_VERSION, g.value())?,
@@ -399,24 +498,37 @@ impl Storage {
             Some(g) => decode("meta", META_CHAIN_ID, g.value())?,
             None => return Err(StorageError::Corrupt("meta has no chain_id".into())),
         };
-        if found != self.chain_id {
+        if found != self.params.chain_id {
             return Err(StorageError::ChainMismatch {
                 found,
-                expected: self.chain_id.clone(),
+                expected: self.params.chain_id.clone(),
             });
         }
-        Ok(())
+        let params: ChainParams = match meta.get(META_CHAIN_PARAMS).ctx("reading meta")? {
+            Some(g) => decode("meta", META_CHAIN_PARAMS, g.value())?,
+            None => return Err(StorageError::Corrupt("meta has no chain_params".into())),
+        };
+        if params.chain_id != found {
+            return Err(StorageError::Corrupt(format!(
+                "meta chain_id {found:?} differs from the recorded chain parameters' {:?}",
+                params.chain_id
+            )));
+        }
+        Ok(params)
     }
 
-    /// Creates every table and stores the genesis block, in one transaction.
+    /// Creates every table and stores the chain parameters and the genesis block (which commits
+    /// to them), in one transaction.
     fn create_genesis(&self) -> Result<(), StorageError> {
-        let genesis = Block::genesis(&self.chain_id);
+        let genesis = self.params.genesis();
         let txn = self.begin_write()?;
         {
             let mut meta = txn.open_table(META).ctx("creating meta")?;
             meta.insert(META_SCHEMA_VERSION, encode(&SCHEMA_VERSION).as_slice())
                 .ctx("writing meta")?;
-            meta.insert(META_CHAIN_ID, encode(&self.chain_id).as_slice())
+            meta.insert(META_CHAIN_ID, encode(&self.params.chain_id).as_slice())
+                .ctx("writing meta")?;
+            meta.insert(META_CHAIN_PARAMS, encode(&self.params).as_slice())
                 .ctx("writing meta")?;
             meta.insert(META_HEAD, encode(&genesis.header).as_slice())
                 .ctx("writing meta")?;
@@ -443,7 +555,12 @@ impl Storage {
             txn.open_table(OUTBOX).ctx("creating outbox")?;
         }
         txn.commit().ctx("committing genesis")?;
-        tracing::info!(chain_id = %self.chain_id, hash = %genesis.hash(), "created new chain database with genesis block");
+        tracing::info!(
+            chain_id = %self.params.chain_id,
+            hash = %genesis.hash(),
+            params_hash = %self.params.hash(),
+            "created new chain database with genesis block"
+        );
         Ok(())
     }
 
@@ -455,9 +572,7 @@ impl Storage {
         // A failed store takes no more writes: redb would refuse them anyway (or, after an error
         // it survived, write to a disk that just failed), and refusing here is immediate.
         if let Some(reason) = self.health.failure() {
-            return Err(StorageError::Failed(format!(
-                "refusing to write: the store failed earlier ({reason}); restart the node"
-            )));
+            return Err(StorageError::FailedEarlier(reason.to_owned()));
         }
         self.db.begin_write().ctx("beginning write transaction")
     }
@@ -469,7 +584,13 @@ impl Storage {
 
     /// The chain id this database belongs to.
     pub fn chain_id(&self) -> &str {
-        &self.chain_id
+        &self.params.chain_id
+    }
+
+    /// The chain's parameters, as recorded at genesis: the effective ones for this data, whatever
+    /// a node's configuration says.
+    pub fn params(&self) -> &ChainParams {
+        &self.params
     }
 
     /// The database file, or `None` for the in-memory backend.
@@ -622,7 +743,7 @@ impl Storage {
             .load(std::sync::atomic::Ordering::SeqCst)
         {
             Self::abort(txn);
-            return Err(StorageError::Db("injected failure before commit".into()));
+            return Err(StorageError::Injected);
         }
         txn.commit().ctx("committing block")?;
         tracing::debug!(
@@ -838,7 +959,7 @@ impl Storage {
             Ok(t) => Some(t),
             // A file from before the order table: no order known yet.
             Err(TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(StorageError::Db(format!("opening mempool_order: {e}"))),
+            Err(e) => return Err(e).ctx("opening mempool_order"),
         };
         let mut out = Vec::new();
         for tx in self.journal_all()? {
@@ -913,15 +1034,15 @@ impl crate::vm::StateView for Snapshot {
         contract: &Address,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, crate::vm::StateError> {
-        Snapshot::storage_get(self, contract, key).map_err(|e| crate::vm::StateError(e.to_string()))
+        Snapshot::storage_get(self, contract, key).map_err(crate::vm::StateError::new)
     }
     fn contract(&self, address: &Address) -> Result<Option<ContractInfo>, crate::vm::StateError> {
-        Snapshot::contract(self, address).map_err(|e| crate::vm::StateError(e.to_string()))
+        Snapshot::contract(self, address).map_err(crate::vm::StateError::new)
     }
     fn code(&self, code_hash: &Hash) -> Result<Option<Vec<u8>>, crate::vm::StateError> {
-        Snapshot::code(self, code_hash).map_err(|e| crate::vm::StateError(e.to_string()))
+        Snapshot::code(self, code_hash).map_err(crate::vm::StateError::new)
     }
     fn nonce(&self, sender: &PublicKey) -> Result<u64, crate::vm::StateError> {
-        Snapshot::nonce(self, sender).map_err(|e| crate::vm::StateError(e.to_string()))
+        Snapshot::nonce(self, sender).map_err(crate::vm::StateError::new)
     }
 }

@@ -22,6 +22,8 @@ pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 /// `encode(String)`: the chain this file belongs to.
 pub(super) const META_CHAIN_ID: &str = "chain_id";
+/// `encode(ChainParams)`: the chain's parameters, written with the genesis block (schema 2).
+pub(super) const META_CHAIN_PARAMS: &str = "chain_params";
 /// `encode(BlockHeader)`: the latest committed header (it carries the head height). Kept here so
 /// `head()` costs one small read instead of decoding a whole block.
 pub(super) const META_HEAD: &str = "head";

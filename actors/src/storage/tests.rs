@@ -11,6 +11,10 @@ use crate::types::{
 
 const CHAIN: &str = "accumen-test";
 
+fn params() -> ChainParams {
+    ChainParams::with_defaults(CHAIN)
+}
+
 impl Storage {
     /// Test fail-point: make `commit_block` fail after all writes, before the commit.
     fn set_fail_before_commit(&self, on: bool) {
@@ -21,6 +25,13 @@ impl Storage {
     fn write_meta_raw(&self, key: &str, value: &[u8]) {
         let txn = self.db.begin_write().unwrap();
         txn.open_table(META).unwrap().insert(key, value).unwrap();
+        txn.commit().unwrap();
+    }
+
+    /// Removes a raw meta entry (to fake a file from another version).
+    fn remove_meta_raw(&self, key: &str) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(key).unwrap();
         txn.commit().unwrap();
     }
 }
@@ -178,7 +189,7 @@ fn observe(s: &Storage) -> String {
 #[test]
 fn genesis_on_create() {
     let s = Storage::in_memory(CHAIN).unwrap();
-    let g = Block::genesis(CHAIN);
+    let g = params().genesis();
     assert_eq!(s.chain_id(), CHAIN);
     assert_eq!(s.head().unwrap(), g.header);
     assert_eq!(s.block_by_height(0).unwrap(), Some(g.clone()));
@@ -355,7 +366,7 @@ fn failed_commits_leave_nothing_behind() {
     s.set_fail_before_commit(true);
     assert!(matches!(
         s.commit_block(&b2, &r2, &w2),
-        Err(StorageError::Db(_))
+        Err(StorageError::Injected)
     ));
     assert_eq!(observe(&s), before);
     assert_eq!(s.snapshot().unwrap().head().unwrap(), b1.header);
@@ -375,14 +386,14 @@ fn persistent_reopen_keeps_everything() {
     // A missing parent directory is created.
     let path = dir.path().join("data").join("accumen.redb");
     let (before, blocks) = {
-        let s = Storage::open(&path, CHAIN).unwrap();
+        let s = Storage::open(&path, &params()).unwrap();
         assert_eq!(s.path(), Some(path.as_path()));
         let blocks = commit_two(&s);
         s.journal_put(&[call_tx(&kp(2), 0), call_tx(&kp(2), 1)])
             .unwrap();
         (observe(&s), blocks)
     };
-    let s = Storage::open(&path, CHAIN).unwrap();
+    let s = Storage::open(&path, &params()).unwrap();
     assert_eq!(observe(&s), before);
     assert_eq!(s.head().unwrap(), blocks[1].0.header);
     assert_eq!(s.journal_all().unwrap().len(), 2);
@@ -401,15 +412,15 @@ fn open_checks_schema_version_and_chain_id() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("accumen.redb");
     {
-        let s = Storage::open(&path, CHAIN).unwrap();
+        let s = Storage::open(&path, &params()).unwrap();
         // While it is open, a second opener is told the file is in use.
         assert!(matches!(
-            Storage::open(&path, CHAIN),
+            Storage::open(&path, &params()),
             Err(StorageError::Locked(_))
         ));
         drop(s);
     }
-    match Storage::open(&path, "other-chain") {
+    match Storage::open(&path, &ChainParams::with_defaults("other-chain")) {
         Err(e @ StorageError::ChainMismatch { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("other-chain") && msg.contains(CHAIN), "{msg}");
@@ -417,10 +428,10 @@ fn open_checks_schema_version_and_chain_id() {
         other => panic!("expected ChainMismatch, got {other:?}"),
     }
     {
-        let s = Storage::open(&path, CHAIN).unwrap();
+        let s = Storage::open(&path, &params()).unwrap();
         s.write_meta_raw(tables::META_SCHEMA_VERSION, &encode(&99u32));
     }
-    match Storage::open(&path, CHAIN) {
+    match Storage::open(&path, &params()) {
         Err(
             e @ StorageError::SchemaMismatch {
                 found: 99,
@@ -428,7 +439,11 @@ fn open_checks_schema_version_and_chain_id() {
             },
         ) => {
             let msg = e.to_string();
-            assert!(msg.contains("data_dir") && msg.contains("migrate"), "{msg}");
+            assert!(
+                msg.contains("version 99 found, this node needs 2") && msg.contains("newer"),
+                "{msg}"
+            );
+            assert!(msg.contains("data_dir"), "{msg}");
         }
         other => panic!("expected SchemaMismatch, got {other:?}"),
     }
@@ -439,8 +454,13 @@ fn corrupt_values_are_typed_errors() {
     let s = Storage::in_memory(CHAIN).unwrap();
     s.write_meta_raw(tables::META_HEAD, &[0xff]);
     match s.head() {
-        Err(StorageError::Corrupt(msg)) => assert!(msg.contains("meta"), "{msg}"),
-        other => panic!("expected Corrupt, got {other:?}"),
+        Err(e @ StorageError::Decode { table: "meta", .. }) => {
+            // The decode error is kept as the source, not flattened into a string.
+            let source = std::error::Error::source(&e).expect("a source");
+            assert!(source.downcast_ref::<DecodeError>().is_some(), "{source}");
+            assert!(e.to_string().contains("table meta"), "{e}");
+        }
+        other => panic!("expected Decode, got {other:?}"),
     }
 }
 
@@ -558,7 +578,7 @@ fn big_commits(s: &Storage) {
 fn blocks_of_5000_txs_commit_whole() {
     big_commits(&Storage::in_memory(CHAIN).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    big_commits(&Storage::open(&dir.path().join("accumen.redb"), CHAIN).unwrap());
+    big_commits(&Storage::open(&dir.path().join("accumen.redb"), &params()).unwrap());
 }
 
 #[test]
@@ -603,4 +623,135 @@ fn journal_write_keeps_arrival_order_and_every_removal_clears_it() {
     s.journal_put(std::slice::from_ref(&txs[2])).unwrap();
     assert!(sorted(&s).iter().all(|(seq, _)| seq.is_none()));
     s.journal_write(&[], &[]).unwrap();
+}
+
+#[test]
+fn chain_params_are_recorded_at_genesis_and_rule_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    let created = ChainParams::new(CHAIN, 1_234_567, 32);
+    let genesis = {
+        let s = Storage::open(&path, &created).unwrap();
+        assert_eq!(s.params(), &created);
+        let head = s.head().unwrap();
+        assert_eq!(head, created.genesis().header);
+        commit_two(&s);
+        head.hash()
+    };
+    // Reopened with the parameters another configuration would choose: the recorded ones rule,
+    // and the chain (its genesis) is the same.
+    let other = ChainParams::with_defaults(CHAIN);
+    assert_ne!(other, created);
+    let s = Storage::open(&path, &other).unwrap();
+    assert_eq!(s.params(), &created);
+    assert_eq!(s.block_by_height(0).unwrap().unwrap().hash(), genesis);
+    assert_eq!(s.head().unwrap().height, 2);
+
+    // In memory, the passed parameters are the new chain's.
+    let m = Storage::in_memory_with(&created).unwrap();
+    assert_eq!(m.params(), &created);
+    assert_eq!(Storage::in_memory(CHAIN).unwrap().params(), &params());
+}
+
+#[test]
+fn genesis_differs_with_params() {
+    let a = Storage::in_memory_with(&ChainParams::new(CHAIN, 1_000_000, 64)).unwrap();
+    let b = Storage::in_memory_with(&ChainParams::new(CHAIN, 2_000_000, 64)).unwrap();
+    let (ga, gb) = (a.head().unwrap(), b.head().unwrap());
+    assert_eq!(ga.height, 0);
+    assert_ne!(ga.hash(), gb.hash());
+    // So the same transactions make a different block 1 on each: a block of one chain is never
+    // next on the other.
+    let (b1, r1) = make_block(&ga, vec![call_tx(&kp(1), 0)], &writes1());
+    a.commit_block(&b1, &r1, &writes1()).unwrap();
+    assert!(matches!(
+        b.commit_block(&b1, &r1, &writes1()),
+        Err(StorageError::ParentMismatch { .. })
+    ));
+}
+
+#[test]
+fn schema_v1_data_dir_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    {
+        // What a version-1 file holds: schema 1, chain id and head, no chain parameters.
+        let s = Storage::open(&path, &params()).unwrap();
+        s.write_meta_raw(tables::META_SCHEMA_VERSION, &encode(&1u32));
+        s.remove_meta_raw(tables::META_CHAIN_PARAMS);
+    }
+    match Storage::open(&path, &params()) {
+        Err(
+            e @ StorageError::SchemaMismatch {
+                found: 1,
+                expected: 2,
+            },
+        ) => {
+            let msg = e.to_string();
+            for part in [
+                "storage schema version 1 found, this node needs 2",
+                "cannot be upgraded in place",
+                "accumen version that wrote it",
+                "start a new chain",
+                "data_dir",
+            ] {
+                assert!(msg.contains(part), "{part:?} missing from: {msg}");
+            }
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    // Refusing changed nothing: the file is still version 1.
+    assert!(matches!(
+        Storage::open(&path, &params()),
+        Err(StorageError::SchemaMismatch { found: 1, .. })
+    ));
+}
+
+#[test]
+fn missing_or_damaged_params_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    {
+        let s = Storage::open(&path, &params()).unwrap();
+        s.remove_meta_raw(tables::META_CHAIN_PARAMS);
+    }
+    match Storage::open(&path, &params()) {
+        Err(StorageError::Corrupt(msg)) => assert!(msg.contains("chain_params"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    {
+        // Write a damaged value with a fresh file, then reopen.
+        std::fs::remove_file(&path).unwrap();
+        let s = Storage::open(&path, &params()).unwrap();
+        s.write_meta_raw(tables::META_CHAIN_PARAMS, &[0xff]);
+    }
+    assert!(matches!(
+        Storage::open(&path, &params()),
+        Err(StorageError::Decode { table: "meta", .. })
+    ));
+}
+
+#[test]
+fn redb_and_io_errors_keep_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    // A data file path whose parent is a regular file: creating the directory fails with I/O.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    match Storage::open(&file.join("accumen.redb"), &params()) {
+        Err(e @ StorageError::Io { .. }) => {
+            let source = std::error::Error::source(&e).expect("a source");
+            assert!(
+                source.downcast_ref::<std::io::Error>().is_some(),
+                "{source}"
+            );
+            assert!(e.to_string().contains("not-a-dir"), "{e}");
+        }
+        other => panic!("expected Io, got {other:?}"),
+    }
+    // A state read through the VM's view keeps the storage error as its source.
+    let s = Storage::in_memory(CHAIN).unwrap();
+    s.write_meta_raw(tables::META_HEAD, &[0xff]);
+    let e = crate::vm::StateError::new(s.head().unwrap_err());
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(source.downcast_ref::<StorageError>().is_some(), "{source}");
 }

@@ -3,8 +3,10 @@
 //! Invariants: the header hash is SHA-256 of the header's canonical encoding and the sequencer
 //! signs that hash in the block domain (`"accumen/block/v1" || hash`, see `SigDomain`), so no
 //! transaction signature can ever stand in for a block signature; `tx_root` is the Merkle root of the transaction ids in block order and
-//! `receipts_root` that of the receipt hashes. Genesis (height 0) is derived from the chain id
-//! alone, so every node of a chain starts from the same parent hash and state root.
+//! `receipts_root` that of the receipt hashes. Genesis (height 0) is derived from the chain id and
+//! the hash of the chain's parameters (`chain::ChainParams::genesis`) alone, so every node of a
+//! chain starts from the same parent hash and state root, and two chains whose parameters differ
+//! in any value differ from block 1 on (block 1's `parent_hash` is the genesis hash).
 
 use serde::{Deserialize, Serialize};
 
@@ -87,12 +89,20 @@ impl Block {
         self.header.hash()
     }
 
-    /// The genesis block of a chain: deterministic from the chain id.
-    pub fn genesis(chain_id: &str) -> Block {
+    /// The genesis block of a chain: deterministic from the chain id and the hash of the
+    /// chain's parameters (`ChainParams::hash`; `ChainParams::genesis` calls this), to which its
+    /// `parent_hash` commits. The types layer takes the hash rather than the parameters so that
+    /// it never depends on `chain`.
+    pub fn genesis(chain_id: &str, params_hash: &Hash) -> Block {
         Block {
             header: BlockHeader {
                 height: 0,
-                parent_hash: sha256_parts(&[b"accumen/genesis/v1", chain_id.as_bytes()]),
+                // v2: since storage schema 2 the genesis commits to the chain parameters.
+                parent_hash: sha256_parts(&[
+                    b"accumen/genesis/v2",
+                    chain_id.as_bytes(),
+                    &params_hash.0,
+                ]),
                 timestamp_ms: 0,
                 tx_root: merkle_root(&[]),
                 receipts_root: merkle_root(&[]),
@@ -167,9 +177,17 @@ mod tests {
     use crate::types::{Action, Address, Bytes, Tx};
 
     #[test]
-    fn genesis_is_deterministic_per_chain() {
-        assert_eq!(Block::genesis("a"), Block::genesis("a"));
-        assert_ne!(Block::genesis("a").hash(), Block::genesis("b").hash());
+    fn genesis_is_deterministic_per_chain_and_params() {
+        let (p, q) = (Hash([1; 32]), Hash([2; 32]));
+        assert_eq!(Block::genesis("a", &p), Block::genesis("a", &p));
+        assert_ne!(
+            Block::genesis("a", &p).hash(),
+            Block::genesis("b", &p).hash()
+        );
+        assert_ne!(
+            Block::genesis("a", &p).hash(),
+            Block::genesis("a", &q).hash()
+        );
     }
 
     #[test]
@@ -188,7 +206,7 @@ mod tests {
                 args: Bytes::default(),
             },
         });
-        let g = Block::genesis("c");
+        let g = Block::genesis("c", &Hash([0; 32]));
         let header = BlockHeader {
             height: 1,
             parent_hash: g.hash(),

@@ -124,7 +124,7 @@ struct BrokenStorage(MemState);
 
 impl StateView for BrokenStorage {
     fn storage_get(&self, _: &Address, _: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Err(StateError("disk on fire".into()))
+        Err(StateError::new("disk on fire"))
     }
     fn contract(&self, a: &Address) -> Result<Option<crate::types::ContractInfo>, StateError> {
         self.0.contract(a)

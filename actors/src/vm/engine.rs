@@ -36,11 +36,16 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Most memory slots the pool reserves address space for, however large the limit.
 const MAX_POOL_SLOTS: u64 = 256;
 
-/// Engine settings (from `execution.*` and `wasm.*`).
+/// Engine settings: the chain's page and stack limits (`ChainParams::vm_config`; a consensus
+/// rule, never a node's own `wasm.max_memory_pages` once its chain exists) and the node's own
+/// resources (`execution.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
-    /// `wasm.max_memory_pages`: most 64 KiB pages one call's memory may have.
+    /// The chain's `max_memory_pages`: most 64 KiB pages one call's memory may have (deploy
+    /// validation and execution).
     pub max_memory_pages: u32,
+    /// The chain's `max_wasm_stack`: bytes of Wasm stack one call may use.
+    pub max_wasm_stack: usize,
     /// `execution.memory_limit`: MB of linear memory all concurrent calls may hold together.
     pub memory_limit_mb: u64,
     /// `execution.workers`: calls that run at once.
@@ -57,6 +62,7 @@ impl Default for VmConfig {
     fn default() -> Self {
         Self {
             max_memory_pages: 64,
+            max_wasm_stack: gas::MAX_WASM_STACK as usize,
             memory_limit_mb: 128,
             workers: 4,
             timeout: Duration::from_secs(5),
@@ -542,7 +548,7 @@ fn engine_config(config: &VmConfig, slots: u32) -> Config {
         .wasm_relaxed_simd(false)
         .wasm_multi_memory(false)
         .wasm_memory64(false)
-        .max_wasm_stack(512 * 1024)
+        .max_wasm_stack(config.max_wasm_stack)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     c
 }

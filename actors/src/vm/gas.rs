@@ -8,6 +8,18 @@
 //! Invariant: these numbers are consensus rules. Changing one changes receipts and state roots,
 //! so it is a chain upgrade, never a tuning knob; `CONTRACT_ABI.md` documents the same table.
 
+/// Version of the contract ABI this build implements (host imports, entry-point and calling
+/// convention, receipt rules; `CONTRACT_ABI.md`). Recorded in a chain's `ChainParams` at genesis:
+/// a build with another version refuses to run that chain.
+pub const ABI_VERSION: u32 = 1;
+/// Version of the gas schedule in this file (every price and per-call limit below). Bump it with
+/// any change here that alters receipts or state: a chain records the version it was created
+/// with, and a build with another schedule refuses to run it (`chain::params`).
+pub const GAS_SCHEDULE_VERSION: u32 = 1;
+/// Wasm stack of one call, in bytes (wasmtime's `max_wasm_stack`). Where a deep recursion
+/// traps with `stack overflow` depends on it, so it is a chain rule like the gas prices.
+pub const MAX_WASM_STACK: u64 = 512 * 1024;
+
 /// Charged to every transaction before anything runs.
 pub const TX_BASE: u64 = 5_000;
 /// Per byte of call args (carried, hashed and copied by every node).

@@ -9,10 +9,36 @@ use std::collections::BTreeMap;
 
 use crate::types::{Address, ContractInfo, Hash, PublicKey};
 
-/// A storage failure while executing: a node fault, never a contract result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("state read failed: {0}")]
-pub struct StateError(pub String);
+/// A storage failure while executing: a node fault, never a contract result. It keeps the
+/// store's own error as its `source` (shared, so the error stays `Clone` for the engine, which
+/// copies it out of a trapped call); `Display` repeats it for `%e` log lines.
+#[derive(Debug, Clone)]
+pub struct StateError {
+    source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "state read failed: {}", self.source)
+    }
+}
+
+// Written out rather than derived: `source()` must return the store's error itself (so callers
+// can downcast it), not the `Arc` around it.
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+impl StateError {
+    /// Wraps the store's error (or a message, for views without a typed one).
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self {
+            source: std::sync::Arc::from(source.into()),
+        }
+    }
+}
 
 /// Read access to the parent state of a block.
 pub trait StateView: Send + Sync {
