@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accumen_actors::block_producer::{BlockProducer, ProducerConfig, Shutdown};
+use accumen_actors::block_producer::{
+    BlockProducer, MempoolPorts, ProducerConfig, ProducerDeps, Shutdown,
+};
+use accumen_actors::chain::{ChainParams, Recorder};
 use accumen_actors::executor::Executor;
 use accumen_actors::mempool::pool::{Pool, PoolConfig};
 use accumen_actors::mempool::{Mempool, Shared};
@@ -150,6 +153,23 @@ fn load_key(settings: &Settings) -> anyhow::Result<Keypair> {
     }
 }
 
+/// The chain's consensus parameters as this node's configuration gives them (what a new chain's
+/// genesis records; the `params` part of issue 7 makes a stored chain's values rule).
+fn chain_params(settings: &Settings) -> ChainParams {
+    use accumen_actors::vm::gas;
+    ChainParams {
+        chain_id: settings.chain_id.clone(),
+        abi_version: 1,
+        gas_schedule: 1,
+        max_tx_gas: settings.execution.gas_limit,
+        max_memory_pages: settings.wasm.max_memory_pages,
+        max_wasm_stack: 512 * 1024,
+        max_block_gas: gas::MAX_BLOCK_GAS,
+        max_block_tx_bytes: gas::MAX_BLOCK_TX_BYTES,
+        max_block_result_bytes: gas::MAX_BLOCK_RESULT_BYTES,
+    }
+}
+
 async fn start(settings: Settings) -> anyhow::Result<Node> {
     let settings = Arc::new(settings);
     let storage = Arc::new(open_storage(&settings)?);
@@ -235,28 +255,24 @@ async fn start(settings: Settings) -> anyhow::Result<Node> {
     };
     let mempool_slot = mempool.slot();
     let executor_slot = executor.slot();
+    let recorder = Arc::new(Recorder::new(stats.clone(), metrics.clone(), &head));
     let producer = {
-        let config = ProducerConfig {
-            chain_id: settings.chain_id.clone(),
-            block_time: settings.block_time,
-            max_transactions: settings.max_transactions,
-            max_tx_gas: settings.execution.gas_limit,
-            queue_size: settings.execution.queue_size,
+        let deps = ProducerDeps {
+            storage: storage.clone(),
+            key: key.clone(),
+            params: Arc::new(chain_params(&settings)),
+            config: ProducerConfig {
+                block_time: settings.block_time,
+                max_transactions: settings.max_transactions,
+                queue_size: settings.execution.queue_size,
+            },
+            mempool: MempoolPorts::of(&mempool_slot),
+            executor: executor_slot.port(),
+            recorder,
+            stats: stats.clone(),
+            metrics: metrics.clone(),
         };
-        let (storage, key, stats, metrics) =
-            (storage.clone(), key.clone(), stats.clone(), metrics.clone());
-        let (m, e) = (mempool_slot.clone(), executor_slot.clone());
-        ChildSpec::start("block_producer", move || {
-            BlockProducer::new(
-                storage.clone(),
-                key.clone(),
-                config.clone(),
-                m.clone(),
-                e.clone(),
-                metrics.clone(),
-                stats.clone(),
-            )
-        })
+        ChildSpec::start("block_producer", move || BlockProducer::new(deps.clone()))
     };
     let producer_slot: Slot<BlockProducer> = producer.slot();
     let children: Vec<Box<dyn Child>> =

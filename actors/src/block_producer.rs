@@ -1,11 +1,13 @@
 //! BlockProducer actor: the chain head's only writer.
 //!
-//! Every `block_time` it takes up to `max_transactions` (and at most the chain's per-block gas
-//! and transaction-byte limits) from the mempool, has the executor run
-//! them against a storage snapshot of the head, builds and signs the header, and commits block,
-//! receipts and write set in one storage write transaction; then it tells the mempool what was
-//! included and what was dropped. Empty blocks are produced too, so a stalled producer shows in
-//! `accumen_blocks_produced_total` and the block height.
+//! A timer plus messaging around `chain::build`: every `block_time` it takes up to
+//! `max_transactions` (and at most the chain's per-block gas and transaction-byte limits, from
+//! `ChainParams`) from the mempool, has the executor build the block (`executor::BuildBlock`:
+//! execute on a storage snapshot of the head, seal, sign), commits block, receipts and write set
+//! in one storage write transaction, tells the mempool what was included and what was dropped,
+//! and records the block (`chain::Recorder`). Empty blocks are produced too, so a stalled
+//! producer shows in `accumen_blocks_produced_total` and the block height. It reaches the mempool
+//! and the executor only through `supervisor::Port`s, so its tests use recording fakes.
 //!
 //! Invariants:
 //! - One block at a time: a tick that finds a block in progress does nothing.
@@ -20,33 +22,66 @@
 //!   block is in progress it first produces one last block with whatever is pending.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::executor::{ExecuteBlock, Executor, enqueue};
+use crate::chain::{Built, ChainParams, Committed, Recorder};
+use crate::executor::{BuildBlock, enqueue};
 use crate::mempool::{BlockDone, Mempool, ReturnInFlight, Select};
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::storage::Storage;
-use crate::supervisor::Slot;
-use crate::types::{Block, BlockHeader, Hash, Keypair, SignedTx};
-use crate::vm::BlockContext;
+use crate::supervisor::{Port, Slot};
+use crate::types::{Hash, Keypair, ReceiptStatus};
 
 static OUT_OF_GAS_LOG: crate::ratelimit::LogLimiter =
     crate::ratelimit::LogLimiter::new(Duration::from_secs(10));
 
-/// Producer settings.
+/// Producer settings: this node's, not the chain's (those are in `ChainParams`).
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    pub chain_id: String,
     pub block_time: Duration,
     pub max_transactions: usize,
-    /// `execution.gas_limit`.
-    pub max_tx_gas: u64,
     /// `execution.queue_size`: the block request waits in the same queue as queries, with one
     /// place beyond it reserved for the block.
     pub queue_size: usize,
+}
+
+/// The mempool messages the producer sends.
+#[derive(Debug, Clone)]
+pub struct MempoolPorts {
+    pub select: Port<Select>,
+    pub block_done: Port<BlockDone>,
+    pub return_in_flight: Port<ReturnInFlight>,
+}
+
+impl MempoolPorts {
+    /// Ports to the current incarnation of a supervised mempool.
+    pub fn of(slot: &Slot<Mempool>) -> MempoolPorts {
+        MempoolPorts {
+            select: slot.port(),
+            block_done: slot.port(),
+            return_in_flight: slot.port(),
+        }
+    }
+}
+
+/// Everything a producer works with; cloned into each incarnation by the supervisor's factory.
+#[derive(Debug, Clone)]
+pub struct ProducerDeps {
+    pub storage: Arc<Storage>,
+    /// The sequencer key that signs blocks.
+    pub key: Arc<Keypair>,
+    /// The chain's consensus parameters (they rule over this node's configuration).
+    pub params: Arc<ChainParams>,
+    pub config: ProducerConfig,
+    pub mempool: MempoolPorts,
+    pub executor: Port<BuildBlock>,
+    /// Records each committed block (stats, metrics, log line, head subscribers).
+    pub recorder: Arc<Recorder>,
+    /// For the executor queue (`executor::enqueue`).
+    pub stats: Arc<NodeStats>,
+    pub metrics: NodeMetrics,
 }
 
 /// What one produced block looked like.
@@ -62,9 +97,9 @@ pub struct Produced {
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     #[error("mempool unavailable: {0}")]
-    Mempool(MailboxError),
+    Mempool(#[source] MailboxError),
     #[error("executor unavailable: {0}")]
-    Executor(MailboxError),
+    Executor(#[source] MailboxError),
     #[error("executor queue is full")]
     QueueFull,
     #[error("execution: {0}")]
@@ -75,13 +110,7 @@ pub enum ProduceError {
 
 /// The block producer actor.
 pub struct BlockProducer {
-    storage: Arc<Storage>,
-    key: Arc<Keypair>,
-    config: ProducerConfig,
-    mempool: Slot<Mempool>,
-    executor: Slot<Executor>,
-    metrics: NodeMetrics,
-    stats: Arc<NodeStats>,
+    deps: ProducerDeps,
     producing: bool,
     stopping: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -90,31 +119,16 @@ pub struct BlockProducer {
 impl std::fmt::Debug for BlockProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockProducer")
-            .field("config", &self.config)
+            .field("config", &self.deps.config)
             .field("producing", &self.producing)
             .finish_non_exhaustive()
     }
 }
 
 impl BlockProducer {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        storage: Arc<Storage>,
-        key: Arc<Keypair>,
-        config: ProducerConfig,
-        mempool: Slot<Mempool>,
-        executor: Slot<Executor>,
-        metrics: NodeMetrics,
-        stats: Arc<NodeStats>,
-    ) -> Self {
+    pub fn new(deps: ProducerDeps) -> Self {
         BlockProducer {
-            storage,
-            key,
-            config,
-            mempool,
-            executor,
-            metrics,
-            stats,
+            deps,
             producing: false,
             stopping: false,
             waiters: Vec::new(),
@@ -124,7 +138,7 @@ impl BlockProducer {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         // A failed store cannot commit anything until the node restarts: stop trying instead of
         // failing (and logging) once per block time.
-        if self.producing || self.stopping || self.storage.health().is_failed() {
+        if self.producing || self.stopping || self.deps.storage.health().is_failed() {
             return;
         }
         self.start_block(ctx);
@@ -132,20 +146,12 @@ impl BlockProducer {
 
     fn start_block(&mut self, ctx: &mut Context<Self>) {
         self.producing = true;
-        let fut = produce(
-            self.storage.clone(),
-            self.key.clone(),
-            self.config.clone(),
-            self.mempool.get(),
-            self.executor.get(),
-            self.stats.clone(),
-            self.metrics.clone(),
-        );
+        let fut = produce(self.deps.clone());
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
             act.producing = false;
             if let Err(e) = result {
                 tracing::error!(error = %e, "block production failed; transactions returned to the mempool");
-                act.mempool.get().do_send(ReturnInFlight);
+                act.deps.mempool.return_in_flight.do_send(ReturnInFlight);
             }
             if act.stopping {
                 for w in act.waiters.drain(..) {
@@ -156,45 +162,42 @@ impl BlockProducer {
     }
 }
 
-async fn produce(
-    storage: Arc<Storage>,
-    key: Arc<Keypair>,
-    config: ProducerConfig,
-    mempool: Addr<Mempool>,
-    executor: Addr<Executor>,
-    stats: Arc<NodeStats>,
-    metrics: NodeMetrics,
-) -> Result<Produced, ProduceError> {
+/// One block: select, build (on the executor), commit, tell the mempool, record.
+async fn produce(deps: ProducerDeps) -> Result<Produced, ProduceError> {
     let started = Instant::now();
-    let txs = mempool
+    let txs = deps
+        .mempool
+        .select
         .send(Select {
-            max: config.max_transactions,
-            // The chain's per-block limits: the VM would leave out whatever goes beyond them.
-            max_gas: crate::vm::gas::MAX_BLOCK_GAS,
-            max_bytes: crate::vm::gas::MAX_BLOCK_TX_BYTES,
+            max: deps.config.max_transactions,
+            // The chain's per-block limits: execution would leave out whatever goes beyond them.
+            max_gas: deps.params.max_block_gas,
+            max_bytes: deps.params.max_block_tx_bytes,
         })
         .await
         .map_err(ProduceError::Mempool)?;
-    let head = storage.head()?;
-    let snapshot = Arc::new(storage.snapshot()?);
-    let bctx = BlockContext {
-        chain_id: config.chain_id.clone(),
-        height: head.height + 1,
-        timestamp_ms: now_ms().max(head.timestamp_ms),
-        max_tx_gas: config.max_tx_gas,
-    };
+    let parent = deps.storage.head()?;
+    let base = Arc::new(deps.storage.snapshot()?);
     // One place beyond `queue_size`, which only the producer uses (one block at a time): queries
     // alone can fill `queue_size` but never lock the block out ("executor queue is full").
-    let Some(slot) = enqueue(&stats, &metrics, config.queue_size.max(1) + 1) else {
+    let Some(slot) = enqueue(
+        &deps.stats,
+        &deps.metrics,
+        deps.config.queue_size.max(1) + 1,
+    ) else {
         return Err(ProduceError::QueueFull);
     };
     // Our copy of the queue place: should this future be dropped (the producer replaced), the
     // place is given back at once rather than when the executor reaches the abandoned request.
     let waiting = slot.clone();
-    let outcome = executor
-        .send(ExecuteBlock {
-            base: snapshot,
-            ctx: bctx.clone(),
+    let built = deps
+        .executor
+        .send(BuildBlock {
+            params: deps.params.clone(),
+            key: deps.key.clone(),
+            parent,
+            base,
+            timestamp_ms: now_ms(),
             txs,
             slot,
         })
@@ -202,87 +205,62 @@ async fn produce(
         .map_err(ProduceError::Executor)??;
     drop(waiting);
 
-    let signed: Vec<SignedTx> = outcome.txs.iter().map(|t| t.signed().clone()).collect();
-    let header = BlockHeader::child(
-        &head,
-        bctx.timestamp_ms,
-        &signed,
-        &outcome.receipts,
-        &outcome.writes,
-    );
-    let block = Block::seal(header, signed, &key);
-    storage.commit_block(&block, &outcome.receipts, &outcome.writes)?;
+    deps.storage
+        .commit_block(&built.block, &built.receipts, &built.writes)?;
+    report_dropped(&built);
+    let Built {
+        block,
+        receipts,
+        writes,
+        dropped,
+        gas_used,
+        ..
+    } = built;
+    let included: Vec<Hash> = block.txs.iter().map(|t| t.tx.id()).collect();
+    let produced = Produced {
+        height: block.header.height,
+        hash: block.hash(),
+        txs: included.len(),
+        dropped: dropped.len(),
+    };
+    deps.mempool.block_done.do_send(BlockDone {
+        included,
+        nonces: writes.nonces,
+        dropped,
+    });
+    deps.recorder.record(Committed {
+        block: &block,
+        receipts: &receipts,
+        gas_used,
+        dropped: produced.dropped,
+        elapsed: started.elapsed(),
+    });
+    Ok(produced)
+}
 
-    let included: Vec<Hash> = outcome.txs.iter().map(|t| t.id()).collect();
-    let failures = outcome
+/// Sequencer-side logs about a committed block's transactions: clients whose gas limit was too
+/// low, and transactions dropped for good.
+fn report_dropped(built: &Built) {
+    let out_of_gas = built
         .receipts
         .iter()
-        .filter(|r| !r.status.is_success())
-        .count() as u64;
-    let dropped: Vec<(Hash, crate::vm::DropReason)> = outcome
-        .dropped
-        .iter()
-        .map(|(t, r)| (t.id(), r.clone()))
-        .collect();
-    let out_of_gas = outcome
-        .receipts
-        .iter()
-        .filter(|r| r.status == crate::types::ReceiptStatus::OutOfGas)
+        .filter(|r| r.status == ReceiptStatus::OutOfGas)
         .count();
     if out_of_gas > 0
         && let Some(suppressed) = OUT_OF_GAS_LOG.allow()
     {
         tracing::warn!(
-            height = bctx.height,
+            height = built.block.header.height,
             out_of_gas,
             suppressed,
             "transactions ran out of gas: their gas limit was too low"
         );
     }
-    for (id, reason) in &dropped {
+    for (id, reason) in &built.dropped {
         if !reason.is_retryable() {
             tracing::debug!(tx = %id, %reason, "transaction dropped from block");
         }
     }
-    mempool.do_send(BlockDone {
-        included: included.clone(),
-        nonces: outcome.writes.nonces.clone(),
-        dropped: dropped.clone(),
-    });
-
-    let elapsed = started.elapsed();
-    let n = included.len() as u64;
-    stats.block_height.store(bctx.height, Ordering::Relaxed);
-    stats.blocks_produced.fetch_add(1, Ordering::Relaxed);
-    stats.txs_processed.fetch_add(n, Ordering::Relaxed);
-    stats.tx_failures.fetch_add(failures, Ordering::Relaxed);
-    stats
-        .gas_used
-        .fetch_add(outcome.gas_used, Ordering::Relaxed);
-    stats
-        .last_block_ms
-        .store(elapsed.as_millis() as u64, Ordering::Relaxed);
-    stats.last_block_at_ms.store(now_ms(), Ordering::Relaxed);
-    metrics.blocks_produced.inc();
-    metrics.transactions_processed.inc_by(n);
-    metrics.transaction_failures.inc_by(failures);
-    metrics.gas_used.inc_by(outcome.gas_used);
-    metrics.block_height.set(bctx.height as i64);
-    metrics.block_production_duration.set(elapsed.as_secs_f64());
-    tracing::info!(
-        height = bctx.height,
-        txs = n,
-        dropped = dropped.len(),
-        gas = outcome.gas_used,
-        ms = elapsed.as_millis() as u64,
-        "block committed"
-    );
-    Ok(Produced {
-        height: bctx.height,
-        hash: block.hash(),
-        txs: included.len(),
-        dropped: dropped.len(),
-    })
 }
 
 impl Actor for BlockProducer {
@@ -290,14 +268,11 @@ impl Actor for BlockProducer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A predecessor may have died with transactions in flight.
-        self.mempool.get().do_send(ReturnInFlight);
-        if let Ok(head) = self.storage.head() {
-            self.stats
-                .block_height
-                .store(head.height, Ordering::Relaxed);
-            self.metrics.block_height.set(head.height as i64);
+        self.deps.mempool.return_in_flight.do_send(ReturnInFlight);
+        if let Ok(head) = self.deps.storage.head() {
+            self.deps.recorder.resume(&head);
         }
-        ctx.run_interval(self.config.block_time, |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.deps.config.block_time, |act, ctx| act.tick(ctx));
     }
 }
 

@@ -1,4 +1,6 @@
-//! Executor actor: runs blocks and read-only queries on the contract engine.
+//! Executor actor: builds blocks (`chain::build`, sequencer), verifies them (`chain::verify`,
+//! follower) and runs read-only queries on the contract engine, each on its own thread so a long
+//! block never blocks another actor.
 //!
 //! The actor owns nothing but a handle to the shared `Vm` (engine, pool of instance slots,
 //! compiled-module cache), so a restarted executor keeps the warm cache. Block execution spreads
@@ -19,16 +21,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use prometheus_client::metrics::gauge::Gauge;
 
+use crate::chain::{self, Built, ChainParams, Verified, VerifyError};
 use crate::metrics::{NodeMetrics, NodeStats};
-use crate::types::VerifiedTx;
-use crate::vm::{
-    BlockContext, BlockOutcome, DropReason, Query, QueryResult, StateView, Vm, VmError,
-};
+use crate::types::{Block, BlockHeader, Keypair, PublicKey, VerifiedTx};
+use crate::vm::{DropReason, Query, QueryResult, StateView, Vm, VmError};
 
 /// The executor actor.
 pub struct Executor {
@@ -107,82 +108,157 @@ pub fn enqueue(stats: &Arc<NodeStats>, metrics: &NodeMetrics, limit: usize) -> O
     })))
 }
 
-/// Executes a block's candidate transactions against `base` (the parent state). `slot` is the
-/// request's place in the queue (from `enqueue`).
+/// Builds and signs the next block (`chain::build`) from `txs` on top of `parent`, executing
+/// them against `base` (the parent's state). `slot` is the request's place in the queue (from
+/// `enqueue`).
 #[derive(Message)]
-#[rtype(result = "Result<BlockOutcome, VmError>")]
-pub struct ExecuteBlock {
+#[rtype(result = "Result<Built, VmError>")]
+pub struct BuildBlock {
+    pub params: Arc<ChainParams>,
+    pub key: Arc<Keypair>,
+    pub parent: BlockHeader,
     pub base: Arc<dyn StateView>,
-    pub ctx: BlockContext,
+    /// The sequencer's clock (`chain::build` keeps the block no earlier than its parent).
+    pub timestamp_ms: u64,
     pub txs: Vec<VerifiedTx>,
     pub slot: QueueSlot,
 }
 
-impl std::fmt::Debug for ExecuteBlock {
+impl std::fmt::Debug for BuildBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecuteBlock")
-            .field("ctx", &self.ctx)
+        f.debug_struct("BuildBlock")
+            .field("parent", &self.parent.height)
             .field("txs", &self.txs.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl Handler<ExecuteBlock> for Executor {
-    type Result = Result<BlockOutcome, VmError>;
+impl Handler<BuildBlock> for Executor {
+    type Result = Result<Built, VmError>;
 
-    fn handle(&mut self, msg: ExecuteBlock, _: &mut Context<Self>) -> Self::Result {
-        let ExecuteBlock {
+    fn handle(&mut self, msg: BuildBlock, _: &mut Context<Self>) -> Self::Result {
+        let BuildBlock {
+            params,
+            key,
+            parent,
             base,
-            ctx,
+            timestamp_ms,
             txs,
             slot,
         } = msg;
         // No longer waiting: the place goes back as the work starts.
         drop(slot);
         let started = Instant::now();
-        let result = self.vm.execute_block(base, &ctx, txs);
+        let result = chain::build(&self.vm, &params, &key, &parent, base, timestamp_ms, txs);
         let elapsed = started.elapsed();
-        self.stats
-            .last_exec_ms
-            .store(elapsed.as_millis() as u64, Ordering::Relaxed);
         match &result {
-            Ok(out) => {
-                self.stats.exec_blocks.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .exec_txs
-                    .fetch_add(out.receipts.len() as u64, Ordering::Relaxed);
-                self.stats
-                    .exec_dropped
-                    .fetch_add(out.dropped.len() as u64, Ordering::Relaxed);
-                let timeouts = out
+            Ok(built) => {
+                let timeouts = built
                     .dropped
                     .iter()
                     .filter(|(_, r)| *r == DropReason::Timeout)
                     .count() as u64;
-                if timeouts > 0 {
-                    self.stats
-                        .exec_timeouts
-                        .fetch_add(timeouts, Ordering::Relaxed);
-                    self.metrics.execution_errors.inc_by(timeouts);
-                }
                 // Transactions the engine could not run (vm::DropReason::Fault) are node-side
                 // execution errors too; vm/block.rs logs them.
-                let faults = out.faults() as u64;
-                if faults > 0 {
-                    self.metrics.execution_errors.inc_by(faults);
-                }
-                if !out.receipts.is_empty() {
-                    self.metrics
-                        .transaction_execution_duration
-                        .observe(elapsed.as_secs_f64() / out.receipts.len() as f64);
-                }
+                let faults = built
+                    .dropped
+                    .iter()
+                    .filter(|(_, r)| matches!(r, DropReason::Fault(_)))
+                    .count() as u64;
+                self.executed(
+                    elapsed,
+                    built.receipts.len(),
+                    built.dropped.len(),
+                    timeouts,
+                    faults,
+                );
             }
             Err(e) => {
                 self.metrics.execution_errors.inc();
-                tracing::error!(height = ctx.height, error = %e, "block execution failed");
+                tracing::error!(height = parent.height + 1, error = %e, "block execution failed");
             }
         }
         result
+    }
+}
+
+/// Verifies `block` as the child of `parent` (`chain::verify`), re-executing it against `base`
+/// (the parent's state); `sequencer` is the chain's pinned sequencer key. `slot` is the
+/// request's place in the queue (from `enqueue`).
+#[derive(Message)]
+#[rtype(result = "Result<Verified, VerifyError>")]
+pub struct VerifyBlock {
+    pub params: Arc<ChainParams>,
+    pub sequencer: PublicKey,
+    pub parent: BlockHeader,
+    pub base: Arc<dyn StateView>,
+    pub block: Arc<Block>,
+    pub slot: QueueSlot,
+}
+
+impl std::fmt::Debug for VerifyBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyBlock")
+            .field("height", &self.block.header.height)
+            .field("txs", &self.block.txs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler<VerifyBlock> for Executor {
+    type Result = Result<Verified, VerifyError>;
+
+    fn handle(&mut self, msg: VerifyBlock, _: &mut Context<Self>) -> Self::Result {
+        let VerifyBlock {
+            params,
+            sequencer,
+            parent,
+            base,
+            block,
+            slot,
+        } = msg;
+        drop(slot);
+        let started = Instant::now();
+        let result = chain::verify(&self.vm, &params, &sequencer, &parent, base, &block);
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(v) => self.executed(elapsed, v.receipts.len(), 0, 0, 0),
+            Err(e) => {
+                if !e.is_invalid_block() {
+                    self.metrics.execution_errors.inc();
+                }
+                tracing::error!(height = block.header.height, error = %e, "block verification failed");
+            }
+        }
+        result
+    }
+}
+
+impl Executor {
+    /// Counts one executed block (built or verified).
+    fn executed(&self, elapsed: Duration, txs: usize, dropped: usize, timeouts: u64, faults: u64) {
+        self.stats
+            .last_exec_ms
+            .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+        self.stats.exec_blocks.fetch_add(1, Ordering::Relaxed);
+        self.stats.exec_txs.fetch_add(txs as u64, Ordering::Relaxed);
+        self.stats
+            .exec_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        if timeouts > 0 {
+            self.stats
+                .exec_timeouts
+                .fetch_add(timeouts, Ordering::Relaxed);
+            self.metrics.execution_errors.inc_by(timeouts);
+        }
+        if faults > 0 {
+            self.metrics.execution_errors.inc_by(faults);
+        }
+        if txs > 0 {
+            self.metrics
+                .transaction_execution_duration
+                .observe(elapsed.as_secs_f64() / txs as f64);
+        }
     }
 }
 

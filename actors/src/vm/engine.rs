@@ -7,9 +7,11 @@
 //! relaxed SIMD, one linear memory per contract. The pooling allocators hold every linear memory
 //! the engine can have at once: `execution.memory_limit / wasm.max_memory_pages` slots, split
 //! evenly over the `execution.workers` lanes (at least one each), so the memory bound is exact. An epoch ticker
-//! thread gives each call a wall-clock deadline (`execution.timeout`); that deadline is a backstop
-//! for a stuck or far too slow node, never a contract result: a call that hits it is reported as
-//! `RunEnd::Timeout` and the caller drops its transaction.
+//! thread gives each call a wall-clock deadline (`execution.timeout`, in epoch ticks, chosen per
+//! call in `RunInput::deadline_ticks`); that deadline is a backstop for a stuck or far too slow
+//! node, never a contract result: a call that hits it is reported as `RunEnd::Timeout`, leaves no
+//! trace, and the caller decides: block building drops its transaction, block verification runs
+//! it again with a larger deadline (`vm/block.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -187,6 +189,8 @@ pub(crate) struct RunInput {
     pub input: Vec<u8>,
     pub fuel: u64,
     pub group: Overlay,
+    /// Epoch ticks the call may run (`Vm::deadline_ticks` for `execution.timeout`).
+    pub deadline_ticks: u64,
 }
 
 struct Ticker {
@@ -304,6 +308,17 @@ impl Vm {
     /// reads it to tell a busy executor from a stuck one.
     pub fn progress(&self) -> u64 {
         self.progress.load(Ordering::Relaxed)
+    }
+
+    /// The per-call deadline `execution.timeout` gives, in epoch ticks: what block building and
+    /// queries use, and what verification starts from.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        self.deadline_ticks
+    }
+
+    /// How long a call may run with a deadline of `ticks` epoch ticks, at most (for logs).
+    pub(crate) fn deadline_of(ticks: u64) -> Duration {
+        EPOCH_TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX))
     }
 
     /// Number of lanes (one per `execution.workers`).
@@ -444,7 +459,7 @@ impl Vm {
         if let Err(e) = store.set_fuel(input.fuel) {
             end = Some(RunEnd::Fault(format!("setting fuel: {e:#}")));
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(input.deadline_ticks.max(1));
 
         let result = match end {
             Some(_) => Ok(()),

@@ -15,7 +15,10 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use block::{BlockContext, BlockLimit, BlockOutcome, DropReason, Query, QueryResult};
+pub use block::{
+    BlockContext, BlockLimit, BlockOutcome, DropReason, Query, QueryResult, ReplayError,
+    VERIFY_ATTEMPTS, VERIFY_DEADLINE_FACTOR,
+};
 pub use engine::{ConfigError, PAGE_BYTES, Vm, VmConfig, VmError};
 pub use state::{MemState, StateError, StateView};
 pub use validate::{ABI_IMPORTS, ModuleInfo, ValidationError, validate};
