@@ -304,3 +304,357 @@ impl Handler<Shutdown> for BlockProducer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::executor::Executor;
+    use crate::types::VerifiedTx;
+    use crate::vm::tests::{Account, CHAIN, fixture};
+    use crate::vm::{DropReason, Vm, VmConfig, VmError, gas};
+
+    fn params() -> ChainParams {
+        ChainParams {
+            chain_id: CHAIN.into(),
+            abi_version: 1,
+            gas_schedule: 1,
+            max_tx_gas: 50_000_000,
+            max_memory_pages: 64,
+            max_wasm_stack: 512 * 1024,
+            max_block_gas: gas::MAX_BLOCK_GAS,
+            max_block_tx_bytes: gas::MAX_BLOCK_TX_BYTES,
+            max_block_result_bytes: gas::MAX_BLOCK_RESULT_BYTES,
+        }
+    }
+
+    fn vm() -> Arc<Vm> {
+        Arc::new(
+            Vm::new(VmConfig {
+                workers: 1,
+                ..VmConfig::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    /// What the fake mempool was told.
+    #[derive(Debug, Default)]
+    struct MempoolLog {
+        selects: usize,
+        done: Vec<(Vec<Hash>, Vec<(Hash, DropReason)>)>,
+        returned: usize,
+    }
+
+    /// A recording mempool: answers the first `Select` with `txs`, later ones with nothing.
+    struct FakeMempool {
+        txs: Vec<VerifiedTx>,
+        log: Arc<Mutex<MempoolLog>>,
+    }
+
+    impl Actor for FakeMempool {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Select> for FakeMempool {
+        type Result = MessageResult<Select>;
+        fn handle(&mut self, _: Select, _: &mut Context<Self>) -> Self::Result {
+            self.log.lock().unwrap().selects += 1;
+            MessageResult(std::mem::take(&mut self.txs))
+        }
+    }
+
+    impl Handler<BlockDone> for FakeMempool {
+        type Result = ();
+        fn handle(&mut self, msg: BlockDone, _: &mut Context<Self>) {
+            self.log
+                .lock()
+                .unwrap()
+                .done
+                .push((msg.included, msg.dropped));
+        }
+    }
+
+    impl Handler<ReturnInFlight> for FakeMempool {
+        type Result = ();
+        fn handle(&mut self, _: ReturnInFlight, _: &mut Context<Self>) {
+            self.log.lock().unwrap().returned += 1;
+        }
+    }
+
+    /// An executor whose every block fails (a node error).
+    struct FailingExecutor;
+
+    impl Actor for FailingExecutor {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<BuildBlock> for FailingExecutor {
+        type Result = Result<Built, VmError>;
+        fn handle(&mut self, _: BuildBlock, _: &mut Context<Self>) -> Self::Result {
+            Err(VmError::Engine("injected".into()))
+        }
+    }
+
+    /// An executor that builds for real, but only once the test opens the gate; it says when
+    /// a request has arrived.
+    struct GatedExecutor {
+        vm: Arc<Vm>,
+        arrived: Arc<tokio::sync::Notify>,
+        gate: Arc<tokio::sync::Notify>,
+    }
+
+    impl Actor for GatedExecutor {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<BuildBlock> for GatedExecutor {
+        type Result = ResponseFuture<Result<Built, VmError>>;
+        fn handle(&mut self, m: BuildBlock, _: &mut Context<Self>) -> Self::Result {
+            let (vm, arrived, gate) = (self.vm.clone(), self.arrived.clone(), self.gate.clone());
+            Box::pin(async move {
+                arrived.notify_one();
+                gate.notified().await;
+                crate::chain::build(
+                    &vm,
+                    &m.params,
+                    &m.key,
+                    &m.parent,
+                    m.base,
+                    m.timestamp_ms,
+                    m.txs,
+                )
+            })
+        }
+    }
+
+    struct Fixture {
+        storage: Arc<Storage>,
+        stats: Arc<NodeStats>,
+        metrics: NodeMetrics,
+        recorder: Arc<Recorder>,
+        log: Arc<Mutex<MempoolLog>>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+            let stats = Arc::new(NodeStats::default());
+            let metrics = NodeMetrics::default();
+            let head = storage.head().unwrap();
+            Fixture {
+                recorder: Arc::new(Recorder::new(stats.clone(), metrics.clone(), &head)),
+                storage,
+                stats,
+                metrics,
+                log: Arc::default(),
+            }
+        }
+
+        /// A producer on its own arbiter talking to a fake mempool holding `txs` and to
+        /// `executor`.
+        fn start(
+            &self,
+            block_time: Duration,
+            txs: Vec<VerifiedTx>,
+            executor: Port<BuildBlock>,
+        ) -> Addr<BlockProducer> {
+            let mempool = FakeMempool {
+                txs,
+                log: self.log.clone(),
+            }
+            .start();
+            let deps = ProducerDeps {
+                storage: self.storage.clone(),
+                key: Arc::new(Keypair::from_seed([42; 32])),
+                params: Arc::new(params()),
+                config: ProducerConfig {
+                    block_time,
+                    max_transactions: 100,
+                    queue_size: 4,
+                },
+                mempool: MempoolPorts {
+                    select: Port::fixed(mempool.clone().recipient()),
+                    block_done: Port::fixed(mempool.clone().recipient()),
+                    return_in_flight: Port::fixed(mempool.recipient()),
+                },
+                executor,
+                recorder: self.recorder.clone(),
+                stats: self.stats.clone(),
+                metrics: self.metrics.clone(),
+            };
+            BlockProducer::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                BlockProducer::new(deps)
+            })
+        }
+
+        fn real_executor(&self) -> Port<BuildBlock> {
+            let (v, stats, metrics) = (vm(), self.stats.clone(), self.metrics.clone());
+            let addr = Executor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                Executor::new(v, stats, metrics)
+            });
+            Port::fixed(addr.recipient())
+        }
+
+        fn height(&self) -> u64 {
+            self.storage.head().unwrap().height
+        }
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            actix::clock::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn produces_blocks_and_reports_included_and_dropped_to_the_mempool() {
+        let f = Fixture::new();
+        let mut a = Account::new(1);
+        let (deploy, counter) = a.deploy(fixture("counter"));
+        let call = a.call_gas(counter, "increment", &[], 1_000_000);
+        // Sender 1's deploy again: its nonce is used by then, so the block drops it.
+        let replay = deploy.clone();
+        let ids = [deploy.id(), call.id()];
+        System::new().block_on(async {
+            let mut heads = f.recorder.subscribe();
+            let _producer = f.start(
+                Duration::from_millis(20),
+                vec![deploy, call, replay.clone()],
+                f.real_executor(),
+            );
+            wait_for("two blocks", || f.height() >= 2).await;
+            let block = f.storage.block_by_height(1).unwrap().unwrap();
+            let got: Vec<Hash> = block.txs.iter().map(|t| t.tx.id()).collect();
+            assert_eq!(got, ids);
+            let receipts = f.storage.receipt(&ids[1]).unwrap().unwrap();
+            assert_eq!(receipts.status, ReceiptStatus::Success);
+            assert_eq!(
+                f.storage.block_by_height(2).unwrap().unwrap().txs.len(),
+                0,
+                "empty blocks are produced too"
+            );
+            wait_for("the mempool to hear of both blocks", || {
+                f.log.lock().unwrap().done.len() >= 2
+            })
+            .await;
+            let log = f.log.lock().unwrap();
+            assert_eq!(
+                log.returned, 1,
+                "only the start-up release, no failed attempt"
+            );
+            let (included, dropped) = &log.done[0];
+            assert_eq!(included, &ids.to_vec());
+            assert_eq!(dropped.len(), 1);
+            assert_eq!(dropped[0].0, replay.id());
+            assert!(matches!(
+                dropped[0].1,
+                DropReason::Nonce {
+                    expected: 2,
+                    got: 0
+                }
+            ));
+            // Recorded: the stats and the head subscribers saw it.
+            assert!(f.stats.blocks_produced.load(Ordering::Relaxed) >= 2);
+            assert_eq!(f.stats.txs_processed.load(Ordering::Relaxed), 2);
+            assert!(heads.borrow_and_update().height >= 2);
+            assert_eq!(f.stats.exec_queue_depth.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn a_failed_execution_returns_the_transactions_and_commits_nothing() {
+        let f = Fixture::new();
+        let mut a = Account::new(2);
+        let (deploy, _) = a.deploy(fixture("counter"));
+        System::new().block_on(async {
+            let failing = FailingExecutor.start();
+            let _producer = f.start(
+                Duration::from_millis(20),
+                vec![deploy],
+                Port::fixed(failing.recipient()),
+            );
+            // One release at start-up, then one per failed attempt.
+            wait_for("two failed attempts", || {
+                f.log.lock().unwrap().returned >= 3
+            })
+            .await;
+            let log = f.log.lock().unwrap();
+            assert!(log.done.is_empty(), "no block reported");
+            assert!(log.selects >= 2, "each tick tries again");
+            assert_eq!(f.height(), 0, "nothing committed");
+            assert_eq!(f.stats.blocks_produced.load(Ordering::Relaxed), 0);
+            assert_eq!(f.stats.exec_queue_depth.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn shutdown_finishes_the_block_in_progress_and_no_more() {
+        let f = Fixture::new();
+        let mut a = Account::new(3);
+        let (deploy, _) = a.deploy(fixture("counter"));
+        System::new().block_on(async {
+            let arrived = Arc::new(tokio::sync::Notify::new());
+            let gate = Arc::new(tokio::sync::Notify::new());
+            let exec = GatedExecutor {
+                vm: vm(),
+                arrived: arrived.clone(),
+                gate: gate.clone(),
+            }
+            .start();
+            let producer = f.start(
+                Duration::from_millis(20),
+                vec![deploy],
+                Port::fixed(exec.recipient()),
+            );
+            // A block is in progress (the executor holds it) when Shutdown arrives.
+            arrived.notified().await;
+            // `send` queues the message at once; the heartbeat behind it answers only after
+            // the producer has taken Shutdown (one mailbox, in order) with the block in flight.
+            let stopped = producer.send(Shutdown);
+            producer.send(crate::supervisor::Heartbeat).await.unwrap();
+            assert_eq!(f.height(), 0, "the block is still held by the executor");
+            gate.notify_one();
+            stopped.await.unwrap();
+            // The answer came once that block was committed, and no last block was added.
+            assert_eq!(f.height(), 1);
+            // The mempool hears of it asynchronously (a message to another arbiter).
+            wait_for("the mempool to hear of the block", || {
+                f.log.lock().unwrap().done.len() == 1
+            })
+            .await;
+            assert_eq!(f.storage.block_by_height(1).unwrap().unwrap().txs.len(), 1);
+            // Stopped: a second Shutdown answers at once and starts nothing.
+            producer.send(Shutdown).await.unwrap();
+            assert_eq!(f.height(), 1);
+            assert_eq!(f.log.lock().unwrap().selects, 1);
+        });
+    }
+
+    #[test]
+    fn shutdown_with_nothing_in_progress_makes_one_last_block() {
+        let f = Fixture::new();
+        let mut a = Account::new(4);
+        let (deploy, _) = a.deploy(fixture("counter"));
+        let id = deploy.id();
+        System::new().block_on(async {
+            // No tick within the test: only Shutdown starts a block.
+            let producer = f.start(Duration::from_secs(3600), vec![deploy], f.real_executor());
+            producer.send(Shutdown).await.unwrap();
+            assert_eq!(f.height(), 1);
+            let block = f.storage.block_by_height(1).unwrap().unwrap();
+            assert_eq!(block.txs[0].tx.id(), id);
+            // The mempool hears of it asynchronously (a message to another arbiter).
+            wait_for("the mempool to hear of the block", || {
+                f.log.lock().unwrap().done.len() == 1
+            })
+            .await;
+            producer.send(Shutdown).await.unwrap();
+            assert_eq!(f.height(), 1, "one last block only");
+        });
+    }
+}

@@ -369,6 +369,91 @@ mod tests {
         }
     }
 
+    fn params() -> ChainParams {
+        ChainParams {
+            chain_id: crate::vm::tests::CHAIN.into(),
+            abi_version: 1,
+            gas_schedule: 1,
+            max_tx_gas: 50_000_000,
+            max_memory_pages: 8,
+            max_wasm_stack: 512 * 1024,
+            max_block_gas: crate::vm::gas::MAX_BLOCK_GAS,
+            max_block_tx_bytes: crate::vm::gas::MAX_BLOCK_TX_BYTES,
+            max_block_result_bytes: crate::vm::gas::MAX_BLOCK_RESULT_BYTES,
+        }
+    }
+
+    #[test]
+    fn builds_and_verifies_blocks_and_releases_their_slots() {
+        use crate::vm::tests::{Account, fixture};
+        let f = Fixture::new();
+        let key = Arc::new(Keypair::from_seed([42; 32]));
+        let params = Arc::new(params());
+        let mut a = Account::new(1);
+        let (deploy, counter) = a.deploy(fixture("counter"));
+        let call = a.call_gas(counter, "increment", &[], 1_000_000);
+        // Sender 1's deploy again: its nonce is used by then, so building drops it.
+        let replay = deploy.clone();
+        let parent = crate::types::Block::genesis(crate::vm::tests::CHAIN).header;
+        let base: Arc<dyn StateView> = Arc::new(MemState::default());
+        System::new().block_on(async {
+            let exec = f.start();
+            let slot = f.slot();
+            let waiting = slot.clone();
+            let built = exec
+                .send(BuildBlock {
+                    params: params.clone(),
+                    key: key.clone(),
+                    parent: parent.clone(),
+                    base: base.clone(),
+                    timestamp_ms: 1,
+                    txs: vec![deploy, call, replay.clone()],
+                    slot,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(f.depth(), 0, "released by the handler");
+            drop(waiting);
+            assert_eq!(built.block.header.height, 1);
+            assert_eq!(built.block.txs.len(), 2);
+            assert_eq!(built.dropped.len(), 1);
+            assert_eq!(built.dropped[0].0, replay.id());
+            assert_eq!(f.stats.exec_blocks.load(Ordering::Relaxed), 1);
+            assert_eq!(f.stats.exec_txs.load(Ordering::Relaxed), 2);
+            assert_eq!(f.stats.exec_dropped.load(Ordering::Relaxed), 1);
+
+            let block = Arc::new(built.block.clone());
+            let verify = |block: Arc<crate::types::Block>| VerifyBlock {
+                params: params.clone(),
+                sequencer: key.public(),
+                parent: parent.clone(),
+                base: base.clone(),
+                block,
+                slot: f.slot(),
+            };
+            let verified = exec.send(verify(block.clone())).await.unwrap().unwrap();
+            assert_eq!(verified.receipts, built.receipts);
+            assert_eq!(verified.writes, built.writes);
+            assert_eq!(f.depth(), 0);
+            assert_eq!(f.stats.exec_blocks.load(Ordering::Relaxed), 2);
+
+            let mut tampered = built.block.clone();
+            tampered.header.state_root = crate::types::Hash([9; 32]);
+            let refused = exec.send(verify(Arc::new(tampered))).await.unwrap();
+            assert!(
+                matches!(&refused, Err(e @ VerifyError::Signature(_)) if e.is_invalid_block()),
+                "{refused:?}"
+            );
+            assert_eq!(f.depth(), 0);
+            assert_eq!(
+                f.stats.exec_blocks.load(Ordering::Relaxed),
+                2,
+                "not counted"
+            );
+        });
+    }
+
     #[test]
     fn queue_is_bounded_and_a_slot_is_released_once() {
         let f = Fixture::new();

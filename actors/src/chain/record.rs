@@ -72,17 +72,20 @@ impl Recorder {
         recorder
     }
 
-    /// Shows the stored head `header` again without counting a block (an actor that restarted
-    /// reads the head from storage, which may be ahead of what was last recorded).
+    /// Shows the stored head `header` without counting a block (an actor that restarted reads
+    /// the head from storage, which may be ahead of what was last recorded); never goes back.
     pub fn resume(&self, header: &BlockHeader) {
+        // Only forward: a late reader of an older head must not move the shown height back.
+        if header.height < self.head.borrow().height {
+            return;
+        }
         self.show_height(header.height);
         self.head.send_if_modified(|h| {
-            if header.height > h.height {
+            let newer = header.height > h.height;
+            if newer {
                 *h = Head::of(header);
-                true
-            } else {
-                false
             }
+            newer
         });
     }
 

@@ -12,8 +12,9 @@ mod host;
 mod state;
 mod validate;
 
+// `pub(crate)`: `chain`'s tests reuse its senders and fixtures.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use block::{
     BlockContext, BlockLimit, BlockOutcome, DropReason, Query, QueryResult, ReplayError,
