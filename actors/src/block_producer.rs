@@ -340,11 +340,14 @@ mod tests {
         )
     }
 
+    /// One `BlockDone`: included ids, dropped ids with the reason.
+    type Done = (Vec<Hash>, Vec<(Hash, DropReason)>);
+
     /// What the fake mempool was told.
     #[derive(Debug, Default)]
     struct MempoolLog {
         selects: usize,
-        done: Vec<(Vec<Hash>, Vec<(Hash, DropReason)>)>,
+        done: Vec<Done>,
         returned: usize,
     }
 

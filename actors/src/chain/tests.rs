@@ -353,7 +353,8 @@ fn a_transaction_building_would_drop_makes_the_block_invalid() {
     let other_chain = custom(&|t| t.chain_id = "another-chain".into());
     let gap = custom(&|t| t.nonce = 5);
 
-    let cases: Vec<(SignedTx, fn(&DropReason) -> bool)> = vec![
+    type Expect = fn(&DropReason) -> bool;
+    let cases: Vec<(SignedTx, Expect)> = vec![
         (replayed, |r| {
             matches!(
                 r,
