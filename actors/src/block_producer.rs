@@ -20,6 +20,9 @@
 //!   as a full disk): then no tick starts a block, and the node restarts to reopen storage.
 //! - `Shutdown` stops new blocks and answers once the block in progress is committed; when no
 //!   block is in progress it first produces one last block with whatever is pending.
+//! - The block's place in the executor queue is reserved: it takes the one place beyond
+//!   `execution.queue_size` (only one block is ever in flight), so queries filling the queue can
+//!   never lock block production out; the place is given back however the request ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -126,7 +126,7 @@ pub enum DropReason {
     WrongChain(String),
     #[error("expired at {expiry} ms, block time is {block_time} ms")]
     Expired { expiry: u64, block_time: u64 },
-    #[error("gas limit {limit} exceeds the chain's per-transaction limit {max}")]
+    #[error("gas limit {limit} exceeds execution.gas_limit {max}")]
     GasLimit { limit: u64, max: u64 },
     #[error("nonce {got} is not the sender's next nonce {expected}")]
     Nonce { expected: u64, got: u64 },
