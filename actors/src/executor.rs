@@ -150,7 +150,7 @@ impl Handler<BuildBlock> for Executor {
         drop(slot);
         let started = Instant::now();
         let result = chain::build(&self.vm, &params, &key, &parent, base, timestamp_ms, txs);
-        let elapsed = started.elapsed();
+        let elapsed = self.took(started);
         match &result {
             Ok(built) => {
                 let timeouts = built
@@ -220,7 +220,7 @@ impl Handler<VerifyBlock> for Executor {
         drop(slot);
         let started = Instant::now();
         let result = chain::verify(&self.vm, &params, &sequencer, &parent, base, &block);
-        let elapsed = started.elapsed();
+        let elapsed = self.took(started);
         match &result {
             Ok(v) => self.executed(elapsed, v.receipts.len(), 0, 0, 0),
             Err(e) => {
@@ -235,11 +235,17 @@ impl Handler<VerifyBlock> for Executor {
 }
 
 impl Executor {
-    /// Counts one executed block (built or verified).
-    fn executed(&self, elapsed: Duration, txs: usize, dropped: usize, timeouts: u64, faults: u64) {
+    /// How long a block request took since `started`, shown whatever its outcome.
+    fn took(&self, started: Instant) -> Duration {
+        let elapsed = started.elapsed();
         self.stats
             .last_exec_ms
             .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+        elapsed
+    }
+
+    /// Counts one executed block (built or verified).
+    fn executed(&self, elapsed: Duration, txs: usize, dropped: usize, timeouts: u64, faults: u64) {
         self.stats.exec_blocks.fetch_add(1, Ordering::Relaxed);
         self.stats.exec_txs.fetch_add(txs as u64, Ordering::Relaxed);
         self.stats

@@ -8,8 +8,9 @@
 //!   creates); each group runs in block order on one worker; groups run in parallel and their
 //!   results are merged back in block order. A transaction's result depends only on the parent
 //!   state and the earlier transactions of its own group, never on which worker ran it or when.
-//! - Every consensus value comes from the `BlockContext` (built from the chain's `ChainParams`
-//!   by `chain::context`), never from this node's configuration.
+//! - The chain's limits (per-transaction gas cap, block gas, transaction bytes and result bytes)
+//!   come from the `BlockContext`, which `chain::context` fills from the chain's `ChainParams`,
+//!   never from this node's configuration; prices are the gas schedule's (`gas.rs`).
 //! - Admission checks that depend on order (nonces, per sender) run first, sequentially, in block
 //!   order: a transaction with the wrong nonce, another chain's id, an expiry before the block
 //!   time or a gas limit above the chain's `max_tx_gas` is dropped, not executed, and uses no
