@@ -314,24 +314,11 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+    use crate::chain::tests::params;
     use crate::executor::Executor;
     use crate::types::VerifiedTx;
     use crate::vm::tests::{Account, CHAIN, fixture};
-    use crate::vm::{DropReason, Vm, VmConfig, VmError, gas};
-
-    fn params() -> ChainParams {
-        ChainParams {
-            chain_id: CHAIN.into(),
-            abi_version: 1,
-            gas_schedule: 1,
-            max_tx_gas: 50_000_000,
-            max_memory_pages: 64,
-            max_wasm_stack: 512 * 1024,
-            max_block_gas: gas::MAX_BLOCK_GAS,
-            max_block_tx_bytes: gas::MAX_BLOCK_TX_BYTES,
-            max_block_result_bytes: gas::MAX_BLOCK_RESULT_BYTES,
-        }
-    }
+    use crate::vm::{DropReason, Vm, VmConfig, VmError};
 
     fn vm() -> Arc<Vm> {
         Arc::new(

@@ -375,26 +375,12 @@ mod tests {
         }
     }
 
-    fn params() -> ChainParams {
-        ChainParams {
-            chain_id: crate::vm::tests::CHAIN.into(),
-            abi_version: 1,
-            gas_schedule: 1,
-            max_tx_gas: 50_000_000,
-            max_memory_pages: 8,
-            max_wasm_stack: 512 * 1024,
-            max_block_gas: crate::vm::gas::MAX_BLOCK_GAS,
-            max_block_tx_bytes: crate::vm::gas::MAX_BLOCK_TX_BYTES,
-            max_block_result_bytes: crate::vm::gas::MAX_BLOCK_RESULT_BYTES,
-        }
-    }
-
     #[test]
     fn builds_and_verifies_blocks_and_releases_their_slots() {
         use crate::vm::tests::{Account, fixture};
         let f = Fixture::new();
         let key = Arc::new(Keypair::from_seed([42; 32]));
-        let params = Arc::new(params());
+        let params = Arc::new(crate::chain::tests::params());
         let mut a = Account::new(1);
         let (deploy, counter) = a.deploy(fixture("counter"));
         let call = a.call_gas(counter, "increment", &[], 1_000_000);

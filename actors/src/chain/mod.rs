@@ -17,5 +17,6 @@ pub use params::ChainParams;
 pub use record::{Committed, Head, Recorder};
 pub use verify::{Verified, VerifyError, verify};
 
+// `pub(crate)`: the actors' tests reuse its chain parameters.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

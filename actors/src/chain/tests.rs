@@ -18,7 +18,8 @@ use crate::vm::{DropReason, StateView, VERIFY_ATTEMPTS, Vm, VmConfig, gas};
 /// Block times: fixed, so blocks built twice are the same.
 const T0: u64 = 1_700_000_000_000;
 
-fn params() -> ChainParams {
+/// The test chain's parameters (the node's defaults, on `vm::tests::CHAIN`).
+pub(crate) fn params() -> ChainParams {
     ChainParams {
         chain_id: CHAIN.into(),
         abi_version: 1,
