@@ -423,14 +423,19 @@ fn a_transaction_building_would_drop_makes_the_block_invalid() {
     assert_eq!(follower.head().unwrap().height, 1);
 }
 
-/// Gas for a call to `slow.wat` that outlasts a 10–20 ms deadline many times over on any
-/// machine (slow divisions run at about 283M gas/s, so about 70 ms) and still ends well within
-/// the retries' largest deadline.
-const SLOW_GAS: u64 = 20_000_000;
+/// Gas for a call to `slow.wat` that must outlast the first deadline of a follower with a 20 ms
+/// timeout (20–30 ms) and end within the last (64 times that): slow divisions ran at 283M gas/s
+/// on a loaded machine and above 700M gas/s on a quiet one, so 150M gas takes about 0.1–0.6 s,
+/// at least three times away from either bound.
+const SLOW_GAS: u64 = 150_000_000;
 
 #[test]
 fn a_call_past_the_followers_timeout_is_retried_with_a_larger_deadline() {
-    let (p, key) = (params(), sequencer());
+    let key = sequencer();
+    let p = ChainParams {
+        max_tx_gas: SLOW_GAS,
+        ..params()
+    };
     let seq = store();
     let svm = vm(2);
     let mut a = Account::new(20);
@@ -458,11 +463,13 @@ fn a_call_past_the_followers_timeout_is_retried_with_a_larger_deadline() {
 #[test]
 fn a_call_that_never_finishes_in_time_stops_verification_with_a_clear_error() {
     let (key, fvm) = (sequencer(), vm_with(1, Duration::from_millis(10)));
-    // Gas enough for about 7 s of slow divisions, far past the last retry's deadline
-    // (10 ms x 4^3 plus a tick).
+    // Gas enough for at least 16 s of slow divisions on any machine, far past the last retry's
+    // deadline (10 ms x 4^3 plus a tick): each run is cut by its deadline, so the test takes
+    // about 1.7 s whatever the gas.
+    const NEVER: u64 = 20_000_000_000;
     let p = ChainParams {
-        max_tx_gas: 2_000_000_000,
-        max_block_gas: 2_000_000_000,
+        max_tx_gas: NEVER,
+        max_block_gas: NEVER,
         ..params()
     };
     let follower = store();
@@ -470,7 +477,7 @@ fn a_call_that_never_finishes_in_time_stops_verification_with_a_clear_error() {
     let (d, slow) = a.deploy(fixture("slow"));
     let b1 = build_next(&vm(1), &p, &key, &store(), vec![d]);
     follow(&fvm, &p, &key, &follower, &b1.block);
-    let call = a.call_gas(slow, "run", &[], 2_000_000_000).signed().clone();
+    let call = a.call_gas(slow, "run", &[], NEVER).signed().clone();
     let id = call.tx.id();
     let block = unchecked_block(&key, &follower, vec![call]);
     match verify_next(&fvm, &p, &key, &follower, &block) {
