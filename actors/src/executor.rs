@@ -434,7 +434,7 @@ mod tests {
             tampered.header.state_root = crate::types::Hash([9; 32]);
             let refused = exec.send(verify(Arc::new(tampered))).await.unwrap();
             assert!(
-                matches!(&refused, Err(e @ VerifyError::Signature(_)) if e.is_invalid_block()),
+                matches!(&refused, Err(e @ VerifyError::Block(crate::types::BlockError::BadSignature(_))) if e.is_invalid_block()),
                 "{refused:?}"
             );
             assert_eq!(f.depth(), 0);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::*;
 use crate::storage::Storage;
 use crate::types::{
-    Action, Block, BlockHeader, Bytes, Hash, Keypair, ReceiptStatus, SignedTx, Tx, TxError,
-    merkle_root, tx_root,
+    Action, Block, BlockError, BlockHeader, Bytes, Hash, Keypair, ReceiptStatus, SignedTx, Tx,
+    TxError, merkle_root, tx_root,
 };
 use crate::vm::tests::{Account, CHAIN, fixture};
 use crate::vm::{DropReason, StateView, VERIFY_ATTEMPTS, Vm, VmConfig, gas};
@@ -200,7 +200,10 @@ fn tampered_blocks_are_refused_naming_what_differed() {
     // A transaction altered after sealing: the header no longer commits to it.
     let mut altered = good.clone();
     altered.txs[0].tx.gas_limit += 1;
-    assert!(matches!(check(&altered), Err(VerifyError::TxRoot { .. })));
+    assert!(matches!(
+        check(&altered),
+        Err(VerifyError::Block(BlockError::TxRoot { .. }))
+    ));
     // ... and re-sealed with a matching tx root: its own signature no longer holds.
     let resealed = reseal(good, &key, |h, txs| {
         txs[0].tx.gas_limit += 1;
@@ -246,7 +249,10 @@ fn tampered_blocks_are_refused_naming_what_differed() {
     // The signature: a changed header not signed again, and a signature of another key.
     let mut unsigned = good.clone();
     unsigned.header.state_root = wrong;
-    assert!(matches!(check(&unsigned), Err(VerifyError::Signature(_))));
+    assert!(matches!(
+        check(&unsigned),
+        Err(VerifyError::Block(BlockError::BadSignature(_)))
+    ));
     let mut borrowed = good.clone();
     borrowed.signature = Block::seal(
         good.header.clone(),
@@ -254,7 +260,10 @@ fn tampered_blocks_are_refused_naming_what_differed() {
         &Keypair::from_seed([7; 32]),
     )
     .signature;
-    assert!(matches!(check(&borrowed), Err(VerifyError::Signature(_))));
+    assert!(matches!(
+        check(&borrowed),
+        Err(VerifyError::Block(BlockError::BadSignature(_)))
+    ));
     // A whole block sealed by a key that is not the chain's sequencer.
     let stranger = Keypair::from_seed([7; 32]);
     let foreign = reseal(good, &stranger, |_, _| {});

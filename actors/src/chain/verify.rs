@@ -24,8 +24,7 @@ use std::time::Duration;
 use super::ChainParams;
 use super::build::context;
 use crate::types::{
-    Block, BlockHeader, Hash, PublicKey, Receipt, SigDomain, TxError, VerifiedTx, WriteSet,
-    tx_root, verify_hash,
+    Block, BlockError, BlockHeader, Hash, PublicKey, Receipt, TxError, VerifiedTx, WriteSet,
 };
 use crate::vm::{DropReason, ReplayError, StateView, Vm, VmError};
 
@@ -34,16 +33,15 @@ use crate::vm::{DropReason, ReplayError, StateView, Vm, VmError};
 pub enum VerifyError {
     #[error("block is signed by {got}, not by this chain's sequencer {expected}")]
     Sequencer { expected: PublicKey, got: PublicKey },
-    #[error("block signature does not verify for sequencer {0}")]
-    Signature(PublicKey),
+    /// The sequencer's signature or the tx root (`Block::verify`, the block's own checks).
+    #[error(transparent)]
+    Block(#[from] BlockError),
     #[error("block height is {got}, expected {expected} (parent + 1)")]
     Height { expected: u64, got: u64 },
     #[error("parent hash is {got}, expected {expected}")]
     Parent { expected: Hash, got: Hash },
     #[error("timestamp {got} ms is before the parent's {parent} ms")]
     Timestamp { parent: u64, got: u64 },
-    #[error("tx root mismatch: header {header}, computed {computed}")]
-    TxRoot { header: Hash, computed: Hash },
     #[error("transaction {index} ({tx}) is invalid: {source}")]
     Tx {
         index: usize,
@@ -128,7 +126,7 @@ pub struct Verified {
 /// Verifies `block` as the child of `parent` on the chain with `params` whose sequencer key is
 /// `sequencer`, re-executing it against `base`, the parent's state.
 ///
-/// The cheap checks come first (key, signature, height, parent, timestamp, tx root, each
+/// The cheap checks come first (key, signature and tx root, height, parent, timestamp, each
 /// transaction's signature), so a forged block costs no execution.
 pub fn verify(
     vm: &Vm,
@@ -145,9 +143,8 @@ pub fn verify(
             got: h.sequencer,
         });
     }
-    if !verify_hash(SigDomain::Block, sequencer, &h.hash(), &block.signature) {
-        return Err(VerifyError::Signature(*sequencer));
-    }
+    // Signed by that key, and the header commits to these transactions.
+    block.verify()?;
     let expected = parent.height.saturating_add(1);
     if h.height != expected {
         return Err(VerifyError::Height {
@@ -166,13 +163,6 @@ pub fn verify(
         return Err(VerifyError::Timestamp {
             parent: parent.timestamp_ms,
             got: h.timestamp_ms,
-        });
-    }
-    let computed = tx_root(&block.txs);
-    if computed != h.tx_root {
-        return Err(VerifyError::TxRoot {
-            header: h.tx_root,
-            computed,
         });
     }
     let txs = block
