@@ -126,6 +126,9 @@ fn execution_speed() -> f64 {
         height,
         timestamp_ms: 1,
         max_tx_gas: 50_000_000,
+        max_block_gas: accumen_actors::vm::gas::MAX_BLOCK_GAS,
+        max_block_tx_bytes: accumen_actors::vm::gas::MAX_BLOCK_TX_BYTES,
+        max_block_result_bytes: accumen_actors::vm::gas::MAX_BLOCK_RESULT_BYTES,
     };
     let deploy = tx(0, Action::Deploy { code: Bytes(code) });
     let contract = deploy.tx().target();

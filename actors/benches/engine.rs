@@ -55,6 +55,9 @@ fn ctx(height: u64) -> BlockContext {
         height,
         timestamp_ms: 1_700_000_000_000,
         max_tx_gas: 50_000_000,
+        max_block_gas: accumen_actors::vm::gas::MAX_BLOCK_GAS,
+        max_block_tx_bytes: accumen_actors::vm::gas::MAX_BLOCK_TX_BYTES,
+        max_block_result_bytes: accumen_actors::vm::gas::MAX_BLOCK_RESULT_BYTES,
     }
 }
 

@@ -1,4 +1,6 @@
-//! Executor actor: runs blocks and read-only queries on the contract engine.
+//! Executor actor: builds blocks (`chain::build`, sequencer), verifies them (`chain::verify`,
+//! follower) and runs read-only queries on the contract engine, each on its own thread so a long
+//! block never blocks another actor.
 //!
 //! The actor owns nothing but a handle to the shared `Vm` (engine, pool of instance slots,
 //! compiled-module cache), so a restarted executor keeps the warm cache. Block execution spreads
@@ -19,16 +21,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use prometheus_client::metrics::gauge::Gauge;
 
+use crate::chain::{self, Built, ChainParams, Verified, VerifyError};
 use crate::metrics::{NodeMetrics, NodeStats};
-use crate::types::VerifiedTx;
-use crate::vm::{
-    BlockContext, BlockOutcome, DropReason, Query, QueryResult, StateView, Vm, VmError,
-};
+use crate::types::{Block, BlockHeader, Keypair, PublicKey, VerifiedTx};
+use crate::vm::{DropReason, Query, QueryResult, StateView, Vm, VmError};
 
 /// The executor actor.
 pub struct Executor {
@@ -107,82 +108,163 @@ pub fn enqueue(stats: &Arc<NodeStats>, metrics: &NodeMetrics, limit: usize) -> O
     })))
 }
 
-/// Executes a block's candidate transactions against `base` (the parent state). `slot` is the
-/// request's place in the queue (from `enqueue`).
+/// Builds and signs the next block (`chain::build`) from `txs` on top of `parent`, executing
+/// them against `base` (the parent's state). `slot` is the request's place in the queue (from
+/// `enqueue`).
 #[derive(Message)]
-#[rtype(result = "Result<BlockOutcome, VmError>")]
-pub struct ExecuteBlock {
+#[rtype(result = "Result<Built, VmError>")]
+pub struct BuildBlock {
+    pub params: Arc<ChainParams>,
+    pub key: Arc<Keypair>,
+    pub parent: BlockHeader,
     pub base: Arc<dyn StateView>,
-    pub ctx: BlockContext,
+    /// The sequencer's clock (`chain::build` keeps the block no earlier than its parent).
+    pub timestamp_ms: u64,
     pub txs: Vec<VerifiedTx>,
     pub slot: QueueSlot,
 }
 
-impl std::fmt::Debug for ExecuteBlock {
+impl std::fmt::Debug for BuildBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecuteBlock")
-            .field("ctx", &self.ctx)
+        f.debug_struct("BuildBlock")
+            .field("parent", &self.parent.height)
             .field("txs", &self.txs.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl Handler<ExecuteBlock> for Executor {
-    type Result = Result<BlockOutcome, VmError>;
+impl Handler<BuildBlock> for Executor {
+    type Result = Result<Built, VmError>;
 
-    fn handle(&mut self, msg: ExecuteBlock, _: &mut Context<Self>) -> Self::Result {
-        let ExecuteBlock {
+    fn handle(&mut self, msg: BuildBlock, _: &mut Context<Self>) -> Self::Result {
+        let BuildBlock {
+            params,
+            key,
+            parent,
             base,
-            ctx,
+            timestamp_ms,
             txs,
             slot,
         } = msg;
         // No longer waiting: the place goes back as the work starts.
         drop(slot);
         let started = Instant::now();
-        let result = self.vm.execute_block(base, &ctx, txs);
-        let elapsed = started.elapsed();
-        self.stats
-            .last_exec_ms
-            .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+        let result = chain::build(&self.vm, &params, &key, &parent, base, timestamp_ms, txs);
+        let elapsed = self.took(started);
         match &result {
-            Ok(out) => {
-                self.stats.exec_blocks.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .exec_txs
-                    .fetch_add(out.receipts.len() as u64, Ordering::Relaxed);
-                self.stats
-                    .exec_dropped
-                    .fetch_add(out.dropped.len() as u64, Ordering::Relaxed);
-                let timeouts = out
+            Ok(built) => {
+                let timeouts = built
                     .dropped
                     .iter()
                     .filter(|(_, r)| *r == DropReason::Timeout)
                     .count() as u64;
-                if timeouts > 0 {
-                    self.stats
-                        .exec_timeouts
-                        .fetch_add(timeouts, Ordering::Relaxed);
-                    self.metrics.execution_errors.inc_by(timeouts);
-                }
                 // Transactions the engine could not run (vm::DropReason::Fault) are node-side
                 // execution errors too; vm/block.rs logs them.
-                let faults = out.faults() as u64;
-                if faults > 0 {
-                    self.metrics.execution_errors.inc_by(faults);
-                }
-                if !out.receipts.is_empty() {
-                    self.metrics
-                        .transaction_execution_duration
-                        .observe(elapsed.as_secs_f64() / out.receipts.len() as f64);
-                }
+                let faults = built
+                    .dropped
+                    .iter()
+                    .filter(|(_, r)| matches!(r, DropReason::Fault(_)))
+                    .count() as u64;
+                self.executed(
+                    elapsed,
+                    built.receipts.len(),
+                    built.dropped.len(),
+                    timeouts,
+                    faults,
+                );
             }
             Err(e) => {
                 self.metrics.execution_errors.inc();
-                tracing::error!(height = ctx.height, error = %e, "block execution failed");
+                tracing::error!(height = parent.height + 1, error = %e, "block execution failed");
             }
         }
         result
+    }
+}
+
+/// Verifies `block` as the child of `parent` (`chain::verify`), re-executing it against `base`
+/// (the parent's state); `sequencer` is the chain's pinned sequencer key. `slot` is the
+/// request's place in the queue (from `enqueue`).
+#[derive(Message)]
+#[rtype(result = "Result<Verified, VerifyError>")]
+pub struct VerifyBlock {
+    pub params: Arc<ChainParams>,
+    pub sequencer: PublicKey,
+    pub parent: BlockHeader,
+    pub base: Arc<dyn StateView>,
+    pub block: Arc<Block>,
+    pub slot: QueueSlot,
+}
+
+impl std::fmt::Debug for VerifyBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyBlock")
+            .field("height", &self.block.header.height)
+            .field("txs", &self.block.txs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler<VerifyBlock> for Executor {
+    type Result = Result<Verified, VerifyError>;
+
+    fn handle(&mut self, msg: VerifyBlock, _: &mut Context<Self>) -> Self::Result {
+        let VerifyBlock {
+            params,
+            sequencer,
+            parent,
+            base,
+            block,
+            slot,
+        } = msg;
+        drop(slot);
+        let started = Instant::now();
+        let result = chain::verify(&self.vm, &params, &sequencer, &parent, base, &block);
+        let elapsed = self.took(started);
+        match &result {
+            Ok(v) => self.executed(elapsed, v.receipts.len(), 0, 0, 0),
+            Err(e) => {
+                if !e.is_invalid_block() {
+                    self.metrics.execution_errors.inc();
+                }
+                tracing::error!(height = block.header.height, error = %e, "block verification failed");
+            }
+        }
+        result
+    }
+}
+
+impl Executor {
+    /// How long a block request took since `started`, shown whatever its outcome.
+    fn took(&self, started: Instant) -> Duration {
+        let elapsed = started.elapsed();
+        self.stats
+            .last_exec_ms
+            .store(elapsed.as_millis() as u64, Ordering::Relaxed);
+        elapsed
+    }
+
+    /// Counts one executed block (built or verified).
+    fn executed(&self, elapsed: Duration, txs: usize, dropped: usize, timeouts: u64, faults: u64) {
+        self.stats.exec_blocks.fetch_add(1, Ordering::Relaxed);
+        self.stats.exec_txs.fetch_add(txs as u64, Ordering::Relaxed);
+        self.stats
+            .exec_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        if timeouts > 0 {
+            self.stats
+                .exec_timeouts
+                .fetch_add(timeouts, Ordering::Relaxed);
+            self.metrics.execution_errors.inc_by(timeouts);
+        }
+        if faults > 0 {
+            self.metrics.execution_errors.inc_by(faults);
+        }
+        if txs > 0 {
+            self.metrics
+                .transaction_execution_duration
+                .observe(elapsed.as_secs_f64() / txs as f64);
+        }
     }
 }
 
@@ -291,6 +373,77 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             actix::clock::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[test]
+    fn builds_and_verifies_blocks_and_releases_their_slots() {
+        use crate::vm::tests::{Account, fixture};
+        let f = Fixture::new();
+        let key = Arc::new(Keypair::from_seed([42; 32]));
+        let params = Arc::new(crate::chain::tests::params());
+        let mut a = Account::new(1);
+        let (deploy, counter) = a.deploy(fixture("counter"));
+        let call = a.call_gas(counter, "increment", &[], 1_000_000);
+        // Sender 1's deploy again: its nonce is used by then, so building drops it.
+        let replay = deploy.clone();
+        let parent = params.genesis().header;
+        let base: Arc<dyn StateView> = Arc::new(MemState::default());
+        System::new().block_on(async {
+            let exec = f.start();
+            let slot = f.slot();
+            let waiting = slot.clone();
+            let built = exec
+                .send(BuildBlock {
+                    params: params.clone(),
+                    key: key.clone(),
+                    parent: parent.clone(),
+                    base: base.clone(),
+                    timestamp_ms: 1,
+                    txs: vec![deploy, call, replay.clone()],
+                    slot,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(f.depth(), 0, "released by the handler");
+            drop(waiting);
+            assert_eq!(built.block.header.height, 1);
+            assert_eq!(built.block.txs.len(), 2);
+            assert_eq!(built.dropped.len(), 1);
+            assert_eq!(built.dropped[0].0, replay.id());
+            assert_eq!(f.stats.exec_blocks.load(Ordering::Relaxed), 1);
+            assert_eq!(f.stats.exec_txs.load(Ordering::Relaxed), 2);
+            assert_eq!(f.stats.exec_dropped.load(Ordering::Relaxed), 1);
+
+            let block = Arc::new(built.block.clone());
+            let verify = |block: Arc<crate::types::Block>| VerifyBlock {
+                params: params.clone(),
+                sequencer: key.public(),
+                parent: parent.clone(),
+                base: base.clone(),
+                block,
+                slot: f.slot(),
+            };
+            let verified = exec.send(verify(block.clone())).await.unwrap().unwrap();
+            assert_eq!(verified.receipts, built.receipts);
+            assert_eq!(verified.writes, built.writes);
+            assert_eq!(f.depth(), 0);
+            assert_eq!(f.stats.exec_blocks.load(Ordering::Relaxed), 2);
+
+            let mut tampered = built.block.clone();
+            tampered.header.state_root = crate::types::Hash([9; 32]);
+            let refused = exec.send(verify(Arc::new(tampered))).await.unwrap();
+            assert!(
+                matches!(&refused, Err(e @ VerifyError::Block(crate::types::BlockError::BadSignature(_))) if e.is_invalid_block()),
+                "{refused:?}"
+            );
+            assert_eq!(f.depth(), 0);
+            assert_eq!(
+                f.stats.exec_blocks.load(Ordering::Relaxed),
+                2,
+                "not counted"
+            );
+        });
     }
 
     #[test]

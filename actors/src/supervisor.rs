@@ -8,11 +8,13 @@
 //! - Every `heartbeat_interval` the supervisor sends `Heartbeat` to each actor with a deadline of
 //!   `heartbeat_timeout`. A closed mailbox (the actor's task died in a panic) means "dead". No
 //!   answer in time means "stuck" only if the actor also made no progress: an actor with a
-//!   progress source (the executor: contract calls finished) whose count moved since the
+//!   progress source (the executor: contract calls finished, and each `execution.timeout`
+//!   slice a verification call runs past its first deadline) whose count moved since the
 //!   heartbeat was sent is busy with legal work that the heartbeat waits behind, and is left
-//!   alone (stack-notes §8). Every call ends within `execution.timeout`, which settings keep
-//!   strictly below `heartbeat_timeout`, so a busy executor always shows progress within a
-//!   deadline, and a wedged one (no calls finishing) never does. Actors without a progress
+//!   alone (stack-notes §8). A call ends, or reports a slice, at least every
+//!   `execution.timeout`, which settings keep strictly below `heartbeat_timeout`, so a busy
+//!   executor always shows progress within a deadline, and a wedged one (no calls running)
+//!   never does. Actors without a progress
 //!   source answer heartbeats between short handlers, so for them silence is stuck: the mempool's
 //!   handlers are bounded, and the block producer awaits the executor asynchronously, so it
 //!   answers heartbeats while a block runs; a late producer heartbeat means its own thread is

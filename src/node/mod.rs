@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use accumen_actors::chain::ChainParams;
 use accumen_actors::chain::params::ParamsError;
+use accumen_actors::chain::{ChainParams, Recorder};
 use accumen_actors::executor::RunQuery;
 use accumen_actors::health::HealthRule;
 pub use accumen_actors::health::Role;
@@ -127,6 +127,8 @@ pub(crate) struct Services {
     /// The chain's parameters (recorded at genesis; they rule over the config).
     pub params: Arc<ChainParams>,
     pub vm: Arc<Vm>,
+    /// The one place that records a committed block (whichever role commits it).
+    pub recorder: Arc<Recorder>,
     pub metrics: NodeMetrics,
     pub registry: Arc<Registry>,
     pub stats: Arc<NodeStats>,
@@ -150,14 +152,17 @@ fn open_services(settings: Settings) -> anyhow::Result<Services> {
         storage_health: storage.health(),
         ..NodeStats::default()
     });
-    stats
-        .block_height
-        .store(storage.head()?.height, Ordering::Relaxed);
+    let recorder = Arc::new(Recorder::new(
+        stats.clone(),
+        metrics.clone(),
+        &storage.head()?,
+    ));
     Ok(Services {
         settings,
         storage,
         params,
         vm,
+        recorder,
         metrics,
         registry: Arc::new(registry),
         stats,

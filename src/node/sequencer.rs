@@ -12,7 +12,9 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use accumen_actors::block_producer::{BlockProducer, ProducerConfig, Shutdown};
+use accumen_actors::block_producer::{
+    BlockProducer, MempoolPorts, ProducerConfig, ProducerDeps, Shutdown,
+};
 use accumen_actors::chain::ChainParams;
 use accumen_actors::executor::{Executor, RunQuery};
 use accumen_actors::mempool::pool::{Pool, PoolConfig};
@@ -121,30 +123,22 @@ fn producer(
     executor: &Slot<Executor>,
 ) -> ChildSpec<BlockProducer> {
     let settings = &services.settings;
-    let config = ProducerConfig {
-        chain_id: settings.chain_id.clone(),
-        block_time: settings.block_time,
-        max_transactions: settings.max_transactions,
-        max_tx_gas: services.params.max_tx_gas,
-        queue_size: settings.execution.queue_size,
+    let deps = ProducerDeps {
+        storage: services.storage.clone(),
+        key,
+        params: services.params.clone(),
+        config: ProducerConfig {
+            block_time: settings.block_time,
+            max_transactions: settings.max_transactions,
+            queue_size: settings.execution.queue_size,
+        },
+        mempool: MempoolPorts::of(mempool),
+        executor: executor.port(),
+        recorder: services.recorder.clone(),
+        stats: services.stats.clone(),
+        metrics: services.metrics.clone(),
     };
-    let (storage, stats, metrics) = (
-        services.storage.clone(),
-        services.stats.clone(),
-        services.metrics.clone(),
-    );
-    let (m, e) = (mempool.clone(), executor.clone());
-    ChildSpec::start("block_producer", move || {
-        BlockProducer::new(
-            storage.clone(),
-            key.clone(),
-            config.clone(),
-            m.clone(),
-            e.clone(),
-            metrics.clone(),
-            stats.clone(),
-        )
-    })
+    ChildSpec::start("block_producer", move || BlockProducer::new(deps.clone()))
 }
 
 fn pool_config(settings: &Settings, params: &ChainParams) -> PoolConfig {

@@ -76,8 +76,6 @@ pub enum BlockError {
     BadSignature(PublicKey),
     #[error("tx root mismatch: header {header}, computed {computed}")]
     TxRoot { header: Hash, computed: Hash },
-    #[error("receipts root mismatch: header {header}, computed {computed}")]
-    ReceiptsRoot { header: Hash, computed: Hash },
 }
 
 /// Largest encoded block this node will decode from a peer.
@@ -125,7 +123,8 @@ impl Block {
         }
     }
 
-    /// Checks the sequencer's signature and that `tx_root` commits to `txs`.
+    /// Checks the sequencer's signature and that `tx_root` commits to `txs`: the checks a block
+    /// passes on its own, before `chain::verify` checks it against its parent and re-executes it.
     pub fn verify(&self) -> Result<(), BlockError> {
         if !verify_hash(
             SigDomain::Block,

@@ -8,15 +8,18 @@
 //!   creates); each group runs in block order on one worker; groups run in parallel and their
 //!   results are merged back in block order. A transaction's result depends only on the parent
 //!   state and the earlier transactions of its own group, never on which worker ran it or when.
+//! - The chain's limits (per-transaction gas cap, block gas, transaction bytes and result bytes)
+//!   come from the `BlockContext`, which `chain::context` fills from the chain's `ChainParams`,
+//!   never from this node's configuration; prices are the gas schedule's (`gas.rs`).
 //! - Admission checks that depend on order (nonces, per sender) run first, sequentially, in block
 //!   order: a transaction with the wrong nonce, another chain's id, an expiry before the block
-//!   time or a gas limit above `execution.gas_limit` is dropped, not executed, and uses no nonce.
-//!   Every included transaction uses its nonce, whatever its receipt says.
-//! - Block limits (chain rules in `gas.rs`): the pre-pass admits transactions in block order while
-//!   the sum of declared gas limits stays within `MAX_BLOCK_GAS` and the sum of canonical
-//!   transaction bytes within `MAX_BLOCK_TX_BYTES`; one that does not fit is left out as
+//!   time or a gas limit above the chain's `max_tx_gas` is dropped, not executed, and uses no
+//!   nonce. Every included transaction uses its nonce, whatever its receipt says.
+//! - Block limits (the chain's `max_block_gas`, `max_block_tx_bytes`, `max_block_result_bytes`):
+//!   the pre-pass admits transactions in block order while the sum of declared gas limits and the
+//!   sum of canonical transaction bytes stay within them; one that does not fit is left out as
 //!   retryable (`BlockFull`). After execution the receipts and kept writes are measured in block
-//!   order against `MAX_BLOCK_RESULT_BYTES`; the block is cut before the first transaction that
+//!   order against the result-bytes limit; the block is cut before the first transaction that
 //!   would exceed it, and it and every later one are left out as retryable. Cutting a suffix
 //!   never changes an earlier result, and each transaction's writes are kept separately, so the
 //!   write set is rebuilt from the kept ones alone.
@@ -30,6 +33,17 @@
 //! - Neither kind leaves a trace in its group, so only groups that lose a transaction that did
 //!   run (a sender's later transactions) are executed again, and at most `MAX_RERUNS` times;
 //!   after that the affected suffixes are deferred to a later block without running anything.
+//! - Verification (`Vm::verify_block`, a follower re-executing a sealed block) uses the same
+//!   admission, grouping, calls and merge, but never drops or re-plans: a transaction that would
+//!   be left out (any `DropReason`) makes the block invalid (`ReplayError`). The deadline stays a
+//!   liveness guard there too, not a result: a call that runs past it is run again from the same
+//!   inputs with a deadline `VERIFY_DEADLINE_FACTOR` times larger, up to `VERIFY_ATTEMPTS` runs;
+//!   one that still does not finish fails the verification (`ReplayError::Timeout`), so sync
+//!   stops rather than commit a result the sequencer did not have. This is deterministic: a run
+//!   that hits the deadline leaves no trace (fresh store, its writes discarded, the group overlay
+//!   handed back untouched), and a run that finishes ends the same way whatever deadline it had,
+//!   since only fuel (gas) decides when a contract stops by itself. So the retried call computes
+//!   exactly what a call with no deadline would, on every node and worker count.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -53,27 +67,46 @@ use crate::types::{
 /// deferred instead, so a block costs at most `1 + MAX_RERUNS` executions of its groups.
 const MAX_RERUNS: usize = 2;
 
+/// Verification: runs of one call at most, the first with `execution.timeout`'s deadline.
+pub const VERIFY_ATTEMPTS: u32 = 4;
+/// Verification: each further run of a call that hit its deadline gets this many times more.
+pub const VERIFY_DEADLINE_FACTOR: u64 = 4;
+
 /// One ERROR line per interval for transactions dropped as node faults.
 static FAULT_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
-/// The block being built or verified.
+/// The block being built or verified, and the chain's consensus limits it is built under (see
+/// `chain::context`, which fills them from the chain's `ChainParams`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockContext {
     pub chain_id: String,
     pub height: u64,
     pub timestamp_ms: u64,
-    /// `execution.gas_limit`: most gas one transaction may ask for.
+    /// Most gas one transaction may ask for (`ChainParams::max_tx_gas`).
     pub max_tx_gas: u64,
+    /// Sum of declared gas limits in one block (`ChainParams::max_block_gas`).
+    pub max_block_gas: u64,
+    /// Sum of canonical transaction bytes in one block (`ChainParams::max_block_tx_bytes`).
+    pub max_block_tx_bytes: u64,
+    /// Sum of receipt and write bytes in one block (`ChainParams::max_block_result_bytes`).
+    pub max_block_result_bytes: u64,
+}
+
+/// Building drops what cannot be included; verifying refuses the block instead (module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Build,
+    Verify,
 }
 
 /// Which per-block limit a transaction did not fit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockLimit {
-    /// `MAX_BLOCK_GAS`: declared gas limits.
+    /// `max_block_gas`: declared gas limits.
     Gas,
-    /// `MAX_BLOCK_TX_BYTES`: canonical transaction bytes.
+    /// `max_block_tx_bytes`: canonical transaction bytes.
     TxBytes,
-    /// `MAX_BLOCK_RESULT_BYTES`: receipt and write bytes.
+    /// `max_block_result_bytes`: receipt and write bytes.
     ResultBytes,
 }
 
@@ -94,7 +127,7 @@ pub enum DropReason {
     WrongChain(String),
     #[error("expired at {expiry} ms, block time is {block_time} ms")]
     Expired { expiry: u64, block_time: u64 },
-    #[error("gas limit {limit} exceeds execution.gas_limit {max}")]
+    #[error("gas limit {limit} exceeds the chain's max_tx_gas {max}")]
     GasLimit { limit: u64, max: u64 },
     #[error("nonce {got} is not the sender's next nonce {expected}")]
     Nonce { expected: u64, got: u64 },
@@ -142,6 +175,37 @@ pub struct BlockOutcome {
     /// Transaction runs this execution took, re-runs after timeouts included (for metrics and
     /// tests; not part of the block).
     pub executions: u64,
+    /// Verification only: calls run again with a larger deadline after hitting theirs (for
+    /// metrics and tests; not part of the block).
+    pub deadline_retries: u64,
+}
+
+/// Why a sealed block's transactions cannot be re-executed as the block gives them
+/// (`Vm::verify_block`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A transaction building would have left out: the block is invalid.
+    #[error("transaction {index} ({tx}) is not executable in this block: {reason}")]
+    NotExecutable {
+        index: usize,
+        tx: Hash,
+        reason: DropReason,
+    },
+    /// A call still ran past its deadline after every retry: this node cannot tell the
+    /// block's result, so it must not accept (or reject) it on a guess.
+    #[error(
+        "transaction {index} ({tx}) still ran past its deadline after {attempts} runs (last \
+         deadline {last:?}); execution.timeout is too small for this machine or it is overloaded"
+    )]
+    Timeout {
+        index: usize,
+        tx: Hash,
+        attempts: u32,
+        last: Duration,
+    },
+    /// A node error (storage, engine, instance pool): nothing is decided about the block.
+    #[error(transparent)]
+    Vm(#[from] VmError),
 }
 
 impl BlockOutcome {
@@ -184,6 +248,8 @@ struct Done {
     writes: Overlay,
     /// The contract a successful deploy created, with its code.
     deployed: Option<(ContractInfo, Vec<u8>)>,
+    /// Runs beyond the first after hitting the deadline (verification only).
+    retries: u32,
 }
 
 enum TxRun {
@@ -200,6 +266,7 @@ impl TxRun {
             receipt,
             writes: Overlay::new(),
             deployed: None,
+            retries: 0,
         }))
     }
 }
@@ -260,7 +327,7 @@ fn plan(
     dropped: &mut Vec<(VerifiedTx, DropReason)>,
 ) -> Result<Plan, VmError> {
     // A transaction that could never fit in any block is not retryable.
-    let max_tx_gas = ctx.max_tx_gas.min(gas::MAX_BLOCK_GAS);
+    let max_tx_gas = ctx.max_tx_gas.min(ctx.max_block_gas);
     let mut included = Vec::with_capacity(txs.len());
     let mut nonces: BTreeMap<PublicKey, u64> = BTreeMap::new();
     let mut group_index: BTreeMap<Address, usize> = BTreeMap::new();
@@ -292,9 +359,9 @@ fn plan(
                     expected,
                     got: tx.nonce,
                 })
-            } else if block_gas.saturating_add(tx.gas_limit) > gas::MAX_BLOCK_GAS {
+            } else if block_gas.saturating_add(tx.gas_limit) > ctx.max_block_gas {
                 Some(DropReason::BlockFull(BlockLimit::Gas))
-            } else if block_bytes.saturating_add(bytes) > gas::MAX_BLOCK_TX_BYTES {
+            } else if block_bytes.saturating_add(bytes) > ctx.max_block_tx_bytes {
                 Some(DropReason::BlockFull(BlockLimit::TxBytes))
             } else {
                 block_gas += tx.gas_limit;
@@ -360,12 +427,12 @@ fn invalid_contract(e: &ValidationError) -> String {
     format!("{}: {rule}", revert_reason::INVALID_CONTRACT)
 }
 
-/// Bytes a finished transaction adds to the block's results (`MAX_BLOCK_RESULT_BYTES`): its
+/// Bytes a finished transaction adds to the block's results (`max_block_result_bytes`): its
 /// canonical receipt plus 32 + key + value per storage write it keeps. A pure function of the
 /// receipt and writes, so every node measures the same.
 fn result_bytes(d: &Done) -> u64 {
-    let receipt = postcard::experimental::serialized_size(&d.receipt)
-        .map_or(gas::MAX_BLOCK_RESULT_BYTES, |n| n as u64);
+    let receipt =
+        postcard::experimental::serialized_size(&d.receipt).map_or(u64::MAX, |n| n as u64);
     let writes: u64 = d
         .writes
         .iter()
@@ -387,6 +454,7 @@ struct CallArgs<'a> {
     time_ms: u64,
     /// A read-only query (not consensus): pays the real compile cost of an actual cache miss.
     query: bool,
+    mode: Mode,
 }
 
 impl Vm {
@@ -402,7 +470,8 @@ impl Vm {
             mut included,
             mut groups,
         } = plan(base.as_ref(), ctx, txs, &mut dropped)?;
-        let mut runs = self.run_groups(&base, ctx, &included, &groups, included.len())?;
+        let mut runs =
+            self.run_groups(Mode::Build, &base, ctx, &included, &groups, included.len())?;
         let mut executions = runs.iter().filter(|r| r.is_some()).count() as u64;
         let mut reruns = 0;
         loop {
@@ -465,7 +534,8 @@ impl Vm {
                     changed.push((*addr, positions.clone()));
                 }
             }
-            let rerun = self.run_groups(&base, ctx, &included, &changed, included.len())?;
+            let rerun =
+                self.run_groups(Mode::Build, &base, ctx, &included, &changed, included.len())?;
             for (slot, run) in runs.iter_mut().zip(rerun) {
                 if run.is_some() {
                     executions += 1;
@@ -473,9 +543,134 @@ impl Vm {
                 }
             }
         }
-        let mut out = self.merge(base.as_ref(), included, runs, dropped)?;
+        let mut out = self.merge(base.as_ref(), ctx, included, runs, dropped)?;
         out.executions = executions;
         Ok(out)
+    }
+
+    /// Re-executes a sealed block's transactions against `base` (the parent state), exactly as
+    /// given: the same admission, grouping, calls and merge as `execute_block`, but nothing is
+    /// dropped or re-planned. A transaction building would have left out fails the block
+    /// (`ReplayError::NotExecutable`), and a call that hits its deadline is run again with a
+    /// larger one (module comment: why that is deterministic) until `VERIFY_ATTEMPTS` runs.
+    pub fn verify_block(
+        &self,
+        base: Arc<dyn StateView>,
+        ctx: &BlockContext,
+        txs: Vec<VerifiedTx>,
+    ) -> Result<BlockOutcome, ReplayError> {
+        let ids: Vec<Hash> = txs.iter().map(VerifiedTx::id).collect();
+        let mut dropped = Vec::new();
+        let Plan { included, groups } = plan(base.as_ref(), ctx, txs, &mut dropped)?;
+        if let Some((vtx, reason)) = dropped.into_iter().next() {
+            // `plan` keeps the block order, so the first position where the admitted list stops
+            // following the block is the first transaction it left out.
+            let index = ids
+                .iter()
+                .enumerate()
+                .position(|(i, id)| included.get(i).map(VerifiedTx::id) != Some(*id))
+                .unwrap_or(ids.len());
+            return Err(ReplayError::NotExecutable {
+                index,
+                tx: vtx.id(),
+                reason,
+            });
+        }
+        let runs = self.run_groups(Mode::Verify, &base, ctx, &included, &groups, included.len())?;
+        let executions = runs.iter().filter(|r| r.is_some()).count() as u64;
+        for (index, (vtx, run)) in included.iter().zip(&runs).enumerate() {
+            match run {
+                Some(TxRun::Done(_)) => {}
+                Some(TxRun::Timeout) => {
+                    return Err(ReplayError::Timeout {
+                        index,
+                        tx: vtx.id(),
+                        attempts: VERIFY_ATTEMPTS,
+                        last: Vm::deadline_of(self.verify_deadline(VERIFY_ATTEMPTS)),
+                    });
+                }
+                Some(TxRun::Fault(why)) => {
+                    return Err(ReplayError::NotExecutable {
+                        index,
+                        tx: vtx.id(),
+                        reason: DropReason::Fault(why.clone()),
+                    });
+                }
+                None => {
+                    return Err(ReplayError::Vm(VmError::Engine(format!(
+                        "transaction {} has no result",
+                        vtx.id()
+                    ))));
+                }
+            }
+        }
+        let mut out = self.merge(base.as_ref(), ctx, included, runs, Vec::new())?;
+        if let Some((vtx, reason)) = out.dropped.first() {
+            // Only the result-bytes cut drops anything here, and it cuts right after the kept
+            // transactions.
+            return Err(ReplayError::NotExecutable {
+                index: out.txs.len(),
+                tx: vtx.id(),
+                reason: reason.clone(),
+            });
+        }
+        out.executions = executions + out.deadline_retries;
+        Ok(out)
+    }
+
+    /// The deadline, in epoch ticks, of a verification's `attempt`-th run of one call (from 1).
+    fn verify_deadline(&self, attempt: u32) -> u64 {
+        let factor = VERIFY_DEADLINE_FACTOR.saturating_pow(attempt.saturating_sub(1));
+        self.deadline_ticks().saturating_mul(factor)
+    }
+
+    /// Runs one call: once with `execution.timeout`'s deadline when building; when verifying,
+    /// again with a larger deadline each time it hits it, at most `VERIFY_ATTEMPTS` runs (the
+    /// module comment says why the result cannot depend on which run finished). Returns the run
+    /// and how many runs beyond the first it took.
+    fn run_call(
+        &self,
+        mode: Mode,
+        lane: usize,
+        module: &CachedModule,
+        entry: &str,
+        base: &Arc<dyn StateView>,
+        mut input: RunInput,
+    ) -> Result<(RunResult, u32), VmError> {
+        let mut attempt = 1;
+        loop {
+            input.deadline_ticks = self.verify_deadline(attempt);
+            let again = (mode == Mode::Verify && attempt < VERIFY_ATTEMPTS).then(|| RunInput {
+                contract: input.contract,
+                sender: input.sender,
+                height: input.height,
+                time_ms: input.time_ms,
+                input: input.input.clone(),
+                fuel: input.fuel,
+                group: Overlay::new(),
+                deadline_ticks: 0,
+            });
+            let run = self.run(lane, module, entry, base.clone(), input)?;
+            match (run.end, again) {
+                (RunEnd::Timeout, Some(mut next)) => {
+                    tracing::warn!(
+                        contract = %next.contract,
+                        height = next.height,
+                        attempt,
+                        deadline = ?Vm::deadline_of(self.verify_deadline(attempt)),
+                        "verification: a call ran past its deadline; running it again with a \
+                         larger one"
+                    );
+                    // The timed-out run left the group overlay as it was handed in.
+                    next.group = run.group;
+                    input = next;
+                    attempt += 1;
+                }
+                (end, _) => {
+                    return Ok((RunResult { end, ..run }, attempt - 1));
+                }
+            }
+        }
     }
 
     /// The drop reason of a transaction that ran to no result, logged at ERROR.
@@ -558,7 +753,7 @@ impl Vm {
     }
 
     /// Builds the outcome from the finished runs, in block order, cutting the block before the
-    /// first transaction whose results would pass `MAX_BLOCK_RESULT_BYTES`.
+    /// first transaction whose results would pass `max_block_result_bytes`.
     ///
     /// Same on every node and worker count: each `Done` is a pure function of the parent state
     /// and the earlier transactions of its group (see the module invariants), the sizes are
@@ -568,6 +763,7 @@ impl Vm {
     fn merge(
         &self,
         base: &dyn StateView,
+        ctx: &BlockContext,
         included: Vec<VerifiedTx>,
         runs: Vec<Option<TxRun>>,
         mut dropped: Vec<(VerifiedTx, DropReason)>,
@@ -584,7 +780,7 @@ impl Vm {
                 )));
             };
             let size = result_bytes(&d);
-            if full || used.saturating_add(size) > gas::MAX_BLOCK_RESULT_BYTES {
+            if full || used.saturating_add(size) > ctx.max_block_result_bytes {
                 full = true;
                 dropped.push((vtx, DropReason::BlockFull(BlockLimit::ResultBytes)));
                 continue;
@@ -609,6 +805,7 @@ impl Vm {
                 out.writes.contracts.insert(info.address, info);
             }
             out.gas_used = out.gas_used.saturating_add(d.receipt.gas_used);
+            out.deadline_retries += u64::from(d.retries);
             out.receipts.push(d.receipt);
             out.txs.push(vtx);
         }
@@ -620,6 +817,7 @@ impl Vm {
     /// position of `txs` (`n` of them), filled for the positions of `groups`.
     fn run_groups(
         &self,
+        mode: Mode,
         base: &Arc<dyn StateView>,
         ctx: &BlockContext,
         txs: &[VerifiedTx],
@@ -631,7 +829,7 @@ impl Vm {
         let results: Vec<Vec<(usize, TxRun)>> = if workers <= 1 {
             groups
                 .iter()
-                .map(|(addr, positions)| self.run_group(0, base, ctx, txs, *addr, positions))
+                .map(|(addr, positions)| self.run_group(mode, 0, base, ctx, txs, *addr, positions))
                 .collect::<Result<_, _>>()?
         } else {
             let next = AtomicUsize::new(0);
@@ -643,7 +841,7 @@ impl Vm {
                     let Some((addr, positions)) = groups.get(i) else {
                         return Ok(out);
                     };
-                    out.push(self.run_group(lane, base, ctx, txs, *addr, positions)?);
+                    out.push(self.run_group(mode, lane, base, ctx, txs, *addr, positions)?);
                 }
             };
             std::thread::scope(|s| {
@@ -676,8 +874,10 @@ impl Vm {
         Ok(slots)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_group(
         &self,
+        mode: Mode,
         lane: usize,
         base: &Arc<dyn StateView>,
         ctx: &BlockContext,
@@ -692,6 +892,7 @@ impl Vm {
             let tx = vtx.tx();
             let run = match &tx.action {
                 Action::Deploy { code } => self.deploy(
+                    mode,
                     lane,
                     &mut group,
                     base,
@@ -714,6 +915,7 @@ impl Vm {
                         height: ctx.height,
                         time_ms: ctx.timestamp_ms,
                         query: false,
+                        mode,
                     },
                 )?,
             };
@@ -725,6 +927,7 @@ impl Vm {
     #[allow(clippy::too_many_arguments)]
     fn deploy(
         &self,
+        mode: Mode,
         lane: usize,
         g: &mut Group,
         base: &Arc<dyn StateView>,
@@ -761,11 +964,12 @@ impl Vm {
         };
         let r = receipt(tx_id, g.address, ReceiptStatus::Success, intrinsic);
         let mut done = if info.has_init {
-            let run = self.run(
+            let (run, retries) = self.run_call(
+                mode,
                 lane,
                 &module,
                 "init",
-                base.clone(),
+                base,
                 RunInput {
                     contract: g.address,
                     sender: *sender,
@@ -774,9 +978,10 @@ impl Vm {
                     input: Vec::new(),
                     fuel: gas_limit - intrinsic,
                     group: std::mem::take(&mut g.overlay),
+                    deadline_ticks: self.deadline_ticks(),
                 },
             )?;
-            match settle(g, r, intrinsic, gas_limit, run) {
+            match settle(g, r, intrinsic, gas_limit, run, retries) {
                 // A failed `init` creates no contract.
                 TxRun::Done(d) if d.receipt.status.is_success() => d,
                 other => return Ok(other),
@@ -786,6 +991,7 @@ impl Vm {
                 receipt: r,
                 writes: Overlay::new(),
                 deployed: None,
+                retries: 0,
             })
         };
         let contract = ContractInfo {
@@ -853,11 +1059,12 @@ impl Vm {
             let status = reverted(format!("{} {:?}", revert_reason::UNKNOWN_ENTRY, a.entry));
             return Ok(TxRun::done(receipt(a.tx_id, g.address, status, intrinsic)));
         }
-        let run = self.run(
+        let (run, retries) = self.run_call(
+            a.mode,
             a.lane,
             &module,
             a.entry,
-            base.clone(),
+            base,
             RunInput {
                 contract: g.address,
                 sender: a.sender,
@@ -866,10 +1073,11 @@ impl Vm {
                 input: a.args.to_vec(),
                 fuel: a.gas_limit - intrinsic,
                 group: std::mem::take(&mut g.overlay),
+                deadline_ticks: self.deadline_ticks(),
             },
         )?;
         let r = receipt(a.tx_id, g.address, ReceiptStatus::Success, intrinsic);
-        Ok(settle(g, r, intrinsic, a.gas_limit, run))
+        Ok(settle(g, r, intrinsic, a.gas_limit, run, retries))
     }
 
     /// Runs an entry read-only against `base`: nothing it writes or emits is kept.
@@ -894,6 +1102,7 @@ impl Vm {
                 height: q.height,
                 time_ms: q.time_ms,
                 query: true,
+                mode: Mode::Build,
             },
         )?;
         match run {
@@ -913,7 +1122,14 @@ impl Vm {
 /// and the group (the block overlay handed back, plus the run's writes on success, which the
 /// result also keeps for the merge). Out of gas charges the whole limit. A run that hit the
 /// wall-clock deadline or a node fault has no deterministic result: the transaction is dropped.
-fn settle(g: &mut Group, mut r: Receipt, intrinsic: u64, gas_limit: u64, run: RunResult) -> TxRun {
+fn settle(
+    g: &mut Group,
+    mut r: Receipt,
+    intrinsic: u64,
+    gas_limit: u64,
+    run: RunResult,
+    retries: u32,
+) -> TxRun {
     g.overlay = run.group;
     r.logs = run.logs;
     r.gas_used = intrinsic.saturating_add(run.fuel_used);
@@ -939,6 +1155,7 @@ fn settle(g: &mut Group, mut r: Receipt, intrinsic: u64, gas_limit: u64, run: Ru
         receipt: r,
         writes,
         deployed: None,
+        retries,
     }))
 }
 

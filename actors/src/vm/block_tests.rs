@@ -30,6 +30,9 @@ fn ctx(height: u64) -> BlockContext {
         height,
         timestamp_ms: 1_700_000_000_000 + height,
         max_tx_gas: u64::MAX,
+        max_block_gas: crate::vm::gas::MAX_BLOCK_GAS,
+        max_block_tx_bytes: crate::vm::gas::MAX_BLOCK_TX_BYTES,
+        max_block_result_bytes: crate::vm::gas::MAX_BLOCK_RESULT_BYTES,
     }
 }
 
@@ -559,4 +562,62 @@ fn one_transaction_always_fits_the_result_budget() {
         + 1024;
     let writes = gas::MAX_TX_WRITE_BYTES + gas::MAX_TX_WRITES * 32;
     assert!(((receipt + writes) as u64) < gas::MAX_BLOCK_RESULT_BYTES / 16);
+}
+
+#[test]
+fn verification_refuses_what_building_cuts_or_drops_as_a_fault_and_accepts_the_rest() {
+    let vm = vm(2);
+    let (st, c) = deployed(&vm, fixture("big_results"), 3);
+    let mut senders: Vec<Account> = (0..4).map(|i| Account::new(70 + i)).collect();
+    let txs: Vec<_> = (0..64)
+        .map(|i| {
+            let args = big_args(3, 60_000, 3, 65_536);
+            senders[i % 4].call_gas(c[i % 3], "run", &args, 6_000_000)
+        })
+        .collect();
+    let built = vm
+        .execute_block(Arc::new(st.clone()), &ctx(2), txs.clone())
+        .unwrap();
+    let kept = built.txs.len();
+    assert!(kept < 64);
+    // The whole selection as a block: the first transaction past the result budget.
+    match vm.verify_block(Arc::new(st.clone()), &ctx(2), txs.clone()) {
+        Err(ReplayError::NotExecutable { index, tx, reason }) => {
+            assert_eq!(index, kept);
+            assert_eq!(tx, txs[kept].id());
+            assert_eq!(reason, DropReason::BlockFull(BlockLimit::ResultBytes));
+        }
+        other => panic!("{:?}", other.map(|o| o.receipts.len())),
+    }
+    // What building kept verifies, with the same results and no run dropped or repeated.
+    let verified = vm
+        .verify_block(Arc::new(st.clone()), &ctx(2), built.txs.clone())
+        .unwrap();
+    assert_eq!(verified.receipts, built.receipts);
+    assert_eq!(verified.writes, built.writes);
+    assert!(verified.dropped.is_empty());
+    assert_eq!(verified.executions, kept as u64);
+    assert_eq!(verified.deadline_retries, 0);
+
+    // A transaction the engine cannot run (its contract's code is gone) is not dropped either.
+    let mut broken = st.clone();
+    let lost = broken.contracts[&c[0]].code_hash;
+    broken.code.remove(&lost);
+    let mut a = Account::new(80);
+    let call = a.call_1m(c[0], "run");
+    let fresh = vm_with(1, Duration::from_secs(5));
+    match fresh.verify_block(Arc::new(broken), &ctx(2), vec![call.clone()]) {
+        Err(ReplayError::NotExecutable {
+            index: 0,
+            tx,
+            reason,
+        }) => {
+            assert_eq!(tx, call.id());
+            assert!(
+                matches!(&reason, DropReason::Fault(m) if m.contains("missing")),
+                "{reason}"
+            );
+        }
+        other => panic!("{:?}", other.map(|o| o.receipts.len())),
+    }
 }

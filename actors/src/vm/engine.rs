@@ -7,9 +7,11 @@
 //! relaxed SIMD, one linear memory per contract. The pooling allocators hold every linear memory
 //! the engine can have at once: `execution.memory_limit / wasm.max_memory_pages` slots, split
 //! evenly over the `execution.workers` lanes (at least one each), so the memory bound is exact. An epoch ticker
-//! thread gives each call a wall-clock deadline (`execution.timeout`); that deadline is a backstop
-//! for a stuck or far too slow node, never a contract result: a call that hits it is reported as
-//! `RunEnd::Timeout` and the caller drops its transaction.
+//! thread gives each call a wall-clock deadline (`execution.timeout`, in epoch ticks, chosen per
+//! call in `RunInput::deadline_ticks`); that deadline is a backstop for a stuck or far too slow
+//! node, never a contract result: a call that hits it is reported as `RunEnd::Timeout`, leaves no
+//! trace, and the caller decides: block building drops its transaction, block verification runs
+//! it again with a larger deadline (`vm/block.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -193,6 +195,8 @@ pub(crate) struct RunInput {
     pub input: Vec<u8>,
     pub fuel: u64,
     pub group: Overlay,
+    /// Epoch ticks the call may run (`Vm::deadline_ticks` for `execution.timeout`).
+    pub deadline_ticks: u64,
 }
 
 struct Ticker {
@@ -232,7 +236,7 @@ pub struct Vm {
     deadline_ticks: u64,
     /// Calls finished (any outcome) and modules loaded, for the supervisor's busy-or-stuck
     /// check; never consensus.
-    progress: std::sync::atomic::AtomicU64,
+    progress: Arc<std::sync::atomic::AtomicU64>,
     _ticker: Ticker,
 }
 
@@ -297,7 +301,7 @@ impl Vm {
             config,
             slots: per_lane * lanes_n as u32,
             deadline_ticks,
-            progress: std::sync::atomic::AtomicU64::new(0),
+            progress: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             _ticker: Ticker {
                 stop,
                 handle: Some(handle),
@@ -305,11 +309,23 @@ impl Vm {
         })
     }
 
-    /// Contract calls finished so far, whatever their outcome. Every call ends within
-    /// `execution.timeout`, so a busy engine raises this at least that often; the supervisor
-    /// reads it to tell a busy executor from a stuck one.
+    /// Contract calls finished so far, whatever their outcome, plus each `execution.timeout`
+    /// slice a longer (verification) deadline lets a running call go on. Either way a busy
+    /// engine raises this at least once per `execution.timeout`; the supervisor reads it to
+    /// tell a busy executor from a stuck one.
     pub fn progress(&self) -> u64 {
         self.progress.load(Ordering::Relaxed)
+    }
+
+    /// The per-call deadline `execution.timeout` gives, in epoch ticks: what block building and
+    /// queries use, and what verification starts from.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        self.deadline_ticks
+    }
+
+    /// How long a call may run with a deadline of `ticks` epoch ticks, at most (for logs).
+    pub(crate) fn deadline_of(ticks: u64) -> Duration {
+        EPOCH_TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX))
     }
 
     /// Number of lanes (one per `execution.workers`).
@@ -450,7 +466,28 @@ impl Vm {
         if let Err(e) = store.set_fuel(input.fuel) {
             end = Some(RunEnd::Fault(format!("setting fuel: {e:#}")));
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        // The deadline runs in slices of `execution.timeout`: a verification deadline (several
+        // times longer, see `Vm::verify_block`) reports progress after each slice, so the
+        // supervisor sees a call that is still within its deadline as busy, not stuck (its
+        // heartbeat deadline is above `execution.timeout`). Building and queries have one slice.
+        // Which slice a call ends in never changes its result: only fuel decides how a call
+        // that finishes ends, and one that runs out of slices is a timeout, not a result.
+        let total = input.deadline_ticks.max(1);
+        let slice = self.deadline_ticks.clamp(1, total);
+        store.set_epoch_deadline(slice);
+        if total > slice {
+            let progress = self.progress.clone();
+            let mut left = total - slice;
+            store.epoch_deadline_callback(move |_| {
+                if left == 0 {
+                    return Ok(wasmtime::UpdateDeadline::Interrupt);
+                }
+                let step = left.min(slice);
+                left -= step;
+                progress.fetch_add(1, Ordering::Relaxed);
+                Ok(wasmtime::UpdateDeadline::Continue(step))
+            });
+        }
 
         let result = match end {
             Some(_) => Ok(()),

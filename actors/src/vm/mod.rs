@@ -12,10 +12,14 @@ mod host;
 mod state;
 mod validate;
 
+// `pub(crate)`: `chain`'s tests reuse its senders and fixtures.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use block::{BlockContext, BlockLimit, BlockOutcome, DropReason, Query, QueryResult};
+pub use block::{
+    BlockContext, BlockLimit, BlockOutcome, DropReason, Query, QueryResult, ReplayError,
+    VERIFY_ATTEMPTS, VERIFY_DEADLINE_FACTOR,
+};
 pub use engine::{ConfigError, PAGE_BYTES, Vm, VmConfig, VmError};
 pub use state::{MemState, StateError, StateView};
 pub use validate::{ABI_IMPORTS, ModuleInfo, ValidationError, validate};

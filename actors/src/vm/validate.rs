@@ -574,6 +574,7 @@ mod tests {
                     "run",
                     base.clone(),
                     RunInput {
+                        deadline_ticks: vm.deadline_ticks(),
                         contract: crate::types::Address(crate::types::Hash::ZERO.0),
                         sender: crate::types::PublicKey([0; 32]),
                         height: 1,
@@ -876,6 +877,9 @@ mod tests {
             height,
             timestamp_ms: 1,
             max_tx_gas: 50_000_000,
+            max_block_gas: crate::vm::gas::MAX_BLOCK_GAS,
+            max_block_tx_bytes: crate::vm::gas::MAX_BLOCK_TX_BYTES,
+            max_block_result_bytes: crate::vm::gas::MAX_BLOCK_RESULT_BYTES,
         };
         let code = wasm(&module(&format!(
             "(func (local i64 i64) {})",
