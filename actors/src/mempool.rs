@@ -68,42 +68,21 @@ impl Journal for Storage {
     }
 }
 
-/// Why a transaction was not admitted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a transaction was not admitted. Domain errors only: the API layer maps them to HTTP
+/// statuses and codes (`src/api/error.rs`). Node faults keep their typed cause as `source()`
+/// (shared by `Arc` because one fault refuses every transaction of a batch).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MempoolError {
     #[error(transparent)]
     Rejected(#[from] AdmitError),
     #[error("unknown contract {0}: no contract is deployed there and no pending deploy creates it")]
     UnknownContract(Address),
-    #[error("storage error: {0}")]
-    Storage(String),
+    #[error("storage error")]
+    Storage(#[source] Arc<StorageError>),
     #[error(
-        "the mempool journal could not be written ({0}); the transaction was not accepted, \
-         retry later"
+        "the mempool journal could not be written; the transaction was not accepted, retry later"
     )]
-    Journal(String),
-}
-
-impl MempoolError {
-    /// Stable error code for API clients.
-    pub fn code(&self) -> &'static str {
-        match self {
-            MempoolError::Rejected(e) => e.code(),
-            MempoolError::UnknownContract(_) => "unknown_contract",
-            MempoolError::Storage(_) => "storage_error",
-            MempoolError::Journal(_) => "journal_unavailable",
-        }
-    }
-
-    /// HTTP status for API clients.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            MempoolError::Rejected(e) => e.http_status(),
-            MempoolError::UnknownContract(_) => 404,
-            MempoolError::Storage(_) => 500,
-            MempoolError::Journal(_) => 503,
-        }
-    }
+    Journal(#[source] Arc<StorageError>),
 }
 
 /// What the mempool keeps across actor restarts.
@@ -235,7 +214,7 @@ impl Mempool {
         let snapshot = match self.storage.snapshot() {
             Ok(s) => s,
             Err(e) => {
-                let err = MempoolError::Storage(e.to_string());
+                let err = MempoolError::Storage(Arc::new(e));
                 return txs.iter().map(|_| Err(err.clone())).collect();
             }
         };
@@ -258,7 +237,7 @@ impl Mempool {
                     None => match snapshot.contract(contract) {
                         Ok(c) => *known.entry(*contract).or_insert(c.is_some()),
                         Err(e) => {
-                            results.push(Err(MempoolError::Storage(e.to_string())));
+                            results.push(Err(MempoolError::Storage(Arc::new(e))));
                             continue;
                         }
                     },
@@ -278,7 +257,7 @@ impl Mempool {
                         n
                     }
                     Err(e) => {
-                        results.push(Err(MempoolError::Storage(e.to_string())));
+                        results.push(Err(MempoolError::Storage(Arc::new(e))));
                         continue;
                     }
                 },
@@ -344,7 +323,7 @@ impl Mempool {
                 // back to exactly what it was (the evicted return, nothing else moves).
                 tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
                 pool.rollback(&admitted, evicted);
-                let err = MempoolError::Journal(e.to_string());
+                let err = MempoolError::Journal(Arc::new(e));
                 for r in results.iter_mut() {
                     if r.is_ok() {
                         *r = Err(err.clone());
@@ -377,7 +356,7 @@ impl Mempool {
         let mut txs = self
             .journal
             .load()
-            .map_err(|e| MempoolError::Storage(e.to_string()))?;
+            .map_err(|e| MempoolError::Storage(Arc::new(e)))?;
         txs.sort_by_key(|(seq, t)| (seq.unwrap_or(u64::MAX), t.tx.sender, t.tx.nonce));
         let next_seq = txs
             .iter()
@@ -695,9 +674,15 @@ mod tests {
         let results = m.admit(vec![d2.clone(), c0.clone(), deploy(&c, 1)]);
         for r in &results {
             let e = r.as_ref().unwrap_err();
-            assert_eq!(e.code(), "journal_unavailable", "{e}");
-            assert_eq!(e.http_status(), 503);
-            assert!(e.to_string().contains("disk full (injected)"), "{e}");
+            assert!(matches!(e, MempoolError::Journal(_)), "{e}");
+            let cause = std::error::Error::source(e).map(ToString::to_string);
+            assert!(
+                cause
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("disk full (injected)"),
+                "{e}: {cause:?}"
+            );
         }
         {
             let shared = m.pool();

@@ -273,7 +273,7 @@ fn tx_error(e: &TxError) -> ApiError {
 }
 
 fn mempool_error(e: &MempoolError) -> ApiError {
-    ApiError::new(e.http_status(), e.code(), e.to_string())
+    ApiError::from(e)
 }
 
 fn check_accepting(state: &State) -> ApiResult<()> {
