@@ -11,5 +11,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod storage;
 pub mod supervisor;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod testkit;
 pub mod types;
 pub mod vm;

@@ -546,10 +546,9 @@ mod tests {
 
     use super::*;
     use crate::mempool::pool::PoolConfig;
-    use crate::types::{Bytes, Keypair, Tx};
+    use crate::testkit::{self, CHAIN};
+    use crate::types::Keypair;
     use std::sync::atomic::AtomicBool;
-
-    const CHAIN: &str = "accumen-test";
 
     /// The real storage journal, with a switch that makes every write fail.
     struct FlakyJournal {
@@ -599,38 +598,19 @@ mod tests {
     }
 
     fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
-        let tx = Tx {
-            chain_id: CHAIN.into(),
-            sender: kp.public(),
-            nonce,
-            gas_limit: 1_000,
-            priority: 0,
-            expiry: None,
-            action,
-        };
-        kp.sign(tx).verify().unwrap()
+        testkit::verified(kp.sign(testkit::body(CHAIN, kp.public(), nonce, action, 1_000)))
     }
 
     fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
         signed(
             kp,
             nonce,
-            Action::Deploy {
-                code: Bytes(vec![0, 97, 115, 109, 1, 0, 0, 0]),
-            },
+            testkit::deploy(vec![0, 97, 115, 109, 1, 0, 0, 0]),
         )
     }
 
     fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
-        signed(
-            kp,
-            nonce,
-            Action::Call {
-                contract,
-                entry: "increment".into(),
-                args: Bytes(vec![]),
-            },
-        )
+        signed(kp, nonce, testkit::call(contract, "increment", &[]))
     }
 
     fn journal_ids(storage: &Storage) -> Vec<Hash> {

@@ -2,10 +2,11 @@
 //! bookkeeping, block results, expiry, and a property test over random operation sequences.
 
 use super::*;
+use crate::testkit;
 use crate::types::{Action, Address, Bytes, Keypair, Signature, SignedTx, Tx};
 use proptest::prelude::*;
 
-const CHAIN: &str = "accumen-test";
+use crate::testkit::CHAIN;
 
 fn config() -> PoolConfig {
     PoolConfig {
@@ -39,23 +40,14 @@ fn key(n: u8) -> Keypair {
 }
 
 fn body(kp: &Keypair, nonce: u64, priority: u64) -> Tx {
-    Tx {
-        chain_id: CHAIN.into(),
-        sender: kp.public(),
-        nonce,
-        gas_limit: 1_000,
-        priority,
-        expiry: None,
-        action: Action::Call {
-            contract: Address([9; 32]),
-            entry: "increment".into(),
-            args: Bytes(vec![]),
-        },
-    }
+    let call = testkit::call(Address([9; 32]), "increment", &[]);
+    let mut tx = testkit::body(CHAIN, kp.public(), nonce, call, 1_000);
+    tx.priority = priority;
+    tx
 }
 
 fn sign(kp: &Keypair, tx: Tx) -> VerifiedTx {
-    kp.sign(tx).verify().unwrap()
+    testkit::verified(kp.sign(tx))
 }
 
 fn tx(kp: &Keypair, nonce: u64, priority: u64) -> VerifiedTx {

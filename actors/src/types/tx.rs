@@ -408,19 +408,14 @@ mod tests {
     use super::*;
 
     fn call(kp: &Keypair, nonce: u64) -> Tx {
-        Tx {
-            chain_id: "accumen-test".into(),
-            sender: kp.public(),
+        use crate::testkit::{CHAIN, body, call};
+        body(
+            CHAIN,
+            kp.public(),
             nonce,
-            gas_limit: 1_000_000,
-            priority: 0,
-            expiry: None,
-            action: Action::Call {
-                contract: Address([9; 32]),
-                entry: "increment".into(),
-                args: Bytes(vec![]),
-            },
-        }
+            call(Address([9; 32]), "increment", &[]),
+            1_000_000,
+        )
     }
 
     #[test]
