@@ -140,7 +140,9 @@ mod tests {
         assert_eq!(c.tx.action, call(addr, "increment", &[1]));
         let at = s.sign_at(9, 4, call(addr, "x", &[]), 7);
         assert_eq!((at.tx.nonce, at.tx.priority, s.nonce), (9, 4, 2));
-        let v = s.on_chain("other").verified(deploy(vec![]), 5);
+        let v = s
+            .on_chain("other")
+            .verified(deploy(vec![0, 97, 115, 109, 1, 0, 0, 0]), 5);
         assert_eq!(v.tx().chain_id, "other");
         assert_eq!(v.tx().sender, Keypair::from_seed([3; 32]).public());
     }
