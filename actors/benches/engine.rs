@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use accumen_actors::chain::ChainParams;
 use accumen_actors::storage::Storage;
+use accumen_actors::testkit;
 use accumen_actors::types::{
-    Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, Tx, VerifiedTx,
+    Action, Address, Block, BlockHeader, Bytes, Keypair, SignedTx, VerifiedTx,
 };
 use accumen_actors::vm::{BlockContext, MemState, Query, Vm, VmConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -37,16 +38,8 @@ fn counter() -> Vec<u8> {
 }
 
 fn signed(key: &Keypair, nonce: u64, action: Action) -> SignedTx {
-    key.sign(Tx {
-        chain_id: CHAIN.into(),
-        sender: key.public(),
-        nonce,
-        // Enough for an increment (about 10k gas), and 5,000 of them fit in `MAX_BLOCK_GAS`.
-        gas_limit: 50_000,
-        priority: 0,
-        expiry: None,
-        action,
-    })
+    // Enough for an increment (about 10k gas), and 5,000 of them fit in `MAX_BLOCK_GAS`.
+    key.sign(testkit::body(CHAIN, key.public(), nonce, action, 50_000))
 }
 
 fn ctx(height: u64) -> BlockContext {
@@ -91,11 +84,7 @@ fn calls(contracts: &[Address], n: usize) -> Vec<VerifiedTx> {
     let keys: Vec<Keypair> = (0..100u8).map(|i| Keypair::from_seed([i; 32])).collect();
     (0..n)
         .map(|i| {
-            let action = Action::Call {
-                contract: contracts[i % contracts.len()],
-                entry: "increment".into(),
-                args: Bytes::default(),
-            };
+            let action = testkit::call(contracts[i % contracts.len()], "increment", &[]);
             signed(&keys[i % 100], (i / 100) as u64, action)
                 .verify()
                 .unwrap_or_else(|e| panic!("{e}"))

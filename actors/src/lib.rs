@@ -1,7 +1,8 @@
 //! Accumen node internals: chain types, storage, the contract engine, and the actors that run
 //! them (mempool, executor, block producer, supervisor). Logic lives in actix-free modules
-//! (`types`, `storage`, `vm`, `mempool::pool`, `chain`, `health`) that are unit tested alone; each actor module
-//! holds the actor, its messages and its handlers.
+//! (`types`, `storage`, `vm`, `mempool::pool`, `chain`, `health`) that are unit tested alone;
+//! each actor module holds the actor, its messages and its handlers. `testkit` (test
+//! transactions) exists only for tests and under the `test-hooks` feature.
 
 pub mod block_producer;
 pub mod chain;
@@ -12,5 +13,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod storage;
 pub mod supervisor;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod testkit;
 pub mod types;
 pub mod vm;

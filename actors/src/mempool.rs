@@ -71,42 +71,21 @@ impl Journal for Storage {
     }
 }
 
-/// Why a transaction was not admitted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a transaction was not admitted. Domain errors only: the API layer maps them to HTTP
+/// statuses and codes (`src/api/error.rs`). Node faults keep their typed cause as `source()`
+/// (shared by `Arc` because one fault refuses every transaction of a batch).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MempoolError {
     #[error(transparent)]
     Rejected(#[from] AdmitError),
     #[error("unknown contract {0}: no contract is deployed there and no pending deploy creates it")]
     UnknownContract(Address),
-    #[error("storage error: {0}")]
-    Storage(String),
+    #[error("storage error")]
+    Storage(#[source] Arc<StorageError>),
     #[error(
-        "the mempool journal could not be written ({0}); the transaction was not accepted, \
-         retry later"
+        "the mempool journal could not be written; the transaction was not accepted, retry later"
     )]
-    Journal(String),
-}
-
-impl MempoolError {
-    /// Stable error code for API clients.
-    pub fn code(&self) -> &'static str {
-        match self {
-            MempoolError::Rejected(e) => e.code(),
-            MempoolError::UnknownContract(_) => "unknown_contract",
-            MempoolError::Storage(_) => "storage_error",
-            MempoolError::Journal(_) => "journal_unavailable",
-        }
-    }
-
-    /// HTTP status for API clients.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            MempoolError::Rejected(e) => e.http_status(),
-            MempoolError::UnknownContract(_) => 404,
-            MempoolError::Storage(_) => 500,
-            MempoolError::Journal(_) => 503,
-        }
-    }
+    Journal(#[source] Arc<StorageError>),
 }
 
 /// What the mempool keeps across actor restarts.
@@ -238,7 +217,7 @@ impl Mempool {
         let snapshot = match self.storage.snapshot() {
             Ok(s) => s,
             Err(e) => {
-                let err = MempoolError::Storage(e.to_string());
+                let err = MempoolError::Storage(Arc::new(e));
                 return txs.iter().map(|_| Err(err.clone())).collect();
             }
         };
@@ -261,7 +240,7 @@ impl Mempool {
                     None => match snapshot.contract(contract) {
                         Ok(c) => *known.entry(*contract).or_insert(c.is_some()),
                         Err(e) => {
-                            results.push(Err(MempoolError::Storage(e.to_string())));
+                            results.push(Err(MempoolError::Storage(Arc::new(e))));
                             continue;
                         }
                     },
@@ -281,7 +260,7 @@ impl Mempool {
                         n
                     }
                     Err(e) => {
-                        results.push(Err(MempoolError::Storage(e.to_string())));
+                        results.push(Err(MempoolError::Storage(Arc::new(e))));
                         continue;
                     }
                 },
@@ -347,7 +326,7 @@ impl Mempool {
                 // back to exactly what it was (the evicted return, nothing else moves).
                 tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
                 pool.rollback(&admitted, evicted);
-                let err = MempoolError::Journal(e.to_string());
+                let err = MempoolError::Journal(Arc::new(e));
                 for r in results.iter_mut() {
                     if r.is_ok() {
                         *r = Err(err.clone());
@@ -380,7 +359,7 @@ impl Mempool {
         let mut txs = self
             .journal
             .load()
-            .map_err(|e| MempoolError::Storage(e.to_string()))?;
+            .map_err(|e| MempoolError::Storage(Arc::new(e)))?;
         txs.sort_by_key(|(seq, t)| (seq.unwrap_or(u64::MAX), t.tx.sender, t.tx.nonce));
         let next_seq = txs
             .iter()
@@ -570,10 +549,9 @@ mod tests {
 
     use super::*;
     use crate::mempool::pool::PoolConfig;
-    use crate::types::{Bytes, Keypair, Tx};
+    use crate::testkit::{self, CHAIN};
+    use crate::types::Keypair;
     use std::sync::atomic::AtomicBool;
-
-    const CHAIN: &str = "accumen-test";
 
     /// The real storage journal, with a switch that makes every write fail.
     struct FlakyJournal {
@@ -629,38 +607,19 @@ mod tests {
     }
 
     fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
-        let tx = Tx {
-            chain_id: CHAIN.into(),
-            sender: kp.public(),
-            nonce,
-            gas_limit: 1_000,
-            priority: 0,
-            expiry: None,
-            action,
-        };
-        kp.sign(tx).verify().unwrap()
+        testkit::verified(kp.sign(testkit::body(CHAIN, kp.public(), nonce, action, 1_000)))
     }
 
     fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
         signed(
             kp,
             nonce,
-            Action::Deploy {
-                code: Bytes(vec![0, 97, 115, 109, 1, 0, 0, 0]),
-            },
+            testkit::deploy(vec![0, 97, 115, 109, 1, 0, 0, 0]),
         )
     }
 
     fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
-        signed(
-            kp,
-            nonce,
-            Action::Call {
-                contract,
-                entry: "increment".into(),
-                args: Bytes(vec![]),
-            },
-        )
+        signed(kp, nonce, testkit::call(contract, "increment", &[]))
     }
 
     fn journal_ids(storage: &Storage) -> Vec<Hash> {
@@ -704,9 +663,15 @@ mod tests {
         let results = m.admit(vec![d2.clone(), c0.clone(), deploy(&c, 1)]);
         for r in &results {
             let e = r.as_ref().unwrap_err();
-            assert_eq!(e.code(), "journal_unavailable", "{e}");
-            assert_eq!(e.http_status(), 503);
-            assert!(e.to_string().contains("disk full (injected)"), "{e}");
+            assert!(matches!(e, MempoolError::Journal(_)), "{e}");
+            let cause = std::error::Error::source(e).map(ToString::to_string);
+            assert!(
+                cause
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("disk full (injected)"),
+                "{e}: {cause:?}"
+            );
         }
         {
             let shared = m.pool();

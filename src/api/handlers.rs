@@ -15,13 +15,12 @@ use accumen_actors::types::{
 use accumen_actors::vm::gas::MAX_KEY_LEN;
 use accumen_actors::vm::{Query, VmError};
 use actix_web::{HttpResponse, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::batch;
 use super::budget::{BodyBudget, Reservation};
 use super::{ApiError, ApiResult, State};
+use super::{batch, body};
 
 const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
@@ -44,20 +43,6 @@ fn parse_address(s: &str) -> ApiResult<Address> {
         .map_err(|e| ApiError::bad_request("invalid_hex", format!("contract address: {e}")))
 }
 
-/// A request body, held within the API's body budget until it is dropped.
-pub struct Body {
-    bytes: web::BytesMut,
-    _held: Reservation,
-}
-
-impl std::ops::Deref for Body {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
 /// An answer that refuses a request for a resource limit: counted in
 /// `accumen_api_refused_total{reason}` as well as in the error total.
 pub fn refuse(state: &State, status: u16, code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -74,73 +59,6 @@ fn refuse_as(
 ) -> ApiError {
     state.metrics.count_api_refusal(reason);
     ApiError::new(status, code, msg)
-}
-
-/// Reads the body within three bounds: `api.max_body_bytes` (413 `body_too_large`, at once
-/// when the length is announced), the shared `api.max_body_bytes_in_flight` budget (503
-/// `body_budget_exhausted`, charged as bytes arrive) and `api.body_timeout` for the whole body
-/// (408 `body_timeout`). Refusals close the connection rather than read the rest.
-async fn read_body(
-    state: &State,
-    req: &actix_web::HttpRequest,
-    mut payload: web::Payload,
-) -> ApiResult<Body> {
-    let api = &state.settings.api;
-    let limit = api.max_body_bytes;
-    let too_large = || {
-        refuse(
-            state,
-            413,
-            "body_too_large",
-            format!("request body exceeds api.max_body_bytes = {limit} bytes"),
-        )
-        .closing()
-    };
-    // Refuse an announced oversized body at once instead of waiting for it to arrive.
-    let announced = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if announced.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let budget = budget(req)?;
-    let mut held = budget.reservation();
-    // Capacity grows with what arrives: an announced length costs nothing until it is sent.
-    let mut body = web::BytesMut::new();
-    let read = async {
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            if !budget.grow(&mut held, chunk.len()) {
-                return Err(budget_exhausted(state).closing());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(api.body_timeout, read).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(refuse(
-                state,
-                408,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive within api.body_timeout = {}",
-                    humantime::format_duration(api.body_timeout)
-                ),
-            )
-            .closing());
-        }
-    }
-    Ok(Body {
-        bytes: body,
-        _held: held,
-    })
 }
 
 /// Longest error message echoed for one element of a batch: serde's messages quote the
@@ -175,7 +93,7 @@ fn budget(req: &actix_web::HttpRequest) -> ApiResult<&web::Data<BodyBudget>> {
         .ok_or_else(|| ApiError::internal("no body budget configured"))
 }
 
-fn budget_exhausted(state: &State) -> ApiError {
+pub(super) fn budget_exhausted(state: &State) -> ApiError {
     refuse(
         state,
         503,
@@ -273,7 +191,7 @@ fn tx_error(e: &TxError) -> ApiError {
 }
 
 fn mempool_error(e: &MempoolError) -> ApiError {
-    ApiError::new(e.http_status(), e.code(), e.to_string())
+    ApiError::from(e)
 }
 
 fn check_accepting(state: &State) -> ApiResult<()> {
@@ -330,11 +248,10 @@ async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash
 
 pub async fn submit_tx(
     state: State,
-    req: actix_web::HttpRequest,
-    payload: web::Payload,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> ApiResult<HttpResponse> {
+    let body = body::accept(&state, body)?;
     check_accepting(&state)?;
-    let body = read_body(&state, &req, payload).await?;
     let tx: SignedTx = parse_json(&body)?;
     let verified = verify_all(&state, vec![tx])
         .await?
@@ -351,10 +268,10 @@ pub async fn submit_tx(
 pub async fn submit_txs(
     state: State,
     req: actix_web::HttpRequest,
-    payload: web::Payload,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> ApiResult<HttpResponse> {
+    let body = body::accept(&state, body)?;
     check_accepting(&state)?;
-    let body = read_body(&state, &req, payload).await?;
     let max = state.settings.api.max_batch;
     // Counted while parsing: element max + 1 ends the parse, so an over-long batch costs one
     // scan of at most the body, never a value per element.
@@ -730,10 +647,10 @@ pub async fn query(
     state: State,
     path: web::Path<String>,
     req: actix_web::HttpRequest,
-    payload: web::Payload,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> ApiResult<HttpResponse> {
+    let body = body::accept(&state, body)?;
     let addr = parse_address(&path)?;
-    let body = read_body(&state, &req, payload).await?;
     let q: QueryBody = parse_json(&body)?;
     if !accumen_actors::types::valid_entry(&q.entry) {
         return Err(ApiError::bad_request(

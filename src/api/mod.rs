@@ -24,6 +24,7 @@
 //!   API listener does not stop `/health` from answering.
 
 mod batch;
+mod body;
 mod budget;
 mod conn;
 mod error;
@@ -234,12 +235,19 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     // api.max_connections (rounded up to a multiple of the worker count).
     let per_worker = limits.max_connections.div_ceil(api_workers).max(1);
     let (idle_timeout, conn_metrics) = (limits.idle_timeout, state.metrics.clone());
+    let (max_body_bytes, body_timeout) = (limits.max_body_bytes, limits.body_timeout);
 
     let s = state.clone();
     let api = HttpServer::new(move || {
         App::new()
             .app_data(s.clone())
             .app_data(budget.clone())
+            // actix reads bodies up to api.max_body_bytes (413 announced or streamed);
+            // `body::guard_bodies` adds the shared budget and the whole-body deadline.
+            .app_data(web::PayloadConfig::new(max_body_bytes))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                body::guard_bodies(req, next, body_timeout)
+            }))
             .wrap(actix_web::middleware::from_fn(count_errors))
             // Outermost, so a request is "busy" for the whole time it is in the handlers.
             .wrap(actix_web::middleware::from_fn(mark_busy))

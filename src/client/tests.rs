@@ -263,6 +263,23 @@ fn truncated_body_and_garbage_are_errors() {
 }
 
 #[test]
+fn announced_body_over_the_limit_is_refused_unread() {
+    let node = serve(|_| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{{}}",
+            MAX_RESPONSE_BYTES + 1
+        )
+        .into_bytes()
+    });
+    let c = HttpClient::new(&node.url).unwrap();
+    let e = err_text(c.get("/huge"));
+    assert!(
+        e.contains("larger than the") && e.contains(&MAX_RESPONSE_BYTES.to_string()),
+        "{e}"
+    );
+}
+
+#[test]
 fn read_timeout() {
     let node = serve(|_| {
         std::thread::sleep(Duration::from_millis(1500));

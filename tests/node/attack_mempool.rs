@@ -4,23 +4,14 @@
 
 use std::time::Duration;
 
-use accumen_actors::types::{Action, Address, Bytes, SignedTx, Tx};
+use accumen_actors::types::{Action, Address, Bytes, SignedTx};
 use serde_json::Value;
 
 use crate::harness::*;
 
-/// Signs `action` from `s` at an explicit nonce and priority (the harness's `Sender` counts
-/// nonces from 0 and sends priority 0).
+/// Signs `action` from `s` at an explicit nonce and priority (the counter is left alone).
 fn signed(s: &Sender, nonce: u64, priority: u64, action: Action, gas_limit: u64) -> SignedTx {
-    s.key.sign(Tx {
-        chain_id: CHAIN.into(),
-        sender: s.key.public(),
-        nonce,
-        gas_limit,
-        priority,
-        expiry: None,
-        action,
-    })
+    s.sign_at(nonce, priority, action, gas_limit)
 }
 
 fn increment(contract: Address) -> Action {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use accumen::client::HttpClient;
-use accumen_actors::types::{Action, Address, Bytes, Keypair, SignedTx, Tx};
+use accumen_actors::types::{Action, Address, Bytes, Keypair, SignedTx};
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -51,15 +51,9 @@ fn tx_with(
     expiry: Option<u64>,
     action: Action,
 ) -> SignedTx {
-    signer.sign(Tx {
-        chain_id: chain.into(),
-        sender: sender.public(),
-        nonce,
-        gas_limit,
-        priority: 0,
-        expiry,
-        action,
-    })
+    let mut tx = accumen_actors::testkit::body(chain, sender.public(), nonce, action, gas_limit);
+    tx.expiry = expiry;
+    signer.sign(tx)
 }
 
 /// The counter that `node_with_counter` deploys: sender seed 99, nonce 0.

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use accumen::client::HttpClient;
-use accumen_actors::types::{Action, Address, Bytes, Keypair, SignedTx, Tx};
+use accumen_actors::types::{Address, SignedTx};
 use serde_json::{Value, json};
 
-pub const CHAIN: &str = "accumen-it";
+/// Test transactions come from the shared builder; `Sender` is its name in these tests (a key
+/// with its own nonce counter), and the test nodes serve its chain.
+pub use accumen_actors::testkit::{CHAIN, Signer as Sender};
 pub const BIN: &str = env!("CARGO_BIN_EXE_accumen");
 
 /// Compiled WAT fixture.
@@ -231,52 +233,6 @@ fn merge_yaml(base: &str, extra: &str) -> String {
     out.push_str(extra);
     out.push('\n');
     out
-}
-
-/// A sender with its own key and nonce counter.
-pub struct Sender {
-    pub key: Keypair,
-    pub nonce: u64,
-}
-
-impl Sender {
-    pub fn new(seed: u8) -> Sender {
-        Sender {
-            key: Keypair::from_seed([seed; 32]),
-            nonce: 0,
-        }
-    }
-
-    pub fn sign(&mut self, action: Action, gas_limit: u64) -> SignedTx {
-        let tx = Tx {
-            chain_id: CHAIN.into(),
-            sender: self.key.public(),
-            nonce: self.nonce,
-            gas_limit,
-            priority: 0,
-            expiry: None,
-            action,
-        };
-        self.nonce += 1;
-        self.key.sign(tx)
-    }
-
-    pub fn deploy(&mut self, code: Vec<u8>) -> (SignedTx, Address) {
-        let t = self.sign(Action::Deploy { code: Bytes(code) }, 50_000_000);
-        let addr = t.tx.target();
-        (t, addr)
-    }
-
-    pub fn call(&mut self, contract: Address, entry: &str, args: &[u8]) -> SignedTx {
-        self.sign(
-            Action::Call {
-                contract,
-                entry: entry.into(),
-                args: Bytes(args.to_vec()),
-            },
-            1_000_000,
-        )
-    }
 }
 
 /// POST /v1/tx; returns (status, body).

@@ -181,7 +181,8 @@ impl PartialEq for Evicted {
 
 impl Eq for Evicted {}
 
-/// Why a transaction was not admitted. The `Display` text is shown to API clients.
+/// Why a transaction was not admitted. The `Display` text is shown to API clients; the API
+/// layer gives each variant its stable code and HTTP status (`src/api/error.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmitError {
     #[error("transaction is for chain {got:?}, this node serves chain {expected:?}")]
@@ -224,42 +225,6 @@ pub enum AdmitError {
     FutureFull { limit: usize, gap: u64 },
     #[error("transaction is {bytes} bytes, more than the whole mempool holds ({max_bytes} bytes)")]
     TooLarge { bytes: u64, max_bytes: u64 },
-}
-
-impl AdmitError {
-    /// Stable snake_case code for JSON errors; clients match on it, so never rename one.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AdmitError::WrongChain { .. } => "wrong_chain",
-            AdmitError::GasLimit { .. } => "gas_limit",
-            AdmitError::Expired { .. } => "expired",
-            AdmitError::NonceTooLow { .. } => "nonce_too_low",
-            AdmitError::NonceTooFar { .. } => "nonce_too_far",
-            AdmitError::Duplicate(_) => "duplicate",
-            AdmitError::NonceTaken { .. } => "nonce_taken",
-            AdmitError::PoolFull { .. } => "mempool_full",
-            AdmitError::AccountFull { .. } => "account_limit",
-            AdmitError::FutureFull { .. } => "future_limit",
-            AdmitError::TooLarge { .. } => "too_large_for_mempool",
-        }
-    }
-
-    /// HTTP status: 400 for a transaction that can never be admitted as sent, 409 for a
-    /// conflict with the chain or the pool, 503/429 for capacity (retrying later may work).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            AdmitError::WrongChain { .. }
-            | AdmitError::GasLimit { .. }
-            | AdmitError::Expired { .. }
-            | AdmitError::NonceTooFar { .. } => 400,
-            AdmitError::NonceTooLow { .. }
-            | AdmitError::Duplicate(_)
-            | AdmitError::NonceTaken { .. } => 409,
-            AdmitError::TooLarge { .. } => 413,
-            AdmitError::PoolFull { .. } => 503,
-            AdmitError::AccountFull { .. } | AdmitError::FutureFull { .. } => 429,
-        }
-    }
 }
 
 /// Position in the ready set: fair-queueing tag, then higher band, then earliest arrival. The

@@ -2,10 +2,11 @@
 //! bookkeeping, block results, expiry, and a property test over random operation sequences.
 
 use super::*;
+use crate::testkit;
 use crate::types::{Action, Address, Bytes, Keypair, Signature, SignedTx, Tx};
 use proptest::prelude::*;
 
-const CHAIN: &str = "accumen-test";
+use crate::testkit::CHAIN;
 
 fn config() -> PoolConfig {
     PoolConfig {
@@ -39,23 +40,14 @@ fn key(n: u8) -> Keypair {
 }
 
 fn body(kp: &Keypair, nonce: u64, priority: u64) -> Tx {
-    Tx {
-        chain_id: CHAIN.into(),
-        sender: kp.public(),
-        nonce,
-        gas_limit: 1_000,
-        priority,
-        expiry: None,
-        action: Action::Call {
-            contract: Address([9; 32]),
-            entry: "increment".into(),
-            args: Bytes(vec![]),
-        },
-    }
+    let call = testkit::call(Address([9; 32]), "increment", &[]);
+    let mut tx = testkit::body(CHAIN, kp.public(), nonce, call, 1_000);
+    tx.priority = priority;
+    tx
 }
 
 fn sign(kp: &Keypair, tx: Tx) -> VerifiedTx {
-    kp.sign(tx).verify().unwrap()
+    testkit::verified(kp.sign(tx))
 }
 
 fn tx(kp: &Keypair, nonce: u64, priority: u64) -> VerifiedTx {
@@ -75,81 +67,6 @@ fn order(txs: &[VerifiedTx]) -> Vec<(PublicKey, u64)> {
 
 fn ids(txs: &[VerifiedTx]) -> Vec<Hash> {
     txs.iter().map(VerifiedTx::id).collect()
-}
-
-#[test]
-fn codes_and_statuses() {
-    let h = Hash([1; 32]);
-    let cases = [
-        (
-            AdmitError::WrongChain {
-                expected: "a".into(),
-                got: "b".into(),
-            },
-            "wrong_chain",
-            400,
-        ),
-        (AdmitError::GasLimit { limit: 2, max: 1 }, "gas_limit", 400),
-        (AdmitError::Expired { expiry: 1, now: 2 }, "expired", 400),
-        (
-            AdmitError::NonceTooLow {
-                expected: 2,
-                got: 1,
-            },
-            "nonce_too_low",
-            409,
-        ),
-        (
-            AdmitError::NonceTooFar {
-                next: 0,
-                got: 9,
-                max_ahead: 5,
-            },
-            "nonce_too_far",
-            400,
-        ),
-        (AdmitError::Duplicate(h), "duplicate", 409),
-        (AdmitError::NonceTaken { nonce: 3 }, "nonce_taken", 409),
-        (
-            AdmitError::PoolFull {
-                max_size: 7,
-                max_bytes: 9,
-            },
-            "mempool_full",
-            503,
-        ),
-        (
-            AdmitError::FutureFull { limit: 2, gap: 4 },
-            "future_limit",
-            429,
-        ),
-        (
-            AdmitError::TooLarge {
-                bytes: 10,
-                max_bytes: 9,
-            },
-            "too_large_for_mempool",
-            413,
-        ),
-        (AdmitError::AccountFull { limit: 4 }, "account_limit", 429),
-    ];
-    for (err, code, status) in cases {
-        assert_eq!(err.code(), code, "{err:?}");
-        assert_eq!(err.http_status(), status, "{err:?}");
-        assert!(!err.to_string().is_empty());
-    }
-    let msg = AdmitError::NonceTaken { nonce: 3 }.to_string();
-    assert!(
-        msg.contains("nonce 3") && msg.contains("not supported"),
-        "{msg}"
-    );
-    let msg = AdmitError::NonceTooFar {
-        next: 0,
-        got: 9,
-        max_ahead: 5,
-    }
-    .to_string();
-    assert!(msg.contains('9') && msg.contains('5'), "{msg}");
 }
 
 #[test]

@@ -4,12 +4,13 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::testkit;
 use crate::types::{
     Action, Bytes, Keypair, ReceiptStatus, Signature, Tx, receipts_root, sha256, state_root,
     tx_root,
 };
 
-const CHAIN: &str = "accumen-test";
+use crate::testkit::CHAIN;
 
 fn params() -> ChainParams {
     ChainParams::with_defaults(CHAIN)
@@ -41,19 +42,8 @@ fn kp(n: u8) -> Keypair {
 }
 
 fn call_tx(k: &Keypair, nonce: u64) -> SignedTx {
-    k.sign(Tx {
-        chain_id: CHAIN.into(),
-        sender: k.public(),
-        nonce,
-        gas_limit: 1_000,
-        priority: 0,
-        expiry: None,
-        action: Action::Call {
-            contract: contract_a(),
-            entry: "inc".into(),
-            args: Bytes(nonce.to_le_bytes().to_vec()),
-        },
-    })
+    let action = testkit::call(contract_a(), "inc", &nonce.to_le_bytes());
+    k.sign(testkit::body(CHAIN, k.public(), nonce, action, 1_000))
 }
 
 fn receipt_for(tx: &SignedTx) -> Receipt {

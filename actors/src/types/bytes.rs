@@ -14,16 +14,16 @@ use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a hex string was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HexError {
     #[error("invalid hex: {0}")]
-    Invalid(String),
+    Invalid(#[source] hex::FromHexError),
     #[error("expected {expected} bytes ({} hex digits), got {got} bytes", expected * 2)]
     Length { expected: usize, got: usize },
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, HexError> {
-    hex::decode(s).map_err(|e| HexError::Invalid(e.to_string()))
+    hex::decode(s).map_err(HexError::Invalid)
 }
 
 macro_rules! fixed_bytes {

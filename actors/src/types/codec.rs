@@ -18,7 +18,7 @@ pub enum DecodeError {
     #[error("input too large: {len} bytes, limit {limit}")]
     TooLarge { len: usize, limit: usize },
     #[error("malformed encoding: {0}")]
-    Malformed(String),
+    Malformed(#[source] postcard::Error),
     #[error("{0} trailing bytes after the value")]
     TrailingBytes(usize),
     #[error("non-canonical encoding: re-encoding the value gives different bytes")]
@@ -45,7 +45,7 @@ pub fn decode_canonical<T: Serialize + DeserializeOwned>(
         });
     }
     let (value, rest): (T, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        postcard::take_from_bytes(bytes).map_err(DecodeError::Malformed)?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
@@ -58,7 +58,7 @@ pub fn decode_canonical<T: Serialize + DeserializeOwned>(
 /// Decodes bytes this node wrote itself (storage); skips the canonical re-encoding check.
 pub fn decode_trusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, rest): (T, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        postcard::take_from_bytes(bytes).map_err(DecodeError::Malformed)?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }

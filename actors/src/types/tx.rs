@@ -279,10 +279,10 @@ impl std::fmt::Debug for Keypair {
 }
 
 /// Why a key could not be made or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KeyError {
     #[error("no randomness from the operating system: {0}")]
-    Entropy(String),
+    Entropy(#[source] getrandom::Error),
     #[error("secret key: {0}")]
     Hex(#[from] HexError),
 }
@@ -291,7 +291,7 @@ impl Keypair {
     /// A fresh key from the operating system's randomness.
     pub fn generate() -> Result<Self, KeyError> {
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| KeyError::Entropy(e.to_string()))?;
+        getrandom::fill(&mut seed).map_err(KeyError::Entropy)?;
         Ok(Self::from_seed(seed))
     }
 
@@ -408,19 +408,14 @@ mod tests {
     use super::*;
 
     fn call(kp: &Keypair, nonce: u64) -> Tx {
-        Tx {
-            chain_id: "accumen-test".into(),
-            sender: kp.public(),
+        use crate::testkit::{CHAIN, body, call};
+        body(
+            CHAIN,
+            kp.public(),
             nonce,
-            gas_limit: 1_000_000,
-            priority: 0,
-            expiry: None,
-            action: Action::Call {
-                contract: Address([9; 32]),
-                entry: "increment".into(),
-                args: Bytes(vec![]),
-            },
-        }
+            call(Address([9; 32]), "increment", &[]),
+            1_000_000,
+        )
     }
 
     #[test]

@@ -434,3 +434,70 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallC
     )?;
     Ok(l)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::state::MemState;
+    use crate::vm::validate::ABI_IMPORTS;
+
+    /// `validate::ABI_IMPORTS` (what admission accepts) and this linker (what execution provides)
+    /// are two lists of the same ABI: a function in one but not the other, or with other types,
+    /// would admit code that cannot link or refuse code that could. They must match exactly, in
+    /// both directions: names, parameter and result types.
+    #[test]
+    fn linker_defines_exactly_the_abi_imports() {
+        let engine = wasmtime::Engine::default();
+        let l = linker(&engine).unwrap();
+        let ctx = CallCtx {
+            contract: Address([0; 32]),
+            sender: PublicKey([0; 32]),
+            height: 0,
+            time_ms: 0,
+            input: Vec::new(),
+            output: Vec::new(),
+            events: Vec::new(),
+            logs: Vec::new(),
+            writes: Overlay::new(),
+            group: Overlay::new(),
+            base: Arc::new(MemState::default()),
+            memory: None,
+            limits: CallLimits::new(StoreLimits::default()),
+            event_bytes: 0,
+            write_bytes: 0,
+        };
+        let mut store = wasmtime::Store::new(&engine, ctx);
+        let defined: Vec<(String, String, wasmtime::Extern)> = l
+            .iter(&mut store)
+            .map(|(m, n, e)| (m.to_string(), n.to_string(), e))
+            .collect();
+        let list = |v: Vec<String>| v.join(", ");
+        let mut linked: Vec<String> = defined
+            .iter()
+            .map(|(module, name, ext)| {
+                let wasmtime::ExternType::Func(f) = ext.ty(&store) else {
+                    panic!("{module}::{name} is not a function");
+                };
+                format!(
+                    "{module}::{name}({}) -> ({})",
+                    list(f.params().map(|t| t.to_string()).collect()),
+                    list(f.results().map(|t| t.to_string()).collect())
+                )
+            })
+            .collect();
+        let mut table: Vec<String> = ABI_IMPORTS
+            .iter()
+            .map(|(name, params, results)| {
+                format!(
+                    "accumen::{name}({}) -> ({})",
+                    list(params.iter().map(|t| t.to_string()).collect()),
+                    list(results.iter().map(|t| t.to_string()).collect())
+                )
+            })
+            .collect();
+        linked.sort();
+        table.sort();
+        assert_eq!(linked.len(), ABI_IMPORTS.len(), "{linked:#?}");
+        assert_eq!(linked, table);
+    }
+}

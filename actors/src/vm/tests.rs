@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::testkit::{self, Signer};
 use crate::types::{
     Action, Address, Bytes, Hash, Keypair, ReceiptStatus, Tx, VerifiedTx, genesis_state_root,
     state_root,
 };
 
-pub(crate) const CHAIN: &str = "accumen-test";
+pub(crate) use crate::testkit::CHAIN;
 
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -40,38 +41,30 @@ fn ctx(height: u64) -> BlockContext {
     }
 }
 
-/// A sender with its next nonce (shared with the block-limit tests in `block_tests.rs`).
-pub(crate) struct Account {
-    pub(crate) key: Keypair,
-    nonce: u64,
+/// A sender with its next nonce (shared with the block-limit tests in `block_tests.rs`): the
+/// shared `testkit::Signer`, answering with verified transactions and a larger call gas.
+pub(crate) struct Account(Signer);
+
+impl std::ops::Deref for Account {
+    type Target = Signer;
+
+    fn deref(&self) -> &Signer {
+        &self.0
+    }
 }
 
 impl Account {
     pub(crate) fn new(seed: u8) -> Self {
-        Account {
-            key: Keypair::from_seed([seed; 32]),
-            nonce: 0,
-        }
+        Account(Signer::new(seed))
     }
 
     pub(crate) fn tx(&mut self, action: Action, gas_limit: u64) -> VerifiedTx {
-        let tx = Tx {
-            chain_id: CHAIN.into(),
-            sender: self.key.public(),
-            nonce: self.nonce,
-            gas_limit,
-            priority: 0,
-            expiry: None,
-            action,
-        };
-        self.nonce += 1;
-        self.key.sign(tx).verify().unwrap()
+        self.0.verified(action, gas_limit)
     }
 
     pub(crate) fn deploy(&mut self, code: Vec<u8>) -> (VerifiedTx, Address) {
-        let t = self.tx(Action::Deploy { code: Bytes(code) }, 50_000_000);
-        let addr = t.tx().target();
-        (t, addr)
+        let (t, addr) = self.0.deploy(code);
+        (testkit::verified(t), addr)
     }
 
     fn call(&mut self, contract: Address, entry: &str, args: &[u8]) -> VerifiedTx {
@@ -85,14 +78,7 @@ impl Account {
         args: &[u8],
         gas: u64,
     ) -> VerifiedTx {
-        self.tx(
-            Action::Call {
-                contract,
-                entry: entry.into(),
-                args: Bytes(args.to_vec()),
-            },
-            gas,
-        )
+        self.tx(testkit::call(contract, entry, args), gas)
     }
 }
 
@@ -454,10 +440,8 @@ fn order_dependent_checks_drop_without_using_nonces() {
 
     let good = a.call(c, "increment", &[]);
     let replay = good.clone();
-    let mut future_acct = Account {
-        key: Keypair::from_seed([6; 32]),
-        nonce: 5,
-    };
+    let mut future_acct = Account::new(6);
+    future_acct.0.nonce = 5;
     let future = future_acct.call(c, "increment", &[]);
     let mut wrong_chain = Tx {
         chain_id: "other".into(),
