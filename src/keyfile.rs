@@ -66,7 +66,8 @@ fn create_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+/// Reads at most `limit` bytes of a file; a longer file is an error, not silently cut.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     fs::File::open(path)?
         .take(limit + 1)

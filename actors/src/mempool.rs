@@ -583,7 +583,7 @@ mod tests {
         }
     }
 
-    fn config(max_size: usize) -> PoolConfig {
+    pub(super) fn config(max_size: usize) -> PoolConfig {
         PoolConfig {
             chain_id: CHAIN.into(),
             max_size,

@@ -9,7 +9,7 @@
 //! - A non-2xx answer is always an error carrying the node's error code and message.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -294,7 +294,7 @@ pub fn run_tx(api: &str, cmd: TxCmd) -> anyhow::Result<Value> {
 /// text (so `.wat` files and text modules without the extension both work).
 fn read_code(path: &Path) -> anyhow::Result<Vec<u8>> {
     // WebAssembly text is several times larger than the binary it compiles to, hence the slack.
-    let bytes = read_bounded(path, 32 * MAX_CODE_LEN as u64)
+    let bytes = keyfile::read_bounded(path, 32 * MAX_CODE_LEN as u64)
         .map_err(|e| anyhow!("cannot read contract code {}: {e}", path.display()))?;
     let code = if bytes.starts_with(b"\0asm") {
         bytes
@@ -320,20 +320,6 @@ fn read_code(path: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(code)
-}
-
-/// Reads at most `limit` bytes of a file; a longer file is an error, not silently cut.
-fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Err(io::Error::other(format!(
-            "file is larger than {limit} bytes"
-        )));
-    }
-    Ok(buf)
 }
 
 fn fetch_chain_id(client: &HttpClient) -> anyhow::Result<String> {

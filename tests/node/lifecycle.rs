@@ -140,15 +140,20 @@ fn a_data_dir_of_another_chain_is_refused() {
     );
 }
 
-#[test]
-fn systemd_hears_ready_watchdog_and_stopping() {
-    use std::os::unix::net::UnixDatagram;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
+/// A stand-in for systemd's notify socket in `dir`: the socket to read and its path for
+/// `NOTIFY_SOCKET`. Reads wait at most 20 s, so a node that never notifies fails the test.
+fn notify_socket(dir: &std::path::Path) -> (std::os::unix::net::UnixDatagram, String) {
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let socket = path.to_str().unwrap().to_string();
+    (sock, path.to_str().unwrap().to_string())
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, socket) = notify_socket(dir.path());
     let mut node = TestNode::start_in(
         dir.path(),
         "",
@@ -177,13 +182,8 @@ fn systemd_hears_ready_watchdog_and_stopping() {
 /// the height and the mempool size; `/health` names the role too.
 #[test]
 fn systemd_status_lines_carry_role_health_height_and_mempool() {
-    use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let socket = path.to_str().unwrap().to_string();
+    let (sock, socket) = notify_socket(dir.path());
     let mut node = TestNode::start_in(dir.path(), "", &[("NOTIFY_SOCKET", &socket)]);
     let mut buf = [0u8; 512];
     let status = loop {

@@ -12,8 +12,8 @@ use crate::types::{
     Action, Block, BlockError, BlockHeader, Bytes, Hash, Keypair, ReceiptStatus, SignedTx, Tx,
     TxError, merkle_root, tx_root,
 };
-use crate::vm::tests::{Account, CHAIN, fixture};
-use crate::vm::{DropReason, StateView, VERIFY_ATTEMPTS, Vm, VmConfig};
+use crate::vm::tests::{Account, CHAIN, fixture, vm, vm_with};
+use crate::vm::{DropReason, StateView, VERIFY_ATTEMPTS, Vm};
 
 /// Block times: fixed, so blocks built twice are the same.
 const T0: u64 = 1_700_000_000_000;
@@ -21,19 +21,6 @@ const T0: u64 = 1_700_000_000_000;
 /// The test chain's parameters (the node's defaults, on `vm::tests::CHAIN`).
 pub(crate) fn params() -> ChainParams {
     ChainParams::with_defaults(CHAIN)
-}
-
-fn vm_with(workers: usize, timeout: Duration) -> Vm {
-    Vm::new(VmConfig {
-        workers,
-        timeout,
-        ..VmConfig::default()
-    })
-    .unwrap()
-}
-
-fn vm(workers: usize) -> Vm {
-    vm_with(workers, Duration::from_secs(5))
 }
 
 fn sequencer() -> Keypair {

@@ -8,14 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-use super::pool::{Pool, PoolConfig};
+use super::pool::Pool;
 use super::*;
 use crate::metrics::{NodeMetrics, NodeStats};
 use crate::storage::{Storage, StorageError};
-use crate::types::{Action, Address, Bytes, Hash, Keypair, SignedTx, Tx, VerifiedTx};
+use crate::testkit::{self, CHAIN};
+use crate::types::{Action, Address, Hash, Keypair, SignedTx, VerifiedTx};
 use crate::vm::DropReason;
-
-const CHAIN: &str = "accumen-test";
 
 /// One call the actor made on its journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,16 +69,7 @@ fn start(persist: bool) -> Fixture {
     let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
     let journal = Arc::new(RecordingJournal::default());
     let stats = Arc::new(NodeStats::default());
-    let pool = Pool::new(PoolConfig {
-        chain_id: CHAIN.into(),
-        max_size: 100,
-        max_bytes: 1 << 30,
-        account_limit: 10,
-        max_tx_gas: 1_000_000,
-        max_future_nonces: 10,
-        future_limit: 5,
-        future_ttl_ms: 60_000,
-    });
+    let pool = Pool::new(super::tests::config(100));
     let addr = Mempool::new(
         Arc::new(Mutex::new(Shared::new(pool))),
         storage,
@@ -96,39 +86,22 @@ fn start(persist: bool) -> Fixture {
     }
 }
 
+// The shared test builder at explicit nonces (the tests replay and skip nonces on purpose).
 fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
-    let tx = Tx {
-        chain_id: CHAIN.into(),
-        sender: kp.public(),
-        nonce,
-        gas_limit: 1_000,
-        priority: 0,
-        expiry: None,
-        action,
-    };
-    kp.sign(tx).verify().unwrap()
+    let tx = testkit::body(CHAIN, kp.public(), nonce, action, 1_000);
+    testkit::verified(kp.sign(tx))
 }
 
 fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
     signed(
         kp,
         nonce,
-        Action::Deploy {
-            code: Bytes(vec![0, 97, 115, 109, 1, 0, 0, 0]),
-        },
+        testkit::deploy(vec![0, 97, 115, 109, 1, 0, 0, 0]),
     )
 }
 
 fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
-    signed(
-        kp,
-        nonce,
-        Action::Call {
-            contract,
-            entry: "increment".into(),
-            args: Bytes(vec![]),
-        },
-    )
+    signed(kp, nonce, testkit::call(contract, "increment", &[]))
 }
 
 fn select(max: usize) -> Select {

@@ -6,23 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::tests::{Account, CHAIN, fixture};
+use super::super::tests::{Account, CHAIN, fixture, vm, vm_with};
 use super::*;
 use crate::types::{Address, ReceiptStatus, VerifiedTx, genesis_state_root, state_root, trap_kind};
-use crate::vm::{MemState, StateError, VmConfig};
-
-fn vm_with(workers: usize, timeout: Duration) -> Vm {
-    Vm::new(VmConfig {
-        workers,
-        timeout,
-        ..VmConfig::default()
-    })
-    .unwrap()
-}
-
-fn vm(workers: usize) -> Vm {
-    vm_with(workers, Duration::from_secs(5))
-}
+use crate::vm::{MemState, StateError};
 
 fn ctx(height: u64) -> BlockContext {
     BlockContext {

@@ -21,12 +21,19 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
     wat::parse_file(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn vm(workers: usize) -> Vm {
+/// An engine with `workers` lanes and a per-call deadline of `timeout`.
+pub(crate) fn vm_with(workers: usize, timeout: Duration) -> Vm {
     Vm::new(VmConfig {
         workers,
+        timeout,
         ..VmConfig::default()
     })
     .unwrap()
+}
+
+/// An engine with `workers` lanes and the default deadline.
+pub(crate) fn vm(workers: usize) -> Vm {
+    vm_with(workers, VmConfig::default().timeout)
 }
 
 fn ctx(height: u64) -> BlockContext {
