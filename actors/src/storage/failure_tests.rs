@@ -229,3 +229,37 @@ fn in_memory_and_healthy_stores_report_no_failure() {
     assert!(!e.is_failure(), "{e:?}");
     assert!(!s.health().is_failed());
 }
+
+#[test]
+fn a_failed_outbox_write_fails_the_store_and_a_reopen_shows_none_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
+    let s = open_full_disk(&path, budget.clone());
+    let (b, r, w) = block(&s.head().unwrap(), 1, 10);
+    s.commit_block(&b, &r, &w).unwrap();
+    let before = s.bridge_stats().unwrap();
+
+    // A batch whose envelope cannot be written: the disk is full.
+    budget.store(0, Ordering::SeqCst);
+    let ts = s.next_signature_timestamp(1_000).unwrap();
+    let batch = SignedBatch {
+        first: 1,
+        last: 1,
+        envelope: vec![7; 64 * 1024],
+        tx_hash: Hash([1; 32]),
+        signature_timestamp: ts,
+    };
+    let e = s.stage_batch(&batch).unwrap_err();
+    assert!(e.is_failure(), "{e:?}");
+    assert!(s.health().is_failed());
+    drop(s);
+
+    // Reopened: nothing staged, the timestamp not consumed, and the same batch stages now.
+    let s = Storage::open(&path, &params()).unwrap();
+    assert_eq!(s.bridge_stats().unwrap(), before);
+    assert_eq!(s.outbox_len().unwrap(), 0);
+    assert_eq!(s.next_signature_timestamp(1_000).unwrap(), ts);
+    s.stage_batch(&batch).unwrap();
+    assert_eq!(s.bridge_stats().unwrap().last_staged_height, 1);
+}

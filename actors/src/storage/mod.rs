@@ -1,5 +1,6 @@
 //! Durable node state in one redb database: blocks, receipts, contract state, nonces, the
-//! mempool journal and the bridge outbox.
+//! mempool journal and the bridge's state (watermarks, outbox, signature timestamps: see
+//! `outbox`).
 //!
 //! Role: this module is the only code that declares (see `tables`) or opens redb tables. Every
 //! other part of the node reads through `Storage` / `Snapshot` and writes through the few
@@ -33,10 +34,13 @@
 //!   must see the OS error there.
 
 mod health;
+mod outbox;
 mod tables;
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod tests;
 
@@ -48,7 +52,7 @@ use std::time::Instant;
 use redb::backends::{FileBackend, InMemoryBackend};
 use redb::{
     Database, DatabaseError, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableError, WriteTransaction,
+    ReadableTableMetadata, TableError, TableHandle, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 
@@ -58,9 +62,9 @@ use crate::types::{
     WriteSet, decode_trusted, encode,
 };
 use tables::{
-    BLOCK_INDEX, BLOCKS, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL, MEMPOOL_ORDER,
-    META, META_CHAIN_ID, META_CHAIN_PARAMS, META_HEAD, META_SCHEMA_VERSION, NONCES, OUTBOX,
-    RECEIPTS, TX_LOCATIONS,
+    BLOCK_INDEX, BLOCKS, BRIDGE, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL,
+    MEMPOOL_ORDER, META, META_CHAIN_ID, META_CHAIN_PARAMS, META_HEAD, META_SCHEMA_VERSION, NONCES,
+    OUTBOX, RECEIPTS, TX_LOCATIONS,
 };
 
 /// Version of the on-disk layout in `tables`. Bump it on any change to a table's name, key or
@@ -68,9 +72,16 @@ use tables::{
 ///
 /// History: 1, the first layout; 2, the chain's parameters recorded at genesis
 /// (`META_CHAIN_PARAMS`) and a genesis block that commits to them.
+///
+/// The bridge's state (the `bridge` table, the outbox row format) was added within version 2
+/// rather than as a version 3: version 2 was never released, the outbox table existed but no
+/// build ever wrote a row to it, and the `bridge` table is purely additive (created on open when
+/// missing; a missing key reads as 0, which is exactly "nothing anchored or staged yet"). A bump
+/// would have refused every data dir made by this version's own development builds for no gain.
 pub const SCHEMA_VERSION: u32 = 2;
 
 pub use health::StorageHealth;
+pub use outbox::{BridgeStats, OutboxError, OutboxRow, OutboxState, SignedBatch};
 
 /// Why a storage operation failed. Every variant leaves the database as it was before the call.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +155,9 @@ pub enum StorageError {
     },
     #[error("block has more than u32::MAX transactions")]
     TooManyTxs,
+    /// A bridge write that would break an outbox invariant (see `outbox`).
+    #[error("bridge outbox: {0}")]
+    Outbox(#[source] OutboxError),
 }
 
 impl StorageError {
@@ -452,7 +466,18 @@ impl Storage {
         };
         let rtx = storage.begin_read()?;
         match rtx.open_table(META) {
-            Ok(meta) => storage.params = storage.check_meta(&meta)?,
+            Ok(meta) => {
+                storage.params = storage.check_meta(&meta)?;
+                let has_bridge = rtx
+                    .list_tables()
+                    .ctx("listing tables")?
+                    .any(|t| t.name() == BRIDGE.name());
+                drop(meta);
+                drop(rtx);
+                if !has_bridge {
+                    storage.create_bridge_table()?;
+                }
+            }
             Err(TableError::TableDoesNotExist(_)) => {
                 // No meta table: a brand-new file, unless something else already lives in it.
                 let existing = rtx.list_tables().ctx("listing tables")?.count();
@@ -553,6 +578,7 @@ impl Storage {
             txn.open_table(MEMPOOL_ORDER)
                 .ctx("creating mempool_order")?;
             txn.open_table(OUTBOX).ctx("creating outbox")?;
+            txn.open_table(BRIDGE).ctx("creating bridge")?;
         }
         txn.commit().ctx("committing genesis")?;
         tracing::info!(
@@ -561,6 +587,16 @@ impl Storage {
             params_hash = %self.params.hash(),
             "created new chain database with genesis block"
         );
+        Ok(())
+    }
+
+    /// Adds the `bridge` table to a schema-2 file made before it existed (see `SCHEMA_VERSION`),
+    /// so every read can rely on it.
+    fn create_bridge_table(&self) -> Result<(), StorageError> {
+        let txn = self.begin_write()?;
+        txn.open_table(BRIDGE).ctx("creating bridge")?;
+        txn.commit().ctx("committing bridge table")?;
+        tracing::info!("added the bridge table to the data file");
         Ok(())
     }
 
@@ -990,7 +1026,8 @@ impl Storage {
         Ok(out)
     }
 
-    /// Number of envelopes waiting in the bridge outbox.
+    /// Number of rows in the bridge outbox: batches staged and not yet anchored (including
+    /// delivered ones waiting for a batch below them). 0 while the bridge is disabled.
     pub fn outbox_len(&self) -> Result<u64, StorageError> {
         let rtx = self.begin_read()?;
         rtx.open_table(OUTBOX)

@@ -59,5 +59,26 @@ pub(super) const MEMPOOL_JOURNAL: TableDefinition<'static, Key32, &[u8]> =
 /// known") and the first journal write creates it; an older binary ignores it.
 pub(super) const MEMPOOL_ORDER: TableDefinition<'static, Key32, u64> =
     TableDefinition::new("mempool_order");
-/// Sequence number -> signed bridge envelope bytes, written before anything is sent to the L0.
+/// First height of a batch -> `encode(OutboxRow)`: a signed L0 envelope covering the batch's
+/// heights, written before anything is sent to the L0 and removed once the batch and every
+/// batch below it are delivered (see `outbox`). Batches never overlap, so the first height
+/// identifies a batch and the key order is the anchoring order. The table is from schema 2; no
+/// released build ever wrote a row, so its value format was fixed here without a version bump.
 pub(super) const OUTBOX: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox");
+/// The bridge's watermarks and counters, one `u64` per `BRIDGE_*` key; a missing key reads as 0.
+/// Added within schema 2 (never released): `Storage::open` creates it in a file that lacks it,
+/// and an older schema-2 binary ignores it.
+pub(super) const BRIDGE: TableDefinition<'static, &str, u64> = TableDefinition::new("bridge");
+/// Every height up to this one is anchored: its batch is delivered on the L0 (0: none yet;
+/// genesis is never anchored).
+pub(super) const BRIDGE_ANCHORED: &str = "anchored_up_to";
+/// Every height up to this one is in a staged batch (an outbox row) or anchored.
+pub(super) const BRIDGE_STAGED: &str = "staged_up_to";
+/// The largest signature timestamp ever stored with an outbox row.
+pub(super) const BRIDGE_LAST_TIMESTAMP: &str = "last_signature_timestamp";
+/// Outbox rows in state `Submitted`.
+pub(super) const BRIDGE_IN_FLIGHT: &str = "in_flight";
+/// Batches marked delivered, ever.
+pub(super) const BRIDGE_DELIVERED_TOTAL: &str = "delivered_total";
+/// Batches marked failed (finally), ever.
+pub(super) const BRIDGE_FAILED_TOTAL: &str = "failed_total";
