@@ -276,15 +276,129 @@ impl Default for MempoolSettings {
     }
 }
 
-/// `bridge.*`: anchoring to the L0.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// `bridge.*`: anchoring every block on the Accumulate L0.
+///
+/// The `bridge.l0.*` keys are checked (well-formed URLs, a readable key file) only when
+/// `enable_bridge` is true: a node that does not anchor does not need an L0, and the development
+/// profile leaves them unset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeSettings {
     /// Anchor blocks to the L0. Accepted here; whether this build can honour it is the node's
     /// decision, not the settings layer's.
     pub enable_bridge: bool,
+    /// Committed blocks not yet anchored beyond which `/health` reports degraded. At least
+    /// `stager.batch_size`: a batch filling up is normal, not a backlog.
+    pub max_backlog: u64,
     pub submitter: SubmitterSettings,
     pub stager: StagerSettings,
+    pub l0: L0Settings,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        Self {
+            enable_bridge: false,
+            // 1000 blocks: 17 minutes of 1 s blocks, almost 3 hours of 10 s blocks; far above a
+            // healthy backlog (one batch plus the ones in flight).
+            max_backlog: 1000,
+            submitter: SubmitterSettings::default(),
+            stager: StagerSettings::default(),
+            l0: L0Settings::default(),
+        }
+    }
+}
+
+/// `bridge.l0.*`: where and as whom anchors are written. No defaults: each deployment has its
+/// own network, data account and key, and a wrong default would write anchors somewhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct L0Settings {
+    /// The L0 node's JSON-RPC API v3 URL: `http://` or `https://`, path ending in `/v3`
+    /// (`https://mainnet.accumulatenetwork.io/v3`).
+    pub endpoint: Option<String>,
+    /// The data account anchors are written to (`acc://accumen.acme/anchors`).
+    pub data_account: Option<String>,
+    /// The key page that signs (and pays for) anchors (`acc://accumen.acme/book/1`).
+    pub key_page: Option<String>,
+    /// The Ed25519 key of `key_page`, in the file format of `accumen key generate`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The Accumulate JSON-RPC path every endpoint must end with.
+pub const L0_API_PATH: &str = "/v3";
+
+impl L0Settings {
+    /// The endpoint, parsed; `None` if unset or invalid (validation refuses both when the bridge
+    /// is enabled, so a loaded `Settings` with the bridge on always has one).
+    pub fn endpoint_url(&self) -> Option<reqwest::Url> {
+        self.endpoint
+            .as_deref()
+            .and_then(|e| check_endpoint(e).ok())
+    }
+
+    /// Reads the signing key from `key_file` (`None` when unset).
+    pub fn read_key(&self) -> Option<anyhow::Result<accumen_actors::types::Keypair>> {
+        self.key_file.as_deref().map(crate::keyfile::read)
+    }
+}
+
+/// Checks an L0 endpoint: an absolute `http`/`https` URL with a host, no credentials, query or
+/// fragment, whose path ends in `/v3`. The error says what is wrong, without the key's name.
+pub fn check_endpoint(endpoint: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it holds credentials; the L0 API takes none".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it has a query or fragment".to_owned());
+    }
+    if !url.path().ends_with(L0_API_PATH) {
+        return Err(format!(
+            "its path {:?} does not end in {L0_API_PATH}",
+            url.path()
+        ));
+    }
+    Ok(url)
+}
+
+/// Checks an Accumulate account URL in the form Accumen uses (the L0 document, section 3.1):
+/// `acc://` + an identity + a path of one or more segments, all lowercase `[a-z0-9._-]`, with
+/// no empty segment, trailing slash, query, fragment or `@` (that would be a transaction id).
+/// Restricting to this form keeps the URL canonical, so the bytes hashed and signed are those
+/// the L0 recomputes. The error says what is wrong, without the key's name.
+pub fn check_acc_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("acc://")
+        .ok_or_else(|| "it does not start with acc://".to_owned())?;
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    let (identity, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if identity.is_empty() {
+        return Err("it names no identity after acc://".to_owned());
+    }
+    if let Some(c) = rest.chars().find(|&c| c != '/' && !allowed(c)) {
+        return Err(format!(
+            "character {c:?} is not allowed (only lowercase a-z, 0-9, '.', '_', '-' and '/')"
+        ));
+    }
+    if identity.starts_with('.') || identity.ends_with('.') {
+        return Err(format!("identity {identity:?} starts or ends with a dot"));
+    }
+    if rest.ends_with('/') || path.split('/').any(str::is_empty) && !path.is_empty() {
+        return Err("it has an empty path segment or a trailing slash".to_owned());
+    }
+    if path.is_empty() {
+        return Err(format!(
+            "it names the identity {identity:?} itself, not an account under it (such as acc://{identity}/anchors)"
+        ));
+    }
+    Ok(())
 }
 
 /// `bridge.submitter.*`.
@@ -660,6 +774,18 @@ impl Settings {
                 self.bridge.stager.flush_interval,
             ),
         );
+        rule(
+            self.bridge.max_backlog >= self.bridge.stager.batch_size as u64
+                && self.bridge.max_backlog >= 1,
+            "bridge.max_backlog",
+            format!(
+                "bridge.max_backlog = {} must be at least 1 and at least bridge.stager.batch_size = {}: a batch filling up is normal, not a backlog",
+                self.bridge.max_backlog, self.bridge.stager.batch_size
+            ),
+        );
+        if self.bridge.enable_bridge {
+            self.l0_problems(&mut rule);
+        }
 
         if let Err(message) = check_log_level(&self.logging.level) {
             rule(false, "logging.level", message);
@@ -687,6 +813,79 @@ impl Settings {
             ),
         );
         out
+    }
+
+    /// The `bridge.l0.*` rules, for a node that anchors: every key set and well-formed, and the
+    /// key file readable and holding a key. Each message names its key.
+    fn l0_problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {
+        let l0 = &self.bridge.l0;
+        let unset = |key: &str, example: &str| {
+            format!("{key} must be set when bridge.enable_bridge is true (such as {example})")
+        };
+        match l0.endpoint.as_deref() {
+            None => rule(
+                false,
+                "bridge.l0.endpoint",
+                unset(
+                    "bridge.l0.endpoint",
+                    "https://mainnet.accumulatenetwork.io/v3",
+                ),
+            ),
+            Some(e) => {
+                if let Err(why) = check_endpoint(e) {
+                    rule(
+                        false,
+                        "bridge.l0.endpoint",
+                        format!(
+                            "bridge.l0.endpoint {e:?} is not an L0 JSON-RPC URL: {why}; expected http(s)://HOST[:PORT]/.../v3, such as https://mainnet.accumulatenetwork.io/v3"
+                        ),
+                    );
+                }
+            }
+        }
+        for (key, value, example) in [
+            (
+                "bridge.l0.data_account",
+                &l0.data_account,
+                "acc://accumen.acme/anchors",
+            ),
+            (
+                "bridge.l0.key_page",
+                &l0.key_page,
+                "acc://accumen.acme/book/1",
+            ),
+        ] {
+            match value.as_deref() {
+                None => rule(false, key, unset(key, example)),
+                Some(v) => {
+                    if let Err(why) = check_acc_url(v) {
+                        rule(
+                            false,
+                            key,
+                            format!(
+                                "{key} {v:?} is not an Accumulate account URL: {why}; expected such as {example}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        match l0.read_key() {
+            None => rule(
+                false,
+                "bridge.l0.key_file",
+                unset(
+                    "bridge.l0.key_file",
+                    "/var/lib/accumen/l0.key, made by accumen key generate",
+                ),
+            ),
+            Some(Err(e)) => rule(
+                false,
+                "bridge.l0.key_file",
+                format!("bridge.l0.key_file: {e:#}"),
+            ),
+            Some(Ok(_)) => {}
+        }
     }
 
     fn api_problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {

@@ -91,9 +91,15 @@ pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
         return Ok(EXIT_UNSUPPORTED);
     }
     if settings.bridge.enable_bridge {
+        // The settings were validated (bridge.l0.* well-formed, key file readable) and storage
+        // keeps the anchoring state, but nothing here sends anchors: refuse rather than run a
+        // chain that silently stays unanchored.
         eprintln!(
-            "accumen: bridge.enable_bridge is true, but this build has no L0 bridge yet and \
-             would not anchor any block; set bridge.enable_bridge: false to run without anchoring"
+            "accumen: bridge.enable_bridge is true, but this build cannot anchor blocks on the \
+             L0 yet: its bridge.l0.* settings are valid, but the stager and submitter that would \
+             send anchors to {} are not built in; set bridge.enable_bridge: false (or \
+             ACCUMEN_BRIDGE__ENABLE_BRIDGE=false) to run without anchoring",
+            settings.bridge.l0.endpoint.as_deref().unwrap_or("the L0")
         );
         return Ok(EXIT_UNSUPPORTED);
     }

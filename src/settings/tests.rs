@@ -121,9 +121,42 @@ fn comment_only_file_and_empty_sections_are_defaults() {
     assert_eq!(s, Settings::default());
 }
 
+/// The runbook block plus the `bridge.l0.*` keys an anchoring node needs (issue 8), with the key
+/// file at `key`.
+fn runbook_keys_with_l0(key: &Path) -> String {
+    format!(
+        "{RUNBOOK_KEYS}\nbridge.l0.endpoint: \"https://mainnet.accumulatenetwork.io/v3\"\n\
+         bridge.l0.data_account: \"acc://accumen.acme/anchors\"\n\
+         bridge.l0.key_page: \"acc://accumen.acme/book/1\"\n\
+         bridge.l0.key_file: {:?}\n",
+        key.display().to_string()
+    )
+}
+
 #[test]
 fn runbook_key_block_loads_as_written() {
-    let s = load_str(RUNBOOK_KEYS, no_env()).unwrap();
+    // The block enables the bridge, which now needs to know where and as whom to anchor: alone
+    // it is refused, naming exactly the four missing keys.
+    let err = load_str(RUNBOOK_KEYS, no_env()).unwrap_err();
+    let keys: Vec<String> = err
+        .errors()
+        .iter()
+        .map(|e| match e {
+            SettingsError::Invalid { key, .. } => key.clone(),
+            other => panic!("unexpected {other}"),
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "bridge.l0.endpoint",
+            "bridge.l0.data_account",
+            "bridge.l0.key_page",
+            "bridge.l0.key_file"
+        ]
+    );
+    let (_dir, key) = key_file();
+    let s = load_str(&runbook_keys_with_l0(&key), no_env()).unwrap();
     assert_eq!(s.block_time, Duration::from_secs(10));
     assert_eq!(s.max_transactions, 1000);
     assert_eq!(s.execution.workers, 8);
@@ -208,14 +241,39 @@ fn environment_configs_load() {
     assert_eq!(local.health_addr, addr("127.0.0.1:8082"));
     assert_eq!(local.sequencer_key_path(), None);
 
-    let staging = Settings::load_from(&repo_file("config/staging.yaml"), no_env()).unwrap();
+    // The profiles that anchor need their L0 key file, which lives on the server: point it at
+    // a real key here (the refusal without it is `l0_profiles_need_their_key_file`).
+    let (_dir, key) = key_file();
+    let key_env = || env(&[("ACCUMEN_BRIDGE__L0__KEY_FILE", key.to_str().unwrap())]);
+    let staging = Settings::load_from(&repo_file("config/staging.yaml"), key_env()).unwrap();
     assert_eq!(staging.block_time, Duration::from_secs(5));
     assert_eq!(staging.logging.level, "info");
     assert!(staging.bridge.enable_bridge);
     assert_eq!(staging.storage, StorageKind::Persistent);
     assert_eq!(staging.data_dir, PathBuf::from("/var/lib/accumen"));
 
-    let prod = Settings::load_from(&repo_file("config/production.yaml"), no_env()).unwrap();
+    assert_eq!(
+        staging.bridge.l0.endpoint.as_deref(),
+        Some("https://kermit.accumulatenetwork.io/v3"),
+        "staging anchors on the testnet"
+    );
+    let prod = Settings::load_from(&repo_file("config/production.yaml"), key_env()).unwrap();
+    assert_eq!(
+        prod.bridge.l0.endpoint.as_deref(),
+        Some("https://mainnet.accumulatenetwork.io/v3"),
+        "production anchors on mainnet"
+    );
+    for s in [&staging, &prod] {
+        assert_eq!(
+            s.bridge.l0.data_account.as_deref(),
+            Some("acc://accumen.acme/anchors")
+        );
+        assert_eq!(
+            s.bridge.l0.key_page.as_deref(),
+            Some("acc://accumen.acme/book/1")
+        );
+        assert_eq!(s.bridge.max_backlog, 1000);
+    }
     assert_eq!(prod.block_time, Duration::from_secs(10));
     assert_eq!(prod.logging.level, "warn");
     assert!(prod.bridge.enable_bridge);
@@ -559,7 +617,8 @@ fn vm_config_follows_settings() {
 
 #[test]
 fn pretty_json_round_trips() {
-    let s = load_str(RUNBOOK_KEYS, no_env()).unwrap();
+    let (_dir, key) = key_file();
+    let s = load_str(&runbook_keys_with_l0(&key), no_env()).unwrap();
     let json = s.to_pretty_json();
     assert!(json.contains("\"block_time\": \"10s\""), "{json}");
     assert!(
@@ -807,4 +866,452 @@ fn a_new_chain_takes_its_params_from_the_config_an_existing_one_keeps_its_own() 
         s.reconcile_chain(&huge),
         Err(ParamsError::Memory { pages: 65_536, .. })
     ));
+}
+
+// ---- bridge.* ----
+
+/// A valid key file (as `accumen key generate` writes it) in a temp dir.
+fn key_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l0.key");
+    crate::keyfile::create(&path, &accumen_actors::types::Keypair::from_seed([5; 32])).unwrap();
+    (dir, path)
+}
+
+/// A config enabling the bridge with every L0 key valid except what `lines` overrides (dotted
+/// keys, which win over nothing since each is given once).
+fn bridge_yaml(key: &Path, overrides: &[(&str, &str)]) -> String {
+    let mut keys = vec![
+        ("bridge.enable_bridge", "true".to_owned()),
+        (
+            "bridge.l0.endpoint",
+            "\"https://mainnet.accumulatenetwork.io/v3\"".to_owned(),
+        ),
+        (
+            "bridge.l0.data_account",
+            "\"acc://accumen.acme/anchors\"".to_owned(),
+        ),
+        (
+            "bridge.l0.key_page",
+            "\"acc://accumen.acme/book/1\"".to_owned(),
+        ),
+        (
+            "bridge.l0.key_file",
+            format!("{:?}", key.display().to_string()),
+        ),
+    ];
+    for (k, v) in overrides {
+        keys.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            keys.push((k, (*v).to_owned()));
+        }
+    }
+    keys.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
+}
+
+/// Every error of loading `text`, each as its text with the temp paths made readable.
+fn all_errors(text: &str, env: Vec<(String, String)>) -> Vec<String> {
+    let (_dir, path) = write(text);
+    let err = Settings::load_from(&path, env).unwrap_err();
+    err.errors()
+        .iter()
+        .map(|e| {
+            e.to_string()
+                .replace(&path.display().to_string(), "config/x.yaml")
+        })
+        .collect()
+}
+
+#[test]
+fn bridge_keys_default_and_load_nested_dotted_and_from_the_environment() {
+    let d = Settings::default().bridge;
+    assert_eq!(d.max_backlog, 1000);
+    assert_eq!(d.l0, L0Settings::default());
+    assert_eq!(
+        (
+            d.l0.endpoint,
+            d.l0.data_account,
+            d.l0.key_page,
+            d.l0.key_file
+        ),
+        (None, None, None, None)
+    );
+
+    let (_dir, key) = key_file();
+    let nested = format!(
+        "bridge:\n  enable_bridge: true\n  max_backlog: 500\n  l0:\n    endpoint: \
+         \"http://127.0.0.1:26660/v3\"\n    data_account: \"acc://a.acme/anchors\"\n    \
+         key_page: \"acc://a.acme/book/1\"\n    key_file: {:?}\n",
+        key.display().to_string()
+    );
+    let s = load_str(&nested, no_env()).unwrap();
+    assert!(s.bridge.enable_bridge);
+    assert_eq!(s.bridge.max_backlog, 500);
+    assert_eq!(
+        s.bridge.l0.endpoint.as_deref(),
+        Some("http://127.0.0.1:26660/v3")
+    );
+    assert_eq!(
+        s.bridge.l0.endpoint_url().map(|u| u.to_string()),
+        Some("http://127.0.0.1:26660/v3".to_owned())
+    );
+    assert_eq!(
+        s.bridge.l0.data_account.as_deref(),
+        Some("acc://a.acme/anchors")
+    );
+    assert_eq!(s.bridge.l0.key_page.as_deref(), Some("acc://a.acme/book/1"));
+    assert_eq!(s.bridge.l0.key_file.as_deref(), Some(key.as_path()));
+    let read = s.bridge.l0.read_key().unwrap().unwrap();
+    assert_eq!(
+        read.public(),
+        accumen_actors::types::Keypair::from_seed([5; 32]).public()
+    );
+
+    // The runbook's dotted form, and the environment over the file.
+    let s = load_str(
+        &bridge_yaml(&key, &[("bridge.max_backlog", "300")]),
+        env(&[
+            (
+                "ACCUMEN_BRIDGE__L0__ENDPOINT",
+                "https://l0.example:8443/api/v3",
+            ),
+            ("ACCUMEN_BRIDGE__L0__KEY_PAGE", "acc://b.acme/book/2"),
+            ("ACCUMEN_BRIDGE__MAX_BACKLOG", "400"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.bridge.l0.endpoint.as_deref(),
+        Some("https://l0.example:8443/api/v3")
+    );
+    assert_eq!(s.bridge.l0.key_page.as_deref(), Some("acc://b.acme/book/2"));
+    assert_eq!(s.bridge.max_backlog, 400);
+    // Unknown keys under bridge.l0 are refused like any other.
+    assert_eq!(
+        err_text("bridge.l0.endpont: \"x\"\n", no_env()),
+        "config/x.yaml: unknown key `bridge.l0.endpont`"
+    );
+    // The effective settings print the new keys.
+    let json: serde_json::Value = serde_json::from_str(&s.to_pretty_json()).unwrap();
+    assert_eq!(
+        json["bridge"]["l0"]["endpoint"],
+        "https://l0.example:8443/api/v3"
+    );
+    assert_eq!(json["bridge"]["max_backlog"], 400);
+}
+
+#[test]
+fn an_enabled_bridge_needs_every_l0_key() {
+    let errors = all_errors("bridge.enable_bridge: true\n", no_env());
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    for (e, key) in errors.iter().zip([
+        "bridge.l0.endpoint",
+        "bridge.l0.data_account",
+        "bridge.l0.key_page",
+        "bridge.l0.key_file",
+    ]) {
+        assert!(
+            e.starts_with(&format!(
+                "config/x.yaml: {key} must be set when bridge.enable_bridge is true (such as "
+            )),
+            "{e}"
+        );
+    }
+    // Disabled, none of them is needed, and malformed values are not looked at: a node that
+    // does not anchor never uses them.
+    let s = load_str(
+        "bridge:\n  enable_bridge: false\n  l0:\n    endpoint: \"ftp://x\"\n    data_account: \
+         \"nope\"\n    key_page: \"acc://\"\n    key_file: \"/nonexistent/l0.key\"\n",
+        no_env(),
+    )
+    .unwrap();
+    assert!(!s.bridge.enable_bridge);
+    assert_eq!(s.bridge.l0.endpoint_url(), None);
+}
+
+#[test]
+fn a_malformed_endpoint_is_refused_with_the_key_name() {
+    let (_dir, key) = key_file();
+    for (bad, why) in [
+        ("not a url", "not a URL"),
+        ("mainnet.accumulatenetwork.io/v3", "not a URL"),
+        (
+            "ftp://mainnet.accumulatenetwork.io/v3",
+            "scheme \"ftp\" is not http or https",
+        ),
+        (
+            "acc://accumen.acme/v3",
+            "scheme \"acc\" is not http or https",
+        ),
+        (
+            "https://mainnet.accumulatenetwork.io",
+            "path \"/\" does not end in /v3",
+        ),
+        (
+            "https://mainnet.accumulatenetwork.io/v2",
+            "does not end in /v3",
+        ),
+        (
+            "https://mainnet.accumulatenetwork.io/v3/",
+            "does not end in /v3",
+        ),
+        (
+            "https://mainnet.accumulatenetwork.io/v3?x=1",
+            "query or fragment",
+        ),
+        (
+            "https://mainnet.accumulatenetwork.io/v3#top",
+            "query or fragment",
+        ),
+        (
+            "https://user:pw@mainnet.accumulatenetwork.io/v3",
+            "credentials",
+        ),
+    ] {
+        let errors = all_errors(
+            &bridge_yaml(&key, &[("bridge.l0.endpoint", &format!("{bad:?}"))]),
+            no_env(),
+        );
+        assert_eq!(errors.len(), 1, "{bad}: {errors:#?}");
+        let e = &errors[0];
+        assert!(
+            e.starts_with(&format!(
+                "config/x.yaml: bridge.l0.endpoint {bad:?} is not an L0 JSON-RPC URL: "
+            )) && e.contains(why)
+                && e.contains("https://mainnet.accumulatenetwork.io/v3"),
+            "{bad}: {e}"
+        );
+    }
+    // From the environment, the variable is blamed.
+    let errors = all_errors(
+        &bridge_yaml(&key, &[]),
+        env(&[("ACCUMEN_BRIDGE__L0__ENDPOINT", "http://127.0.0.1:26660")]),
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "environment variable ACCUMEN_BRIDGE__L0__ENDPOINT: bridge.l0.endpoint \
+             \"http://127.0.0.1:26660\" is not an L0 JSON-RPC URL"
+        ),
+        "{}",
+        errors[0]
+    );
+    // Good forms: http on loopback with a port, https with a path prefix.
+    for good in [
+        "http://127.0.0.1:26660/v3",
+        "http://[::1]:26660/v3",
+        "https://kermit.accumulatenetwork.io/v3",
+        "https://gw.example/accumulate/v3",
+    ] {
+        assert!(check_endpoint(good).is_ok(), "{good}");
+        load_str(
+            &bridge_yaml(&key, &[("bridge.l0.endpoint", &format!("{good:?}"))]),
+            no_env(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn malformed_account_urls_are_refused_with_the_key_name() {
+    let (_dir, key) = key_file();
+    for (bad, why) in [
+        ("accumen.acme/anchors", "does not start with acc://"),
+        ("https://accumen.acme/anchors", "does not start with acc://"),
+        ("acc://", "names no identity"),
+        ("acc:///anchors", "names no identity"),
+        (
+            "acc://accumen.acme",
+            "names the identity \"accumen.acme\" itself",
+        ),
+        (
+            "acc://accumen.acme/",
+            "empty path segment or a trailing slash",
+        ),
+        ("acc://accumen.acme/anchors/", "trailing slash"),
+        ("acc://accumen.acme//anchors", "empty path segment"),
+        ("acc://Accumen.acme/anchors", "character 'A' is not allowed"),
+        (
+            "acc://accumen.acme/an chors",
+            "character ' ' is not allowed",
+        ),
+        (
+            "acc://accumen.acme/anchors?x",
+            "character '?' is not allowed",
+        ),
+        (
+            "acc://abc@accumen.acme/anchors",
+            "character '@' is not allowed",
+        ),
+        ("acc://.acme/anchors", "starts or ends with a dot"),
+    ] {
+        assert!(check_acc_url(bad).is_err(), "{bad}");
+        for key_name in ["bridge.l0.data_account", "bridge.l0.key_page"] {
+            let errors = all_errors(
+                &bridge_yaml(&key, &[(key_name, &format!("{bad:?}"))]),
+                no_env(),
+            );
+            assert_eq!(errors.len(), 1, "{bad}: {errors:#?}");
+            let e = &errors[0];
+            assert!(
+                e.starts_with(&format!(
+                    "config/x.yaml: {key_name} {bad:?} is not an Accumulate account URL: "
+                )) && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+    }
+    for good in [
+        "acc://accumen.acme/anchors",
+        "acc://accumen.acme/book/1",
+        "acc://my-org_2.acme/data.v1/x",
+    ] {
+        assert_eq!(check_acc_url(good), Ok(()), "{good}");
+    }
+}
+
+#[test]
+fn a_missing_or_bad_key_file_is_refused_with_the_key_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.key");
+    let errors = all_errors(&bridge_yaml(&missing, &[]), no_env());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("config/x.yaml: bridge.l0.key_file: cannot read key file ")
+            && errors[0].contains("missing.key"),
+        "{}",
+        errors[0]
+    );
+
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    let errors = all_errors(&bridge_yaml(&garbage, &[]), no_env());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("config/x.yaml: bridge.l0.key_file: key file ")
+            && errors[0].contains("garbage.key")
+            && errors[0].contains("does not hold a valid key"),
+        "{}",
+        errors[0]
+    );
+
+    // A directory is not a key file either.
+    let errors = all_errors(&bridge_yaml(dir.path(), &[]), no_env());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("config/x.yaml: bridge.l0.key_file: cannot read key file "),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn every_bad_l0_key_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = all_errors(
+        &bridge_yaml(
+            &dir.path().join("none.key"),
+            &[
+                ("bridge.l0.endpoint", "\"http://127.0.0.1/v2\""),
+                ("bridge.l0.data_account", "\"acc://x.acme\""),
+                ("bridge.l0.key_page", "\"book/1\""),
+            ],
+        ),
+        no_env(),
+    );
+    let keys: Vec<&str> = errors
+        .iter()
+        .map(|e| {
+            e.trim_start_matches("config/x.yaml: ")
+                .split([' ', ':'])
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "bridge.l0.endpoint",
+            "bridge.l0.data_account",
+            "bridge.l0.key_page",
+            "bridge.l0.key_file"
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn max_backlog_must_hold_a_batch() {
+    assert_eq!(
+        err_text("bridge.max_backlog: 0\n", no_env()),
+        "config/x.yaml: bridge.max_backlog = 0 must be at least 1 and at least \
+         bridge.stager.batch_size = 200: a batch filling up is normal, not a backlog"
+    );
+    assert_eq!(
+        err_text(
+            "bridge:\n  max_backlog: 50\n  stager:\n    batch_size: 51\n",
+            no_env()
+        ),
+        "config/x.yaml: bridge.max_backlog = 50 must be at least 1 and at least \
+         bridge.stager.batch_size = 51: a batch filling up is normal, not a backlog"
+    );
+    let s = load_str(
+        "bridge:\n  max_backlog: 51\n  stager:\n    batch_size: 51\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(s.bridge.max_backlog, 51);
+    let text = err_text("bridge.max_backlog: -1\n", no_env());
+    assert!(
+        text.starts_with("config/x.yaml: bridge.max_backlog: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn l0_profiles_need_their_key_file() {
+    // Without /var/lib/accumen/l0.key (not on a build machine), staging and production fail
+    // config check, naming the key and only that.
+    for file in ["config/staging.yaml", "config/production.yaml"] {
+        let path = repo_file(file);
+        if Path::new("/var/lib/accumen/l0.key").exists() {
+            return;
+        }
+        let err = Settings::load_from(&path, no_env()).unwrap_err();
+        let errors = err.errors();
+        assert_eq!(errors.len(), 1, "{file}: {errors:#?}");
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("bridge.l0.key_file: cannot read key file /var/lib/accumen/l0.key"),
+            "{text}"
+        );
+        assert_eq!(config_check(&path), 1, "{file}");
+    }
+}
+
+#[test]
+fn devnet_profile_anchors_on_a_loopback_l0() {
+    let path = repo_file("config/devnet.yaml");
+    // Its key file is made by `accumen key generate` before the first run.
+    let err = Settings::load_from(&path, no_env()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("bridge.l0.key_file: cannot read key file data/devnet/l0.key"),
+        "{err}"
+    );
+    let (_dir, key) = key_file();
+    let s = Settings::load_from(
+        &path,
+        env(&[("ACCUMEN_BRIDGE__L0__KEY_FILE", key.to_str().unwrap())]),
+    )
+    .unwrap();
+    assert!(s.bridge.enable_bridge);
+    let url = s.bridge.l0.endpoint_url().unwrap();
+    assert_eq!(url.host_str(), Some("127.0.0.1"));
+    assert_eq!(url.path(), "/v3");
+    assert_eq!(s.storage, StorageKind::Persistent);
+    for a in [s.api_addr, s.metrics_addr, s.health_addr] {
+        assert!(a.0.ip().is_loopback(), "{a}");
+    }
+    assert!(s.bridge.max_backlog >= s.bridge.stager.batch_size as u64);
 }

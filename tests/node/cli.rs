@@ -253,6 +253,53 @@ fn config_check_prints_settings_or_names_the_bad_key() {
 }
 
 #[test]
+fn an_enabled_bridge_is_checked_by_config_check_and_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("l0.key");
+    let yaml = |key_file: &Path, endpoint: &str| {
+        format!(
+            "bridge:\n  enable_bridge: true\n  l0:\n    endpoint: \"{endpoint}\"\n    \
+             data_account: \"acc://accumen.acme/anchors\"\n    key_page: \
+             \"acc://accumen.acme/book/1\"\n    key_file: {:?}\n",
+            key_file.display().to_string()
+        )
+    };
+    let cfg = dir.path().join("bridge.yaml");
+
+    // A missing key file and a malformed endpoint: config check names both keys, exit 1.
+    std::fs::write(&cfg, yaml(&key, "http://127.0.0.1:26660/v2")).unwrap();
+    let out = accumen(None, &["config", "check", "--config", path_str(&cfg)]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bridge.l0.key_file: cannot read key file") && err.contains("l0.key"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        err.contains("bridge.l0.endpoint \"http://127.0.0.1:26660/v2\""),
+        "{}",
+        describe(&out)
+    );
+
+    // Valid: config check passes, and the node refuses to start (exit 2) saying why.
+    ok_json(None, &["key", "generate", "--out", path_str(&key)]);
+    std::fs::write(&cfg, yaml(&key, "http://127.0.0.1:26660/v3")).unwrap();
+    let v = ok_json(None, &["config", "check", "--config", path_str(&cfg)]);
+    assert_eq!(
+        v["bridge"]["l0"]["endpoint"], "http://127.0.0.1:26660/v3",
+        "{v}"
+    );
+    let err = fails(None, &["--role=sequencer", "--config", path_str(&cfg)], 2);
+    assert!(
+        err.contains("cannot anchor blocks on the L0 yet")
+            && err.contains("http://127.0.0.1:26660/v3")
+            && err.contains("bridge.enable_bridge: false"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unsupported_role_and_missing_role_exit_2() {
     let err = fails(
         None,
