@@ -390,13 +390,16 @@ pub fn check_acc_url(url: &str) -> Result<(), String> {
     if identity.starts_with('.') || identity.ends_with('.') {
         return Err(format!("identity {identity:?} starts or ends with a dot"));
     }
-    if rest.ends_with('/') || path.split('/').any(str::is_empty) && !path.is_empty() {
-        return Err("it has an empty path segment or a trailing slash".to_owned());
-    }
-    if path.is_empty() {
+    // No '/' at all names the identity itself; a '/' with nothing (or an empty segment) after
+    // it is a malformed path.
+    if !rest.contains('/') {
         return Err(format!(
-            "it names the identity {identity:?} itself, not an account under it (such as acc://{identity}/anchors)"
+            "it names the identity {identity:?} itself, not an account under it \
+             (such as acc://{identity}/anchors)"
         ));
+    }
+    if path.split('/').any(str::is_empty) {
+        return Err("it has an empty path segment or a trailing slash".to_owned());
     }
     Ok(())
 }

@@ -18,6 +18,11 @@
 //!   transaction as the genesis block, which commits to their hash; they never change after.
 //!   Opening an existing file loads them and they rule (`Storage::params`): the parameters passed
 //!   to `open` are only used to create a new chain (see `chain::params` for the whole rule).
+//! - Anchoring on the L0 (`outbox`): a committed block is "to anchor" because the head moved past
+//!   the bridge's "anchored up to" watermark, in the very transaction that commits it, so
+//!   `commit_block` writes nothing for the bridge and nothing grows while the bridge is off. The
+//!   bridge's own writes (stage a batch, mark it, re-sign it) are one transaction each and never
+//!   touch blocks or state.
 //! - Persistent commits use redb's default (immediate) durability: once `commit_block` returns
 //!   `Ok`, the block survives a crash. The in-memory backend runs the very same code.
 //! - Everything stored is written by this node, so values are decoded with `decode_trusted`; a
