@@ -672,11 +672,16 @@ pub enum CheckError {
     TransactionHash { signature: Hash, computed: Hash },
     #[error("missing initiator")]
     NoInitiator,
+    /// A real node does not refuse this at submission: it takes the signature as a secondary
+    /// one, and the transaction, never initiated, stays pending until it expires (Go
+    /// `sig_user.go` `checkInit`, `sendCreditPayment`). The bridge only ever sends one
+    /// initiating signature, so this subset refuses it up front (`badRequest`) rather than
+    /// accepting a transaction that can never execute.
     #[error("initiator {header} does not match the signature metadata hash {computed}")]
     Initiator { header: Hash, computed: Hash },
     #[error("signature has no timestamp")]
     ZeroTimestamp,
-    #[error("signature vote is {0:?}; only accept is supported")]
+    #[error("initial signature cannot be a {0:?} vote")]
     Vote(Vote),
     #[error("invalid signature")]
     InvalidSignature,
@@ -694,7 +699,7 @@ impl CheckError {
     /// The status a node reports for this failure (§1, §3.5).
     pub fn status(&self) -> Status {
         match self {
-            CheckError::InvalidSignature | CheckError::Initiator { .. } => Status::Unauthenticated,
+            CheckError::InvalidSignature => Status::Unauthenticated,
             CheckError::ZeroTimestamp => Status::BadTimestamp,
             _ => Status::BadRequest,
         }
@@ -739,8 +744,9 @@ impl SignedWriteData {
         }
     }
 
-    /// Everything a node checks without account state (§3.5), in the node's order: sizes,
-    /// the link between signature and transaction, the initiator, the timestamp, the signature.
+    /// Everything a node checks without account state (§3.5), in the node's order: sizes, the
+    /// link between signature and transaction, a non-zero initiator, the signature, then the
+    /// initiator checks (metadata hash, timestamp, vote).
     /// Signer version, key membership, `lastUsedOn`, credits and the data account need the
     /// L0's state and are the caller's (the stand-in's) to check with [`Checked`].
     pub fn check(&self) -> Result<Checked, CheckError> {
@@ -775,6 +781,12 @@ impl SignedWriteData {
         if header.initiator == Hash::ZERO {
             return Err(CheckError::NoInitiator);
         }
+        // The node's order (Go `sig_user.go`): the signature first, then the initiator checks.
+        let key = VerifyingKey::from_bytes(&sig.public_key.0)
+            .map_err(|_| CheckError::InvalidSignature)?;
+        let sig_bytes = ed25519_dalek::Signature::from_bytes(&sig.signature.0);
+        key.verify(&sig.signing_digest(&tx_hash).0, &sig_bytes)
+            .map_err(|_| CheckError::InvalidSignature)?;
         let computed = sig.initiator();
         if header.initiator != computed && header.initiator != sig.merkle_initiator() {
             return Err(CheckError::Initiator {
@@ -788,11 +800,6 @@ impl SignedWriteData {
         if sig.vote != Vote::Accept {
             return Err(CheckError::Vote(sig.vote));
         }
-        let key = VerifyingKey::from_bytes(&sig.public_key.0)
-            .map_err(|_| CheckError::InvalidSignature)?;
-        let sig_bytes = ed25519_dalek::Signature::from_bytes(&sig.signature.0);
-        key.verify(&sig.signing_digest(&tx_hash).0, &sig_bytes)
-            .map_err(|_| CheckError::InvalidSignature)?;
 
         let body = &self.transaction.body;
         Ok(Checked {

@@ -7,6 +7,19 @@
 //! Invariants: the rules are those of `shared/docs/accumulate-l0.md` (§ numbers in the docs
 //! below refer to it), checked byte for byte against its test vectors A and B and its Merkle
 //! vector (`bridge::tests`); every hash is recomputed from the encoding, never trusted.
+//!
+//! Choices where the document leaves room (its §3.1 and §9), checked against Accumulate's Go
+//! source (`pkg/url/url.go`, `internal/core/execute/v2/block/sig_user.go`):
+//! - URLs: `acc://` required (Go adds a missing scheme; we refuse, so a config typo is caught),
+//!   only `[A-Za-z0-9._-]` and `/` (nothing Go would percent-escape), no empty path segment, a
+//!   trailing `/` dropped; case preserved, as Go hashes it. Transaction ids must use lowercase hex.
+//! - One transaction and one initiating `ed25519` signature per envelope, always carrying
+//!   `transactionHash`: all the bridge sends. A signature that is valid but not the initiator is
+//!   refused (`CheckError::Initiator`) where a node would leave the transaction pending forever.
+//! - Request JSON (transaction, body, entry, signature, envelope) refuses unknown members, so a
+//!   member this subset would not hash is an error rather than a different transaction hash;
+//!   result JSON ignores unknown members, and unknown status names are kept (`Status::Other`).
+//! - The timestamp is the caller's (the stager's persisted counter, §3.6); signing refuses 0.
 
 pub mod anchor;
 pub mod codec;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::anchor::{ANCHOR_MAGIC, Anchor, AnchorError};
 use super::codec::*;
 use super::encoding::{AccUrl, DecodeError};
-use super::json::{Envelope, Status, Submission, SubmitRequest};
+use super::json::*;
 use crate::types::{BlockHeader, Hash, Keypair, PublicKey, merkle_root};
 
 fn url(s: &str) -> AccUrl {
@@ -371,9 +371,21 @@ fn check_names_each_failure() {
         matches!(s.check(), Err(CheckError::TransactionHash { signature, .. }) if signature == tx_hash)
     );
 
+    // Signed correctly, but its metadata is not the header's initiator: a secondary signature.
+    let key = L0Key::from_seed([2; 32]);
+    let mut s = good.clone();
+    s.signature.memo = "second".into();
+    let digest = s.signature.signing_digest(&tx_hash);
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+    s.signature.signature =
+        crate::types::Signature(ed25519_dalek::Signer::sign(&sk, &digest.0).to_bytes());
+    assert!(
+        matches!(s.check(), Err(CheckError::Initiator { header, .. }) if header == good.transaction.header.initiator)
+    );
+    // Changing the metadata without re-signing breaks the signature first (the node's order).
     let mut s = good.clone();
     s.signature.timestamp += 1;
-    assert!(matches!(s.check(), Err(CheckError::Initiator { .. })));
+    assert_eq!(s.check(), Err(CheckError::InvalidSignature));
 
     let mut s = good.clone();
     s.transaction.header.initiator = Hash::ZERO;
@@ -382,7 +394,6 @@ fn check_names_each_failure() {
 
     let mut req = request(&VECTOR_B);
     req.timestamp = 0;
-    let key = L0Key::from_seed([2; 32]);
     assert_eq!(sign_write_data(&key, &req), Err(CheckError::ZeroTimestamp));
     assert_eq!(CheckError::ZeroTimestamp.status(), Status::BadTimestamp);
 
@@ -609,12 +620,11 @@ proptest! {
         if let Ok(t) = tampered {
             let err = t.check().err();
             prop_assert!(err.is_some(), "flip at {} accepted", i);
+            // A changed transaction no longer has the hash the signature names; a changed
+            // signature no longer verifies, or names another transaction.
             let ok_kind = match err {
-                Some(CheckError::TransactionHash { .. }) => which || t.signature.transaction_hash != s.signature.transaction_hash,
-                Some(CheckError::Initiator { .. }) => true,
+                Some(CheckError::TransactionHash { .. }) => true,
                 Some(CheckError::InvalidSignature) => !which,
-                Some(CheckError::ZeroTimestamp) | Some(CheckError::Vote(_)) => !which,
-                Some(CheckError::NoInitiator) => which,
                 _ => false,
             };
             prop_assert!(ok_kind, "flip at {} gave {:?}", i, err);
@@ -898,4 +908,127 @@ fn worked_example() {
     }
     assert_eq!(hex::encode(&parts[0]), "616363756d656e2d616e63686f722f31");
     assert_eq!(hex::encode(&parts[1]), "616363756d656e2d6578616d706c65");
+}
+
+#[test]
+fn non_accept_initial_vote_is_refused() {
+    let good = sign_vector(&VECTOR_B);
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+    let mut s = good.clone();
+    s.signature.vote = Vote::Reject;
+    s.transaction.header.initiator = s.signature.initiator();
+    let tx_hash = s.transaction.hash();
+    s.signature.transaction_hash = tx_hash;
+    let digest = s.signature.signing_digest(&tx_hash);
+    s.signature.signature =
+        crate::types::Signature(ed25519_dalek::Signer::sign(&sk, &digest.0).to_bytes());
+    assert_eq!(s.check(), Err(CheckError::Vote(Vote::Reject)));
+    // The vote is field 7 and survives both encodings.
+    assert_eq!(
+        Ed25519Signature::decode(&s.signature.encode()),
+        Ok(s.signature.clone())
+    );
+    let json = serde_json::to_value(&s.signature).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(json["vote"], "reject");
+}
+
+/// The query shapes of §2.2 with vector B's values (the document abbreviates some hashes; here
+/// they are whole), and the key page's `publicKeyHash` is `SHA256(publicKey)` of vector B.
+#[test]
+fn query_records_parse_and_round_trip() {
+    let s = sign_vector(&VECTOR_B);
+    let record = serde_json::json!({
+        "recordType": "message",
+        "id": s.transaction.id().to_string(),
+        "message": { "type": "transaction", "transaction": serde_json::to_value(&s.transaction).unwrap_or_default() },
+        "status": "delivered",
+        "statusNo": 201,
+        "result": {
+            "type": "writeData",
+            "entryHash": "4b93cf4832c4ed122e47b6557882a1decf86b24bb3a409f9c810f05d83a2f510",
+            "accountUrl": "acc://accumen.acme/anchors",
+            "accountID": "241165b0b34fdb7f8790a3989d2d497ef740b667999a961451471c7acd51b73a"
+        },
+        "received": 1523301,
+        "produced": { "recordType": "range", "start": 0, "total": 0 },
+        "lastBlockTime": "2025-01-01T00:00:03Z",
+        "someFutureField": true
+    });
+    let m: MessageRecord = serde_json::from_value(record.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.status, Some(Status::Delivered));
+    assert_eq!(
+        m.message,
+        Some(Message::Transaction {
+            transaction: s.transaction.clone()
+        })
+    );
+    assert_eq!(
+        m.result.as_ref().and_then(|r| r.entry_hash),
+        Some(s.transaction.body.entry.hash())
+    );
+    let range = serde_json::json!({
+        "recordType": "range",
+        "records": [{
+            "recordType": "chainEntry", "name": "data", "type": "transaction", "index": 0,
+            "entry": "4b93cf4832c4ed122e47b6557882a1decf86b24bb3a409f9c810f05d83a2f510",
+            "value": record
+        }],
+        "start": 0, "total": 1, "lastBlockTime": "2025-01-01T00:00:03Z"
+    });
+    let r: RecordRange<ChainEntryRecord> =
+        serde_json::from_value(range).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.records.len(), 1);
+    assert_eq!(
+        r.records[0].value.as_ref().map(|v| v.id.clone()),
+        Some(s.transaction.id())
+    );
+
+    let page = serde_json::json!({
+        "recordType": "account",
+        "account": {
+            "type": "keyPage", "keyBook": "acc://accumen.acme/book", "url": "acc://accumen.acme/book/1",
+            "creditBalance": 100000, "acceptThreshold": 1, "version": 1,
+            "keys": [{ "publicKeyHash": "6a3803d5f059902a1c6dafbc9ba4729212f7caac08634cc3ae76b27529f03827", "lastUsedOn": 1735689599000u64 }]
+        },
+        "pending": { "recordType": "range", "start": 0, "total": 0 }
+    });
+    let a: AccountRecord = serde_json::from_value(page.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let Account::KeyPage { keys, version, .. } = &a.account else {
+        panic!("not a key page: {a:?}");
+    };
+    assert_eq!(*version, 1);
+    assert_eq!(keys[0].public_key_hash, s.signature.key_hash());
+    assert_eq!(serde_json::to_value(&a).unwrap_or_default(), page);
+
+    let status = serde_json::json!({
+        "oracle": { "price": 5000 },
+        "globals": { "limits": { "dataEntryParts": 100 } },
+        "network": { "networkName": "MainNet", "version": 12, "partitions": [{ "id": "Directory", "type": "directory" }] },
+        "executorVersion": "v2-vandenberg", "directoryHeight": 22334455, "majorBlockHeight": 1234
+    });
+    let n: NetworkStatus = serde_json::from_value(status.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n.oracle.price, 5000);
+    assert_eq!(serde_json::to_value(&n).unwrap_or_default(), status);
+
+    // Requests: params are always an object; no `type`.
+    let q = QueryRequest {
+        scope: "acc://accumen.acme/anchors".into(),
+        query: Some(Query::Data {
+            index: None,
+            entry: None,
+            range: Some(RangeOptions {
+                start: Some(0),
+                count: Some(10),
+                ..Default::default()
+            }),
+        }),
+    };
+    assert_eq!(
+        serde_json::to_value(&q).unwrap_or_default(),
+        serde_json::json!({"scope":"acc://accumen.acme/anchors","query":{"queryType":"data","range":{"start":0,"count":10}}})
+    );
+    assert_eq!(
+        serde_json::to_value(NetworkStatusRequest::default()).unwrap_or_default(),
+        serde_json::json!({})
+    );
 }
