@@ -29,7 +29,7 @@
 //! Invariants: [`Anchor::from_headers`] refuses an empty run, height 0, a gap, a wrong order
 //! and a broken parent link, so an anchor always describes a real chain segment;
 //! [`Anchor::parse`] accepts only the exact seven-part layout; [`Anchor::check`] recomputes
-//! every field from the headers.
+//! every field from the headers; [`Anchor::check_follows`] enforces the batch sequence.
 //!
 //! # Worked example
 //!
@@ -138,6 +138,10 @@ pub enum AnchorError {
     },
     #[error("first height {first} is above last height {last}")]
     HeightRange { first: u64, last: u64 },
+    #[error(
+        "anchor starts at height {got}, expected {expected} (batches cover 1, 2, 3, … with no gap and no overlap)"
+    )]
+    NotContiguous { expected: u64, got: u64 },
     #[error("anchor {field} does not match the blocks: anchor {anchor}, blocks {blocks}")]
     Mismatch {
         field: &'static str,
@@ -328,5 +332,31 @@ impl Anchor {
         let anchor = Anchor::parse(parts)?;
         anchor.check(chain_id, headers)?;
         Ok(anchor)
+    }
+
+    /// Does this anchor continue `previous` (the anchor of the batch before it, `None` for the
+    /// chain's first batch)? Batches cover heights 1, 2, 3, … with no gap and no overlap, all of
+    /// one chain: what a follower checks when it reads a data account's entries in order.
+    pub fn check_follows(&self, previous: Option<&Anchor>) -> Result<(), AnchorError> {
+        let expected = match previous {
+            None => 1,
+            Some(p) => {
+                if p.chain_id != self.chain_id {
+                    return Err(AnchorError::Mismatch {
+                        field: "chain id",
+                        anchor: self.chain_id.clone(),
+                        blocks: p.chain_id.clone(),
+                    });
+                }
+                p.last_height.saturating_add(1)
+            }
+        };
+        if self.first_height != expected {
+            return Err(AnchorError::NotContiguous {
+                expected,
+                got: self.first_height,
+            });
+        }
+        Ok(())
     }
 }

@@ -15,25 +15,43 @@ use super::codec::{Ed25519Signature, Transaction};
 use super::encoding::{AccUrl, TxId};
 use crate::types::Hash;
 
-/// Accepts a JSON list or a single object (Go `JsonList`).
+/// Accepts a JSON list or a single object (Go `JsonList`). Goes through `Value` so that the
+/// element's own error (e.g. "unknown field `expire`") reaches the caller unchanged.
 fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
-    T: Deserialize<'de>,
+    T: de::DeserializeOwned,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany<T> {
-        Many(Vec<T>),
-        One(T),
+    let v = serde_json::Value::deserialize(d)?;
+    let out = match v {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<T>, _>>(),
+        one => serde_json::from_value(one).map(|t| vec![t]),
+    };
+    out.map_err(de::Error::custom)
+}
+
+/// Serialises request params as a JSON object, never absent: a real node answers a missing
+/// `params` with `-33400 empty request`, and jsonrpsee leaves out an empty `ObjectParams`
+/// (L0 document §1), so the client passes this map instead.
+pub fn params<T: Serialize>(
+    request: &T,
+) -> Result<serde_json::Map<String, serde_json::Value>, ParamsError> {
+    match serde_json::to_value(request).map_err(ParamsError::Json)? {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(ParamsError::NotAnObject(other.to_string())),
     }
-    match OneOrMany::<T>::deserialize(d) {
-        Ok(OneOrMany::Many(v)) => Ok(v),
-        Ok(OneOrMany::One(t)) => Ok(vec![t]),
-        Err(e) => Err(de::Error::custom(format!(
-            "expected an object or a list: {e}"
-        ))),
-    }
+}
+
+/// Why request params could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamsError {
+    #[error("params: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("params must be a JSON object, got {0}")]
+    NotAnObject(String),
 }
 
 /// `messaging.Envelope`: what `submit` carries. `messages` is not supported (refused).

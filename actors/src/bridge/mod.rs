@@ -36,4 +36,4 @@ pub use codec::{
     signer_fee_units,
 };
 pub use encoding::{AccUrl, DecodeError, TxId, UrlError};
-pub use json::{Envelope, Status, Submission, SubmitRequest};
+pub use json::{Envelope, Status, Submission, SubmitRequest, params};

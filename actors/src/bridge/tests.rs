@@ -1032,3 +1032,71 @@ fn query_records_parse_and_round_trip() {
         serde_json::json!({})
     );
 }
+
+#[test]
+fn params_are_always_an_object_and_element_errors_are_kept() {
+    let empty = params(&NetworkStatusRequest::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(empty.is_empty());
+    assert!(matches!(params(&1u8), Err(ParamsError::NotAnObject(_))));
+    let s = sign_vector(&VECTOR_B);
+    let p = params(&SubmitRequest {
+        envelope: s.envelope(),
+        verify: None,
+        wait: None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(serde_json::Value::Object(p), json_value(SUBMIT_B));
+    // The envelope's list elements report their own error.
+    let mut v = json_value(SUBMIT_B);
+    v["envelope"]["transaction"][0]["header"]["expire"] =
+        serde_json::json!({"atTime": "2030-01-01T00:00:00Z"});
+    let err = serde_json::from_value::<SubmitRequest>(v)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("unknown field `expire`"), "{err}");
+}
+
+#[test]
+fn anchors_follow_each_other_without_gap_or_overlap() {
+    let hs = chain(6);
+    let id = "accumen-test";
+    let anchor = |r: std::ops::Range<usize>| {
+        Anchor::from_headers(id, &hs[r]).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (a, b, c) = (anchor(0..2), anchor(2..5), anchor(5..6));
+    assert_eq!(a.check_follows(None), Ok(()));
+    assert_eq!(b.check_follows(Some(&a)), Ok(()));
+    assert_eq!(c.check_follows(Some(&b)), Ok(()));
+    assert_eq!(
+        b.check_follows(None),
+        Err(AnchorError::NotContiguous {
+            expected: 1,
+            got: 3
+        })
+    );
+    // Gap (c after a) and overlap (b again after b).
+    assert_eq!(
+        c.check_follows(Some(&a)),
+        Err(AnchorError::NotContiguous {
+            expected: 3,
+            got: 6
+        })
+    );
+    assert_eq!(
+        b.check_follows(Some(&b)),
+        Err(AnchorError::NotContiguous {
+            expected: 6,
+            got: 3
+        })
+    );
+    let mut other = b.clone();
+    other.chain_id = "other".into();
+    assert!(matches!(
+        other.check_follows(Some(&a)),
+        Err(AnchorError::Mismatch {
+            field: "chain id",
+            ..
+        })
+    ));
+}
