@@ -191,7 +191,8 @@ pub struct RangeOptions {
     pub from_end: Option<bool>,
 }
 
-/// A message inside a `MessageRecord`.
+/// A message inside a `MessageRecord`: the bridge's own transaction or `ed25519` signature.
+/// Other message or signature types (which the bridge never queries) fail to parse.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Message {
