@@ -773,11 +773,33 @@ impl Storage {
         writes: &WriteSet,
     ) -> Result<(), StorageError> {
         let started = Instant::now();
+        self.write_all("committing block", |txn| {
+            Self::write_block(txn, block, receipts, writes)
+        })?;
+        tracing::debug!(
+            height = block.header.height,
+            txs = block.txs.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "block committed to storage"
+        );
+        Ok(())
+    }
+
+    /// Runs `f` in one write transaction and commits it; any error (or the test fail-point)
+    /// aborts it, so every write through here (a block, a bridge change) is all or nothing.
+    fn write_all<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let txn = self.begin_write()?;
-        if let Err(e) = Self::write_block(&txn, block, receipts, writes) {
-            Self::abort(txn);
-            return Err(e);
-        }
+        let out = match f(&txn) {
+            Ok(v) => v,
+            Err(e) => {
+                Self::abort(txn);
+                return Err(e);
+            }
+        };
         #[cfg(test)]
         if self
             .fail_before_commit
@@ -786,14 +808,8 @@ impl Storage {
             Self::abort(txn);
             return Err(StorageError::Injected);
         }
-        txn.commit().ctx("committing block")?;
-        tracing::debug!(
-            height = block.header.height,
-            txs = block.txs.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "block committed to storage"
-        );
-        Ok(())
+        txn.commit().ctx(what)?;
+        Ok(out)
     }
 
     fn abort(txn: WriteTransaction) {

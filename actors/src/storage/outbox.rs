@@ -61,7 +61,7 @@
 
 use std::ops::RangeInclusive;
 
-use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table};
 use serde::{Deserialize, Serialize};
 
 use super::tables::{
@@ -258,33 +258,6 @@ fn take_timestamp(bridge: &mut BridgeTable<'_>, got: u64) -> Result<(), StorageE
 }
 
 impl Storage {
-    /// Runs `f` in one write transaction and commits it; any error (or the test fail-point)
-    /// aborts it, so a bridge write is all or nothing.
-    fn bridge_write<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        let txn = self.begin_write()?;
-        let out = match f(&txn) {
-            Ok(v) => v,
-            Err(e) => {
-                Self::abort(txn);
-                return Err(e);
-            }
-        };
-        #[cfg(test)]
-        if self
-            .fail_before_commit
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            Self::abort(txn);
-            return Err(StorageError::Injected);
-        }
-        txn.commit().ctx(what)?;
-        Ok(out)
-    }
-
     /// The bridge's watermarks and counters (see `BridgeStats`).
     pub fn bridge_stats(&self) -> Result<BridgeStats, StorageError> {
         let rtx = self.begin_read()?;
@@ -343,7 +316,7 @@ impl Storage {
     /// written) unless `first` is `staged + 1`, `1 <= first <= last <= head`, and the timestamp is
     /// above the last one stored.
     pub fn stage_batch(&self, batch: &SignedBatch) -> Result<OutboxRow, StorageError> {
-        self.bridge_write("committing outbox stage", |txn| {
+        self.write_all("committing outbox stage", |txn| {
             let head = read_head(&txn.open_table(META).ctx("opening meta")?)?.height;
             let mut bridge = txn.open_table(BRIDGE).ctx("opening bridge")?;
             let mut outbox = txn.open_table(OUTBOX).ctx("opening outbox")?;
@@ -440,7 +413,7 @@ impl Storage {
     /// it and removes those rows, in one transaction. Returns the new anchored height (unchanged
     /// if a batch below this one is not delivered yet).
     pub fn outbox_mark_delivered(&self, first: u64) -> Result<u64, StorageError> {
-        self.bridge_write("committing outbox delivery", |txn| {
+        self.write_all("committing outbox delivery", |txn| {
             let mut bridge = txn.open_table(BRIDGE).ctx("opening bridge")?;
             let mut outbox = txn.open_table(OUTBOX).ctx("opening outbox")?;
             Self::move_row(
@@ -479,7 +452,7 @@ impl Storage {
     /// above every one stored), as a fresh `Staged` row, in one transaction. Refused (nothing
     /// written) unless the row at `batch.first` is `Failed` and covers exactly the same heights.
     pub fn replace_failed(&self, batch: &SignedBatch) -> Result<OutboxRow, StorageError> {
-        self.bridge_write("committing outbox re-sign", |txn| {
+        self.write_all("committing outbox re-sign", |txn| {
             let mut bridge = txn.open_table(BRIDGE).ctx("opening bridge")?;
             let mut outbox = txn.open_table(OUTBOX).ctx("opening outbox")?;
             let old =
@@ -524,7 +497,7 @@ impl Storage {
         to: OutboxState,
         edit: impl FnOnce(&mut OutboxRow),
     ) -> Result<OutboxRow, StorageError> {
-        self.bridge_write("committing outbox update", |txn| {
+        self.write_all("committing outbox update", |txn| {
             let mut bridge = txn.open_table(BRIDGE).ctx("opening bridge")?;
             let mut outbox = txn.open_table(OUTBOX).ctx("opening outbox")?;
             Self::move_row(&mut bridge, &mut outbox, first, to, edit)
