@@ -18,7 +18,8 @@ mod bombs;
 use std::sync::Arc;
 use std::time::Instant;
 
-use accumen_actors::types::{Action, Bytes, Keypair, Tx};
+use accumen_actors::testkit;
+use accumen_actors::types::{Action, Bytes, Keypair};
 use accumen_actors::vm::{BlockContext, MemState, Vm, VmConfig, gas};
 
 /// (name, generator): generated lazily, since sizing a case to the limits validates it
@@ -109,17 +110,8 @@ fn execution_speed() -> f64 {
     let vm = vm();
     let key = Keypair::from_seed([7; 32]);
     let tx = |nonce, action| {
-        key.sign(Tx {
-            chain_id: "bench".into(),
-            sender: key.public(),
-            nonce,
-            gas_limit: 50_000_000,
-            priority: 0,
-            expiry: None,
-            action,
-        })
-        .verify()
-        .unwrap_or_else(|e| panic!("{e}"))
+        let body = testkit::body("bench", key.public(), nonce, action, 50_000_000);
+        testkit::verified(key.sign(body))
     };
     let ctx = |height| BlockContext {
         chain_id: "bench".into(),

@@ -606,11 +606,11 @@ mod tests {
         )
     }
 
-    fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
+    pub(super) fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
         testkit::verified(kp.sign(testkit::body(CHAIN, kp.public(), nonce, action, 1_000)))
     }
 
-    fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
+    pub(super) fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
         signed(
             kp,
             nonce,
@@ -618,7 +618,7 @@ mod tests {
         )
     }
 
-    fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
+    pub(super) fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
         signed(kp, nonce, testkit::call(contract, "increment", &[]))
     }
 

@@ -556,6 +556,21 @@ mod tests {
         }
     }
 
+    /// A supervisor over `spec` alone, counting into `metrics`.
+    fn supervise<A: SupervisedActor>(
+        spec: ChildSpec<A>,
+        config: SupervisorConfig,
+        metrics: &NodeMetrics,
+    ) -> Addr<Supervisor> {
+        Supervisor::new(
+            vec![Box::new(spec)],
+            config,
+            metrics.clone(),
+            Arc::default(),
+        )
+        .start()
+    }
+
     fn restarts(m: &NodeMetrics, reason: &str) -> u64 {
         m.actor_restarts
             .get_or_create(&vec![
@@ -590,13 +605,7 @@ mod tests {
                 max_restarts: 10,
                 restart_window: Duration::from_secs(60),
             };
-            let sup = Supervisor::new(
-                vec![Box::new(spec)],
-                config,
-                metrics.clone(),
-                Arc::default(),
-            )
-            .start();
+            let sup = supervise(spec, config, &metrics);
             assert_eq!(slot.get().send(Generation).await.unwrap(), 0);
 
             // A hung handler: detected as stuck, replaced, and the slot reaches the new one.
@@ -677,13 +686,7 @@ mod tests {
                 max_restarts: 10,
                 restart_window: Duration::from_secs(60),
             };
-            let _sup = Supervisor::new(
-                vec![Box::new(spec)],
-                config,
-                metrics.clone(),
-                Arc::default(),
-            )
-            .start();
+            let _sup = supervise(spec, config, &metrics);
 
             // Busy for many heartbeat deadlines, finishing a unit of work every 20 ms: every
             // heartbeat in that time is late, none of them is a restart.
@@ -726,13 +729,7 @@ mod tests {
                 heartbeat_timeout: Duration::from_millis(100),
                 ..SupervisorConfig::default()
             };
-            let sup = Supervisor::new(
-                vec![Box::new(spec)],
-                config,
-                metrics.clone(),
-                Arc::default(),
-            )
-            .start();
+            let sup = supervise(spec, config, &metrics);
             assert_eq!(slot.get().send(Generation).await.unwrap(), 0);
             sup.send(StopSupervision).await.unwrap();
             wait_for("the child to stop", || !slot.get().connected()).await;
@@ -757,13 +754,7 @@ mod tests {
                 max_restarts: 1,
                 restart_window: Duration::from_secs(60),
             };
-            let _sup = Supervisor::new(
-                vec![Box::new(spec)],
-                config,
-                NodeMetrics::default(),
-                Arc::default(),
-            )
-            .start();
+            let _sup = supervise(spec, config, &NodeMetrics::default());
             slot.get().do_send(TestHook::Panic);
             actix::clock::sleep(Duration::from_millis(200)).await;
             slot.get().do_send(TestHook::Panic);

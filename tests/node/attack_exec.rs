@@ -113,6 +113,27 @@ fn abandoned_queries_to_a_slow_contract_give_their_queue_places_back() {
     assert_eq!(queue_depth(&node), 0);
 }
 
+/// `n` clients, each on its own thread, sending the slow query at `path` and waiting for its
+/// status (`None` if the request failed).
+fn spawn_queries(
+    node: &TestNode,
+    path: &str,
+    n: usize,
+) -> Vec<std::thread::JoinHandle<Option<u16>>> {
+    (0..n)
+        .map(|_| {
+            let client = node.client();
+            let path = path.to_owned();
+            std::thread::spawn(move || {
+                client
+                    .post(&path, &json!({"entry": "run"}))
+                    .ok()
+                    .map(|r| r.0)
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
     let (node, mut honest, counter, slow) = slow_query_node(62);
@@ -120,35 +141,13 @@ fn queries_lost_with_a_crashed_executor_give_their_queue_places_back() {
     // Clients that keep waiting, queued behind a slow query, when the executor dies: their
     // requests are lost with its mailbox.
     let path = format!("/v1/contracts/{slow}/query");
-    let first: Vec<_> = (0..10)
-        .map(|_| {
-            let client = node.client();
-            let path = path.clone();
-            std::thread::spawn(move || {
-                client
-                    .post(&path, &json!({"entry": "run"}))
-                    .ok()
-                    .map(|r| r.0)
-            })
-        })
-        .collect();
+    let first = spawn_queries(&node, &path, 10);
     wait_for("queries to queue", Duration::from_secs(20), || {
         (queue_depth(&node) >= 3).then_some(())
     });
     let (code, v) = node.post("/debug/actors/executor/panic", &json!({}));
     assert_eq!(code, 202, "{v}");
-    let late: Vec<_> = (0..10)
-        .map(|_| {
-            let client = node.client();
-            let path = path.clone();
-            std::thread::spawn(move || {
-                client
-                    .post(&path, &json!({"entry": "run"}))
-                    .ok()
-                    .map(|r| r.0)
-            })
-        })
-        .collect();
+    let late = spawn_queries(&node, &path, 10);
     for c in first.into_iter().chain(late) {
         let code = c.join().unwrap();
         // 503: timed out in the engine, lost with the mailbox, or queue full; 200 when a fast

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 
 use super::pool::Pool;
+use super::tests::{call, deploy};
 use super::*;
 use crate::metrics::{NodeMetrics, NodeStats};
 use crate::storage::{Storage, StorageError};
-use crate::testkit::{self, CHAIN};
-use crate::types::{Action, Address, Hash, Keypair, SignedTx, VerifiedTx};
+use crate::testkit::CHAIN;
+use crate::types::{Address, Hash, Keypair, SignedTx, VerifiedTx};
 use crate::vm::DropReason;
 
 /// One call the actor made on its journal.
@@ -84,24 +85,6 @@ fn start(persist: bool) -> Fixture {
         journal,
         stats,
     }
-}
-
-// The shared test builder at explicit nonces (the tests replay and skip nonces on purpose).
-fn signed(kp: &Keypair, nonce: u64, action: Action) -> VerifiedTx {
-    let tx = testkit::body(CHAIN, kp.public(), nonce, action, 1_000);
-    testkit::verified(kp.sign(tx))
-}
-
-fn deploy(kp: &Keypair, nonce: u64) -> VerifiedTx {
-    signed(
-        kp,
-        nonce,
-        testkit::deploy(vec![0, 97, 115, 109, 1, 0, 0, 0]),
-    )
-}
-
-fn call(kp: &Keypair, nonce: u64, contract: Address) -> VerifiedTx {
-    signed(kp, nonce, testkit::call(contract, "increment", &[]))
 }
 
 fn select(max: usize) -> Select {

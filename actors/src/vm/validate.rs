@@ -854,23 +854,14 @@ mod tests {
 
     #[test]
     fn deploys_pay_their_compile_weight_and_calls_a_deterministic_share() {
-        use crate::types::{Action, Bytes, Keypair, ReceiptStatus, Tx, VerifiedTx};
+        use crate::types::{Action, Bytes, Keypair, ReceiptStatus, VerifiedTx};
         use crate::vm::{BlockContext, Query};
 
         let vm = vm();
         let key = Keypair::from_seed([9; 32]);
         let tx = |nonce: u64, gas_limit: u64, action: Action| -> VerifiedTx {
-            key.sign(Tx {
-                chain_id: "t".into(),
-                sender: key.public(),
-                nonce,
-                gas_limit,
-                priority: 0,
-                expiry: None,
-                action,
-            })
-            .verify()
-            .unwrap_or_else(|e| panic!("{e}"))
+            let body = crate::testkit::body("t", key.public(), nonce, action, gas_limit);
+            crate::testkit::verified(key.sign(body))
         };
         let ctx = |height| BlockContext {
             chain_id: "t".into(),
