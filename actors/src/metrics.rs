@@ -43,7 +43,17 @@ pub struct NodeMetrics {
     pub goroutines: Gauge,
     pub transaction_failures: Counter,
     pub execution_errors: Counter,
+    /// Bridge failures of any kind (an L0 call that failed, a batch that could not be staged).
     pub bridge_errors: Counter,
+    /// Committed heights not anchored on the L0 yet (`head - last anchored`).
+    pub bridge_backlog_blocks: Gauge,
+    /// Every height up to this one is anchored on the L0.
+    pub bridge_anchored_height: Gauge,
+    /// Every height up to this one is staged (signed into the outbox) or anchored.
+    pub bridge_staged_height: Gauge,
+    /// Anchor submissions by outcome: `delivered`, `failed` (final, to be re-signed),
+    /// `retried` (retryable error, same bytes sent again later), `already_known`.
+    pub bridge_submissions: Family<Vec<(String, String)>, Counter>,
     pub api_errors: Counter,
     /// API requests and connections refused by a resource limit, by reason (the error code, or
     /// `idle_timeout` for a connection the API closed).
@@ -74,6 +84,10 @@ impl Default for NodeMetrics {
             transaction_failures: Counter::default(),
             execution_errors: Counter::default(),
             bridge_errors: Counter::default(),
+            bridge_backlog_blocks: Gauge::default(),
+            bridge_anchored_height: Gauge::default(),
+            bridge_staged_height: Gauge::default(),
+            bridge_submissions: Family::default(),
             api_errors: Counter::default(),
             api_refused: Family::default(),
             api_connections: Gauge::default(),
@@ -162,6 +176,26 @@ impl NodeMetrics {
             "bridge_errors",
             "Bridge submission errors",
             self.bridge_errors.clone(),
+        );
+        r.register(
+            "bridge_backlog_blocks",
+            "Committed blocks not anchored on the L0 yet",
+            self.bridge_backlog_blocks.clone(),
+        );
+        r.register(
+            "bridge_anchored_height",
+            "Every height up to this one is anchored on the L0",
+            self.bridge_anchored_height.clone(),
+        );
+        r.register(
+            "bridge_staged_height",
+            "Every height up to this one is signed into the outbox or anchored",
+            self.bridge_staged_height.clone(),
+        );
+        r.register(
+            "bridge_submissions",
+            "Anchor submissions to the L0, by outcome",
+            self.bridge_submissions.clone(),
         );
         r.register(
             "api_errors",

@@ -25,6 +25,7 @@ pub mod anchor;
 pub mod codec;
 pub mod encoding;
 pub mod json;
+pub mod l0;
 
 #[cfg(test)]
 mod tests;
@@ -37,3 +38,4 @@ pub use codec::{
 };
 pub use encoding::{AccUrl, DecodeError, TxId, UrlError};
 pub use json::{Envelope, Status, Submission, SubmitRequest, params};
+pub use l0::{ErrorClass, L0Api, L0Error};
