@@ -24,6 +24,7 @@
 pub mod anchor;
 pub mod client;
 pub mod codec;
+pub mod devnet;
 pub mod encoding;
 pub mod json;
 pub mod l0;
