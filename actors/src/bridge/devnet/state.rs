@@ -97,6 +97,8 @@ pub struct Recorded {
 /// A submission accepted at CheckTx, executed at the next block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
+    /// The transaction's hash (kept so a duplicate check does not rehash every pending one).
+    pub tx_hash: Hash,
     pub transaction: Transaction,
     pub signature: Ed25519Signature,
 }
@@ -368,7 +370,7 @@ impl State {
             };
             return Ok(refused(tx_status, sig_status));
         }
-        if self.pending.iter().any(|p| p.transaction.hash() == tx_hash) {
+        if self.pending.iter().any(|p| p.tx_hash == tx_hash) {
             // What CometBFT says for a copy still in its mempool cache (L0 document §4.3).
             return Err(RpcFail::new(
                 Status::InternalError,
@@ -418,6 +420,7 @@ impl State {
 
         let result = write_data_result(&signed.transaction.header.principal, checked.entry_hash);
         self.pending.push(Pending {
+            tx_hash,
             transaction: signed.transaction,
             signature: signed.signature,
         });
