@@ -215,9 +215,7 @@ fn every_check_fails_with_its_status() {
     let tx_hash = other_init.transaction.hash();
     other_init.signature.transaction_hash = tx_hash;
     let digest = other_init.signature.signing_digest(&tx_hash);
-    let sk = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    other_init.signature.signature =
-        crate::types::Signature(ed25519_dalek::Signer::sign(&sk, &digest.0).to_bytes());
+    other_init.signature.signature = key().sign_digest(&digest);
     let foreign = sign_write_data(&other, &request(DATA, 1, 10, 1)).unwrap();
     let version = sign_write_data(&key(), &request(DATA, 2, 10, 1)).unwrap();
     let missing =
