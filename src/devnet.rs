@@ -4,8 +4,9 @@
 //! fault switches and test levers as JSON over HTTP (RUNBOOK "Local L0 (devnet-l0)").
 //!
 //! Invariants:
-//! - One request body is at most [`MAX_BODY_BYTES`] (413 beyond); the answer is built from the
-//!   ledger under one lock, so a client can hold at most its own request.
+//! - One request body is at most [`MAX_BODY_BYTES`] (413 beyond) and at most
+//!   [`MAX_CONNECTIONS`] connections are open at once (more are closed on accept); the answer is
+//!   built from the ledger under one lock, so a client can hold at most its own request.
 //! - `--listen` is a small TCP front that forwards each connection to the internal actix-web
 //!   server on loopback. It exists for one switch: with `refuse` on, a new connection is closed
 //!   the moment it is accepted and open ones are cut, which actix-web cannot do itself. A client
@@ -241,6 +242,8 @@ async fn accept_loop(front: TcpListener, inner: SocketAddr, refuse: watch::Recei
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((client, _)) = front.accept().await else {
+            // Out of descriptors or a transient error: do not spin on it.
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         if *refuse.borrow() {

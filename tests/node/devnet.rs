@@ -374,4 +374,26 @@ fn devnet_refuses_bad_flags() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--key-page"), "{err}");
+
+    // The control API can change the ledger: loopback only.
+    let public = key().public().to_hex();
+    let out = Command::new(BIN)
+        .args([
+            "devnet-l0",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "0.0.0.0:0",
+            "--key-page",
+            PAGE,
+            "--public-key",
+            &public,
+            "--data-account",
+            DATA,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
 }
