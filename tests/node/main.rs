@@ -13,6 +13,7 @@ mod attack_exec;
 mod attack_mempool;
 mod chain_params;
 mod cli;
+mod devnet;
 mod errors;
 mod flow;
 mod lifecycle;

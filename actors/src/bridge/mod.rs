@@ -22,7 +22,9 @@
 //! - The timestamp is the caller's (the stager's persisted counter, §3.6); signing refuses 0.
 
 pub mod anchor;
+pub mod client;
 pub mod codec;
+pub mod devnet;
 pub mod encoding;
 pub mod json;
 pub mod l0;
@@ -31,6 +33,7 @@ pub mod l0;
 mod tests;
 
 pub use anchor::{ANCHOR_MAGIC, Anchor, AnchorError};
+pub use client::L0Client;
 pub use codec::{
     CheckError, Checked, DoubleHashEntry, Ed25519Signature, L0Key, SignedWriteData, Transaction,
     TransactionHeader, WriteData, WriteDataRequest, accumulate_merkle_root, sign_write_data,
