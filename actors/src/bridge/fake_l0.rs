@@ -11,9 +11,8 @@
 //! ([`FakeL0::fail_next_submits`]), hide statuses ([`FakeL0::set_hidden`]), execute only when
 //! told ([`FakeL0::set_auto_execute`]), and insufficient credits at execution.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::codec::{SignedWriteData, WriteDataRequest};
@@ -51,14 +50,14 @@ struct State {
     submitted_tx: Vec<Hash>,
 }
 
-/// A cheaply clonable handle: the test keeps one to flip switches and read state, the code
-/// under test holds another.
+/// A cheaply clonable handle, shareable across threads: the test keeps one to flip switches and
+/// read state, the code under test (or each actor incarnation) holds another.
 #[derive(Clone, Default)]
-pub struct FakeL0(Rc<RefCell<State>>);
+pub struct FakeL0(Arc<Mutex<State>>);
 
 impl std::fmt::Debug for FakeL0 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.0.borrow();
+        let s = self.lock();
         f.debug_struct("FakeL0")
             .field("entries", &s.entries.len())
             .field("mempool", &s.mempool.len())
@@ -68,12 +67,17 @@ impl std::fmt::Debug for FakeL0 {
 }
 
 impl FakeL0 {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Test code: a poisoned lock still holds consistent state for the assertions.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// An L0 with the key page `key_page` at `version`, executing every accepted envelope at
     /// once.
     pub fn new(key_page: AccUrl, version: u64) -> Self {
         let l0 = FakeL0::default();
         {
-            let mut s = l0.0.borrow_mut();
+            let mut s = l0.lock();
             s.key_page = Some(key_page);
             s.version = version;
             s.auto_execute = true;
@@ -82,50 +86,50 @@ impl FakeL0 {
     }
 
     pub fn set_down(&self, down: bool) {
-        self.0.borrow_mut().down = down;
+        self.lock().down = down;
     }
     /// Every call waits `d` and then fails as a client timeout does (`None`: answer at once).
     pub fn set_hang(&self, d: Option<Duration>) {
-        self.0.borrow_mut().hang = d;
+        self.lock().hang = d;
     }
     /// Queries answer "not found" for everything.
     pub fn set_hidden(&self, hidden: bool) {
-        self.0.borrow_mut().hidden = hidden;
+        self.lock().hidden = hidden;
     }
     pub fn set_auto_execute(&self, on: bool) {
-        self.0.borrow_mut().auto_execute = on;
+        self.lock().auto_execute = on;
     }
     pub fn set_no_credits_at_execution(&self, on: bool) {
-        self.0.borrow_mut().no_credits_at_execution = on;
+        self.lock().no_credits_at_execution = on;
     }
     /// The next submits are refused at CheckTx with these statuses, in order.
     pub fn fail_next_submits(&self, statuses: impl IntoIterator<Item = Status>) {
-        self.0.borrow_mut().fail_submits.extend(statuses);
+        self.lock().fail_submits.extend(statuses);
     }
     /// Changes the key page version (a key page update).
     pub fn set_version(&self, v: u64) {
-        self.0.borrow_mut().version = v;
+        self.lock().version = v;
     }
     /// The data entries written, in order.
     pub fn entries(&self) -> Vec<Entry> {
-        self.0.borrow().entries.clone()
+        self.lock().entries.clone()
     }
     /// `submit` calls that reached the L0.
     pub fn submits(&self) -> u64 {
-        self.0.borrow().submits
+        self.lock().submits
     }
     /// The transaction hash of every envelope accepted at CheckTx, in order (resends repeat).
     pub fn submitted(&self) -> Vec<Hash> {
-        self.0.borrow().submitted_tx.clone()
+        self.lock().submitted_tx.clone()
     }
     /// Accepted envelopes not executed yet.
     pub fn mempool_len(&self) -> usize {
-        self.0.borrow().mempool.len()
+        self.lock().mempool.len()
     }
 
     /// Executes the mempool in arrival order (`reverse`: newest first, the §3.6 hazard).
     pub fn execute(&self, reverse: bool) {
-        let mut s = self.0.borrow_mut();
+        let mut s = self.lock();
         let mut pool = std::mem::take(&mut s.mempool);
         if reverse {
             pool.reverse();
@@ -184,7 +188,7 @@ impl FakeL0 {
 
     async fn gate(&self) -> Result<(), L0Error> {
         let (down, hang) = {
-            let s = self.0.borrow();
+            let s = self.lock();
             (s.down, s.hang)
         };
         if let Some(d) = hang {
@@ -236,7 +240,7 @@ fn message(id: &TxId, status: Option<Status>, msg: String) -> MessageRecord {
 impl L0Api for FakeL0 {
     async fn submit(&self, envelope: &Envelope) -> Result<Vec<Submission>, L0Error> {
         self.gate().await?;
-        let mut s = self.0.borrow_mut();
+        let mut s = self.lock();
         s.submits += 1;
         if let Some(status) = s.fail_submits.pop_front() {
             return Err(L0Error::from_status(status, "injected failure"));
@@ -300,7 +304,7 @@ impl L0Api for FakeL0 {
 
     async fn query_message(&self, id: &TxId) -> Result<Option<MessageRecord>, L0Error> {
         self.gate().await?;
-        let s = self.0.borrow();
+        let s = self.lock();
         if s.hidden {
             return Ok(None);
         }
@@ -316,7 +320,7 @@ impl L0Api for FakeL0 {
 
     async fn query_account(&self, url: &AccUrl) -> Result<Option<AccountRecord>, L0Error> {
         self.gate().await?;
-        let s = self.0.borrow();
+        let s = self.lock();
         if s.key_page.as_ref() != Some(url) {
             return Ok(None);
         }

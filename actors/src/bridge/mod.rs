@@ -30,6 +30,7 @@ pub mod fake_l0;
 pub mod json;
 pub mod l0;
 pub mod stage;
+pub mod status;
 pub mod submit;
 
 #[cfg(test)]

@@ -226,7 +226,20 @@ impl Submitter {
                 break;
             }
         }
-        report.next_in = self.next_in(now);
+        // A delivery or failure freed a place in the window for a row not worked on yet:
+        // the next step is due at once.
+        let waiting = self
+            .storage
+            .outbox_pending()?
+            .iter()
+            .filter(|r| r.state != OutboxState::Failed)
+            .count();
+        let free = self.tracks.len() < self.cfg.workers.max(1);
+        report.next_in = if free && waiting > self.tracks.len() && self.not_before.is_none() {
+            Some(Duration::ZERO)
+        } else {
+            self.next_in(now)
+        };
         Ok(report)
     }
 
