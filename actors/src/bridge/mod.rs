@@ -23,6 +23,7 @@
 //! - The timestamp is the caller's (the stager's persisted counter, §3.6); signing refuses 0.
 
 pub mod anchor;
+pub mod client;
 pub mod codec;
 pub mod encoding;
 #[cfg(any(test, feature = "test-hooks"))]
@@ -39,6 +40,7 @@ mod bridge_tests;
 mod tests;
 
 pub use anchor::{ANCHOR_MAGIC, Anchor, AnchorError};
+pub use client::L0Client;
 pub use codec::{
     CheckError, Checked, DoubleHashEntry, Ed25519Signature, L0Key, SignedWriteData, Transaction,
     TransactionHeader, WriteData, WriteDataRequest, accumulate_merkle_root, sign_write_data,
