@@ -157,6 +157,13 @@ impl<L: L0Api + 'static> BridgeStager<L> {
             }
             Err(e) => {
                 self.report_error(&e);
+                // The backlog grows exactly while staging fails (an unreachable L0): keep the
+                // gauges and the backlog health reads current (one run per new head at least).
+                if let Err(e) =
+                    publish_stats(&self.deps.storage, &self.deps.metrics, &self.deps.stats)
+                {
+                    tracing::warn!(error = %e, "bridge stats could not be read");
+                }
                 self.retry = if self.retry.is_zero() {
                     MIN_RETRY
                 } else {
