@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONFIG ?= config/local.yaml
 
-.PHONY: help build build-release test lint fmt bench run-sequencer run-follower clean stress
+.PHONY: help build build-release test lint fmt bench run-sequencer run-follower run-devnet clean stress
 
 help:
 	@echo "make build          debug build of the node and libraries"
@@ -13,6 +13,7 @@ help:
 	@echo "make fmt            format the code"
 	@echo "make bench          criterion benchmarks (engine, storage, tx)"
 	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
+	@echo "make run-devnet     a local L0 stand-in (devnet-l0) and a sequencer anchoring to it"
 
 build:
 	$(CARGO) build --workspace
@@ -46,6 +47,28 @@ run-sequencer: build
 
 run-follower: build
 	$(TARGET_DIR)/debug/accumen --role=follower --config=$(CONFIG)
+
+# A local L0 (accumen devnet-l0 on 127.0.0.1:26660, state in data/devnet/l0) and a sequencer on
+# config/devnet.yaml anchoring to it. The L0 key is made once (data/devnet/l0.key; its public
+# key is kept in l0.key.json, the output of `key generate`). Ctrl-C stops both.
+DEVNET_DIR := data/devnet
+DEVNET_KEY := $(DEVNET_DIR)/l0.key
+run-devnet: build
+	@mkdir -p $(DEVNET_DIR)
+	@if [ ! -f $(DEVNET_KEY) ]; then \
+		$(TARGET_DIR)/debug/accumen key generate --out $(DEVNET_KEY) > $(DEVNET_KEY).json || exit 1; \
+	fi
+	@pk=$$(sed -n 's/.*"public_key": *"\([0-9a-f]\{64\}\)".*/\1/p' $(DEVNET_KEY).json 2>/dev/null); \
+	if [ -z "$$pk" ]; then \
+		echo "no public key in $(DEVNET_KEY).json: remove $(DEVNET_KEY) and run make run-devnet again"; \
+		exit 1; \
+	fi; \
+	$(TARGET_DIR)/debug/accumen devnet-l0 --listen 127.0.0.1:26660 --control 127.0.0.1:26661 \
+		--key-page acc://accumen.acme/book/1 --public-key $$pk \
+		--data-account acc://accumen.acme/anchors --data-dir $(DEVNET_DIR)/l0 & l0=$$!; \
+	$(TARGET_DIR)/debug/accumen --role=sequencer --config=config/devnet.yaml & seq=$$!; \
+	trap 'kill -INT $$seq $$l0 2>/dev/null' INT TERM; \
+	wait $$seq; rc=$$?; kill -INT $$l0 2>/dev/null; wait; exit $$rc
 
 clean:
 	$(CARGO) clean

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client;
+pub mod devnet;
 pub mod keyfile;
 pub mod node;
 pub mod settings;

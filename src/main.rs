@@ -1,5 +1,5 @@
 //! `accumen`: runs the node (`--role=sequencer --config=FILE`) or acts as its client
-//! (`key`, `tx`, `query`, `status`, `config check`). Client commands print JSON to stdout and
+//! (`key`, `tx`, `query`, `status`, `config check`), or runs a local L0 stand-in (`devnet-l0`). Client commands print JSON to stdout and
 //! errors to stderr; exit codes: 0 success, 1 failure, 2 bad usage or unsupported role.
 
 use std::path::PathBuf;
@@ -59,6 +59,9 @@ enum Command {
     },
     /// The node's /stats.
     Status,
+    /// Run a local stand-in of the Accumulate L0 (JSON-RPC `POST /v3`) for development and tests.
+    #[command(name = "devnet-l0")]
+    DevnetL0(accumen::devnet::DevnetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +83,13 @@ fn main() -> ExitCode {
         Some(Command::Tx { command }) => print(client::run_tx(&cli.api, command)),
         Some(Command::Query { command }) => print(client::run_query(&cli.api, command)),
         Some(Command::Status) => print(client::run_status(&cli.api)),
+        Some(Command::DevnetL0(args)) => match accumen::devnet::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("accumen: devnet-l0: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         None => run_node(cli.role, cli.config),
     }
 }

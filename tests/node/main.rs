@@ -14,6 +14,7 @@ mod attack_mempool;
 mod bridge;
 mod chain_params;
 mod cli;
+mod devnet;
 mod errors;
 mod flow;
 mod lifecycle;

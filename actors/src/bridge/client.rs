@@ -39,9 +39,9 @@ use super::json::{
 use super::l0::{L0Api, L0Error};
 use crate::types::Hash;
 
-/// The largest response body accepted from the L0 (a 100-record expanded data range is well
-/// under 1 MiB).
-pub const MAX_RESPONSE_BYTES: u32 = 4 * 1024 * 1024;
+/// The largest response body accepted from the L0: the largest legal answer is a 100-record
+/// expanded data range of maximal entries (100 × 20 480 B, hex-encoded: ~4.1 MB), so 8 MiB.
+pub const MAX_RESPONSE_BYTES: u32 = 8 * 1024 * 1024;
 
 /// The largest request body sent (an envelope is at most ~21 KiB of data, hex doubles it).
 const MAX_REQUEST_BYTES: u32 = 1024 * 1024;

@@ -617,6 +617,13 @@ impl L0Key {
     pub fn public(&self) -> PublicKey {
         PublicKey(self.key.verifying_key().to_bytes())
     }
+
+    /// Signs an arbitrary digest, so tests can build envelopes that are validly signed yet
+    /// wrong in another way (an initiator that is not the signature's metadata hash).
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn sign_digest(&self, digest: &Hash) -> Signature {
+        Signature(self.key.sign(&digest.0).to_bytes())
+    }
 }
 
 /// What to write and how to sign it.

@@ -25,6 +25,7 @@
 pub mod anchor;
 pub mod client;
 pub mod codec;
+pub mod devnet;
 pub mod encoding;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod fake_l0;
