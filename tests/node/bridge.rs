@@ -1,12 +1,19 @@
 //! The L0 bridge in a whole node, without an L0: with the bridge on and its L0 unreachable,
 //! blocks keep coming, the backlog grows, `/bridge/stats`, the error metric and the runbook's
 //! log line say why, `/health` is degraded (200) past `bridge.max_backlog`, and SIGTERM still
-//! stops the node cleanly. With the bridge off, `/bridge/stats` shows true numbers. (Anchoring
-//! against a local L0 is tested once `accumen devnet-l0` is merged.)
+//! stops the node cleanly. With the bridge off, `/bridge/stats` shows true numbers. Against
+//! `accumen devnet-l0`: every block anchored exactly once, through an outage, each anchor
+//! matching the node's blocks.
 
 use std::process::Command;
 use std::time::Duration;
 
+use accumen_actors::bridge::codec::L0Key;
+use accumen_actors::bridge::json::Message;
+use accumen_actors::bridge::{AccUrl, Anchor, L0Api};
+use accumen_actors::types::{Hash, Keypair, merkle_root};
+
+use crate::devnet::{DATA, L0, PAGE, key, rt};
 use crate::harness::*;
 
 fn bridge_config(key_file: &std::path::Path) -> String {
@@ -122,4 +129,128 @@ fn with_the_bridge_off_bridge_stats_still_shows_true_numbers() {
     let (code, h) = health.get("/health").unwrap();
     assert_eq!((code, h["status"].as_str()), (200, Some("healthy")), "{h}");
     assert!(h["checks"].get("bridge").is_none(), "{h}");
+}
+
+/// Every anchor in the L0's data account, parsed, lowest first.
+fn anchors_on(l0: &L0) -> Vec<Anchor> {
+    let rt = rt();
+    let client = l0.client();
+    let account = AccUrl::parse(DATA).unwrap();
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let range = rt
+            .block_on(client.query_data_range(&account, start, 100))
+            .unwrap();
+        for r in &range.records {
+            let Some(Message::Transaction { transaction }) =
+                r.value.as_ref().and_then(|v| v.message.as_ref())
+            else {
+                panic!("entry without its transaction: {r:?}");
+            };
+            let parts: Vec<&[u8]> = transaction
+                .body
+                .entry
+                .data
+                .iter()
+                .map(|b| b.0.as_slice())
+                .collect();
+            out.push(Anchor::parse(&parts).unwrap());
+        }
+        start += range.records.len() as u64;
+        if range.records.is_empty() || start >= range.total {
+            break;
+        }
+    }
+    out.sort_by_key(|a| a.first_height);
+    out
+}
+
+#[test]
+fn every_block_is_anchored_once_on_devnet_l0_through_an_outage() {
+    let l0 = L0::start(None, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("l0.key");
+    accumen::keyfile::create(&key_file, &Keypair::from_seed([11; 32])).unwrap();
+    assert_eq!(
+        L0Key::from_keypair(&Keypair::from_seed([11; 32]))
+            .unwrap()
+            .public(),
+        key().public()
+    );
+    let config = format!(
+        r#"bridge:
+  enable_bridge: true
+  max_backlog: 1000
+  submitter:
+    workers: 2
+  stager:
+    batch_size: 3
+    flush_interval: "300ms"
+  l0:
+    endpoint: "{}"
+    data_account: "{DATA}"
+    key_page: "{PAGE}"
+    key_file: {:?}
+    request_timeout: "1s"
+"#,
+        l0.v3,
+        key_file.display().to_string()
+    );
+    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
+    let stats = |node: &TestNode| node.get("/bridge/stats").1;
+    wait_for("10 blocks anchored", Duration::from_secs(60), || {
+        (stats(&node)["last_anchored_height"].as_u64().unwrap() >= 10).then_some(())
+    });
+
+    // The L0 goes away: blocks keep coming, the backlog grows, errors are counted.
+    l0.control("/faults", serde_json::json!({"refuse": true}));
+    let down_at = node.height();
+    wait_for(
+        "a backlog while the L0 is down",
+        Duration::from_secs(30),
+        || {
+            let s = stats(&node);
+            (node.height() >= down_at + 10 && s["backlog_blocks"].as_u64().unwrap() >= 10)
+                .then_some(())
+        },
+    );
+    assert!(stats(&node)["last_error"].is_string());
+    // It comes back: everything drains.
+    l0.control("/faults", serde_json::json!({"refuse": false}));
+    let target = node.height();
+    wait_for("the backlog drained", Duration::from_secs(60), || {
+        (stats(&node)["last_anchored_height"].as_u64().unwrap() >= target).then_some(())
+    });
+
+    // Each height exactly once, in order, each anchor matching the node's blocks.
+    let anchored = stats(&node)["last_anchored_height"].as_u64().unwrap();
+    let anchors = anchors_on(&l0);
+    let mut next = 1;
+    for a in &anchors {
+        assert_eq!(a.first_height, next, "gap or duplicate: {anchors:?}");
+        assert_eq!(a.chain_id, CHAIN);
+        let hashes: Vec<Hash> = (a.first_height..=a.last_height)
+            .map(|h| {
+                let (code, b) = node.get(&format!("/v1/blocks/{h}"));
+                assert_eq!(code, 200, "{b}");
+                serde_json::from_value(b["hash"].clone()).unwrap()
+            })
+            .collect();
+        assert_eq!(a.blocks_root, merkle_root(&hashes), "{a:?}");
+        assert_eq!(Some(&a.last_block_hash), hashes.last());
+        let (_, last) = node.get(&format!("/v1/blocks/{}", a.last_height));
+        assert_eq!(
+            serde_json::to_value(a.state_root).unwrap(),
+            last["state_root"]
+        );
+        next = a.last_height + 1;
+    }
+    assert!(next > anchored, "the L0 holds every anchored height");
+    let text = node.metrics_text();
+    assert!(
+        text.contains("accumen_bridge_submissions_total{outcome=\"delivered\"}"),
+        "{text}"
+    );
+    assert_eq!(node.terminate().code(), Some(0), "{}", node.logs());
 }
