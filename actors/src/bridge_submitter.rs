@@ -289,8 +289,9 @@ impl<L: L0Api + 'static> Handler<Settle> for BridgeSubmitter<L> {
                     Err(_) => STORAGE_RETRY,
                 };
                 tokio::time::sleep_until(
-                    (tokio::time::Instant::now() + next.min(Duration::from_millis(200)))
-                        .min(deadline),
+                    (tokio::time::Instant::now()
+                        + next.clamp(Duration::from_millis(10), Duration::from_millis(200)))
+                    .min(deadline),
                 )
                 .await;
             }

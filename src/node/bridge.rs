@@ -103,6 +103,13 @@ pub(super) fn start(services: &Services) -> anyhow::Result<BridgeParts> {
         Arc::new(move || L0Client::new(&endpoint, timeout).unwrap_or_else(|_| client.clone()))
     };
     let shared = Arc::new(BridgeShared::new(endpoint.clone()));
+    // Every outcome series exists at 0 from the start, so `increase()` alerts see the first one.
+    for outcome in ["delivered", "failed", "retried", "already_known"] {
+        let _ = services
+            .metrics
+            .bridge_submissions
+            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())]);
+    }
     if let Err(e) = publish_stats(&services.storage, &services.metrics, &services.stats) {
         tracing::warn!(error = %e, "bridge stats could not be read");
     }

@@ -97,6 +97,10 @@ fn an_unreachable_l0_degrades_the_node_but_blocks_keep_coming() {
         .unwrap_or(0.0);
     assert!(errors >= 1.0, "{text}");
     assert!(text.contains("accumen_bridge_backlog_blocks "), "{text}");
+    for outcome in ["delivered", "failed", "already_known"] {
+        let series = format!("accumen_bridge_submissions_total{{outcome=\"{outcome}\"}} 0");
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
     let logs = node.logs();
     assert!(
         logs.lines()
