@@ -258,3 +258,57 @@ fn every_block_is_anchored_once_on_devnet_l0_through_an_outage() {
     );
     assert_eq!(node.terminate().code(), Some(0), "{}", node.logs());
 }
+
+#[test]
+fn a_sigkilled_node_resumes_from_its_outbox_without_gap_or_duplicate() {
+    // Anchors stay in flight (sent, not confirmed) up to a confirmation interval (1 s): the node
+    // is killed while some are.
+    let l0 = L0::start(None, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("l0.key");
+    accumen::keyfile::create(&key_file, &Keypair::from_seed([11; 32])).unwrap();
+    let config = format!(
+        r#"storage: persistent
+bridge:
+  enable_bridge: true
+  submitter:
+    workers: 2
+  stager:
+    batch_size: 2
+    flush_interval: "200ms"
+  l0:
+    endpoint: "{}"
+    data_account: "{DATA}"
+    key_page: "{PAGE}"
+    key_file: {:?}
+    request_timeout: "1s"
+"#,
+        l0.v3,
+        key_file.display().to_string()
+    );
+    let stats = |node: &TestNode| node.get("/bridge/stats").1;
+    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
+    for round in 0..2 {
+        wait_for("anchors in flight", Duration::from_secs(60), || {
+            let s = stats(&node);
+            (s["last_anchored_height"].as_u64().unwrap() >= 2 + round * 4
+                && s["in_flight"].as_u64().unwrap() > 0)
+                .then_some(())
+        });
+        node.kill();
+        node = TestNode::start_in(tmp.path(), &config, &[]);
+    }
+    let target = node.height();
+    wait_for(
+        "every block anchored after the restarts",
+        Duration::from_secs(60),
+        || (stats(&node)["last_anchored_height"].as_u64().unwrap() >= target).then_some(()),
+    );
+    let anchors = anchors_on(&l0);
+    let mut next = 1;
+    for a in &anchors {
+        assert_eq!(a.first_height, next, "gap or duplicate: {anchors:?}");
+        next = a.last_height + 1;
+    }
+    assert!(next > target, "{anchors:?}");
+}
