@@ -311,7 +311,7 @@ impl Default for BridgeSettings {
 
 /// `bridge.l0.*`: where and as whom anchors are written. No defaults: each deployment has its
 /// own network, data account and key, and a wrong default would write anchors somewhere else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct L0Settings {
     /// The L0 node's JSON-RPC API v3 URL: `http://` or `https://`, path ending in `/v3`
@@ -323,7 +323,27 @@ pub struct L0Settings {
     pub key_page: Option<String>,
     /// The Ed25519 key of `key_page`, in the file format of `accumen key generate`.
     pub key_file: Option<PathBuf>,
+    /// Longest one L0 call (connect, send, whole answer) may take before it counts as a
+    /// retryable failure: what an L0 that accepts the connection and never answers costs.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
+
+impl Default for L0Settings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            data_account: None,
+            key_page: None,
+            key_file: None,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The longest `bridge.l0.request_timeout`: a graceful stop gives the bridge a few seconds, and
+/// an L0 slower than this is down for the bridge's purposes.
+pub const MAX_L0_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The Accumulate JSON-RPC path every endpoint must end with.
 pub const L0_API_PATH: &str = "/v3";
@@ -784,6 +804,16 @@ impl Settings {
             format!(
                 "bridge.max_backlog = {} must be at least 1 and at least bridge.stager.batch_size = {}: a batch filling up is normal, not a backlog",
                 self.bridge.max_backlog, self.bridge.stager.batch_size
+            ),
+        );
+        rule(
+            self.bridge.l0.request_timeout >= MIN_INTERVAL
+                && self.bridge.l0.request_timeout <= MAX_L0_REQUEST_TIMEOUT,
+            "bridge.l0.request_timeout",
+            format!(
+                "bridge.l0.request_timeout = {:?} must be between {MIN_INTERVAL:?} and \
+                 {MAX_L0_REQUEST_TIMEOUT:?}",
+                self.bridge.l0.request_timeout
             ),
         );
         if self.bridge.enable_bridge {

@@ -21,6 +21,12 @@
 //!   `block_production`); a follower's when it stops applying blocks (check `head`). The
 //!   sequencer also reports whether it takes transactions (`accepting_transactions`,
 //!   informational: refusing them while stopping is correct, not a fault).
+//! - Degraded, not unhealthy: the bridge's anchoring backlog above `bridge.max_backlog`
+//!   ([`Problem::BridgeBacklog`], check `bridge`) means the node serves but its blocks are not
+//!   reaching the L0. `/health` answers 200 with `status: "degraded"` and the `reason` (load
+//!   balancers keep sending traffic; operators and alerts see it), and neither the watchdog nor
+//!   the supervisor restarts for it: a restart does not fix an unreachable L0
+//!   ([`Problem::degrades_only`]). It comes last in the order, so any real fault is the reason.
 //! - Extending it: a later check (the bridge's anchoring backlog, a follower's sync lag) is one
 //!   more optional field of [`Observation`], one threshold in [`HealthRule`], one [`Problem`]
 //!   variant placed in the order above; callers need no change.
@@ -72,6 +78,9 @@ pub struct HealthRule {
     pub supervisor_stall: Duration,
     /// The head is stale after this long without a new block.
     pub head_stale: Duration,
+    /// With the bridge on: committed blocks not yet anchored beyond which the node is degraded
+    /// (`bridge.max_backlog`); `None` with the bridge off.
+    pub max_bridge_backlog: Option<u64>,
 }
 
 /// The head may go this long without a block however short `block_time` is: a block of slow
@@ -94,7 +103,14 @@ impl HealthRule {
                 .max(MIN_SUPERVISOR_STALL)
                 .saturating_mul(3),
             head_stale: block_time.saturating_mul(5).max(MIN_HEAD_STALE),
+            max_bridge_backlog: None,
         }
+    }
+
+    /// The same rule, also judging the bridge's backlog against `max_backlog`.
+    pub fn with_bridge(mut self, max_backlog: u64) -> Self {
+        self.max_bridge_backlog = Some(max_backlog);
+        self
     }
 
     /// Judges one observation.
@@ -127,6 +143,17 @@ impl HealthRule {
         if !o.running {
             problems.push(Problem::NotRunning);
         }
+        let bridge_ok = match self.max_bridge_backlog {
+            Some(max) if o.bridge_backlog > max => {
+                problems.push(Problem::BridgeBacklog {
+                    blocks: o.bridge_backlog,
+                    max,
+                });
+                Some(false)
+            }
+            Some(_) => Some(true),
+            None => None,
+        };
         let storage_ok = o.storage_failure.is_none();
         let mut checks = vec![
             ("storage", storage_ok),
@@ -135,6 +162,9 @@ impl HealthRule {
         ];
         if let Some(accepting) = o.accepting {
             checks.push(("accepting_transactions", accepting && storage_ok));
+        }
+        if let Some(ok) = bridge_ok {
+            checks.push(("bridge", ok));
         }
         Verdict {
             role: self.role,
@@ -167,6 +197,8 @@ pub struct Observation {
     pub height: u64,
     /// Pending transactions; `None` for a role without a mempool.
     pub mempool_size: Option<u64>,
+    /// Committed blocks not anchored on the L0 yet (judged only with the bridge on).
+    pub bridge_backlog: u64,
 }
 
 impl Observation {
@@ -185,6 +217,7 @@ impl Observation {
             accepting,
             height: get(&stats.block_height),
             mempool_size: accepting.map(|_| get(&stats.mempool_size)),
+            bridge_backlog: get(&stats.bridge_backlog),
         }
     }
 }
@@ -201,6 +234,8 @@ pub enum Problem {
     StaleHead { for_ms: u64 },
     /// Starting or stopping.
     NotRunning,
+    /// More committed blocks than allowed are not anchored on the L0 (degraded only).
+    BridgeBacklog { blocks: u64, max: u64 },
 }
 
 impl Problem {
@@ -211,6 +246,11 @@ impl Problem {
             Problem::StorageFailed(_) | Problem::SupervisorStalled { .. }
         )
     }
+
+    /// Whether the node still serves with this problem (`/health` 200, status `degraded`).
+    pub fn degrades_only(&self) -> bool {
+        matches!(self, Problem::BridgeBacklog { .. })
+    }
 }
 
 impl fmt::Display for Problem {
@@ -220,6 +260,10 @@ impl fmt::Display for Problem {
             Problem::SupervisorStalled { .. } => f.write_str("supervisor stopped heartbeating"),
             Problem::StaleHead { for_ms } => write!(f, "no block for {for_ms} ms"),
             Problem::NotRunning => f.write_str("not running (starting or stopping)"),
+            Problem::BridgeBacklog { blocks, max } => write!(
+                f,
+                "bridge backlog: {blocks} blocks not anchored on the L0 (max {max})"
+            ),
         }
     }
 }
@@ -247,6 +291,23 @@ impl Verdict {
         self.problems.first()
     }
 
+    /// Only problems the node serves with (or none): `/health` answers 200, with status
+    /// `degraded` when there is one.
+    pub fn serving(&self) -> bool {
+        self.problems.iter().all(Problem::degrades_only)
+    }
+
+    /// `healthy`, `degraded` or `unhealthy`: the `/health` `status`.
+    pub fn status(&self) -> &'static str {
+        if self.healthy() {
+            "healthy"
+        } else if self.serving() {
+            "degraded"
+        } else {
+            "unhealthy"
+        }
+    }
+
     /// Whether to pet the systemd watchdog: no problem that a restart would fix.
     pub fn watchdog_ok(&self) -> bool {
         !self.problems.iter().any(Problem::restart_fixes)
@@ -257,7 +318,7 @@ impl Verdict {
     pub fn status_line(&self) -> String {
         let health = match self.reason() {
             None => "healthy".to_owned(),
-            Some(p) => format!("unhealthy ({p})"),
+            Some(p) => format!("{} ({p})", self.status()),
         };
         let mut line = format!("{}: {health}; height {}", self.role, self.height);
         if let Some(size) = self.mempool_size {
@@ -289,7 +350,44 @@ mod tests {
             accepting: Some(true),
             height: 42,
             mempool_size: Some(7),
+            bridge_backlog: 0,
         }
+    }
+
+    #[test]
+    fn a_bridge_backlog_degrades_but_never_restarts() {
+        let rule = rule(Role::Sequencer).with_bridge(100);
+        let mut o = fine();
+        o.bridge_backlog = 100;
+        let v = rule.assess(&o);
+        assert!(v.healthy() && check(&v, "bridge"));
+        o.bridge_backlog = 101;
+        let v = rule.assess(&o);
+        assert!(!v.healthy() && v.serving() && v.watchdog_ok());
+        assert_eq!(v.status(), "degraded");
+        assert!(!check(&v, "bridge"));
+        assert_eq!(
+            v.reason(),
+            Some(&Problem::BridgeBacklog {
+                blocks: 101,
+                max: 100
+            })
+        );
+        assert!(
+            v.status_line()
+                .contains("degraded (bridge backlog: 101 blocks")
+        );
+        // A real fault comes first and makes the node unhealthy.
+        o.storage_failure = Some("disk full".into());
+        let v = rule.assess(&o);
+        assert_eq!(v.status(), "unhealthy");
+        assert!(matches!(v.reason(), Some(Problem::StorageFailed(_))));
+        // With the bridge off the backlog is not judged and no `bridge` check is shown.
+        let v = super::tests::rule(Role::Sequencer).assess(&Observation {
+            bridge_backlog: 10_000,
+            ..fine()
+        });
+        assert!(v.healthy() && v.checks.iter().all(|(n, _)| *n != "bridge"));
     }
 
     fn check(v: &Verdict, name: &str) -> bool {

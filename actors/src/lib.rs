@@ -8,6 +8,8 @@
 
 pub mod block_producer;
 pub mod bridge;
+pub mod bridge_stager;
+pub mod bridge_submitter;
 pub mod chain;
 pub mod executor;
 pub mod health;

@@ -316,6 +316,9 @@ pub struct NodeStats {
     /// start): failed for good after an I/O error such as a full disk. `/health`, the systemd
     /// watchdog, admission and the block producer read it.
     pub storage_health: Arc<crate::storage::StorageHealth>,
+    /// Committed blocks not anchored yet, as the bridge last saw them (health reads it when the
+    /// bridge is on; 0 otherwise).
+    pub bridge_backlog: AtomicU64,
 }
 
 impl Default for NodeStats {
@@ -344,6 +347,7 @@ impl Default for NodeStats {
             last_block_at_ms: AtomicU64::new(0),
             last_heartbeat_ms: AtomicU64::new(0),
             storage_health: Arc::default(),
+            bridge_backlog: AtomicU64::new(0),
         }
     }
 }

@@ -505,6 +505,19 @@ impl Handler<InjectFault> for Supervisor {
     }
 }
 
+/// What a test hook does inside the actor that receives it (shared by `supervised!` and the
+/// generic actors that implement the handlers by hand).
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn apply_test_hook(actor: &str, hook: TestHook) {
+    match hook {
+        TestHook::Hang(d) => {
+            tracing::warn!(actor, ?d, "test hook: hanging");
+            std::thread::sleep(d)
+        }
+        TestHook::Panic => panic!("test hook: panic in {actor}"),
+    }
+}
+
 /// Implements `Heartbeat` (and, with `test-hooks`, `TestHook`) for an actor. Used inside this
 /// crate only: the `cfg` below is evaluated in the crate that expands the macro.
 #[macro_export]

@@ -783,7 +783,7 @@ pub async fn health(state: State) -> HttpResponse {
         .map(|(name, ok)| ((*name).to_owned(), json!(ok)))
         .collect();
     let mut body = json!({
-        "status": if verdict.healthy() { "healthy" } else { "unhealthy" },
+        "status": verdict.status(),
         "role": verdict.role.as_str(),
         "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "uptime": format_uptime(s.started.elapsed()),
@@ -793,7 +793,8 @@ pub async fn health(state: State) -> HttpResponse {
     if let Some(reason) = verdict.reason() {
         body["reason"] = json!(reason.to_string());
     }
-    if verdict.healthy() {
+    // Degraded (a bridge backlog) still serves: 200, with the status and reason saying so.
+    if verdict.serving() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -861,12 +862,27 @@ pub async fn execution_stats(state: State) -> HttpResponse {
     }))
 }
 
-pub async fn bridge_stats(state: State) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "enabled": state.settings.bridge.enable_bridge,
-        "status": "not_implemented",
-        "message": "this build has no L0 bridge yet; blocks are not anchored",
-    }))
+/// The bridge's numbers: watermarks and counters from storage (true numbers even with the
+/// bridge off: the backlog then is every committed block), `in_flight`, the last error and
+/// the endpoint from the running bridge (`null` with it off).
+pub async fn bridge_stats(state: State) -> ApiResult<HttpResponse> {
+    let s = state.storage.bridge_stats().map_err(storage_err)?;
+    let (last_error, endpoint) = match &state.bridge {
+        Some(b) => (b.last_error(), Some(b.endpoint.clone())),
+        None => (None, None),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "enabled": state.bridge.is_some(),
+        "head_height": s.head_height,
+        "last_anchored_height": s.last_anchored_height,
+        "last_staged_height": s.last_staged_height,
+        "backlog_blocks": s.backlog_blocks,
+        "in_flight": s.in_flight,
+        "delivered_total": s.delivered_total,
+        "failed_total": s.failed_total,
+        "last_error": last_error,
+        "endpoint": endpoint,
+    })))
 }
 
 /// Prometheus text 0.0.4 by default (what promtool lints); OpenMetrics when asked for.

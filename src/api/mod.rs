@@ -77,6 +77,8 @@ pub struct AppState {
     pub sequencer: PublicKey,
     /// Decompressed sender keys for signature checks.
     pub keys: Arc<accumen_actors::types::KeyCache>,
+    /// The running bridge's shared status (`/bridge/stats`); `None` with the bridge off.
+    pub bridge: Option<Arc<accumen_actors::bridge::status::BridgeShared>>,
     #[cfg(feature = "test-hooks")]
     pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
 }

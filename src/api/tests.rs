@@ -80,6 +80,7 @@ fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
         intake,
         sequencer: Keypair::from_seed([1; 32]).public(),
         keys: Arc::new(KeyCache::new(16)),
+        bridge: None,
         #[cfg(feature = "test-hooks")]
         supervisor: accumen_actors::supervisor::Supervisor::new(
             Vec::new(),

@@ -15,7 +15,7 @@
 //!
 //! Stop order (SIGTERM or SIGINT), within `STOP_BUDGET` and so within systemd's 30 s: the role
 //! drains (the sequencer refuses new transactions and lets the producer finish its block, and
-//! one last block with what is pending), the node stops running, the listeners stop, the
+//! one last block with what is pending, then flushes the bridge when it runs one), the node stops running, the listeners stop, the
 //! supervisor stops supervising and every actor's Arbiter stops, exit 0. A restart storm stops
 //! the actix System with `RESTART_STORM_EXIT` (70) instead, and the process exits with it.
 //!
@@ -27,6 +27,7 @@
 //! supervisor) restarts it at once; the restart reopens and repairs the file to its last
 //! committed block. A node asked to stop after its store failed also exits 74.
 
+mod bridge;
 mod sequencer;
 mod systemd;
 
@@ -87,19 +88,6 @@ pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
         eprintln!(
             "accumen: the follower role is not supported yet: this build can only run a \
              sequencer (--role=sequencer)"
-        );
-        return Ok(EXIT_UNSUPPORTED);
-    }
-    if settings.bridge.enable_bridge {
-        // The settings were validated (bridge.l0.* well-formed, key file readable) and storage
-        // keeps the anchoring state, but nothing here sends anchors: refuse rather than run a
-        // chain that silently stays unanchored.
-        eprintln!(
-            "accumen: bridge.enable_bridge is true, but this build cannot anchor blocks on the \
-             L0 yet: its bridge.l0.* settings are valid, but the stager and submitter that would \
-             send anchors to {} are not built in; set bridge.enable_bridge: false (or \
-             ACCUMEN_BRIDGE__ENABLE_BRIDGE=false) to run without anchoring",
-            settings.bridge.l0.endpoint.as_deref().unwrap_or("the L0")
         );
         return Ok(EXIT_UNSUPPORTED);
     }
@@ -206,6 +194,8 @@ pub(crate) struct RoleParts {
     pub sequencer: PublicKey,
     /// The role's part of the stop order.
     pub drain: Drain,
+    /// The running L0 bridge's shared status (`/bridge/stats`); `None` with the bridge off.
+    pub bridge: Option<Arc<accumen_actors::bridge::status::BridgeShared>>,
 }
 
 /// Everything that runs: owned here until the process ends.
@@ -244,11 +234,18 @@ async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
         stats: services.stats.clone(),
         metrics: services.metrics,
         registry: services.registry,
-        health: HealthRule::new(
-            role,
-            settings.supervisor.heartbeat_interval,
-            settings.block_time,
-        ),
+        health: {
+            let rule = HealthRule::new(
+                role,
+                settings.supervisor.heartbeat_interval,
+                settings.block_time,
+            );
+            match parts.bridge {
+                Some(_) => rule.with_bridge(settings.bridge.max_backlog),
+                None => rule,
+            }
+        },
+        bridge: parts.bridge.clone(),
         query: parts.query,
         intake: parts.intake,
         sequencer: parts.sequencer,

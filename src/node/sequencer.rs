@@ -6,7 +6,10 @@
 //!   the VM), so a supervisor restart loses nothing acknowledged or committed.
 //! - The journal is re-admitted before any actor starts, so the first block sees it.
 //! - Draining refuses new transactions first, then lets the producer finish its block and one
-//!   last block with what is pending, bounded by `STOP_BUDGET`.
+//!   last block with what is pending, then (bridge on) stages every committed block and gives
+//!   the submitter a short window, all bounded by `STOP_BUDGET`.
+//! - With `bridge.enable_bridge`, the bridge's two actors (`node::bridge`) are supervised with
+//!   the others; the block producer does not know them.
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +92,23 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
     let (mempool_slot, executor_slot) = (mempool.slot(), executor.slot());
     let producer = producer(services, key.clone(), &mempool_slot, &executor_slot);
     let stop: Port<Shutdown> = producer.slot().port();
+    let bridge = if settings.bridge.enable_bridge {
+        Some(super::bridge::start(services)?)
+    } else {
+        None
+    };
+    let bridge_shared = bridge.as_ref().map(|b| b.shared.clone());
+    let mut children: Vec<Box<dyn accumen_actors::supervisor::Child>> =
+        vec![Box::new(mempool), Box::new(executor), Box::new(producer)];
+    // The bridge's actors and its part of the stop order; the producer never hears of them.
+    let bridge = bridge.map(|mut b| {
+        children.append(&mut b.children);
+        b
+    });
+    let producer_budget = match bridge {
+        Some(_) => STOP_BUDGET.saturating_sub(super::bridge::STOP_WINDOW),
+        None => STOP_BUDGET,
+    };
 
     let accepting = Arc::new(AtomicBool::new(true));
     let intake = Intake {
@@ -100,14 +120,19 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
     let drain: Drain = Box::new(move || {
         Box::pin(async move {
             accepting.store(false, Ordering::Relaxed);
-            match stop.send(Shutdown).timeout(STOP_BUDGET).await {
+            match stop.send(Shutdown).timeout(producer_budget).await {
                 Ok(()) => tracing::info!("block producer finished"),
                 Err(e) => tracing::error!(error = %e, "block producer did not finish in time"),
+            }
+            // Flush the bridge: stage what is committed, a short window to send it.
+            if let Some(bridge) = bridge {
+                bridge.flush().await;
             }
         })
     });
     Ok(RoleParts {
-        children: vec![Box::new(mempool), Box::new(executor), Box::new(producer)],
+        children,
+        bridge: bridge_shared,
         query: executor_slot.port::<RunQuery>(),
         intake: Some(intake),
         sequencer: key.public(),

@@ -17,23 +17,23 @@ use serde_json::{Value, json};
 
 use crate::harness::{BIN, wait_for};
 
-const PAGE: &str = "acc://accumen.acme/book/1";
-const DATA: &str = "acc://accumen.acme/anchors";
+pub(crate) const PAGE: &str = "acc://accumen.acme/book/1";
+pub(crate) const DATA: &str = "acc://accumen.acme/anchors";
 
-fn key() -> L0Key {
+pub(crate) fn key() -> L0Key {
     L0Key::from_seed([11; 32])
 }
 
 /// A running `accumen devnet-l0`.
-struct L0 {
+pub(crate) struct L0 {
     child: Child,
-    v3: String,
+    pub(crate) v3: String,
     control: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl L0 {
-    fn start(dir: Option<&Path>, extra: &[&str]) -> L0 {
+    pub(crate) fn start(dir: Option<&Path>, extra: &[&str]) -> L0 {
         let public = key().public().to_hex();
         let mut cmd = Command::new(BIN);
         cmd.args([
@@ -94,11 +94,11 @@ impl L0 {
         }
     }
 
-    fn client(&self) -> L0Client {
+    pub(crate) fn client(&self) -> L0Client {
         L0Client::new(&self.v3, Duration::from_millis(1_000)).unwrap()
     }
 
-    fn control(&self, path: &str, body: Value) -> Value {
+    pub(crate) fn control(&self, path: &str, body: Value) -> Value {
         let (code, v) = HttpClient::new(&self.control)
             .unwrap()
             .post(path, &body)
@@ -130,7 +130,7 @@ impl Drop for L0 {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

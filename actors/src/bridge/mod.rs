@@ -1,8 +1,9 @@
 //! The bridge to the Accumulate L0, actix-free: Accumulate's binary encoding ([`encoding`]),
 //! the `WriteData` transaction, its hashes, Ed25519 signing and the envelope checks a node
 //! applies ([`codec`]), the JSON shapes of the API v3 methods ([`json`]), and the Accumen anchor
-//! format ([`anchor`]). The follow-up actors (stager, submitter), the JSON-RPC client and the
-//! local L0 stand-in build on these; nothing here does I/O.
+//! format ([`anchor`]); the stager's and submitter's logic over the [`L0Api`] trait ([`stage`],
+//! [`submit`]; the actors in `bridge_stager`/`bridge_submitter` are thin over them). Nothing
+//! here does I/O except through an `L0Api` and `Storage`.
 //!
 //! Invariants: the rules are those of `shared/docs/accumulate-l0.md` (§ numbers in the docs
 //! below refer to it), checked byte for byte against its test vectors A and B and its Merkle
@@ -26,9 +27,16 @@ pub mod client;
 pub mod codec;
 pub mod devnet;
 pub mod encoding;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod fake_l0;
 pub mod json;
 pub mod l0;
+pub mod stage;
+pub mod status;
+pub mod submit;
 
+#[cfg(test)]
+mod bridge_tests;
 #[cfg(test)]
 mod tests;
 

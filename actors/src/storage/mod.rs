@@ -47,7 +47,7 @@ mod failure_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

@@ -59,7 +59,7 @@ fn receipt_for(tx: &SignedTx) -> Receipt {
 }
 
 /// A child of `parent` holding `txs` (each with a success receipt) and `writes`, sealed.
-pub(super) fn make_block(
+pub(crate) fn make_block(
     parent: &BlockHeader,
     txs: Vec<SignedTx>,
     writes: &WriteSet,
