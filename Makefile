@@ -13,6 +13,7 @@ help:
 	@echo "make fmt            format the code"
 	@echo "make bench          criterion benchmarks (engine, storage, tx)"
 	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
+	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
 
 build:
 	$(CARGO) build --workspace
@@ -44,8 +45,15 @@ bench:
 run-sequencer: build
 	$(TARGET_DIR)/debug/accumen --role=sequencer --config=$(CONFIG)
 
+# Follows the local sequencer (`make run-sequencer`, config/local.yaml) on 8090-8092. The local
+# sequencer's key is ephemeral, so it is read from its /v1/chain and pinned for this run
+# (development only: a production follower pins follower.sequencer_key in its config).
+FOLLOWER_CONFIG ?= config/follower-local.yaml
+SEQUENCER_API ?= http://127.0.0.1:8080
 run-follower: build
-	$(TARGET_DIR)/debug/accumen --role=follower --config=$(CONFIG)
+	ACCUMEN_FOLLOWER__SEQUENCER_API=$(SEQUENCER_API) \
+	ACCUMEN_FOLLOWER__SEQUENCER_KEY=$$(curl -sf $(SEQUENCER_API)/v1/chain | sed -n 's/.*"sequencer":"\([0-9a-f]*\)".*/\1/p') \
+	$(TARGET_DIR)/debug/accumen --role=follower --config=$(FOLLOWER_CONFIG)
 
 clean:
 	$(CARGO) clean
