@@ -15,6 +15,7 @@ mod chain_params;
 mod cli;
 mod errors;
 mod flow;
+mod follower;
 mod lifecycle;
 mod ops;
 mod supervision;
