@@ -813,7 +813,13 @@ pub async fn stats(state: State) -> HttpResponse {
     if let Some(f) = state.sync.stats(get(&s.block_height)) {
         body["follower"] = f.clone();
         // The runbook's fields, at the top level too (`curl .../stats | jq .lag_blocks`).
-        for k in ["height", "sequencer_height", "lag_blocks", "state", "anchored_height"] {
+        for k in [
+            "height",
+            "sequencer_height",
+            "lag_blocks",
+            "state",
+            "anchored_height",
+        ] {
             body[k] = f[k].clone();
         }
         body["replay_rate"] = f["replay_rate"].clone();

@@ -62,8 +62,7 @@ impl SyncApi {
     /// Why sync halted, on a halted follower.
     pub fn halted(&self) -> Option<String> {
         let f = self.follower.as_ref()?;
-        (f.status.state() == SyncState::Halted)
-            .then(|| f.status.halt_reason().unwrap_or_default())
+        (f.status.state() == SyncState::Halted).then(|| f.status.halt_reason().unwrap_or_default())
     }
 
     /// The follower's part of `/stats` (`None` on a sequencer).

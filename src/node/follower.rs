@@ -20,7 +20,9 @@ use accumen_actors::chain::ChainParams;
 use accumen_actors::chain::sync::{MAX_BATCH_BYTES, SyncStatus};
 use accumen_actors::executor::{Executor, RunQuery, VerifyBlock};
 use accumen_actors::supervisor::ChildSpec;
-use accumen_actors::syncer::{BlockSource, Fetch, SourceError, SyncConfig, SyncMetrics, Syncer, SyncerDeps};
+use accumen_actors::syncer::{
+    BlockSource, Fetch, SourceError, SyncConfig, SyncMetrics, Syncer, SyncerDeps,
+};
 use accumen_actors::types::{Hash, PublicKey};
 use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;

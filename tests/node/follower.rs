@@ -46,14 +46,10 @@ fn stats(node: &TestNode) -> Value {
 
 /// Waits until `f` reports `caught_up` at height `height` or above.
 fn wait_caught_up(f: &TestNode, height: u64, timeout: Duration) {
-    wait_for(
-        &format!("the follower to reach {height}"),
-        timeout,
-        || {
-            let s = stats(f);
-            (s["state"] == "caught_up" && s["height"].as_u64().unwrap() >= height).then_some(())
-        },
-    );
+    wait_for(&format!("the follower to reach {height}"), timeout, || {
+        let s = stats(f);
+        (s["state"] == "caught_up" && s["height"].as_u64().unwrap() >= height).then_some(())
+    });
 }
 
 fn wait_state(f: &TestNode, state: &str) -> Value {
@@ -173,7 +169,10 @@ fn assert_agree(seq: &TestNode, f: &TestNode, w: &Workload, height: u64, receipt
         }
     }
     // The chain really holds every kind of outcome.
-    for kind in ["success", "reverted", "out_of_gas", "trapped"].into_iter().filter(|_| receipts) {
+    for kind in ["success", "reverted", "out_of_gas", "trapped"]
+        .into_iter()
+        .filter(|_| receipts)
+    {
         assert!(
             statuses.get(kind).copied().unwrap_or(0) > 0,
             "no {kind} receipt: {statuses:?}"
@@ -195,7 +194,10 @@ fn assert_agree(seq: &TestNode, f: &TestNode, w: &Workload, height: u64, receipt
             "{path}"
         );
     }
-    let (x, y) = (seq.get(&format!("/v1/blocks/{height}")), f.get(&format!("/v1/blocks/{height}")));
+    let (x, y) = (
+        seq.get(&format!("/v1/blocks/{height}")),
+        f.get(&format!("/v1/blocks/{height}")),
+    );
     assert_eq!(x, y);
 }
 
@@ -242,7 +244,10 @@ fn followers_catch_up_on_a_busy_chain_and_agree_byte_for_byte() {
         height as f64 / replayed_in.as_secs_f64(),
         s["replay_rate"]
     );
-    assert!(f.find_log("execution.gas_limit").is_some(), "override not reported");
+    assert!(
+        f.find_log("execution.gas_limit").is_some(),
+        "override not reported"
+    );
     assert_agree(&seq, &f, &w, height, true);
     // Receipts are committed to by the blocks' receipts roots, which the live follower
     // recomputed and matched before committing each block.
@@ -314,8 +319,7 @@ impl Proxy {
                     }
                     let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
                     let target = t.lock().unwrap().clone();
-                    let (code, mut body) = match HttpClient::new(&target).unwrap().get_raw(&path)
-                    {
+                    let (code, mut body) = match HttpClient::new(&target).unwrap().get_raw(&path) {
                         Ok(r) => r,
                         Err(_) => (502, b"{}".to_vec()),
                     };
@@ -421,7 +425,10 @@ fn tampered_answers_halt_the_follower_with_nothing_committed() {
         assert_eq!(v["checks"]["sync"], false, "{v}");
         let line = f.find_log("follower halted").expect("no halt line");
         assert!(line.contains("ERROR"), "{line}");
-        assert!(line.contains(&format!("height={target}")), "{tamper:?}: {line}");
+        assert!(
+            line.contains(&format!("height={target}")),
+            "{tamper:?}: {line}"
+        );
         if let Tamper::StateRoot(_) = tamper {
             assert!(line.contains("state root mismatch: header"), "{line}");
         }
@@ -463,9 +470,11 @@ fn a_follower_resumes_after_sigkill_and_rides_out_a_sequencer_outage() {
         )
     };
     let mut f = TestNode::start_role_in(dir.path(), "follower", &yaml(&proxy.url), &[]);
-    wait_for("the follower to be mid-sync", Duration::from_secs(60), || {
-        (stats(&f)["height"].as_u64().unwrap() >= 50).then_some(())
-    });
+    wait_for(
+        "the follower to be mid-sync",
+        Duration::from_secs(60),
+        || (stats(&f)["height"].as_u64().unwrap() >= 50).then_some(()),
+    );
     f.kill();
     let f = TestNode::start_role_in(dir.path(), "follower", &yaml(&proxy.url), &[]);
     let line = f.find_log("starting follower").unwrap();
@@ -491,4 +500,43 @@ fn a_follower_resumes_after_sigkill_and_rides_out_a_sequencer_outage() {
     wait_caught_up(&f, at, Duration::from_secs(60));
     let path = format!("/v1/tx/{hash}");
     assert_eq!(seq.get(&path), f.get(&path));
+}
+
+#[test]
+fn the_sync_endpoint_bounds_what_it_serves_and_waits_for_new_blocks() {
+    let seq = TestNode::start("block_time: \"50ms\"\n");
+    wait_for("a few blocks", Duration::from_secs(10), || {
+        (seq.height() >= 3).then_some(())
+    });
+    for bad in [
+        "",
+        "?from=0",
+        "?from=abc",
+        "?from=1&limit=0",
+        "?from=1&colour=red",
+        "?from=-1",
+    ] {
+        let (code, v) = seq.get(&format!("{SYNC}{bad}"));
+        assert_eq!(code, 400, "{bad}: {v}");
+        assert_eq!(error_code(&v), "invalid_query", "{bad}: {v}");
+    }
+    wait_for("300 blocks", Duration::from_secs(60), || {
+        (seq.height() >= 300).then_some(())
+    });
+    // A larger limit is capped, never an error.
+    let (code, v) = seq.get(&format!("{SYNC}?from=1&limit=100000"));
+    assert_eq!(code, 200);
+    assert_eq!(v["blocks"].as_array().unwrap().len(), 256);
+    // Beyond the head without waiting: no blocks, and the head.
+    let (_, v) = seq.get(&format!("{SYNC}?from=1000000"));
+    assert_eq!(v["blocks"], json!([]));
+    assert!(v["sequencer_height"].as_u64().unwrap() >= 300);
+    // Waiting for the next block: the answer brings it (wait_ms is capped at 10 s).
+    let next = seq.height() + 1;
+    let (code, v) = seq.get(&format!("{SYNC}?from={next}&wait_ms=600000"));
+    assert_eq!(code, 200, "{v}");
+    let blocks = v["blocks"].as_array().unwrap();
+    assert!(!blocks.is_empty(), "{v}");
+    let b = Block::decode(&hex::decode(blocks[0].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(b.header.height, next);
 }
