@@ -451,32 +451,32 @@ fn a_follower_resumes_after_sigkill_and_rides_out_a_sequencer_outage() {
     let seq_dir = tempfile::tempdir().unwrap();
     let mut seq = TestNode::start_in(
         seq_dir.path(),
-        "storage: persistent\nblock_time: \"20ms\"\n",
+        "storage: persistent\nblock_time: \"50ms\"\n",
         &[],
     );
     let key = sequencer_key(&seq);
     let mut sender = Sender::new(9);
     let kv = deploy(&seq, &mut sender, fixture("kv"));
     let proxy = Proxy::start(&seq.api, None);
-    wait_for("300 blocks", Duration::from_secs(60), || {
-        (seq.height() >= 300).then_some(())
+    wait_for("150 blocks", Duration::from_secs(60), || {
+        (seq.height() >= 150).then_some(())
     });
 
     // SIGKILL mid-sync (one block per fetch, so it is still syncing), then resume.
     let dir = tempfile::tempdir().unwrap();
-    let yaml = |api: &str| {
+    let yaml = |api: &str, batch: u32| {
         format!(
-            "storage: persistent\nfollower:\n  sequencer_api: \"{api}\"\n  sequencer_key: \"{key}\"\n  batch_size: 1\n  retry_min: \"50ms\"\n  retry_max: \"200ms\"\n  long_poll: \"1s\"\n"
+            "storage: persistent\nfollower:\n  sequencer_api: \"{api}\"\n  sequencer_key: \"{key}\"\n  batch_size: {batch}\n  retry_min: \"50ms\"\n  retry_max: \"200ms\"\n  long_poll: \"1s\"\n"
         )
     };
-    let mut f = TestNode::start_role_in(dir.path(), "follower", &yaml(&proxy.url), &[]);
+    let mut f = TestNode::start_role_in(dir.path(), "follower", &yaml(&proxy.url, 1), &[]);
     wait_for(
         "the follower to be mid-sync",
         Duration::from_secs(60),
         || (stats(&f)["height"].as_u64().unwrap() >= 50).then_some(()),
     );
     f.kill();
-    let f = TestNode::start_role_in(dir.path(), "follower", &yaml(&proxy.url), &[]);
+    let f = TestNode::start_role_in(dir.path(), "follower", &yaml(&proxy.url, 64), &[]);
     let line = f.find_log("starting follower").unwrap();
     assert!(!line.contains(" height=0 "), "did not resume: {line}");
     let height = seq.height();
@@ -491,7 +491,7 @@ fn a_follower_resumes_after_sigkill_and_rides_out_a_sequencer_outage() {
     assert_eq!(f.get("/v1/blocks/1").0, 200, "reads still served");
     let seq = TestNode::start_in(
         seq_dir.path(),
-        "storage: persistent\nblock_time: \"20ms\"\n",
+        "storage: persistent\nblock_time: \"50ms\"\n",
         &[],
     );
     *proxy.target.lock().unwrap() = seq.api.clone();
