@@ -49,7 +49,7 @@ pub struct SourceError(pub String);
 pub type Fetch = Pin<Box<dyn Future<Output = Result<Vec<u8>, SourceError>>>>;
 
 /// Where blocks come from: the body of `GET /v1/sync/blocks?from=..&limit=..&wait_ms=..` on the
-/// sequencer (at most `chain::sync::MAX_BATCH_BYTES`). The daemon implements it over HTTP; tests
+/// sequencer (at most `chain::sync::MAX_ANSWER_BYTES`). The daemon implements it over HTTP; tests
 /// can serve anything.
 pub trait BlockSource: Send + Sync + 'static {
     fn fetch(&self, from: u64, limit: u32, wait: Duration) -> Fetch;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accumen_actors::chain::ChainParams;
-use accumen_actors::chain::sync::{MAX_BATCH_BYTES, SyncStatus};
+use accumen_actors::chain::sync::{MAX_ANSWER_BYTES, SyncStatus};
 use accumen_actors::executor::{Executor, RunQuery, VerifyBlock};
 use accumen_actors::supervisor::ChildSpec;
 use accumen_actors::syncer::{
@@ -138,7 +138,7 @@ fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
         .context("HTTP client")
 }
 
-/// Fetches `GET /v1/sync/blocks` from the sequencer.
+/// Fetches `GET /v1/sync/blocks` from the sequencer, reading at most `MAX_ANSWER_BYTES`.
 #[derive(Debug)]
 struct HttpSource {
     api: String,
@@ -167,13 +167,13 @@ impl BlockSource for HttpSource {
             // Bounded before it is read (chain::sync: one answer, one batch).
             if res
                 .content_length()
-                .is_some_and(|n| n > MAX_BATCH_BYTES as u64 * 2)
+                .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
             {
                 return Err(err("answer too large".into()));
             }
             let mut body = Vec::new();
             while let Some(chunk) = res.chunk().await.map_err(|e| err(e.to_string()))? {
-                if body.len() + chunk.len() > MAX_BATCH_BYTES * 2 {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                     return Err(err("answer too large".into()));
                 }
                 body.extend_from_slice(&chunk);
@@ -217,8 +217,6 @@ pub(super) fn start(services: &Services, sync_metrics: SyncMetrics) -> anyhow::R
     let executor_slot = executor.slot();
     let status = Arc::new(SyncStatus::default());
     let f = &settings.follower;
-    // Sanity bound on the per-request answer of the sequencer (chain::sync::MAX_BATCH_BYTES):
-    // the source refuses anything past twice that (hex framing included).
     let deps = SyncerDeps {
         storage: services.storage.clone(),
         params: services.params.clone(),

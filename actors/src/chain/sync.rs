@@ -15,7 +15,7 @@
 //!   is committed. Such an answer, like a block that fails `chain::verify`, is a verdict on the
 //!   sequencer ([`SyncError::is_verdict`]): the follower halts and stays halted.
 //! - An answer is bounded before it is parsed (the fetcher caps the body at
-//!   [`MAX_BATCH_BYTES`]) and [`parse_batch`] refuses more than the blocks asked for, so one
+//!   [`MAX_ANSWER_BYTES`]) and [`parse_batch`] refuses more than the blocks asked for, so one
 //!   sequencer answer cannot make a follower hold or compute more than one batch.
 //! - Transport trouble (no connection, a timeout, a 5xx) is never a verdict: the follower is
 //!   `stale` and retries with [`Backoff`].
@@ -29,9 +29,13 @@ use serde::{Deserialize, Serialize};
 use super::VerifyError;
 use crate::types::Block;
 
-/// Largest answer body a follower reads (and a sequencer sends, apart from a single block
-/// larger than this, which is sent alone so the chain can always be followed).
+/// Hex bytes of blocks a sequencer puts in one answer, except that a single larger block is
+/// sent alone (so the chain can always be followed).
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest answer body a follower reads: the largest possible block (its transactions are at
+/// most `MAX_BLOCK_TX_BYTES`) in hex, with room for its header and the JSON framing.
+pub const MAX_ANSWER_BYTES: usize = 2 * crate::vm::gas::MAX_BLOCK_TX_BYTES as usize + 1024 * 1024;
 
 /// `GET /v1/sync/blocks` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
