@@ -90,7 +90,8 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::{App, HttpResponse, test, web};
+    use actix_web::test as web_test;
+    use actix_web::{App, HttpResponse, web};
 
     #[test]
     fn unknown_methods_collapse_into_other() {
@@ -106,7 +107,7 @@ mod tests {
     async fn series_use_templates_and_bounded_labels() {
         let m = NodeMetrics::default();
         let mm = m.clone();
-        let app = test::init_service(
+        let app = web_test::init_service(
             App::new()
                 .wrap(actix_web::middleware::from_fn(move |req, next| {
                     track(req, next, mm.clone(), "api")
@@ -119,16 +120,16 @@ mod tests {
         )
         .await;
         for path in ["/v1/blocks/1", "/v1/blocks/2", "/v1/blocks/abc"] {
-            let res = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+            let res = web_test::call_service(&app, web_test::TestRequest::get().uri(path).to_request()).await;
             assert_eq!(res.status(), 200);
         }
         for i in 0..50 {
             let method = Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
-            let req = test::TestRequest::default()
+            let req = web_test::TestRequest::default()
                 .method(method)
                 .uri(&format!("/random/{i}/path"))
                 .to_request();
-            let res = test::call_service(&app, req).await;
+            let res = web_test::call_service(&app, req).await;
             assert_eq!(res.status(), 404);
         }
         let mut registry = prometheus_client::registry::Registry::default();
