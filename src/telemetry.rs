@@ -116,7 +116,7 @@ where
         let line = json_line(
             time.as_deref(),
             meta.level().as_str(),
-            meta.target(),
+            fields.log_target.as_deref().unwrap_or(meta.target()),
             &fields.message,
             &fields.rest,
         );
@@ -129,13 +129,20 @@ where
 #[derive(Default)]
 struct Fields {
     message: String,
+    /// The real target of an event bridged from the `log` crate (wasmtime logs that way): its
+    /// metadata says `log`, the `log.target` field says where it came from.
+    log_target: Option<String>,
     rest: Vec<(String, serde_json::Value)>,
 }
 
 impl Fields {
     fn put(&mut self, field: &Field, value: serde_json::Value) {
         let name = field.name();
-        if name == "message" {
+        if name == "log.target" {
+            self.log_target = value.as_str().map(str::to_owned);
+        } else if name.starts_with("log.") {
+            // `log.file`, `log.line`, `log.module_path`: the text format drops them too.
+        } else if name == "message" {
             self.message = match value {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
@@ -288,9 +295,16 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
             tracing::warn!(api = %addr, n = 3u64, neg = -2i64, ratio = 0.5, level = "x", "listening");
+            // What the `log` bridge records for a wasmtime line.
+            tracing::info!(
+                log.target = "wasmtime::pool",
+                log.line = 223u64,
+                "creating pool"
+            );
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        let mut lines = text.lines();
+        let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
         assert_eq!(v["level"], "WARN");
         assert_eq!(v["message"], "listening");
         assert_eq!(v["api"], "127.0.0.1:8080");
@@ -300,5 +314,9 @@ mod tests {
         assert_eq!(v["field.level"], "x");
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{v}");
         assert!(v["target"].as_str().unwrap().starts_with("accumen"), "{v}");
+        let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(v["target"], "wasmtime::pool", "{v}");
+        assert!(v.get("log.line").is_none(), "{v}");
+        assert_eq!(v["message"], "creating pool");
     }
 }

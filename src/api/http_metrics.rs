@@ -120,7 +120,9 @@ mod tests {
         )
         .await;
         for path in ["/v1/blocks/1", "/v1/blocks/2", "/v1/blocks/abc"] {
-            let res = web_test::call_service(&app, web_test::TestRequest::get().uri(path).to_request()).await;
+            let res =
+                web_test::call_service(&app, web_test::TestRequest::get().uri(path).to_request())
+                    .await;
             assert_eq!(res.status(), 200);
         }
         for i in 0..50 {

@@ -139,12 +139,18 @@ fn http_series_use_route_templates_and_bounded_labels() {
     assert_eq!(blocks, 3.0, "{text}");
     let unmatched = "accumen_http_requests_total{listener=\"api\",route=\"unmatched\"";
     assert_eq!(
-        sample(&text, &format!("{unmatched},method=\"GET\",status=\"404\"}}")),
+        sample(
+            &text,
+            &format!("{unmatched},method=\"GET\",status=\"404\"}}")
+        ),
         Some(20.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, &format!("{unmatched},method=\"other\",status=\"404\"}}")),
+        sample(
+            &text,
+            &format!("{unmatched},method=\"other\",status=\"404\"}}")
+        ),
         Some(5.0),
         "{text}"
     );
@@ -154,7 +160,10 @@ fn http_series_use_route_templates_and_bounded_labels() {
         "random paths and methods must not make series:\n{text}"
     );
     for raw in ["/no/such", "BREW", "/pot/", "blocks/0", "blocks/999999"] {
-        assert!(!text.contains(raw), "raw {raw:?} leaked into a label:\n{text}");
+        assert!(
+            !text.contains(raw),
+            "raw {raw:?} leaked into a label:\n{text}"
+        );
     }
     assert_eq!(
         sample(
@@ -165,9 +174,16 @@ fn http_series_use_route_templates_and_bounded_labels() {
         "{text}"
     );
     // The scrape itself is in flight while it is encoded.
-    assert_eq!(sample(&text, "accumen_http_requests_in_flight"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "accumen_http_requests_in_flight"),
+        Some(1.0),
+        "{text}"
+    );
     // Process metrics carry real values.
-    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6, "{text}");
+    assert!(
+        sample(&text, "process_resident_memory_bytes").unwrap() > 1e6,
+        "{text}"
+    );
     assert!(sample(&text, "process_open_fds").unwrap() >= 3.0, "{text}");
     assert!(sample(&text, "process_threads").unwrap() >= 2.0, "{text}");
     let start = sample(&text, "process_start_time_seconds").unwrap();
@@ -175,7 +191,10 @@ fn http_series_use_route_templates_and_bounded_labels() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    assert!(start <= now + 1.0 && start > now - 3600.0, "{start} vs {now}");
+    assert!(
+        start <= now + 1.0 && start > now - 3600.0,
+        "{start} vs {now}"
+    );
     // The runbook's `grep http` finds the HTTP series.
     assert!(text.lines().filter(|l| l.contains("http")).count() > 5);
 }
