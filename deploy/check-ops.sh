@@ -22,9 +22,18 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$metrics" ] || { cat "$log" >&2; echo "node did not start listening" >&2; exit 1; }
-# Let at least one block be produced so histograms and gauges carry samples.
+api="$(grep -o 'api=[0-9.:]*' "$log" | head -1 | cut -d= -f2)"
+# Let at least one block be produced so histograms and gauges carry samples; answer a templated
+# route, an unmatched path and a scrape first so the HTTP series carry samples too.
 sleep 1.5
-curl -fsS "http://$metrics/metrics" | promtool check metrics
+curl -fsS "http://$api/v1/blocks/latest" >/dev/null
+curl -sS -o /dev/null "http://$api/no/such/path" || true
+curl -fsS "http://$metrics/metrics" >/dev/null
+page="$(curl -fsS "http://$metrics/metrics")"
+for name in accumen_http_requests_total accumen_http_request_duration_seconds process_resident_memory_bytes process_cpu_seconds_total; do
+  grep -q "^# TYPE $name " <<<"$page" || { echo "$name missing from /metrics" >&2; exit 1; }
+done
+promtool check metrics <<<"$page"
 kill -TERM "$pid"
 wait "$pid"
 echo "ops checks passed"

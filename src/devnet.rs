@@ -98,7 +98,7 @@ fn config(args: &DevnetArgs) -> anyhow::Result<DevnetConfig> {
 
 /// Runs the stand-in until SIGINT or SIGTERM.
 pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
-    crate::telemetry::init("info");
+    crate::telemetry::init("info", crate::settings::LogFormat::Text);
     let config = config(&args)?;
     let devnet =
         Arc::new(Devnet::open(&config, args.data_dir.as_deref()).context("starting devnet-l0")?);

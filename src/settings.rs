@@ -582,12 +582,39 @@ impl FollowerSettings {
 pub struct LoggingSettings {
     /// A level (`info`) or an `EnvFilter` directive list (`info,accumen=debug`).
     pub level: String,
+    /// Line format on stderr.
+    pub format: LogFormat,
 }
 
 impl Default for LoggingSettings {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL target: message key=value ...`: the runbook's grep patterns match it.
+    #[default]
+    Text,
+    /// One JSON object per line (`telemetry` lists the fields).
+    Json,
+}
+
+// By hand, like `StorageKind`, so a typo names the valid values.
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match String::deserialize(deserializer)?.as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown format {other:?}, expected \"text\" or \"json\""
+            ))),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod health;
 pub mod mempool;
 pub mod metrics;
+pub mod process;
 pub mod ratelimit;
 pub mod storage;
 pub mod supervisor;

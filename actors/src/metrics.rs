@@ -20,6 +20,21 @@ use prometheus_client::registry::Registry;
 pub type RestartLabels = Vec<(String, String)>;
 /// Labels of `accumen_api_refused_total` (`reason`).
 pub type RefusalLabels = Vec<(String, String)>;
+/// Labels of `accumen_http_requests_total` (`listener`, `route`, `method`, `status`).
+pub type HttpLabels = Vec<(String, String)>;
+/// Labels of `accumen_http_request_duration_seconds` (`listener`, `route`, `method`).
+pub type HttpRouteLabels = Vec<(String, String)>;
+type HistogramFamily = Family<HttpRouteLabels, Histogram, fn() -> Histogram>;
+
+/// Buckets of `accumen_http_request_duration_seconds`: from half a millisecond (a stats read)
+/// to the longest a request may legitimately take (`api.body_timeout` defaults to 20 s).
+const HTTP_DURATION_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn http_duration_histogram() -> Histogram {
+    Histogram::new(HTTP_DURATION_BUCKETS)
+}
 
 /// Every Prometheus series of the node.
 #[derive(Debug, Clone)]
@@ -64,6 +79,13 @@ pub struct NodeMetrics {
     pub api_body_bytes_in_flight: Gauge,
     pub actor_restarts: Family<RestartLabels, Counter>,
     pub block_height: Gauge,
+    /// HTTP requests answered, by listener, route template, method and status. The caller
+    /// bounds the label values (`src/api/http_metrics.rs`): never a raw path or method.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Seconds from a request's arrival in the middleware to its answer's head.
+    pub http_request_duration: HistogramFamily,
+    /// Requests inside the handlers right now, all listeners together.
+    pub http_requests_in_flight: Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -94,13 +116,18 @@ impl Default for NodeMetrics {
             api_body_bytes_in_flight: Gauge::default(),
             actor_restarts: Family::default(),
             block_height: Gauge::default(),
+            http_requests: Family::default(),
+            http_request_duration: Family::new_with_constructor(http_duration_histogram),
+            http_requests_in_flight: Gauge::default(),
         }
     }
 }
 
 impl NodeMetrics {
-    /// Registers every series under the `accumen_` prefix.
+    /// Registers every series under the `accumen_` prefix, and the standard `process_*`
+    /// series (no prefix: dashboards expect those names as they are).
     pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         let r = registry.sub_registry_with_prefix("accumen");
         r.register(
             "blocks_produced",
@@ -227,6 +254,43 @@ impl NodeMetrics {
             "Height of the chain head",
             self.block_height.clone(),
         );
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by listener, route template, method and status",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Seconds from a request's arrival to its answer, by listener, route template and method",
+            self.http_request_duration.clone(),
+        );
+        r.register(
+            "http_requests_in_flight",
+            "HTTP requests being handled right now",
+            self.http_requests_in_flight.clone(),
+        );
+    }
+
+    /// Counts one answered HTTP request. The labels must already be bounded (route template or
+    /// a fixed word, a known method or `other`): every distinct value makes a series for ever.
+    pub fn http_answered(
+        &self,
+        listener: &str,
+        route: &str,
+        method: &str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let mut labels = vec![
+            ("listener".to_string(), listener.to_string()),
+            ("route".to_string(), route.to_string()),
+            ("method".to_string(), method.to_string()),
+        ];
+        self.http_request_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+        labels.push(("status".to_string(), status.to_string()));
+        self.http_requests.get_or_create(&labels).inc();
     }
 
     /// Counts one restart of `actor` for `reason` ("stuck" or "dead").
@@ -263,25 +327,18 @@ impl NodeMetrics {
             .inc_by(n);
     }
 
-    /// Refreshes the process gauges from /proc (Linux); leaves them as they are elsewhere.
+    /// Refreshes `accumen_memory_usage_bytes` and `accumen_goroutines` from /proc (the same
+    /// reading as the `process_*` series); leaves them as they are where /proc is missing.
     pub fn refresh_process(&self) {
-        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-            for line in status.lines() {
-                let mut parts = line.split_whitespace();
-                match (parts.next(), parts.next()) {
-                    (Some("VmRSS:"), Some(kb)) => {
-                        if let Ok(kb) = kb.parse::<i64>() {
-                            self.memory_usage_bytes.set(kb * 1024);
-                        }
-                    }
-                    (Some("Threads:"), Some(n)) => {
-                        if let Ok(n) = n.parse::<i64>() {
-                            self.goroutines.set(n);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+        let s = crate::process::parse_status(
+            &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        );
+        if let Some(rss) = s.resident_memory_bytes {
+            self.memory_usage_bytes
+                .set(i64::try_from(rss).unwrap_or(i64::MAX));
+        }
+        if let Some(n) = s.threads {
+            self.goroutines.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }

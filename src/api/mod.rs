@@ -30,6 +30,7 @@ mod conn;
 mod error;
 mod handlers;
 pub mod sync;
+mod http_metrics;
 #[cfg(test)]
 mod tests;
 
@@ -255,9 +256,11 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let per_worker = limits.max_connections.div_ceil(api_workers).max(1);
     let (idle_timeout, conn_metrics) = (limits.idle_timeout, state.metrics.clone());
     let (max_body_bytes, body_timeout) = (limits.max_body_bytes, limits.body_timeout);
+    let api_metrics = state.metrics.clone();
 
     let s = state.clone();
     let api = HttpServer::new(move || {
+        let m = api_metrics.clone();
         App::new()
             .app_data(s.clone())
             .app_data(budget.clone())
@@ -270,6 +273,9 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .wrap(actix_web::middleware::from_fn(count_errors))
             // Outermost, so a request is "busy" for the whole time it is in the handlers.
             .wrap(actix_web::middleware::from_fn(mark_busy))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                http_metrics::track(req, next, m.clone(), "api")
+            }))
             .configure(api_routes)
             .default_service(web::to(no_route))
     })
@@ -288,8 +294,12 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
 
     let s = state.clone();
     let health = HttpServer::new(move || {
+        let m = s.metrics.clone();
         App::new()
             .app_data(s.clone())
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                http_metrics::track(req, next, m.clone(), "health")
+            }))
             .route("/health", web::get().to(handlers::health))
             .route("/stats", web::get().to(handlers::stats))
             .default_service(web::to(no_route))
@@ -306,8 +316,12 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
 
     let s = state;
     let metrics = HttpServer::new(move || {
+        let m = s.metrics.clone();
         App::new()
             .app_data(s.clone())
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                http_metrics::track(req, next, m.clone(), "metrics")
+            }))
             .route("/metrics", web::get().to(handlers::metrics))
             .default_service(web::to(no_route))
     })

@@ -86,7 +86,7 @@ pub fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
 
 /// Runs the node until it is stopped; returns the process exit code.
 pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
-    crate::telemetry::init(&settings.logging.level);
+    crate::telemetry::init(&settings.logging.level, settings.logging.format);
     if role == Role::Follower
         && let Err(e) = follower::sequencer(&settings)
     {

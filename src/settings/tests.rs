@@ -108,6 +108,7 @@ fn defaults_from_empty_file() {
     assert_eq!(s.bridge.stager.batch_size, 200);
     assert_eq!(s.bridge.stager.flush_interval, Duration::from_secs(1));
     assert_eq!(s.logging.level, "info");
+    assert_eq!(s.logging.format, LogFormat::Text);
     assert_eq!(s.supervisor.heartbeat_interval, Duration::from_secs(1));
     assert_eq!(s.supervisor.heartbeat_timeout, Duration::from_secs(10));
     assert_eq!(s.supervisor.max_restarts, 5);
@@ -411,6 +412,10 @@ fn wrong_type_names_key_and_file() {
         "config/x.yaml: storage: unknown storage \"disk\", expected \"memory\" or \"persistent\""
     );
     assert_eq!(
+        err_text("logging:\n  format: xml\n", no_env()),
+        "config/x.yaml: logging.format: unknown format \"xml\", expected \"text\" or \"json\""
+    );
+    assert_eq!(
         err_text("execution: 5\n", no_env()),
         "config/x.yaml: execution: invalid type: integer `5`, expected a section of nested keys"
     );
@@ -529,6 +534,20 @@ fn all_broken_rules_are_reported() {
 }
 
 #[test]
+fn logging_format_from_file_and_env() {
+    let (_dir, path) = write("logging.format: json\n");
+    let s = Settings::load_from(&path, no_env()).unwrap();
+    assert_eq!(s.logging.format, LogFormat::Json);
+    let s = Settings::load_from(&path, env(&[("ACCUMEN_LOGGING__FORMAT", "text")])).unwrap();
+    assert_eq!(s.logging.format, LogFormat::Text);
+    let err = Settings::load_from(&path, env(&[("ACCUMEN_LOGGING__FORMAT", "JSON ")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("logging.format"), "{err}");
+    assert!(err.contains("expected \"text\" or \"json\""), "{err}");
+}
+
+#[test]
 fn logging_levels() {
     for ok in [
         "info",
@@ -541,6 +560,7 @@ fn logging_levels() {
         let s = Settings {
             logging: LoggingSettings {
                 level: ok.to_owned(),
+                ..LoggingSettings::default()
             },
             ..Settings::default()
         };
@@ -551,6 +571,7 @@ fn logging_levels() {
         let s = Settings {
             logging: LoggingSettings {
                 level: bad.to_owned(),
+                ..LoggingSettings::default()
             },
             ..Settings::default()
         };

@@ -68,6 +68,19 @@ supervisor:
     )
 }
 
+/// The `key` address of the node's `listening` log line, as a URL: `key=ADDR` in a text line,
+/// `"key":"ADDR"` in a JSON one (`logging.format: json`).
+pub fn listening_addr(line: &str, key: &str) -> String {
+    if line.starts_with('{') {
+        let v: Value = serde_json::from_str(line).unwrap();
+        return format!("http://{}", v[key].as_str().unwrap());
+    }
+    let start = line.find(&format!("{key}=")).unwrap() + key.len() + 1;
+    let rest = &line[start..];
+    let end = rest.find(' ').unwrap_or(rest.len());
+    format!("http://{}", &rest[..end])
+}
+
 /// A running node process.
 pub struct TestNode {
     pub child: Child,
@@ -132,15 +145,9 @@ impl TestNode {
             }
             node.find_log("listening")
         });
-        let addr = |key: &str| -> String {
-            let start = line.find(&format!("{key}=")).unwrap() + key.len() + 1;
-            let rest = &line[start..];
-            let end = rest.find(' ').unwrap_or(rest.len());
-            format!("http://{}", &rest[..end])
-        };
-        node.api = addr("api");
-        node.health = addr("health");
-        node.metrics = addr("metrics");
+        node.api = listening_addr(&line, "api");
+        node.health = listening_addr(&line, "health");
+        node.metrics = listening_addr(&line, "metrics");
         node
     }
 
@@ -217,7 +224,7 @@ impl Drop for TestNode {
 }
 
 /// Appends `extra` to `base`, replacing top-level sections that `extra` redefines.
-fn merge_yaml(base: &str, extra: &str) -> String {
+pub fn merge_yaml(base: &str, extra: &str) -> String {
     let redefined: Vec<&str> = extra
         .lines()
         .filter(|l| !l.starts_with(' ') && l.contains(':'))
