@@ -69,7 +69,7 @@ trapper="$("$bin" tx deploy --key "$work/user.key" --code tests/fixtures/trap.wa
 "$bin" tx call --key "$work/user.key" --contract "$trapper" --entry run --wait >"$work/trap.json"
 grep -q 'trap\|unreachable' "$work/trap.json" || { cat "$work/trap.json" >&2; echo "the trapping call did not trap" >&2; exit 1; }
 # SIGTERM goes to the node itself (strace's child): strace would only detach on it.
-node="$(ps -o pid= --ppid "$pid" | tr -d ' ')"
+node="$(cat /proc/"$pid"/task/*/children | tr -d ' ')"
 kill -TERM "$node"
 wait "$pid" || { cat "$log" >&2; echo "node did not stop cleanly" >&2; exit 1; }
 pid=""

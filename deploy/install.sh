@@ -57,9 +57,9 @@ gid="$(awk -F: '$1=="accumen"{print $3}' "$(p /etc/group)")"
 
 # 2. Directories: state 0700 accumen (systemd's StateDirectory= keeps it so), config 0750
 # root:accumen (the node reads it, cannot change it).
-dir() { # path mode owner group
+dir() { # path mode owner group [system: only created, never changed when it exists]
   local d; d="$(p "$1")"
-  if [ -d "$d" ] && [ "$(stat -c '%a %u %g' "$d")" = "$2 $3 $4" ]; then
+  if [ -d "$d" ] && { [ "${5:-}" = system ] || [ "$(stat -c '%a %u %g' "$d")" = "$2 $3 $4" ]; }; then
     echo "unchanged: $1"
   else
     step "install: directory $1 ($2)"; changed=1
@@ -68,8 +68,8 @@ dir() { # path mode owner group
 }
 dir /var/lib/accumen 700 "$uid" "$gid"
 dir /etc/accumen 750 0 "$gid"
-dir /usr/local/bin 755 0 0
-dir /etc/systemd/system 755 0 0
+dir /usr/local/bin 755 0 0 system
+dir /etc/systemd/system 755 0 0 system
 dir /usr/share/doc/accumen 755 0 0
 
 # 3. Files: replaced when their content, mode or owner differs; written to a temporary name in
