@@ -83,6 +83,10 @@ if [ -n "$missing" ]; then
   echo "syscalls the unit's filter would refuse (EPERM): $missing" >&2
   exit 1
 fi
+# The reason MemoryDenyWriteExecute= stays off: the JIT turns written pages executable.
+wx="$(grep -cE 'mprotect\(.*PROT_EXEC' "$work/trace" || true)"
+echo "mprotect(PROT_EXEC) calls (the wasmtime JIT; MemoryDenyWriteExecute= would refuse them): $wx"
+[ "$wx" -gt 0 ] || { echo "no PROT_EXEC mprotect: did the contracts really compile?" >&2; exit 1; }
 # ProcSubset=pid hides /proc entries other than processes (meminfo, cpuinfo, stat...), and
 # PrivateDevices= leaves only pseudo devices under /dev: the node must not need anything else.
 grep -oE '"/(proc|sys|dev)/[^"]*"' "$work/trace" | tr -d '"' | sort -u >"$work/paths" || true
