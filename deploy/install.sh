@@ -46,7 +46,9 @@ else
   step "create: system user and group accumen"; changed=1
   if [ "$dry" = 0 ]; then
     prefix=(); [ "$root" = / ] || prefix=(--prefix "$root")
-    useradd "${prefix[@]}" --system --user-group --home-dir /var/lib/accumen --no-create-home \
+    # A group left by an earlier, interrupted run (or made by hand) is reused.
+    group=(--user-group); grep -q '^accumen:' "$(p /etc/group)" && group=(--gid accumen)
+    useradd "${prefix[@]}" --system "${group[@]}" --home-dir /var/lib/accumen --no-create-home \
       --shell /usr/sbin/nologin --comment "Accumen node" accumen
   fi
 fi

@@ -63,7 +63,16 @@ tail -1 "$r/etc/accumen/production.yaml" | grep -q 'edited by the operator' || f
 grep -q '^kept: /etc/accumen/production.yaml' "$work/third" || fail "third run: $(cat "$work/third")"
 grep -q '^update: /etc/systemd/system/accumen.service' "$work/third" || fail "unit not updated"
 cmp -s deploy/accumen.service "$r/etc/systemd/system/accumen.service" || fail "unit differs"
-echo "install.sh: dry run, first run, idempotent rerun, kept config, updated unit, bad arguments: ok"
+# A group without its user (an interrupted run) is reused, not an error.
+r2="$work/root2"
+mkdir -p "$r2/etc"
+cp "$r"/etc/{shadow,gshadow} "$r2/etc/" && sed -i '/^accumen:/d' "$r2"/etc/{shadow,gshadow}
+printf 'root:x:0:0:root:/root:/bin/bash\n' >"$r2/etc/passwd"
+printf 'root:x:0:\naccumen:x:990:\n' >"$r2/etc/group"
+echo 'accumen:!::' >>"$r2/etc/gshadow"
+deploy/install.sh --root "$r2" --bin "$bin" >"$work/partial" || fail "partial state: $(cat "$work/partial")"
+grep -q '^accumen:x:[0-9]*:990:' "$r2/etc/passwd" || fail "existing group not reused: $(cat "$r2/etc/passwd")"
+echo "install.sh: dry run, first run, idempotent rerun, kept config, updated unit, reused group, bad arguments: ok"
 
 # systemd-analyze verify needs the manager's own units (sysinit.target...) under the root.
 if command -v systemd-analyze >/dev/null 2>&1 && [ -d /usr/lib/systemd/system ]; then
