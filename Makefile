@@ -14,6 +14,7 @@ help:
 	@echo "make bench          criterion benchmarks (engine, storage, tx)"
 	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
 	@echo "make run-devnet     a local L0 stand-in (devnet-l0) and a sequencer anchoring to it"
+	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
 
 build:
 	$(CARGO) build --workspace
@@ -45,8 +46,15 @@ bench:
 run-sequencer: build
 	$(TARGET_DIR)/debug/accumen --role=sequencer --config=$(CONFIG)
 
+# Follows the local sequencer (`make run-sequencer`, config/local.yaml) on 8090-8092. The local
+# sequencer's key is ephemeral, so it is read from its /v1/chain and pinned for this run
+# (development only: a production follower pins follower.sequencer_key in its config).
+FOLLOWER_CONFIG ?= config/follower-local.yaml
+SEQUENCER_API ?= http://127.0.0.1:8080
 run-follower: build
-	$(TARGET_DIR)/debug/accumen --role=follower --config=$(CONFIG)
+	ACCUMEN_FOLLOWER__SEQUENCER_API=$(SEQUENCER_API) \
+	ACCUMEN_FOLLOWER__SEQUENCER_KEY=$$(curl -sf $(SEQUENCER_API)/v1/chain | sed -n 's/.*"sequencer":"\([0-9a-f]*\)".*/\1/p') \
+	$(TARGET_DIR)/debug/accumen --role=follower --config=$(FOLLOWER_CONFIG)
 
 # A local L0 (accumen devnet-l0 on 127.0.0.1:26660, state in data/devnet/l0) and a sequencer on
 # config/devnet.yaml anchoring to it. The L0 key is made once (data/devnet/l0.key; its public

@@ -78,6 +78,7 @@ pub struct Settings {
     pub wasm: WasmSettings,
     pub mempool: MempoolSettings,
     pub bridge: BridgeSettings,
+    pub follower: FollowerSettings,
     pub logging: LoggingSettings,
     /// `supervisor.*`: the actor watchdog; the supervisor's own config type (one definition
     /// of the keys and defaults).
@@ -101,6 +102,7 @@ impl Default for Settings {
             wasm: WasmSettings::default(),
             mempool: MempoolSettings::default(),
             bridge: BridgeSettings::default(),
+            follower: FollowerSettings::default(),
             logging: LoggingSettings::default(),
             supervisor: SupervisorConfig::default(),
         }
@@ -455,6 +457,122 @@ impl Default for StagerSettings {
             batch_size: 200,
             flush_interval: Duration::from_secs(1),
         }
+    }
+}
+
+/// Most blocks one `GET /v1/sync/blocks` answers (`follower.batch_size` may not exceed it).
+pub const MAX_SYNC_BATCH: u32 = 256;
+/// Longest a sync request may wait for a new block (`follower.long_poll` may not exceed it).
+pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// `follower.*`: which sequencer a follower follows and how it fetches. Ignored by a sequencer;
+/// a follower refuses to start without `sequencer_api` and `sequencer_key` (RUNBOOK "Follower").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FollowerSettings {
+    /// The sequencer's API URL, `http://host:port`.
+    pub sequencer_api: Option<String>,
+    /// The sequencer's public key (hex, as `accumen key` prints it): blocks signed by any other
+    /// key are refused.
+    pub sequencer_key: Option<String>,
+    /// Blocks asked for per request (at most `MAX_SYNC_BATCH`).
+    pub batch_size: u32,
+    /// How long a caught-up follower's request waits on the sequencer for the next block.
+    #[serde(with = "humantime_serde")]
+    pub long_poll: Duration,
+    /// Whole-request timeout of one fetch (above `long_poll`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// First wait after a failed fetch; doubled on each further failure up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for FollowerSettings {
+    fn default() -> Self {
+        Self {
+            sequencer_api: None,
+            sequencer_key: None,
+            batch_size: 64,
+            long_poll: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            retry_min: Duration::from_millis(200),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl FollowerSettings {
+    /// The pinned sequencer key, if set and well-formed.
+    pub fn pinned_key(&self) -> Option<Result<accumen_actors::types::PublicKey, String>> {
+        self.sequencer_key.as_deref().map(|k| {
+            let k = k.trim();
+            accumen_actors::types::PublicKey::from_hex(k.strip_prefix("0x").unwrap_or(k))
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {
+        if let Some(url) = &self.sequencer_api {
+            let ok = reqwest::Url::parse(url)
+                .map(|u| u.scheme() == "http" && u.host().is_some())
+                .unwrap_or(false);
+            rule(
+                ok,
+                "follower.sequencer_api",
+                format!(
+                    "follower.sequencer_api {url:?} is not a sequencer API URL: expected http://HOST:PORT, such as http://10.0.0.1:8080"
+                ),
+            );
+        }
+        if let Some(Err(why)) = self.pinned_key() {
+            rule(
+                false,
+                "follower.sequencer_key",
+                format!(
+                    "follower.sequencer_key is not a public key ({why}): expected 64 hex digits, as `accumen key` prints"
+                ),
+            );
+        }
+        rule(
+            (1..=MAX_SYNC_BATCH).contains(&self.batch_size),
+            "follower.batch_size",
+            format!(
+                "follower.batch_size must be between 1 and {MAX_SYNC_BATCH}, got {}",
+                self.batch_size
+            ),
+        );
+        rule(
+            self.long_poll <= MAX_SYNC_WAIT,
+            "follower.long_poll",
+            format!(
+                "follower.long_poll must be at most {MAX_SYNC_WAIT:?}, got {:?}",
+                self.long_poll
+            ),
+        );
+        rule(
+            self.request_timeout >= self.long_poll + Duration::from_secs(1),
+            "follower.request_timeout",
+            format!(
+                "follower.request_timeout ({:?}) must exceed follower.long_poll ({:?}) by at least 1s",
+                self.request_timeout, self.long_poll
+            ),
+        );
+        rule(
+            self.retry_min >= MIN_INTERVAL,
+            "follower.retry_min",
+            min_interval_msg("follower.retry_min", self.retry_min),
+        );
+        rule(
+            self.retry_max >= self.retry_min,
+            "follower.retry_max",
+            format!(
+                "follower.retry_max ({:?}) must be at least follower.retry_min ({:?})",
+                self.retry_max, self.retry_min
+            ),
+        );
     }
 }
 
@@ -819,6 +937,7 @@ impl Settings {
         if self.bridge.enable_bridge {
             self.l0_problems(&mut rule);
         }
+        self.follower.problems(&mut rule);
 
         if let Err(message) = check_log_level(&self.logging.level) {
             rule(false, "logging.level", message);

@@ -438,8 +438,10 @@ mod tests {
             let sup = Supervisor::new(
                 vec![Box::new(stager), Box::new(submitter)],
                 SupervisorConfig {
-                    heartbeat_interval: Duration::from_millis(50),
-                    heartbeat_timeout: Duration::from_millis(150),
+                    // Generous for a loaded test machine (a whole suite runs beside this
+                    // test): only the injected hang and the slow L0 exceed it, by far.
+                    heartbeat_interval: Duration::from_millis(100),
+                    heartbeat_timeout: Duration::from_millis(400),
                     max_restarts: 10,
                     restart_window: Duration::from_secs(60),
                 },
@@ -455,7 +457,7 @@ mod tests {
             assert!(
                 sup.send(InjectFault {
                     actor: "bridge_submitter".into(),
-                    hook: TestHook::Hang(Duration::from_secs(1)),
+                    hook: TestHook::Hang(Duration::from_secs(2)),
                 })
                 .await
                 .unwrap()
@@ -471,9 +473,9 @@ mod tests {
 
             // An L0 that takes longer than a heartbeat deadline to answer every call: the
             // actors keep answering heartbeats (no further restart) while it is slow.
-            l0.set_hang(Some(Duration::from_millis(400)));
+            l0.set_hang(Some(Duration::from_millis(800)));
             commit(&storage, &head_tx, 3);
-            actix::clock::sleep(Duration::from_millis(1200)).await;
+            actix::clock::sleep(Duration::from_millis(2400)).await;
             l0.set_hang(None);
             l0.set_auto_execute(true);
             l0.execute(false);

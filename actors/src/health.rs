@@ -119,6 +119,10 @@ impl HealthRule {
         if let Some(reason) = &o.storage_failure {
             problems.push(Problem::StorageFailed(reason.clone()));
         }
+        // After storage, before the head: a halted sync is why a follower's head stops.
+        if let Some(reason) = &o.sync_halted {
+            problems.push(Problem::SyncHalted(reason.clone()));
+        }
         // Like the head below, judged from the node's start until the first round is in: the
         // supervisor runs on its own thread and may not have finished one when READY is sent.
         let heartbeat_age = o
@@ -160,6 +164,9 @@ impl HealthRule {
             ("supervisor", supervisor_ok),
             (self.role.head_check(), head_ok),
         ];
+        if self.role == Role::Follower {
+            checks.push(("sync", o.sync_halted.is_none()));
+        }
         if let Some(accepting) = o.accepting {
             checks.push(("accepting_transactions", accepting && storage_ok));
         }
@@ -199,6 +206,9 @@ pub struct Observation {
     pub mempool_size: Option<u64>,
     /// Committed blocks not anchored on the L0 yet (judged only with the bridge on).
     pub bridge_backlog: u64,
+    /// Why a follower's sync halted (the sequencer served a chain that does not verify); set
+    /// by the caller, `read` leaves it `None`.
+    pub sync_halted: Option<String>,
 }
 
 impl Observation {
@@ -218,6 +228,7 @@ impl Observation {
             height: get(&stats.block_height),
             mempool_size: accepting.map(|_| get(&stats.mempool_size)),
             bridge_backlog: get(&stats.bridge_backlog),
+            sync_halted: None,
         }
     }
 }
@@ -227,6 +238,9 @@ impl Observation {
 pub enum Problem {
     /// The store failed (an I/O error); only reopening it repairs it.
     StorageFailed(String),
+    /// A follower refused the sequencer's chain and stopped syncing: an operator must act
+    /// (RUNBOOK "Follower"); a restart alone refetches the same chain.
+    SyncHalted(String),
     /// The supervisor has not completed a heartbeat round for this long: actors that die or
     /// hang are no longer replaced.
     SupervisorStalled { for_ms: u64 },
@@ -257,6 +271,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::StorageFailed(reason) => write!(f, "storage failed: {reason}"),
+            Problem::SyncHalted(reason) => write!(f, "sync halted: {reason}"),
             Problem::SupervisorStalled { .. } => f.write_str("supervisor stopped heartbeating"),
             Problem::StaleHead { for_ms } => write!(f, "no block for {for_ms} ms"),
             Problem::NotRunning => f.write_str("not running (starting or stopping)"),
@@ -351,6 +366,7 @@ mod tests {
             height: 42,
             mempool_size: Some(7),
             bridge_backlog: 0,
+            sync_halted: None,
         }
     }
 
@@ -541,11 +557,28 @@ mod tests {
         let v = rule(Role::Follower).assess(&o);
         assert!(v.healthy());
         let names: Vec<_> = v.checks.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["storage", "supervisor", "head"]);
+        assert_eq!(names, ["storage", "supervisor", "head", "sync"]);
         assert_eq!(v.status_line(), "follower: healthy; height 42");
         o.last_block_at_ms = NOW - 30_000;
         let v = rule(Role::Follower).assess(&o);
         assert!(!check(&v, "head") && v.watchdog_ok());
+    }
+
+    #[test]
+    fn a_halted_follower_is_unhealthy_and_not_restarted() {
+        let mut o = fine();
+        o.accepting = None;
+        o.mempool_size = None;
+        o.last_block_at_ms = NOW - 30_000;
+        o.sync_halted = Some("block 5 does not verify".into());
+        let v = rule(Role::Follower).assess(&o);
+        assert!(!v.healthy() && !check(&v, "sync"));
+        // Named first: the halt is why the head stopped; a restart would not fix it.
+        assert_eq!(
+            v.reason().map(ToString::to_string).as_deref(),
+            Some("sync halted: block 5 does not verify")
+        );
+        assert!(v.watchdog_ok());
     }
 
     #[test]

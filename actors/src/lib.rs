@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod storage;
 pub mod supervisor;
+pub mod syncer;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod testkit;
 pub mod types;

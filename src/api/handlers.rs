@@ -157,7 +157,7 @@ fn json_bytes(v: &impl serde::Serialize) -> ApiResult<Vec<u8>> {
 /// Decoding a stored block or receipt needs no limit of its own: storage reads are synchronous
 /// on the HTTP worker, so each worker decodes one at a time and drops it before the next await;
 /// what outlives the handler is this answer, and it is charged.
-fn answer(
+pub(super) fn answer(
     state: &State,
     req: &actix_web::HttpRequest,
     status: actix_web::http::StatusCode,
@@ -811,6 +811,20 @@ pub async fn stats(state: State) -> HttpResponse {
         "txs_processed": get(&s.txs_processed),
         "uptime": format_uptime(s.started.elapsed()),
     });
+    if let Some(f) = state.sync.stats(get(&s.block_height)) {
+        body["follower"] = f.clone();
+        // The runbook's fields, at the top level too (`curl .../stats | jq .lag_blocks`).
+        for k in [
+            "height",
+            "sequencer_height",
+            "lag_blocks",
+            "state",
+            "anchored_height",
+        ] {
+            body[k] = f[k].clone();
+        }
+        body["replay_rate"] = f["replay_rate"].clone();
+    }
     // Only a role with a mempool has mempool numbers.
     if state.intake.is_some() {
         body["mempool_stats"] = json!({

@@ -29,6 +29,7 @@ mod budget;
 mod conn;
 mod error;
 mod handlers;
+pub mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub keys: Arc<accumen_actors::types::KeyCache>,
     /// The running bridge's shared status (`/bridge/stats`); `None` with the bridge off.
     pub bridge: Option<Arc<accumen_actors::bridge::status::BridgeShared>>,
+    /// `/v1/sync/blocks` (every role) and, on a follower, its sync state.
+    pub sync: sync::SyncApi,
     #[cfg(feature = "test-hooks")]
     pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
 }
@@ -100,13 +103,26 @@ impl AppState {
             .intake
             .as_ref()
             .map(|i| i.accepting.load(Ordering::Relaxed));
-        self.health
-            .assess(&Observation::read(&self.stats, accepting, now_ms()))
+        let mut o = Observation::read(&self.stats, accepting, now_ms());
+        o.sync_halted = self.sync.halted();
+        self.health.assess(&o)
     }
 
     /// The transaction intake, or the answer for a role that takes no transactions.
     pub fn intake(&self) -> ApiResult<&Intake> {
         self.intake.as_ref().ok_or_else(|| {
+            if let Some(f) = &self.sync.follower {
+                // Refused, not forwarded (RUNBOOK "Follower"): the client learns where to send.
+                return ApiError::new(
+                    405,
+                    "not_a_sequencer",
+                    format!(
+                        "this node is a follower: it takes no transactions; send them to the \
+                         sequencer at {}",
+                        f.sequencer_api
+                    ),
+                );
+            }
             ApiError::new(
                 405,
                 "not_a_sequencer",
@@ -176,6 +192,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/execution/stats", web::get().to(handlers::execution_stats))
         .route("/bridge/stats", web::get().to(handlers::bridge_stats))
         .route("/v1/chain", web::get().to(handlers::chain))
+        .route("/v1/sync/blocks", web::get().to(sync::blocks))
         .route("/v1/tx", web::post().to(handlers::submit_tx))
         .route("/v1/txs", web::post().to(handlers::submit_txs))
         .route("/v1/tx/{hash}", web::get().to(handlers::tx_status))

@@ -81,6 +81,15 @@ fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
         sequencer: Keypair::from_seed([1; 32]).public(),
         keys: Arc::new(KeyCache::new(16)),
         bridge: None,
+        sync: super::sync::SyncApi::new(
+            tokio::sync::watch::channel(accumen_actors::chain::Head {
+                height: 0,
+                hash: Default::default(),
+                timestamp_ms: 0,
+            })
+            .1,
+            None,
+        ),
         #[cfg(feature = "test-hooks")]
         supervisor: accumen_actors::supervisor::Supervisor::new(
             Vec::new(),

@@ -3,8 +3,8 @@
 //! Assembly ([`start`]): open storage (schema checked; the chain's recorded parameters
 //! reconciled with the config, see `chain::params`: they rule, and a chain this node cannot
 //! honour exits 2) and the services every role shares (contract engine,
-//! metrics and their registry, live stats), then the role's actors (`sequencer::start`; a
-//! follower will add `follower::start`), then the supervisor over those actors, then the HTTP
+//! metrics and their registry, live stats), then the role's actors (`sequencer::start` or
+//! `follower::start`), then the supervisor over those actors, then the HTTP
 //! listeners. READY is sent to systemd only once all three listeners are bound. Everything that
 //! runs is owned by one [`NodeHandle`], whose [`NodeHandle::shutdown`] is the stop order.
 //!
@@ -28,6 +28,7 @@
 //! committed block. A node asked to stop after its store failed also exits 74.
 
 mod bridge;
+mod follower;
 mod sequencer;
 mod systemd;
 
@@ -47,6 +48,7 @@ pub use accumen_actors::health::Role;
 use accumen_actors::metrics::{NodeMetrics, NodeStats};
 use accumen_actors::storage::Storage;
 use accumen_actors::supervisor::{Child, Port, StopSupervision, Supervisor};
+use accumen_actors::syncer::SyncMetrics;
 use accumen_actors::types::PublicKey;
 use accumen_actors::vm::Vm;
 use actix::{Actor, Addr, Arbiter};
@@ -55,6 +57,7 @@ use actix_web::web;
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 
+use crate::api::sync::{FollowerView, SyncApi};
 use crate::api::{self, AppState, Intake};
 use crate::settings::{Settings, StorageKind};
 
@@ -84,11 +87,10 @@ pub fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
 /// Runs the node until it is stopped; returns the process exit code.
 pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
     crate::telemetry::init(&settings.logging.level);
-    if role == Role::Follower {
-        eprintln!(
-            "accumen: the follower role is not supported yet: this build can only run a \
-             sequencer (--role=sequencer)"
-        );
+    if role == Role::Follower
+        && let Err(e) = follower::sequencer(&settings)
+    {
+        eprintln!("accumen: {e:#}");
         return Ok(EXIT_UNSUPPORTED);
     }
     let system = actix::System::new();
@@ -126,15 +128,25 @@ pub(crate) struct Services {
     pub metrics: NodeMetrics,
     pub registry: Arc<Registry>,
     pub stats: Arc<NodeStats>,
+    /// The follower's metric families (registered only on a follower).
+    pub sync_metrics: SyncMetrics,
 }
 
 /// Opens storage (schema and chain checked), reconciles the chain's recorded parameters with
 /// the config (`chain::params`: the chain's values rule; a chain this node cannot honour stops
 /// the start here and `run` exits `EXIT_UNSUPPORTED`), and builds the shared services with the
 /// chain's parameters.
-fn open_services(settings: Settings) -> anyhow::Result<Services> {
+///
+/// `genesis` is the chain a new store is created with (a follower's, from its sequencer);
+/// `None` creates it from the config.
+fn open_services(
+    settings: Settings,
+    role: Role,
+    genesis: Option<ChainParams>,
+) -> anyhow::Result<Services> {
     let settings = Arc::new(settings);
-    let storage = Arc::new(open_storage(&settings)?);
+    let genesis = genesis.unwrap_or_else(|| settings.chain_params());
+    let storage = Arc::new(open_storage(&settings, &genesis)?);
     let chain = settings.reconcile_chain(storage.params())?;
     chain.log_overrides();
     let params = Arc::new(chain.params);
@@ -142,6 +154,10 @@ fn open_services(settings: Settings) -> anyhow::Result<Services> {
     let metrics = NodeMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    let sync_metrics = SyncMetrics::default();
+    if role == Role::Follower {
+        sync_metrics.register(&mut registry);
+    }
     let stats = Arc::new(NodeStats {
         storage_health: storage.health(),
         ..NodeStats::default()
@@ -160,12 +176,13 @@ fn open_services(settings: Settings) -> anyhow::Result<Services> {
         metrics,
         registry: Arc::new(registry),
         stats,
+        sync_metrics,
     })
 }
 
-fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
+fn open_storage(settings: &Settings, genesis: &ChainParams) -> anyhow::Result<Storage> {
     match settings.storage {
-        StorageKind::Memory => Ok(Storage::in_memory_with(&settings.chain_params())?),
+        StorageKind::Memory => Ok(Storage::in_memory_with(genesis)?),
         StorageKind::Persistent => {
             let dir = &settings.data_dir;
             fs::create_dir_all(dir)
@@ -173,7 +190,7 @@ fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
             let path = dir.join("accumen.redb");
             // The config's chain parameters are used only if this creates the chain.
-            Storage::open(&path, &settings.chain_params())
+            Storage::open(&path, genesis)
                 .with_context(|| format!("opening storage {}", path.display()))
         }
     }
@@ -196,6 +213,8 @@ pub(crate) struct RoleParts {
     pub drain: Drain,
     /// The running L0 bridge's shared status (`/bridge/stats`); `None` with the bridge off.
     pub bridge: Option<Arc<accumen_actors::bridge::status::BridgeShared>>,
+    /// A follower's sync, as the API shows it; `None` for the sequencer.
+    pub follower: Option<FollowerView>,
 }
 
 /// Everything that runs: owned here until the process ends.
@@ -210,10 +229,15 @@ pub(crate) struct NodeHandle {
 
 /// Starts a node of `role`: shared services, the role's actors, supervision, listeners.
 async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
-    let services = open_services(settings)?;
+    let genesis = if role == Role::Follower && follower::needs_genesis(&settings) {
+        Some(follower::genesis_params(&settings).await?)
+    } else {
+        None
+    };
+    let services = open_services(settings, role, genesis)?;
     let parts = match role {
         Role::Sequencer => sequencer::start(&services)?,
-        Role::Follower => anyhow::bail!("the follower role is not supported by this build"),
+        Role::Follower => follower::start(&services, services.sync_metrics.clone())?,
     };
     let settings = services.settings.clone();
 
@@ -250,6 +274,7 @@ async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
         intake: parts.intake,
         sequencer: parts.sequencer,
         keys: Arc::new(accumen_actors::types::KeyCache::new(100_000)),
+        sync: SyncApi::new(services.recorder.subscribe(), parts.follower),
         #[cfg(feature = "test-hooks")]
         supervisor: supervisor_addr.clone(),
     });

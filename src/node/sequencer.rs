@@ -137,6 +137,7 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
         intake: Some(intake),
         sequencer: key.public(),
         drain,
+        follower: None,
     })
 }
 

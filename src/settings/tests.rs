@@ -1315,3 +1315,84 @@ fn devnet_profile_anchors_on_a_loopback_l0() {
     }
     assert!(s.bridge.max_backlog >= s.bridge.stager.batch_size as u64);
 }
+
+#[test]
+fn follower_keys_load_and_bad_values_name_their_key() {
+    let key = "11".repeat(32);
+    let s = load_str(
+        &format!(
+            "follower:\n  sequencer_api: \"http://10.0.0.1:8080\"\n  sequencer_key: \"{key}\"\n  batch_size: 8\n  long_poll: \"2s\"\n"
+        ),
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.follower.sequencer_api.as_deref(),
+        Some("http://10.0.0.1:8080")
+    );
+    assert!(matches!(s.follower.pinned_key(), Some(Ok(_))));
+    assert_eq!(s.follower.batch_size, 8);
+    assert_eq!(s.follower.long_poll, Duration::from_secs(2));
+    // Unset by default: a sequencer needs neither.
+    let d = load_str("", no_env()).unwrap();
+    assert_eq!(
+        (d.follower.sequencer_api, d.follower.sequencer_key),
+        (None, None)
+    );
+
+    for (yaml, key, says) in [
+        (
+            "follower:\n  sequencer_api: \"ftp://x\"\n",
+            "follower.sequencer_api",
+            "http://HOST:PORT",
+        ),
+        (
+            "follower:\n  sequencer_key: \"abc\"\n",
+            "follower.sequencer_key",
+            "64 hex digits",
+        ),
+        (
+            "follower:\n  batch_size: 0\n",
+            "follower.batch_size",
+            "between 1 and 256",
+        ),
+        (
+            "follower:\n  batch_size: 1000\n",
+            "follower.batch_size",
+            "between 1 and 256",
+        ),
+        (
+            "follower:\n  long_poll: \"1m\"\n",
+            "follower.long_poll",
+            "at most",
+        ),
+        (
+            "follower:\n  long_poll: \"5s\"\n  request_timeout: \"5s\"\n",
+            "follower.request_timeout",
+            "exceed",
+        ),
+        (
+            "follower:\n  retry_min: \"1ms\"\n",
+            "follower.retry_min",
+            "follower.retry_min",
+        ),
+        (
+            "follower:\n  retry_min: \"2s\"\n  retry_max: \"1s\"\n",
+            "follower.retry_max",
+            "at least",
+        ),
+    ] {
+        let e = err_text(yaml, no_env());
+        assert!(e.contains(key) && e.contains(says), "{yaml}: {e}");
+    }
+    let e = err_text("", env(&[("ACCUMEN_FOLLOWER__BATCH_SIZE", "0")]));
+    assert!(e.contains("follower.batch_size"), "{e}");
+
+    // The development follower's profile loads and follows config/local.yaml's sequencer.
+    let f = Settings::load_from(&repo_file("config/follower-local.yaml"), no_env()).unwrap();
+    assert_eq!(
+        f.follower.sequencer_api.as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert_eq!(f.api_addr, addr("127.0.0.1:8090"));
+}

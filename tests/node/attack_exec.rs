@@ -184,10 +184,13 @@ fn included(node: &TestNode, hash: &str) -> Value {
 #[test]
 fn a_block_of_long_legal_calls_restarts_nothing() {
     // The stuck deadline is shorter than the block but far longer than any one call can run:
-    // a 5M-gas loop call ran ~6-13 ms on the development machine, and a block holds 100 of
-    // them (MAX_BLOCK_GAS = 500M), all on one contract, so one lane: 0.6-1.3 s a block.
+    // a 5M-gas loop call ran ~3-13 ms on the development machine, and a block holds 100 of
+    // them (MAX_BLOCK_GAS = 500M), all on one contract, so one lane: 0.3-1.3 s a block. A
+    // 300 ms deadline sometimes outlasted a whole block on an idle machine (no heartbeat late,
+    // nothing tested), so the deadline is 150 ms: still 10x the longest call, half the
+    // shortest block.
     let node = TestNode::start(
-        "execution:\n  workers: 2\n  timeout: \"200ms\"\nsupervisor:\n  heartbeat_interval: \"100ms\"\n  heartbeat_timeout: \"300ms\"",
+        "execution:\n  workers: 2\n  timeout: \"100ms\"\nsupervisor:\n  heartbeat_interval: \"50ms\"\n  heartbeat_timeout: \"150ms\"",
     );
     let mut honest = Sender::new(70);
     let counter = deploy(&node, &mut honest, fixture("counter"));

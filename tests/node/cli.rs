@@ -293,13 +293,20 @@ fn an_enabled_bridge_is_checked_by_config_check() {
 }
 
 #[test]
-fn unsupported_role_and_missing_role_exit_2() {
+fn follower_without_its_sequencer_and_missing_role_exit_2() {
+    // config/local.yaml names no sequencer to follow: the follower says which key is missing.
     let err = fails(
         None,
         &["--role=follower", "--config", "config/local.yaml"],
         2,
     );
-    assert!(err.contains("follower role is not supported yet"), "{err}");
+    assert!(err.contains("follower.sequencer_api must be set"), "{err}");
+    let err = fails(
+        None,
+        &["--role=follower", "--config", "config/follower-local.yaml"],
+        2,
+    );
+    assert!(err.contains("follower.sequencer_key must be set"), "{err}");
 
     let err = fails(None, &[], 2);
     assert!(err.contains("--role") && err.contains("--config"), "{err}");

@@ -91,10 +91,15 @@ impl TestNode {
 
     /// Starts a node whose data lives in `dir` (kept by the caller across restarts).
     pub fn start_in(dir: &Path, extra: &str, env: &[(&str, &str)]) -> TestNode {
+        Self::start_role_in(dir, "sequencer", extra, env)
+    }
+
+    /// [`TestNode::start_in`] with `--role=role`.
+    pub fn start_role_in(dir: &Path, role: &str, extra: &str, env: &[(&str, &str)]) -> TestNode {
         let config = dir.join("node.yaml");
         std::fs::write(&config, merge_yaml(&base_config(dir), extra)).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.arg("--role=sequencer")
+        cmd.arg(format!("--role={role}"))
             .arg(format!("--config={}", config.display()))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

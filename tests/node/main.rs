@@ -17,6 +17,7 @@ mod cli;
 mod devnet;
 mod errors;
 mod flow;
+mod follower;
 mod lifecycle;
 mod ops;
 mod supervision;

@@ -10,6 +10,7 @@
 pub mod build;
 pub mod params;
 pub mod record;
+pub mod sync;
 pub mod verify;
 
 pub use build::{Built, build, context};

@@ -24,7 +24,8 @@ use std::time::Duration;
 use super::ChainParams;
 use super::build::context;
 use crate::types::{
-    Block, BlockError, BlockHeader, Hash, PublicKey, Receipt, TxError, VerifiedTx, WriteSet,
+    Block, BlockError, BlockHeader, Hash, PublicKey, Receipt, SignedTx, TxError, VerifiedTx,
+    WriteSet,
 };
 use crate::vm::{DropReason, ReplayError, StateView, Vm, VmError};
 
@@ -108,6 +109,54 @@ impl From<ReplayError> for VerifyError {
     }
 }
 
+/// Signatures checked per progress note: a chunk takes well under `execution.timeout`.
+const SIGNATURES_PER_NOTE: usize = 16;
+
+/// Checks every transaction's signature, spread over the engine's workers (a follower replays
+/// blocks signed long ago, so nothing checked them at admission here), noting progress as it
+/// goes. The first invalid transaction by index is the error, whatever the split, so the
+/// verdict does not depend on the worker count.
+fn verify_signatures(vm: &Vm, txs: &[SignedTx]) -> Result<Vec<VerifiedTx>, VerifyError> {
+    let check = |offset: usize, chunk: &[SignedTx]| -> Vec<Result<VerifiedTx, VerifyError>> {
+        chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if i % SIGNATURES_PER_NOTE == SIGNATURES_PER_NOTE - 1 {
+                    vm.note_progress();
+                }
+                t.clone().verify().map_err(|source| VerifyError::Tx {
+                    index: offset + i,
+                    tx: t.tx.id(),
+                    source,
+                })
+            })
+            .collect()
+    };
+    let workers = vm.config().workers.max(1);
+    let results: Vec<Result<VerifiedTx, VerifyError>> = if workers == 1 || txs.len() < 64 {
+        check(0, txs)
+    } else {
+        let size = txs.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = txs
+                .chunks(size)
+                .enumerate()
+                .map(|(n, chunk)| s.spawn(move || check(n * size, chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(r) => r,
+                    // A panic in a signature check is a bug; re-raise it on this thread.
+                    Err(p) => std::panic::resume_unwind(p),
+                })
+                .collect()
+        })
+    };
+    results.into_iter().collect()
+}
+
 /// What committing a verified block needs.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -165,18 +214,7 @@ pub fn verify(
             got: h.timestamp_ms,
         });
     }
-    let txs = block
-        .txs
-        .iter()
-        .enumerate()
-        .map(|(index, t)| {
-            t.clone().verify().map_err(|source| VerifyError::Tx {
-                index,
-                tx: t.tx.id(),
-                source,
-            })
-        })
-        .collect::<Result<Vec<VerifiedTx>, _>>()?;
+    let txs = verify_signatures(vm, &block.txs)?;
 
     let ctx = context(params, h.height, h.timestamp_ms);
     let outcome = vm.verify_block(base, &ctx, txs)?;

@@ -317,6 +317,12 @@ impl Vm {
         self.progress.load(Ordering::Relaxed)
     }
 
+    /// Counts work done outside contract calls (a follower's signature checks of a large
+    /// block), so the supervisor sees a busy executor, not a stuck one.
+    pub fn note_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The per-call deadline `execution.timeout` gives, in epoch ticks: what block building and
     /// queries use, and what verification starts from.
     pub(crate) fn deadline_ticks(&self) -> u64 {

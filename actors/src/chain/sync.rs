@@ -1,0 +1,392 @@
+//! Syncing a follower (actix-free): the wire format of `GET /v1/sync/blocks`, the checks on an
+//! answer before anything is verified, the follower's sync state as `/stats` and `/health` see
+//! it, and the retry backoff.
+//!
+//! Wire format (one JSON object, both roles share these types, RUNBOOK "Follower"):
+//! `{"sequencer_height": H, "blocks": ["<hex of Block::encode()>", ...]}`: each block in its
+//! canonical bytes (header, signature and its transactions), in height order from the requested
+//! `from`. Hex of canonical bytes rather than the display JSON of `/v1/blocks`: the follower
+//! decodes exactly what the sequencer signed (`Block::decode` refuses non-canonical bytes), so
+//! no field can be reinterpreted on the way.
+//!
+//! Invariants:
+//! - An answer is accepted only whole: every block decodes, and the heights are exactly
+//!   `from, from + 1, ...` ([`parse_batch`]); any other answer is a [`SyncError`] and nothing of it
+//!   is committed. Such an answer, like a block that fails `chain::verify`, is a verdict on the
+//!   sequencer ([`SyncError::is_verdict`]): the follower halts and stays halted.
+//! - An answer is bounded before it is parsed (the fetcher caps the body at
+//!   [`MAX_ANSWER_BYTES`]) and [`parse_batch`] refuses more than the blocks asked for, so one
+//!   sequencer answer cannot make a follower hold or compute more than one batch.
+//! - Transport trouble (no connection, a timeout, a 5xx) is never a verdict: the follower is
+//!   `stale` and retries with [`Backoff`].
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::VerifyError;
+use crate::types::Block;
+
+/// Hex bytes of blocks a sequencer puts in one answer, except that a single larger block is
+/// sent alone (so the chain can always be followed).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest answer body a follower reads: the largest possible block (its transactions are at
+/// most `MAX_BLOCK_TX_BYTES`) in hex, with room for its header and the JSON framing.
+pub const MAX_ANSWER_BYTES: usize = 2 * crate::vm::gas::MAX_BLOCK_TX_BYTES as usize + 1024 * 1024;
+
+/// `GET /v1/sync/blocks` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncAnswer {
+    /// The sequencer's committed height when it answered.
+    pub sequencer_height: u64,
+    /// Canonical block bytes, hex, from the requested height on.
+    pub blocks: Vec<String>,
+}
+
+/// A parsed answer.
+#[derive(Debug)]
+pub struct Batch {
+    pub sequencer_height: u64,
+    pub blocks: Vec<Block>,
+}
+
+/// Why sync stopped or paused.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the sequencer's answer is not a sync answer: {0}")]
+    Malformed(String),
+    #[error("block {index} of the answer (height {height}) does not decode: {reason}")]
+    Undecodable {
+        index: usize,
+        height: u64,
+        reason: String,
+    },
+    #[error("block {index} of the answer is at height {got}, expected {expected}")]
+    SkippedHeight {
+        index: usize,
+        expected: u64,
+        got: u64,
+    },
+    #[error("the answer holds {got} blocks, more than the {asked} asked for")]
+    TooMany { asked: u32, got: usize },
+    #[error("block {height} does not verify: {source}")]
+    Verify {
+        height: u64,
+        #[source]
+        source: VerifyError,
+    },
+}
+
+impl SyncError {
+    /// Whether this says the sequencer served a chain this node refuses (halt for good), rather
+    /// than this node being unable to check it now (retry).
+    pub fn is_verdict(&self) -> bool {
+        match self {
+            SyncError::Verify { source, .. } => source.is_invalid_block(),
+            _ => true,
+        }
+    }
+}
+
+/// Parses and checks an answer to a request for at most `asked` blocks from height `from`.
+pub fn parse_batch(body: &[u8], from: u64, asked: u32) -> Result<Batch, SyncError> {
+    let answer: SyncAnswer =
+        serde_json::from_slice(body).map_err(|e| SyncError::Malformed(e.to_string()))?;
+    if answer.blocks.len() > asked as usize {
+        return Err(SyncError::TooMany {
+            asked,
+            got: answer.blocks.len(),
+        });
+    }
+    let mut blocks = Vec::with_capacity(answer.blocks.len());
+    for (index, hex_block) in answer.blocks.iter().enumerate() {
+        let expected = from + index as u64;
+        let undecodable = |reason: String| SyncError::Undecodable {
+            index,
+            height: expected,
+            reason,
+        };
+        let bytes = hex::decode(hex_block).map_err(|e| undecodable(format!("hex: {e}")))?;
+        let block = Block::decode(&bytes).map_err(|e| undecodable(e.to_string()))?;
+        if block.header.height != expected {
+            return Err(SyncError::SkippedHeight {
+                index,
+                expected,
+                got: block.header.height,
+            });
+        }
+        blocks.push(block);
+    }
+    Ok(Batch {
+        sequencer_height: answer.sequencer_height,
+        blocks,
+    })
+}
+
+/// Encodes blocks as a [`SyncAnswer`] (the sequencer's side), stopping before `max_bytes` of
+/// hex once at least one block is in.
+pub fn encode_answer(
+    sequencer_height: u64,
+    blocks: impl IntoIterator<Item = Block>,
+    max_bytes: usize,
+) -> SyncAnswer {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for block in blocks {
+        let hex_block = hex::encode(block.encode());
+        total += hex_block.len();
+        if !out.is_empty() && total > max_bytes {
+            break;
+        }
+        out.push(hex_block);
+    }
+    SyncAnswer {
+        sequencer_height,
+        blocks: out,
+    }
+}
+
+/// A follower's sync state, as `/stats` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyncState {
+    /// Behind the sequencer and fetching.
+    Syncing = 0,
+    /// At the sequencer's height (waiting on its next block).
+    CaughtUp = 1,
+    /// The sequencer cannot be reached (or answers errors): retrying with backoff.
+    Stale = 2,
+    /// The sequencer served a chain that does not verify: stopped until an operator acts.
+    Halted = 3,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Syncing => "syncing",
+            SyncState::CaughtUp => "caught_up",
+            SyncState::Stale => "stale",
+            SyncState::Halted => "halted",
+        }
+    }
+
+    fn from_u8(v: u8) -> SyncState {
+        match v {
+            1 => SyncState::CaughtUp,
+            2 => SyncState::Stale,
+            3 => SyncState::Halted,
+            _ => SyncState::Syncing,
+        }
+    }
+}
+
+/// What the follower shows about its sync, read from atomics by `/stats` and `/health` (never
+/// through the Syncer's mailbox, so it answers while a block is being verified).
+#[derive(Debug, Default)]
+pub struct SyncStatus {
+    state: AtomicU8,
+    /// The sequencer's height as of its last answer.
+    pub sequencer_height: AtomicU64,
+    /// Blocks and transactions replayed (verified and committed) since start.
+    pub blocks_replayed: AtomicU64,
+    pub txs_replayed: AtomicU64,
+    /// Microseconds spent verifying and committing them (replay rate = replayed / time).
+    pub replay_us: AtomicU64,
+    /// Why the follower halted, once it has (sticky).
+    halt_reason: Mutex<Option<String>>,
+}
+
+impl SyncStatus {
+    pub fn state(&self) -> SyncState {
+        SyncState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Sets the state; a halted follower stays halted.
+    pub fn set_state(&self, s: SyncState) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                (cur != SyncState::Halted as u8).then_some(s as u8)
+            });
+    }
+
+    /// Halts for good with `reason`.
+    pub fn halt(&self, reason: String) {
+        if let Ok(mut r) = self.halt_reason.lock()
+            && r.is_none()
+        {
+            *r = Some(reason);
+        }
+        self.state.store(SyncState::Halted as u8, Ordering::Relaxed);
+    }
+
+    pub fn halt_reason(&self) -> Option<String> {
+        self.halt_reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Blocks and transactions per second of replay so far (0 before the first block).
+    pub fn replay_rate(&self) -> (f64, f64) {
+        let us = self.replay_us.load(Ordering::Relaxed);
+        if us == 0 {
+            return (0.0, 0.0);
+        }
+        let secs = us as f64 / 1e6;
+        (
+            self.blocks_replayed.load(Ordering::Relaxed) as f64 / secs,
+            self.txs_replayed.load(Ordering::Relaxed) as f64 / secs,
+        )
+    }
+}
+
+/// Exponential backoff between failed fetches: `min`, doubled per failure, capped at `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// The wait before the next attempt after a failure.
+    pub fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        wait
+    }
+
+    /// A success resets the wait.
+    pub fn succeeded(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::tests::params;
+    use crate::types::{BlockHeader, Keypair, WriteSet};
+
+    fn chain(n: u64) -> Vec<Block> {
+        let key = Keypair::generate().unwrap();
+        let mut parent = params().genesis().header;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let header = BlockHeader::child(
+                &parent,
+                parent.timestamp_ms + 1,
+                &[],
+                &[],
+                &WriteSet::default(),
+            );
+            let block = Block::seal(header, vec![], &key);
+            parent = block.header.clone();
+            out.push(block);
+        }
+        out
+    }
+
+    fn body(a: &SyncAnswer) -> Vec<u8> {
+        serde_json::to_vec(a).unwrap()
+    }
+
+    #[test]
+    fn an_answer_round_trips() {
+        let blocks = chain(3);
+        let a = encode_answer(7, blocks.clone(), MAX_BATCH_BYTES);
+        let b = parse_batch(&body(&a), 1, 3).unwrap();
+        assert_eq!(b.sequencer_height, 7);
+        assert_eq!(b.blocks, blocks);
+    }
+
+    #[test]
+    fn the_byte_bound_keeps_at_least_one_block() {
+        let a = encode_answer(3, chain(3), 1);
+        assert_eq!(a.blocks.len(), 1);
+    }
+
+    #[test]
+    fn a_skipped_height_is_refused() {
+        let mut blocks = chain(3);
+        blocks.remove(1);
+        let a = encode_answer(3, blocks, MAX_BATCH_BYTES);
+        let e = parse_batch(&body(&a), 1, 3).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SyncError::SkippedHeight {
+                    index: 1,
+                    expected: 2,
+                    got: 3
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.is_verdict());
+        // Starting elsewhere than asked is a skip too.
+        let a = encode_answer(3, chain(3), MAX_BATCH_BYTES);
+        assert!(matches!(
+            parse_batch(&body(&a), 2, 3),
+            Err(SyncError::SkippedHeight { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn undecodable_oversized_and_malformed_answers_are_refused() {
+        let mut a = encode_answer(3, chain(2), MAX_BATCH_BYTES);
+        let mut bytes = hex::decode(&a.blocks[1]).unwrap();
+        bytes.push(0);
+        a.blocks[1] = hex::encode(bytes);
+        assert!(matches!(
+            parse_batch(&body(&a), 1, 2),
+            Err(SyncError::Undecodable { index: 1, .. })
+        ));
+        a.blocks[1] = "zz".into();
+        assert!(matches!(
+            parse_batch(&body(&a), 1, 2),
+            Err(SyncError::Undecodable { index: 1, .. })
+        ));
+        let a = encode_answer(3, chain(3), MAX_BATCH_BYTES);
+        assert!(matches!(
+            parse_batch(&body(&a), 1, 2),
+            Err(SyncError::TooMany { asked: 2, got: 3 })
+        ));
+        assert!(matches!(
+            parse_batch(b"{\"blocks\":[]}", 1, 2),
+            Err(SyncError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn halted_is_sticky_and_keeps_the_first_reason() {
+        let s = SyncStatus::default();
+        assert_eq!(s.state(), SyncState::Syncing);
+        s.set_state(SyncState::Stale);
+        assert_eq!(s.state(), SyncState::Stale);
+        s.halt("first".into());
+        s.halt("second".into());
+        s.set_state(SyncState::CaughtUp);
+        assert_eq!(s.state(), SyncState::Halted);
+        assert_eq!(s.halt_reason().as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let waits: Vec<_> = (0..4).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 350, 350]);
+        b.succeeded();
+        assert_eq!(b.failed().as_millis(), 100);
+    }
+}
