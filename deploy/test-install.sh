@@ -19,6 +19,12 @@ printf 'root:*::\n' >"$r/etc/gshadow"
 fail() { echo "test-install: $*" >&2; exit 1; }
 snapshot() { (cd "$r" && find . -printf '%p %m %u %g %s\n' | sort && cat etc/passwd etc/group); }
 
+# Both roles run the same binary: their hardening must not drift apart (check-syscalls.sh reads
+# the sequencer unit's filter for both).
+diff <(sed -n '/^# --- Hardening/,$p' deploy/accumen.service) \
+  <(sed -n '/^# --- Hardening/,$p' deploy/accumen-follower.service) >/dev/null \
+  || fail "the hardening sections of accumen.service and accumen-follower.service differ"
+
 # Bad arguments: refused with a message, nothing changed.
 before="$(snapshot)"
 for args in "--bin $work/nope" "--config $work/nope.yaml" "--root $work/nowhere" "--frobnicate"; do
