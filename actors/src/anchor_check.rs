@@ -289,3 +289,191 @@ impl AnchorChecker {
         self.run_end = Some(anchor);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::fake_l0::FakeL0;
+    use crate::chain::tests::params;
+    use crate::types::WriteSet;
+
+    const CHAIN: &str = "accumen-test";
+
+    /// Headers 0..=n of a chain (index = height).
+    fn chain(n: u64) -> Vec<BlockHeader> {
+        let mut p = params();
+        p.chain_id = CHAIN.into();
+        let mut out = vec![p.genesis().header];
+        for _ in 0..n {
+            let parent = out.last().unwrap().clone();
+            out.push(BlockHeader::child(
+                &parent,
+                parent.timestamp_ms + 1,
+                &[],
+                &[],
+                &WriteSet::default(),
+            ));
+        }
+        out
+    }
+
+    fn anchor(c: &[BlockHeader], first: u64, last: u64) -> Anchor {
+        Anchor::from_headers(CHAIN, &c[first as usize..=last as usize]).unwrap()
+    }
+
+    fn account() -> AccUrl {
+        AccUrl::parse("acc://accumen.acme/anchors").unwrap()
+    }
+
+    /// Runs rounds until one reads nothing; returns the tallies (ok, skipped).
+    async fn settle(
+        ch: &mut AnchorChecker,
+        l0: &FakeL0,
+        c: &[BlockHeader],
+        head: u64,
+    ) -> Result<(u64, u64), AnchorCheckError> {
+        let header = |h: u64| Ok((h <= head).then(|| c.get(h as usize).cloned()).flatten());
+        let (mut ok, mut skipped) = (0, 0);
+        let mut tally = |o: Outcome| match o {
+            Outcome::Ok => ok += 1,
+            Outcome::Skipped => skipped += 1,
+        };
+        while ch.round(l0, head, &header, &mut tally).await? > 0 {}
+        Ok((ok, skipped))
+    }
+
+    #[tokio::test]
+    async fn matching_anchors_advance_the_anchored_height_only_over_verified_blocks() {
+        let c = chain(10);
+        let l0 = FakeL0::default();
+        for (f, l) in [(1, 3), (4, 6), (7, 10)] {
+            l0.write_entry(anchor(&c, f, l).parts());
+        }
+        let mut ch = AnchorChecker::new(CHAIN, account());
+        // Only 1..=5 verified: the second anchor waits, the third too.
+        assert_eq!(settle(&mut ch, &l0, &c, 5).await.unwrap(), (1, 0));
+        assert_eq!((ch.anchored(), ch.waiting(), ch.cursor()), (3, 2, 3));
+        // Sync reaches 10: both are checked without reading the L0 again.
+        assert_eq!(settle(&mut ch, &l0, &c, 10).await.unwrap(), (2, 0));
+        assert_eq!((ch.anchored(), ch.waiting()), (10, 0));
+    }
+
+    #[tokio::test]
+    async fn a_contradicting_anchor_is_a_contradiction_naming_both_hashes() {
+        let c = chain(6);
+        let l0 = FakeL0::default();
+        l0.write_entry(anchor(&c, 1, 3).parts());
+        let mut bad = anchor(&c, 4, 6);
+        bad.last_block_hash = Hash([7; 32]);
+        l0.write_entry(bad.parts());
+        let mut ch = AnchorChecker::new(CHAIN, account());
+        // Not verified yet: no verdict.
+        assert_eq!(settle(&mut ch, &l0, &c, 5).await.unwrap(), (1, 0));
+        let e = settle(&mut ch, &l0, &c, 6).await.unwrap_err();
+        let AnchorCheckError::Contradiction(x) = &e else {
+            panic!("{e}");
+        };
+        assert_eq!((x.entry_index, x.anchor.last_height), (1, 6));
+        assert_eq!(x.local_last_hash, c[6].hash());
+        let text = e.to_string();
+        assert!(text.contains(&Hash([7; 32]).to_string()), "{text}");
+        assert!(text.contains(&c[6].hash().to_string()), "{text}");
+        // A wrong state root or blocks root is a contradiction too.
+        for field in 0..2 {
+            let l0 = FakeL0::default();
+            let mut bad = anchor(&c, 1, 6);
+            if field == 0 {
+                bad.state_root = Hash([1; 32]);
+            } else {
+                bad.blocks_root = Hash([1; 32]);
+            }
+            l0.write_entry(bad.parts());
+            let mut ch = AnchorChecker::new(CHAIN, account());
+            assert!(matches!(
+                settle(&mut ch, &l0, &c, 6).await,
+                Err(AnchorCheckError::Contradiction(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn junk_and_foreign_entries_are_skipped() {
+        let c = chain(4);
+        let l0 = FakeL0::default();
+        l0.write_entry(vec![b"hello".to_vec()]);
+        let mut other = anchor(&c, 1, 2);
+        other.chain_id = "another-chain".into();
+        l0.write_entry(other.parts());
+        let mut parts = anchor(&c, 1, 2).parts();
+        parts[2] = vec![0; 7];
+        l0.write_entry(parts);
+        let mut genesis = anchor(&c, 1, 2).parts();
+        genesis[2] = 0u64.to_be_bytes().to_vec();
+        l0.write_entry(genesis);
+        let mut wide = anchor(&c, 1, 2);
+        wide.last_height = wide.first_height + MAX_ANCHOR_SPAN;
+        l0.write_entry(wide.parts());
+        l0.write_entry(anchor(&c, 1, 4).parts());
+        let mut ch = AnchorChecker::new(CHAIN, account());
+        assert_eq!(settle(&mut ch, &l0, &c, 4).await.unwrap(), (1, 5));
+        assert_eq!(ch.anchored(), 4);
+    }
+
+    #[tokio::test]
+    async fn out_of_order_batches_join_and_a_gap_stops_the_anchored_height() {
+        let c = chain(12);
+        let l0 = FakeL0::default();
+        // Delivered out of order (concurrent submissions): 4..=6 before 1..=3.
+        l0.write_entry(anchor(&c, 4, 6).parts());
+        l0.write_entry(anchor(&c, 1, 3).parts());
+        // A duplicate of heights already covered, then a gap (7..=8 never anchored).
+        l0.write_entry(anchor(&c, 2, 5).parts());
+        l0.write_entry(anchor(&c, 9, 12).parts());
+        let mut ch = AnchorChecker::new(CHAIN, account());
+        assert_eq!(settle(&mut ch, &l0, &c, 12).await.unwrap(), (4, 0));
+        assert_eq!(ch.anchored(), 6);
+        // The gap filled later: the run reaches the end.
+        l0.write_entry(anchor(&c, 7, 8).parts());
+        assert_eq!(settle(&mut ch, &l0, &c, 12).await.unwrap(), (1, 0));
+        assert_eq!(ch.anchored(), 12);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_l0_is_an_l0_error_and_the_check_resumes() {
+        let c = chain(3);
+        let l0 = FakeL0::default();
+        l0.write_entry(anchor(&c, 1, 3).parts());
+        l0.set_down(true);
+        let mut ch = AnchorChecker::new(CHAIN, account());
+        assert!(matches!(
+            settle(&mut ch, &l0, &c, 3).await,
+            Err(AnchorCheckError::L0(_))
+        ));
+        assert_eq!((ch.anchored(), ch.cursor()), (0, 0));
+        l0.set_down(false);
+        assert_eq!(settle(&mut ch, &l0, &c, 3).await.unwrap(), (1, 0));
+        assert_eq!(ch.anchored(), 3);
+    }
+
+    #[tokio::test]
+    async fn reading_stops_while_too_many_anchors_wait() {
+        let c = chain(2);
+        let l0 = FakeL0::default();
+        // One-block anchors far ahead of sync (heights 1..=MAX_HELD + 50, only 2 verified).
+        let mut prev = c[2].clone();
+        let mut far = c.clone();
+        for _ in 3..=(MAX_HELD as u64 + 50) {
+            let next =
+                BlockHeader::child(&prev, prev.timestamp_ms + 1, &[], &[], &WriteSet::default());
+            far.push(next.clone());
+            prev = next;
+        }
+        for h in 1..=(MAX_HELD as u64 + 50) {
+            l0.write_entry(anchor(&far, h, h).parts());
+        }
+        let mut ch = AnchorChecker::new(CHAIN, account());
+        assert_eq!(settle(&mut ch, &l0, &c, 2).await.unwrap(), (2, 0));
+        assert_eq!(ch.waiting(), MAX_HELD);
+        assert_eq!(ch.cursor(), MAX_HELD as u64 + 2);
+    }
+}
