@@ -205,7 +205,8 @@ impl AnchorChecker {
         if entry.hash() != record.entry {
             return None;
         }
-        let anchor = Anchor::parse(&entry.data.iter().map(|b| &b.0[..]).collect::<Vec<_>>()).ok()?;
+        let anchor =
+            Anchor::parse(&entry.data.iter().map(|b| &b.0[..]).collect::<Vec<_>>()).ok()?;
         (anchor.chain_id == self.chain_id
             && anchor.last_height - anchor.first_height < MAX_ANCHOR_SPAN)
             .then_some(anchor)

@@ -80,11 +80,7 @@ async fn run(mut deps: AnchorWatcherDeps) {
     let mut checker = AnchorChecker::new(deps.chain_id.clone(), deps.account.clone());
     let mut backoff = Backoff::new(deps.retry_min, deps.retry_max);
     let storage = deps.storage.clone();
-    let header = move |h: u64| {
-        storage
-            .block_by_height(h)
-            .map(|b| b.map(|b| b.header))
-    };
+    let header = move |h: u64| storage.block_by_height(h).map(|b| b.map(|b| b.header));
     loop {
         if deps.status.state() == SyncState::Halted {
             return;

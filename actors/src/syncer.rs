@@ -111,7 +111,9 @@ impl SyncMetrics {
         );
         // Every series exists at 0 from the start, so `increase()` alerts see the first one.
         for result in ["ok", "contradiction", "skipped"] {
-            let _ = self.anchor_checks.get_or_create(&Self::anchor_label(result));
+            let _ = self
+                .anchor_checks
+                .get_or_create(&Self::anchor_label(result));
         }
         r.register(
             "anchor_checks",

@@ -49,7 +49,12 @@ fn a_follower_confirms_the_sequencers_anchors_and_rides_out_an_l0_outage() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let f = start_follower(dir.path(), &seq.api, &sequencer_key(&seq), &follower_l0(&l0));
+    let f = start_follower(
+        dir.path(),
+        &seq.api,
+        &sequencer_key(&seq),
+        &follower_l0(&l0),
+    );
     // At 0 from the start, before the first check.
     let text = f.metrics_text();
     for result in ["ok", "contradiction", "skipped"] {
@@ -84,9 +89,11 @@ fn a_follower_confirms_the_sequencers_anchors_and_rides_out_an_l0_outage() {
 
     // The L0 goes away: the follower keeps syncing, anchored_height lags, no halt.
     l0.control("/faults", json!({"refuse": true}));
-    wait_for("the follower to see the outage", Duration::from_secs(30), || {
-        f.find_log("cannot check the L0 anchors")
-    });
+    wait_for(
+        "the follower to see the outage",
+        Duration::from_secs(30),
+        || f.find_log("cannot check the L0 anchors"),
+    );
     let sync_on = |from: u64| {
         wait_for("the follower to sync on", Duration::from_secs(30), || {
             (stats(&f)["height"].as_u64().unwrap() >= from + 10).then_some(())
@@ -107,10 +114,14 @@ fn a_follower_confirms_the_sequencers_anchors_and_rides_out_an_l0_outage() {
 
     // Back: the sequencer anchors its backlog and the follower confirms it.
     l0.control("/faults", json!({"refuse": false}));
-    let target = wait_for("the sequencer's backlog anchored", Duration::from_secs(60), || {
-        let a = seq_anchored(&seq)?;
-        (a >= further + 10).then_some(a)
-    });
+    let target = wait_for(
+        "the sequencer's backlog anchored",
+        Duration::from_secs(60),
+        || {
+            let a = seq_anchored(&seq)?;
+            (a >= further + 10).then_some(a)
+        },
+    );
     wait_for(
         "the follower to confirm the backlog",
         Duration::from_secs(60),
@@ -150,7 +161,12 @@ fn an_anchor_contradicting_verified_blocks_halts_the_follower() {
     let l0 = L0::start(None, &[]);
     let seq = TestNode::start("block_time: \"100ms\"\n");
     let dir = tempfile::tempdir().unwrap();
-    let f = start_follower(dir.path(), &seq.api, &sequencer_key(&seq), &follower_l0(&l0));
+    let f = start_follower(
+        dir.path(),
+        &seq.api,
+        &sequencer_key(&seq),
+        &follower_l0(&l0),
+    );
     wait_for("the follower at height 6", Duration::from_secs(60), || {
         (stats(&f)["height"].as_u64().unwrap() >= 6).then_some(())
     });
@@ -194,9 +210,11 @@ fn an_anchor_contradicting_verified_blocks_halts_the_follower() {
 
     // Nothing more is committed while the sequencer goes on.
     let seq_at = seq.height();
-    wait_for("the sequencer 5 blocks further", Duration::from_secs(30), || {
-        (seq.height() >= seq_at + 5).then_some(())
-    });
+    wait_for(
+        "the sequencer 5 blocks further",
+        Duration::from_secs(30),
+        || (seq.height() >= seq_at + 5).then_some(()),
+    );
     let s: Value = stats(&f);
     assert_eq!(s["state"], "halted", "{s}");
     assert_eq!(s["height"], halted_at, "{s}");

@@ -21,8 +21,7 @@ use super::codec::{
 use super::encoding::{AccUrl, TxId};
 use super::json::{
     Account, AccountRecord, ChainEntryRecord, Envelope, ErrorObject, Message, MessageRecord,
-    NetworkStatus,
-    RecordRange, Status, Submission, TransactionStatus,
+    NetworkStatus, RecordRange, Status, Submission, TransactionStatus,
 };
 use super::l0::{L0Api, L0Error};
 use crate::types::Hash;
