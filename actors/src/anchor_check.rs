@@ -19,6 +19,9 @@
 //!   end of the run 1..=anchored covered by checked anchors (`Anchor::check_follows` along that
 //!   run). A height never anchored (a gap) stops `anchored` there for good, which `/stats` shows;
 //!   an anchor overlapping checked heights is still checked (a contradiction is one all the same).
+//! - Trust: the L0 endpoint is trusted to report the data account truthfully (no L0 receipts
+//!   are checked). A lying endpoint can halt a follower with a false contradiction, never make
+//!   it accept a block: acceptance is `chain::verify`'s alone.
 //! - Bounded: one page (≤ [`PAGE`] entries) per L0 call; at most [`MAX_HELD`] anchors held
 //!   (waiting for sync plus checked beyond a gap); no further page is read while that many are
 //!   held. One check reads at most [`MAX_ANCHOR_SPAN`] headers.
