@@ -961,7 +961,8 @@ impl Settings {
                 self.bridge.l0.request_timeout
             ),
         );
-        if self.bridge.enable_bridge {
+        // A node that neither anchors nor follows never uses `bridge.l0.*`: not looked at.
+        if self.bridge.enable_bridge || self.reads_l0_only() {
             self.l0_problems(&mut rule);
         }
         self.follower.problems(&mut rule);
@@ -994,16 +995,26 @@ impl Settings {
         out
     }
 
-    /// The `bridge.l0.*` rules, for a node that anchors: every key set and well-formed, and the
-    /// key file readable and holding a key. Each message names its key.
+    /// A configuration naming a sequencer to follow (`follower.sequencer_api`) is a follower's:
+    /// it only reads the L0 (the sequencer's anchors), so it needs no key page or key file.
+    fn reads_l0_only(&self) -> bool {
+        self.follower.sequencer_api.is_some()
+    }
+
+    /// The `bridge.l0.*` rules. For a node that anchors (`enable_bridge`, not a follower): every
+    /// key set and well-formed, and the key file readable and holding a key. For a follower
+    /// (`reads_l0_only`): `endpoint` and `data_account` well-formed when set (both required
+    /// with `enable_bridge`), the key never needed. Each message names its key.
     fn l0_problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {
         let l0 = &self.bridge.l0;
+        let required = self.bridge.enable_bridge;
+        let signs = required && !self.reads_l0_only();
         let unset = |key: &str, example: &str| {
             format!("{key} must be set when bridge.enable_bridge is true (such as {example})")
         };
         match l0.endpoint.as_deref() {
             None => rule(
-                false,
+                !required,
                 "bridge.l0.endpoint",
                 unset(
                     "bridge.l0.endpoint",
@@ -1022,20 +1033,22 @@ impl Settings {
                 }
             }
         }
-        for (key, value, example) in [
+        for (key, value, example, needed) in [
             (
                 "bridge.l0.data_account",
                 &l0.data_account,
                 "acc://accumen.acme/anchors",
+                required,
             ),
             (
                 "bridge.l0.key_page",
                 &l0.key_page,
                 "acc://accumen.acme/book/1",
+                signs,
             ),
         ] {
             match value.as_deref() {
-                None => rule(false, key, unset(key, example)),
+                None => rule(!needed, key, unset(key, example)),
                 Some(v) => {
                     if let Err(why) = check_acc_url(v) {
                         rule(
@@ -1048,6 +1061,9 @@ impl Settings {
                     }
                 }
             }
+        }
+        if !signs {
+            return;
         }
         match l0.read_key() {
             None => rule(

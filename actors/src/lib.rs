@@ -6,6 +6,8 @@
 //! actix-free Accumulate L0 codec (encoding, hashing, signing, envelope checks, API JSON shapes)
 //! and the Accumen anchor format.
 
+pub mod anchor_check;
+pub mod anchor_watcher;
 pub mod block_producer;
 pub mod bridge;
 pub mod bridge_stager;

@@ -17,9 +17,9 @@
 //!   `accumen_follower_verification_failures_total` raised. Only an operator restart clears it.
 //! - Transport trouble (the sequencer down, a timeout, an error status) is `stale` with
 //!   exponential backoff; it never crashes the actor.
-//! - Optional L0 anchor checks plug in later as one more check of a verified block (a
-//!   contradiction is a verdict like a failed verification); until then `anchored_height` is
-//!   unknown (`/stats` shows null).
+//! - The optional L0 anchor checks run beside it (`anchor_watcher`): a contradiction halts the
+//!   shared `SyncStatus` like a failed verification, and the Syncer checks the halt once more
+//!   right before each commit, so nothing is committed after it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -65,6 +66,9 @@ pub struct SyncMetrics {
     pub txs_replayed: Counter,
     pub verification_failures: Counter,
     pub fetch_errors: Counter,
+    /// L0 anchor checks by `result` (`ok`, `contradiction`, `skipped`).
+    pub anchor_checks: Family<Vec<(String, String)>, Counter>,
+    pub anchored_height: Gauge,
 }
 
 impl SyncMetrics {
@@ -105,6 +109,30 @@ impl SyncMetrics {
             "Failed fetches from the sequencer (unreachable, timeout, error status)",
             self.fetch_errors.clone(),
         );
+        // Every series exists at 0 from the start, so `increase()` alerts see the first one.
+        for result in ["ok", "contradiction", "skipped"] {
+            let _ = self
+                .anchor_checks
+                .get_or_create(&Self::anchor_label(result));
+        }
+        r.register(
+            "anchor_checks",
+            "L0 anchor entries checked against verified blocks, by result (ok, contradiction, \
+             skipped: not an Accumen anchor of this chain)",
+            self.anchor_checks.clone(),
+        );
+        r.register(
+            "anchored_height",
+            "Highest height both verified and covered by checked L0 anchors",
+            self.anchored_height.clone(),
+        );
+    }
+}
+
+impl SyncMetrics {
+    /// The label set of `anchor_checks` for `result`.
+    pub fn anchor_label(result: &str) -> Vec<(String, String)> {
+        vec![("result".to_string(), result.to_string())]
     }
 }
 
@@ -181,6 +209,8 @@ enum RoundError {
     Storage(#[from] StorageError),
     #[error("executor: {0}")]
     Executor(String),
+    #[error("sync halted")]
+    Halted,
 }
 
 /// The sync loop: fetch from `head + 1`, verify and commit in order, until halted.
@@ -197,6 +227,10 @@ async fn run(deps: SyncerDeps) {
         }
         match round(&deps).await {
             Ok(()) => backoff.succeeded(),
+            Err(RoundError::Halted) => {
+                deps.sync_metrics.halted.set(1);
+                return;
+            }
             Err(RoundError::Sync(e)) if e.is_verdict() => {
                 halt(&deps, &e);
                 return;
@@ -321,6 +355,11 @@ async fn apply(
         .map_err(|e| RoundError::Executor(e.to_string()))?
         .map_err(|source| SyncError::Verify { height, source })?;
     drop(waiting);
+    // The last check of a verified block: a halt decided meanwhile (an L0 anchor contradicted
+    // an earlier block, `anchor_watcher`) commits nothing more.
+    if deps.status.state() == SyncState::Halted {
+        return Err(RoundError::Halted);
+    }
     deps.storage
         .commit_block(&block, &verified.receipts, &verified.writes)?;
     deps.recorder.record(Committed {

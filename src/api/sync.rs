@@ -78,8 +78,11 @@ impl SyncApi {
             "lag_blocks": seq.saturating_sub(height),
             "state": s.state().as_str(),
             "halt_reason": s.halt_reason(),
-            // The L0 anchor checks are not part of this build yet: nothing is known anchored.
-            "anchored_height": Value::Null,
+            // Unknown (null) without the L0 anchor checks configured.
+            "anchored_height": s
+                .anchor_checks
+                .load(Ordering::Relaxed)
+                .then(|| s.anchored_height.load(Ordering::Relaxed)),
             "blocks_replayed": s.blocks_replayed.load(Ordering::Relaxed),
             "txs_replayed": s.txs_replayed.load(Ordering::Relaxed),
             "replay_rate": {

@@ -16,10 +16,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
+use accumen_actors::anchor_watcher::{AnchorWatcher, AnchorWatcherDeps};
+use accumen_actors::bridge::{AccUrl, L0Client};
 use accumen_actors::chain::ChainParams;
 use accumen_actors::chain::sync::{MAX_ANSWER_BYTES, SyncStatus};
 use accumen_actors::executor::{Executor, RunQuery, VerifyBlock};
-use accumen_actors::supervisor::ChildSpec;
+use accumen_actors::supervisor::{Child, ChildSpec};
 use accumen_actors::syncer::{
     BlockSource, Fetch, SourceError, SyncConfig, SyncMetrics, Syncer, SyncerDeps,
 };
@@ -183,6 +187,60 @@ impl BlockSource for HttpSource {
     }
 }
 
+/// The L0 anchor checks (`anchor_watcher`), when `bridge.l0.endpoint` and
+/// `bridge.l0.data_account` are both set; read-only, so no key page or key file is needed.
+fn anchor_watcher(
+    services: &Services,
+    deps: &SyncerDeps,
+) -> anyhow::Result<Option<ChildSpec<AnchorWatcher>>> {
+    let l0 = &services.settings.bridge.l0;
+    let (endpoint, account) = match (&l0.endpoint, &l0.data_account) {
+        (Some(e), Some(a)) => (e.clone(), a),
+        (None, None) => {
+            tracing::info!(
+                "follower: bridge.l0.endpoint and data_account are not set: the sequencer's L0 \
+                 anchors are not checked (anchored_height is null)"
+            );
+            return Ok(None);
+        }
+        _ => bail!(
+            "a follower checks the sequencer's L0 anchors only with both bridge.l0.endpoint and \
+             bridge.l0.data_account set; set both, or neither"
+        ),
+    };
+    let account =
+        AccUrl::parse(account).with_context(|| format!("bridge.l0.data_account {account:?}"))?;
+    let timeout = l0.request_timeout;
+    let client = L0Client::new(&endpoint, timeout)
+        .with_context(|| format!("bridge.l0.endpoint {endpoint:?}"))?;
+    let make_l0: Arc<dyn Fn() -> L0Client + Send + Sync> = {
+        let endpoint = endpoint.clone();
+        // The same arguments built `client`, so a fresh one cannot fail; it is the fallback.
+        Arc::new(move || L0Client::new(&endpoint, timeout).unwrap_or_else(|_| client.clone()))
+    };
+    deps.status.anchor_checks.store(true, Ordering::Relaxed);
+    tracing::info!(%endpoint, data_account = %account, "follower: checking the sequencer's L0 anchors");
+    let f = &services.settings.follower;
+    let watcher = AnchorWatcherDeps {
+        storage: services.storage.clone(),
+        chain_id: services.params.chain_id.clone(),
+        account,
+        make_l0,
+        head: services.recorder.subscribe(),
+        status: deps.status.clone(),
+        metrics: deps.sync_metrics.clone(),
+        poll: ANCHOR_POLL,
+        retry_min: f.retry_min,
+        retry_max: f.retry_max,
+    };
+    Ok(Some(ChildSpec::start("anchor_watcher", move || {
+        AnchorWatcher::new(watcher.clone())
+    })))
+}
+
+/// How often a follower that has read every anchor asks the L0 for new ones.
+const ANCHOR_POLL: Duration = Duration::from_secs(1);
+
 /// Starts the follower's actors over the shared services.
 pub(super) fn start(services: &Services, sync_metrics: SyncMetrics) -> anyhow::Result<RoleParts> {
     let settings = &services.settings;
@@ -196,12 +254,6 @@ pub(super) fn start(services: &Services, sync_metrics: SyncMetrics) -> anyhow::R
         storage = ?settings.storage,
         "starting follower"
     );
-    if settings.bridge.l0.endpoint.is_some() {
-        tracing::warn!(
-            "bridge.l0.* is set, but this build does not check the sequencer's L0 anchors yet: \
-             anchored_height stays null"
-        );
-    }
     let executor = {
         let (vm, stats, metrics) = (
             services.vm.clone(),
@@ -239,10 +291,15 @@ pub(super) fn start(services: &Services, sync_metrics: SyncMetrics) -> anyhow::R
             queue_size: settings.execution.queue_size,
         },
     };
+    let anchors = anchor_watcher(services, &deps)?;
     let syncer = ChildSpec::start("syncer", move || Syncer::new(deps.clone()));
+    let mut children: Vec<Box<dyn Child>> = vec![Box::new(executor), Box::new(syncer)];
+    if let Some(a) = anchors {
+        children.push(Box::new(a));
+    }
     let drain: Drain = Box::new(|| Box::pin(async {}));
     Ok(RoleParts {
-        children: vec![Box::new(executor), Box::new(syncer)],
+        children,
         query: executor_slot.port::<RunQuery>(),
         intake: None,
         sequencer: key,

@@ -1051,6 +1051,35 @@ fn an_enabled_bridge_needs_every_l0_key() {
 }
 
 #[test]
+fn a_follower_reads_the_l0_without_a_key() {
+    let follower = "follower:\n  sequencer_api: \"http://127.0.0.1:8080\"\n";
+    let l0 = "  l0:\n    endpoint: \"http://127.0.0.1:26660/v3\"\n    data_account: \
+              \"acc://accumen.acme/anchors\"\n";
+    // Enabled or not, a follower's L0 settings need no key page or key file.
+    for enable in ["false", "true"] {
+        let s = load_str(
+            &format!("{follower}bridge:\n  enable_bridge: {enable}\n{l0}"),
+            no_env(),
+        )
+        .unwrap();
+        assert!(s.bridge.l0.key_file.is_none());
+    }
+    // A sequencer with the same settings and the bridge on still needs both.
+    let errors = all_errors(&format!("bridge:\n  enable_bridge: true\n{l0}"), no_env());
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    // A follower's L0 values are checked: it uses them.
+    let errors = all_errors(
+        &format!(
+            "{follower}bridge:\n  l0:\n    endpoint: \"ftp://x\"\n    data_account: \"nope\"\n"
+        ),
+        no_env(),
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].contains("bridge.l0.endpoint"), "{errors:#?}");
+    assert!(errors[1].contains("bridge.l0.data_account"), "{errors:#?}");
+}
+
+#[test]
 fn a_malformed_endpoint_is_refused_with_the_key_name() {
     let (_dir, key) = key_file();
     for (bad, why) in [

@@ -154,7 +154,7 @@ fn signed(timestamp: u64) -> SignedWriteData {
 }
 
 /// Polls the transaction until it is delivered.
-fn wait_delivered(rt: &tokio::runtime::Runtime, c: &L0Client, s: &SignedWriteData) {
+pub(crate) fn wait_delivered(rt: &tokio::runtime::Runtime, c: &L0Client, s: &SignedWriteData) {
     let id = s.transaction.id();
     wait_for("delivery", Duration::from_secs(20), || {
         let rec = rt.block_on(c.query_message(&id)).unwrap()?;

@@ -19,7 +19,7 @@ use crate::harness::*;
 const SYNC: &str = "/v1/sync/blocks";
 
 /// The sequencer's public key, as a follower pins it.
-fn sequencer_key(seq: &TestNode) -> String {
+pub(crate) fn sequencer_key(seq: &TestNode) -> String {
     seq.get("/v1/chain").1["sequencer"]
         .as_str()
         .unwrap()
@@ -27,17 +27,17 @@ fn sequencer_key(seq: &TestNode) -> String {
 }
 
 /// YAML for a follower of the sequencer at `api` with `key`, plus `extra`.
-fn follower_yaml(api: &str, key: &str, extra: &str) -> String {
+pub(crate) fn follower_yaml(api: &str, key: &str, extra: &str) -> String {
     format!(
         "follower:\n  sequencer_api: \"{api}\"\n  sequencer_key: \"{key}\"\n  retry_min: \"50ms\"\n  retry_max: \"200ms\"\n  long_poll: \"1s\"\n{extra}"
     )
 }
 
-fn start_follower(dir: &Path, api: &str, key: &str, extra: &str) -> TestNode {
+pub(crate) fn start_follower(dir: &Path, api: &str, key: &str, extra: &str) -> TestNode {
     TestNode::start_role_in(dir, "follower", &follower_yaml(api, key, extra), &[])
 }
 
-fn stats(node: &TestNode) -> Value {
+pub(crate) fn stats(node: &TestNode) -> Value {
     match HttpClient::new(&node.health).unwrap().get("/stats") {
         Ok((_, v)) => v,
         Err(e) => panic!("{e:#}\n{}", node.logs()),
@@ -45,14 +45,14 @@ fn stats(node: &TestNode) -> Value {
 }
 
 /// Waits until `f` reports `caught_up` at height `height` or above.
-fn wait_caught_up(f: &TestNode, height: u64, timeout: Duration) {
+pub(crate) fn wait_caught_up(f: &TestNode, height: u64, timeout: Duration) {
     wait_for(&format!("the follower to reach {height}"), timeout, || {
         let s = stats(f);
         (s["state"] == "caught_up" && s["height"].as_u64().unwrap() >= height).then_some(())
     });
 }
 
-fn wait_state(f: &TestNode, state: &str) -> Value {
+pub(crate) fn wait_state(f: &TestNode, state: &str) -> Value {
     wait_for(
         &format!("follower state {state}"),
         Duration::from_secs(30),

@@ -15,11 +15,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::codec::{SignedWriteData, WriteDataRequest};
+use super::codec::{
+    DoubleHashEntry, SignedWriteData, Transaction, TransactionHeader, WriteData, WriteDataRequest,
+};
 use super::encoding::{AccUrl, TxId};
 use super::json::{
-    Account, AccountRecord, ChainEntryRecord, Envelope, ErrorObject, MessageRecord, NetworkStatus,
-    RecordRange, Status, Submission, TransactionStatus,
+    Account, AccountRecord, ChainEntryRecord, Envelope, ErrorObject, Message, MessageRecord,
+    NetworkStatus, RecordRange, Status, Submission, TransactionStatus,
 };
 use super::l0::{L0Api, L0Error};
 use crate::types::Hash;
@@ -113,6 +115,13 @@ impl FakeL0 {
     /// The data entries written, in order.
     pub fn entries(&self) -> Vec<Entry> {
         self.lock().entries.clone()
+    }
+    /// Appends a data entry as if a transaction had written it (tests of readers).
+    pub fn write_entry(&self, parts: Vec<Vec<u8>>) {
+        self.lock().entries.push(Entry {
+            tx_hash: Hash::default(),
+            parts,
+        });
     }
     /// `submit` calls that reached the L0.
     pub fn submits(&self) -> u64 {
@@ -341,11 +350,65 @@ impl L0Api for FakeL0 {
 
     async fn query_data_range(
         &self,
-        _account: &AccUrl,
-        _start: u64,
-        _count: u64,
+        account: &AccUrl,
+        start: u64,
+        count: u64,
     ) -> Result<RecordRange<ChainEntryRecord>, L0Error> {
-        Err(L0Error::transport("not supported by the fake L0"))
+        self.gate().await?;
+        let s = self.lock();
+        let total = s.entries.len() as u64;
+        let records = s
+            .entries
+            .iter()
+            .enumerate()
+            .skip(start as usize)
+            .take(count.min(100) as usize)
+            .map(|(i, e)| {
+                // The transaction is rebuilt from the entry's parts: all a data query reader
+                // looks at.
+                let transaction = Transaction {
+                    header: TransactionHeader {
+                        principal: account.clone(),
+                        initiator: Hash::default(),
+                        memo: String::new(),
+                        metadata: Default::default(),
+                    },
+                    body: WriteData {
+                        entry: DoubleHashEntry::new(e.parts.clone()),
+                        ..WriteData::default()
+                    },
+                };
+                ChainEntryRecord {
+                    record_type: "chainEntry".into(),
+                    name: "data".into(),
+                    kind: "transaction".into(),
+                    index: i as u64,
+                    entry: transaction.body.entry.hash(),
+                    value: Some(MessageRecord {
+                        record_type: "message".into(),
+                        id: transaction.id(),
+                        message: Some(Message::Transaction { transaction }),
+                        status: Some(Status::Delivered),
+                        status_no: None,
+                        error: None,
+                        result: None,
+                        received: None,
+                        produced: None,
+                        cause: None,
+                        signatures: None,
+                        last_block_time: None,
+                    }),
+                    last_block_time: None,
+                }
+            })
+            .collect();
+        Ok(RecordRange {
+            record_type: "range".into(),
+            records,
+            start,
+            total,
+            last_block_time: None,
+        })
     }
 
     async fn query_data_entry(

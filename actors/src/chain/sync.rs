@@ -21,7 +21,7 @@
 //!   `stale` and retries with [`Backoff`].
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -196,6 +196,11 @@ pub struct SyncStatus {
     pub txs_replayed: AtomicU64,
     /// Microseconds spent verifying and committing them (replay rate = replayed / time).
     pub replay_us: AtomicU64,
+    /// Whether the L0 anchor checks run (`bridge.l0.endpoint` and `data_account` configured);
+    /// without them `anchored_height` is unknown.
+    pub anchor_checks: AtomicBool,
+    /// Highest height both verified and covered by checked L0 anchors (`anchor_check`).
+    pub anchored_height: AtomicU64,
     /// Why the follower halted, once it has (sticky).
     halt_reason: Mutex<Option<String>>,
 }
