@@ -29,8 +29,8 @@ mod budget;
 mod conn;
 mod error;
 mod handlers;
-pub mod sync;
 mod http_metrics;
+pub mod sync;
 #[cfg(test)]
 mod tests;
 
