@@ -25,6 +25,16 @@
 //!   failed only if the L0 still does not know them `resend_after` later: re-signing bytes that
 //!   landed would anchor those heights twice.
 //!
+//! # Final failures are paced
+//!
+//! After a final failure the submitter sends nothing for a backoff of its own (from
+//! `backoff_min`, doubling with each further final failure up to `backoff_max`, jittered; reset
+//! by a delivery). The re-signed batch goes out after it. An L0 that refuses every anchor (no
+//! credits, the key not on the page, no data account) so costs one signature, one outbox write
+//! and a few calls per `backoff_max`, not as many as the L0 can answer, and the backlog still
+//! goes out as soon as the cause is fixed (within one backoff). A one-off failure (a changed key
+//! page version, §3.6 below) costs one `backoff_min`.
+//!
 //! # The in-flight rule (L0 document §3.6)
 //!
 //! At most `workers` rows, the lowest heights not `Failed`, are worked on at a time (sent and
@@ -146,6 +156,8 @@ pub struct Submitter {
     storage: Arc<Storage>,
     tracks: BTreeMap<u64, Track>,
     backoff: Duration,
+    /// Pause after a final failure, doubling with each one until a delivery resets it.
+    fail_backoff: Duration,
     not_before: Option<Instant>,
     last_error: Option<String>,
 }
@@ -166,6 +178,7 @@ impl Submitter {
             storage,
             tracks: BTreeMap::new(),
             backoff: Duration::ZERO,
+            fail_backoff: Duration::ZERO,
             not_before: None,
             last_error: None,
         }
@@ -208,7 +221,7 @@ impl Submitter {
                 None => match Self::track(&row, now) {
                     Ok(t) => self.tracks.entry(row.first).or_insert(t),
                     Err(why) => {
-                        self.fail(&row, why, &mut report)?;
+                        self.fail(&row, why, now, &mut report)?;
                         continue;
                     }
                 },
@@ -335,7 +348,7 @@ impl Submitter {
                             Ok(true)
                         }
                         Ok(Confirm::Unknown) => {
-                            self.fail(row, e.message, report)?;
+                            self.fail(row, e.message, now, report)?;
                             Ok(true)
                         }
                         Ok(c) => {
@@ -368,7 +381,7 @@ impl Submitter {
                 let refused = self.tracks.get(&row.first).and_then(|t| t.refused.clone());
                 if let Some((at, why)) = refused {
                     if now.saturating_duration_since(at) >= self.cfg.resend_after {
-                        self.fail(row, why, report)?;
+                        self.fail(row, why, now, report)?;
                     } else {
                         self.wait(row.first, now);
                     }
@@ -403,13 +416,14 @@ impl Submitter {
                 let anchored = self.storage.outbox_mark_delivered(row.first)?;
                 self.tracks.remove(&row.first);
                 self.backoff = Duration::ZERO;
+                self.fail_backoff = Duration::ZERO;
                 report.events.push(Event::Delivered {
                     first: row.first,
                     last: row.last,
                     anchored,
                 });
             }
-            Confirm::Failed(why) => self.fail(row, why, report)?,
+            Confirm::Failed(why) => self.fail(row, why, now, report)?,
             Confirm::Waiting | Confirm::Unknown => self.wait(row.first, now),
         }
         Ok(true)
@@ -425,10 +439,21 @@ impl Submitter {
         &mut self,
         row: &OutboxRow,
         why: String,
+        now: Instant,
         report: &mut StepReport,
     ) -> Result<(), SubmitError> {
         self.storage.outbox_mark_failed(row.first, &why)?;
         self.tracks.remove(&row.first);
+        // Paced like a retry (module docs, "Final failures are paced"): without it an L0 that
+        // refuses every anchor makes the node re-sign, store and resend as fast as the L0
+        // answers.
+        self.fail_backoff = if self.fail_backoff.is_zero() {
+            self.cfg.backoff_min
+        } else {
+            (self.fail_backoff * 2).min(self.cfg.backoff_max)
+        };
+        let until = now + jitter(self.fail_backoff);
+        self.not_before = Some(self.not_before.map_or(until, |t| t.max(until)));
         self.last_error = Some(format!(
             "batch {}..={} failed on the L0: {why}",
             row.first, row.last
