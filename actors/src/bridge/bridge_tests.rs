@@ -506,3 +506,23 @@ async fn final_failures_are_paced_by_a_growing_backoff_reset_by_a_delivery() {
     h.drain().await;
     h.check_anchors();
 }
+
+#[tokio::test]
+async fn a_re_signed_batch_waits_for_the_batches_signed_before_it_so_no_other_fails() {
+    let mut h = Harness::new(1, 2);
+    h.commit(8);
+    h.stage(true).await;
+    assert_eq!(h.storage.outbox_rows().unwrap().len(), 8);
+    // The lowest batch is refused once (credits): re-signed, it has the newest timestamp. Sent
+    // before batches 2..=8 (signed earlier), it would make each of them fail badTimestamp.
+    h.l0.fail_next_submits([Status::InsufficientCredits]);
+    h.drain().await;
+    h.check_anchors();
+    let failed: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Failed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(h.l0.entries().len(), 8);
+}

@@ -37,15 +37,19 @@
 //!
 //! # The in-flight rule (L0 document §3.6)
 //!
-//! At most `workers` rows, the lowest heights not `Failed`, are worked on at a time (sent and
-//! awaiting confirmation). Calls are issued one at a time, and within that window rows are sent
-//! in signature timestamp order, so the L0 receives the key's signatures in increasing timestamp
-//! order and, executing them in arrival order, never sees a lower one after a higher one. If it
-//! does anyway (reordering in the L0's mempool, or a re-signed batch whose new timestamp is above
-//! rows staged before it), the lower one fails `badTimestamp` at execution: a final failure seen
-//! on its signature record, so that row is marked failed and re-signed with a new, highest
-//! timestamp. Its old bytes never executed and are never sent again, so nothing is lost or
-//! doubled; the cost is one extra signature. `workers = 1` serialises submissions fully.
+//! At most `workers` rows, the lowest signature timestamps not `Failed`, are worked on at a time
+//! (sent and awaiting confirmation). Calls are issued one at a time, and within that window rows
+//! are sent in signature timestamp order, so the L0 receives the key's signatures in increasing
+//! timestamp order and, executing them in arrival order, never sees a lower one after a higher
+//! one. The window follows timestamps, not heights, because a re-signed batch carries the newest
+//! timestamp: sent before the batches signed earlier (at higher heights), it would make each of
+//! them fail `badTimestamp` in turn and be re-signed, the whole staged backlog after an outage of
+//! credits. A re-signed low batch therefore waits for the batches signed before it, and
+//! `last_anchored_height` (contiguous from 1) moves once it lands. If the L0 reorders anyway
+//! (its mempool), the lower one fails `badTimestamp` at execution: a final failure seen on its
+//! signature record, so that row is marked failed and re-signed with a new, highest timestamp.
+//! Its old bytes never executed and are never sent again, so nothing is lost or doubled; the
+//! cost is one extra signature. `workers = 1` serialises submissions fully.
 //!
 //! Every call is bounded by the client's request timeout; one step makes at most a few calls
 //! per window row, and stops at the first retryable failure (the L0 is down: no point asking it
@@ -203,18 +207,20 @@ impl Submitter {
         self.not_before = None;
         let pending = self.storage.outbox_pending()?;
         report.need_resign = pending.iter().any(|r| r.state == OutboxState::Failed);
+        // The lowest signature timestamps, not the lowest heights (module docs, the in-flight
+        // rule): a re-signed batch goes after every batch signed before it.
         let mut window: Vec<OutboxRow> = pending
             .into_iter()
             .filter(|r| r.state != OutboxState::Failed)
-            .take(self.cfg.workers.max(1))
             .collect();
+        window.sort_by_key(|r| r.signature_timestamp);
+        window.truncate(self.cfg.workers.max(1));
         // Forget rows no longer pending, or re-signed since (new bytes, new transaction).
         self.tracks.retain(|first, t| {
             window
                 .iter()
                 .any(|r| r.first == *first && r.tx_hash == t.tx_hash)
         });
-        window.sort_by_key(|r| r.signature_timestamp);
         for row in window {
             let track = match self.tracks.get(&row.first) {
                 Some(t) => t,
