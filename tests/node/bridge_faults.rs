@@ -215,7 +215,7 @@ fn refused_then_fixed_without_restart(refusal: Refusal) {
         Refusal::MissingAccount => (PAGE_SEED, other, "notFound"),
     };
     let config = config(&l0, &key_file(tmp.path(), seed), data, "1s");
-    let node = TestNode::start_in(tmp.path(), &config, &[]);
+    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
     if let Refusal::Credits = refusal {
         wait_anchored(&node, 2, "the first anchors");
         l0.control("/page/credits", json!({"credits": 0}));
@@ -252,10 +252,12 @@ fn refused_then_fixed_without_restart(refusal: Refusal) {
         }
     }
     drained_and_checked(&node, &l0, data);
-    // The same process throughout, and the refusals were re-signed at a bounded pace.
-    assert!(node.find_log("listening").is_some());
-    let f = num(&stats(&node), "failed_total");
-    eprintln!("{status}: failed_total {failed_total} at the fix, {f} after");
+    // The same process throughout (no restart needed), and once fixed at most the anchors in
+    // flight at the fix fail (one per worker): the re-signed ones do not make others fail.
+    assert!(node.child.try_wait().unwrap().is_none());
+    let after = num(&stats(&node), "failed_total");
+    eprintln!("{status}: failed_total {failed_total} at the fix, {after} after");
+    assert!(after <= failed_total + 2, "{failed_total} then {after}");
 }
 
 #[test]
