@@ -58,7 +58,9 @@ run-follower: build
 
 # A local L0 (accumen devnet-l0 on 127.0.0.1:26660, state in data/devnet/l0) and a sequencer on
 # config/devnet.yaml anchoring to it. The L0 key is made once (data/devnet/l0.key; its public
-# key is kept in l0.key.json, the output of `key generate`). Ctrl-C stops both.
+# key is kept in l0.key.json, the output of `key generate`). Ctrl-C stops both, the sequencer
+# first (devnet-l0 runs in its own session where setsid exists, so the terminal's SIGINT does not
+# reach it): the sequencer's stop can still confirm its last anchors, then devnet-l0 saves.
 DEVNET_DIR := data/devnet
 DEVNET_KEY := $(DEVNET_DIR)/l0.key
 run-devnet: build
@@ -71,12 +73,15 @@ run-devnet: build
 		echo "no public key in $(DEVNET_KEY).json: remove $(DEVNET_KEY) and run make run-devnet again"; \
 		exit 1; \
 	fi; \
-	$(TARGET_DIR)/debug/accumen devnet-l0 --listen 127.0.0.1:26660 --control 127.0.0.1:26661 \
+	own=$$(command -v setsid); \
+	$$own $(TARGET_DIR)/debug/accumen devnet-l0 --listen 127.0.0.1:26660 --control 127.0.0.1:26661 \
 		--key-page acc://accumen.acme/book/1 --public-key $$pk \
 		--data-account acc://accumen.acme/anchors --data-dir $(DEVNET_DIR)/l0 & l0=$$!; \
 	$(TARGET_DIR)/debug/accumen --role=sequencer --config=config/devnet.yaml & seq=$$!; \
-	trap 'kill -INT $$seq $$l0 2>/dev/null' INT TERM; \
-	wait $$seq; rc=$$?; kill -INT $$l0 2>/dev/null; wait; exit $$rc
+	trap 'kill -INT $$seq 2>/dev/null' INT TERM; \
+	wait $$seq; rc=$$?; \
+	while kill -0 $$seq 2>/dev/null; do wait $$seq; rc=$$?; done; \
+	kill -INT $$l0 2>/dev/null; wait $$l0; exit $$rc
 
 clean:
 	$(CARGO) clean

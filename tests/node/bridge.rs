@@ -135,11 +135,11 @@ fn with_the_bridge_off_bridge_stats_still_shows_true_numbers() {
     assert!(h["checks"].get("bridge").is_none(), "{h}");
 }
 
-/// Every anchor in the L0's data account, parsed, lowest first.
-fn anchors_on(l0: &L0) -> Vec<Anchor> {
+/// Every anchor in the L0's data account `data`, parsed, lowest first.
+pub(crate) fn anchors_on(l0: &L0, data: &str) -> Vec<Anchor> {
     let rt = rt();
     let client = l0.client();
-    let account = AccUrl::parse(DATA).unwrap();
+    let account = AccUrl::parse(data).unwrap();
     let mut out = Vec::new();
     let mut start = 0;
     loop {
@@ -168,6 +168,34 @@ fn anchors_on(l0: &L0) -> Vec<Anchor> {
     }
     out.sort_by_key(|a| a.first_height);
     out
+}
+
+/// The anchors in `data` on the L0 cover heights 1, 2, 3, … each exactly once (no gap, no
+/// duplicate), in `node`'s chain, each matching the node's blocks (hash of the last block, Merkle
+/// root of the block hashes, state root). Returns one above the highest anchored height.
+pub(crate) fn check_anchors(node: &TestNode, l0: &L0, data: &str) -> u64 {
+    let anchors = anchors_on(l0, data);
+    let mut next = 1;
+    for a in &anchors {
+        assert_eq!(a.first_height, next, "gap or duplicate: {anchors:?}");
+        assert_eq!(a.chain_id, CHAIN);
+        let hashes: Vec<Hash> = (a.first_height..=a.last_height)
+            .map(|h| {
+                let (code, b) = node.get(&format!("/v1/blocks/{h}"));
+                assert_eq!(code, 200, "{b}");
+                serde_json::from_value(b["hash"].clone()).unwrap()
+            })
+            .collect();
+        assert_eq!(a.blocks_root, merkle_root(&hashes), "{a:?}");
+        assert_eq!(Some(&a.last_block_hash), hashes.last());
+        let (_, last) = node.get(&format!("/v1/blocks/{}", a.last_height));
+        assert_eq!(
+            serde_json::to_value(a.state_root).unwrap(),
+            last["state_root"]
+        );
+        next = a.last_height + 1;
+    }
+    next
 }
 
 #[test]
@@ -229,27 +257,7 @@ fn every_block_is_anchored_once_on_devnet_l0_through_an_outage() {
 
     // Each height exactly once, in order, each anchor matching the node's blocks.
     let anchored = stats(&node)["last_anchored_height"].as_u64().unwrap();
-    let anchors = anchors_on(&l0);
-    let mut next = 1;
-    for a in &anchors {
-        assert_eq!(a.first_height, next, "gap or duplicate: {anchors:?}");
-        assert_eq!(a.chain_id, CHAIN);
-        let hashes: Vec<Hash> = (a.first_height..=a.last_height)
-            .map(|h| {
-                let (code, b) = node.get(&format!("/v1/blocks/{h}"));
-                assert_eq!(code, 200, "{b}");
-                serde_json::from_value(b["hash"].clone()).unwrap()
-            })
-            .collect();
-        assert_eq!(a.blocks_root, merkle_root(&hashes), "{a:?}");
-        assert_eq!(Some(&a.last_block_hash), hashes.last());
-        let (_, last) = node.get(&format!("/v1/blocks/{}", a.last_height));
-        assert_eq!(
-            serde_json::to_value(a.state_root).unwrap(),
-            last["state_root"]
-        );
-        next = a.last_height + 1;
-    }
+    let next = check_anchors(&node, &l0, DATA);
     assert!(next > anchored, "the L0 holds every anchored height");
     let text = node.metrics_text();
     assert!(
@@ -304,11 +312,6 @@ bridge:
         Duration::from_secs(60),
         || (stats(&node)["last_anchored_height"].as_u64().unwrap() >= target).then_some(()),
     );
-    let anchors = anchors_on(&l0);
-    let mut next = 1;
-    for a in &anchors {
-        assert_eq!(a.first_height, next, "gap or duplicate: {anchors:?}");
-        next = a.last_height + 1;
-    }
-    assert!(next > target, "{anchors:?}");
+    let next = check_anchors(&node, &l0, DATA);
+    assert!(next > target, "{:?}", anchors_on(&l0, DATA));
 }

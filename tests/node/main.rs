@@ -13,6 +13,7 @@ mod attack_disk;
 mod attack_exec;
 mod attack_mempool;
 mod bridge;
+mod bridge_faults;
 mod chain_params;
 mod cli;
 mod devnet;

@@ -447,3 +447,82 @@ async fn a_refused_resend_the_l0_never_shows_fails_after_resend_after() {
     h.drain().await;
     h.check_anchors();
 }
+
+#[tokio::test]
+async fn final_failures_are_paced_by_a_growing_backoff_reset_by_a_delivery() {
+    let mut h = Harness::new(2, 1);
+    h.commit(2);
+    h.stage(false).await;
+    // An L0 that refuses every anchor (the key not on the page) twelve times running.
+    h.l0.fail_next_submits(std::iter::repeat_n(Status::Unauthorized, 12));
+    // Virtual time between consecutive sends to the L0, failure by failure.
+    let mut sends = Vec::new();
+    for _ in 0..60 {
+        let before = h.l0.submits();
+        h.stage(false).await; // re-signs a failed row at once
+        let t = h.now;
+        h.step().await;
+        if h.l0.submits() > before {
+            sends.push(t);
+        }
+        if h.storage.bridge_stats().unwrap().last_anchored_height == 2 {
+            break;
+        }
+    }
+    let failed = |h: &Harness| {
+        h.events
+            .iter()
+            .filter(|e| matches!(e, Event::Failed { .. }))
+            .count()
+    };
+    assert_eq!(failed(&h), 12, "{:?}", h.events);
+    assert_eq!(sends.len(), 13, "twelve refused, one delivered: {sends:?}");
+    let gaps: Vec<Duration> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+    // backoff_min 200 ms doubling to backoff_max 2 s, each jittered to [d/2, d].
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(100)),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps.iter().all(|g| *g <= Duration::from_secs(2)),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps[gaps.len() - 3..]
+            .iter()
+            .all(|g| *g >= Duration::from_secs(1)),
+        "grows: {gaps:?}"
+    );
+    h.check_anchors();
+
+    // The delivery reset the pace: the next refusal waits backoff_min again, not backoff_max.
+    h.commit(2);
+    h.stage(true).await;
+    h.l0.fail_next_submits([Status::Unauthorized]);
+    let t = h.now;
+    h.step().await;
+    assert_eq!(failed(&h), 13);
+    assert!(h.now - t <= Duration::from_millis(200), "{:?}", h.now - t);
+    h.drain().await;
+    h.check_anchors();
+}
+
+#[tokio::test]
+async fn a_re_signed_batch_waits_for_the_batches_signed_before_it_so_no_other_fails() {
+    let mut h = Harness::new(1, 2);
+    h.commit(8);
+    h.stage(true).await;
+    assert_eq!(h.storage.outbox_rows().unwrap().len(), 8);
+    // The lowest batch is refused once (credits): re-signed, it has the newest timestamp. Sent
+    // before batches 2..=8 (signed earlier), it would make each of them fail badTimestamp.
+    h.l0.fail_next_submits([Status::InsufficientCredits]);
+    h.drain().await;
+    h.check_anchors();
+    let failed: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Failed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(h.l0.entries().len(), 8);
+}

@@ -25,17 +25,31 @@
 //!   failed only if the L0 still does not know them `resend_after` later: re-signing bytes that
 //!   landed would anchor those heights twice.
 //!
+//! # Final failures are paced
+//!
+//! After a final failure the submitter sends nothing for a backoff of its own (from
+//! `backoff_min`, doubling with each further final failure up to `backoff_max`, jittered; reset
+//! by a delivery). The re-signed batch goes out after it. An L0 that refuses every anchor (no
+//! credits, the key not on the page, no data account) so costs one signature, one outbox write
+//! and a few calls per `backoff_max`, not as many as the L0 can answer, and the backlog still
+//! goes out as soon as the cause is fixed (within one backoff). A one-off failure (a changed key
+//! page version, §3.6 below) costs one `backoff_min`.
+//!
 //! # The in-flight rule (L0 document §3.6)
 //!
-//! At most `workers` rows, the lowest heights not `Failed`, are worked on at a time (sent and
-//! awaiting confirmation). Calls are issued one at a time, and within that window rows are sent
-//! in signature timestamp order, so the L0 receives the key's signatures in increasing timestamp
-//! order and, executing them in arrival order, never sees a lower one after a higher one. If it
-//! does anyway (reordering in the L0's mempool, or a re-signed batch whose new timestamp is above
-//! rows staged before it), the lower one fails `badTimestamp` at execution: a final failure seen
-//! on its signature record, so that row is marked failed and re-signed with a new, highest
-//! timestamp. Its old bytes never executed and are never sent again, so nothing is lost or
-//! doubled; the cost is one extra signature. `workers = 1` serialises submissions fully.
+//! At most `workers` rows, the lowest signature timestamps not `Failed`, are worked on at a time
+//! (sent and awaiting confirmation). Calls are issued one at a time, and within that window rows
+//! are sent in signature timestamp order, so the L0 receives the key's signatures in increasing
+//! timestamp order and, executing them in arrival order, never sees a lower one after a higher
+//! one. The window follows timestamps, not heights, because a re-signed batch carries the newest
+//! timestamp: sent before the batches signed earlier (at higher heights), it would make each of
+//! them fail `badTimestamp` in turn and be re-signed, the whole staged backlog after an outage of
+//! credits. A re-signed low batch therefore waits for the batches signed before it, and
+//! `last_anchored_height` (contiguous from 1) moves once it lands. If the L0 reorders anyway
+//! (its mempool), the lower one fails `badTimestamp` at execution: a final failure seen on its
+//! signature record, so that row is marked failed and re-signed with a new, highest timestamp.
+//! Its old bytes never executed and are never sent again, so nothing is lost or doubled; the
+//! cost is one extra signature. `workers = 1` serialises submissions fully.
 //!
 //! Every call is bounded by the client's request timeout; one step makes at most a few calls
 //! per window row, and stops at the first retryable failure (the L0 is down: no point asking it
@@ -146,6 +160,8 @@ pub struct Submitter {
     storage: Arc<Storage>,
     tracks: BTreeMap<u64, Track>,
     backoff: Duration,
+    /// Pause after a final failure, doubling with each one until a delivery resets it.
+    fail_backoff: Duration,
     not_before: Option<Instant>,
     last_error: Option<String>,
 }
@@ -166,6 +182,7 @@ impl Submitter {
             storage,
             tracks: BTreeMap::new(),
             backoff: Duration::ZERO,
+            fail_backoff: Duration::ZERO,
             not_before: None,
             last_error: None,
         }
@@ -190,25 +207,27 @@ impl Submitter {
         self.not_before = None;
         let pending = self.storage.outbox_pending()?;
         report.need_resign = pending.iter().any(|r| r.state == OutboxState::Failed);
+        // The lowest signature timestamps, not the lowest heights (module docs, the in-flight
+        // rule): a re-signed batch goes after every batch signed before it.
         let mut window: Vec<OutboxRow> = pending
             .into_iter()
             .filter(|r| r.state != OutboxState::Failed)
-            .take(self.cfg.workers.max(1))
             .collect();
+        window.sort_by_key(|r| r.signature_timestamp);
+        window.truncate(self.cfg.workers.max(1));
         // Forget rows no longer pending, or re-signed since (new bytes, new transaction).
         self.tracks.retain(|first, t| {
             window
                 .iter()
                 .any(|r| r.first == *first && r.tx_hash == t.tx_hash)
         });
-        window.sort_by_key(|r| r.signature_timestamp);
         for row in window {
             let track = match self.tracks.get(&row.first) {
                 Some(t) => t,
                 None => match Self::track(&row, now) {
                     Ok(t) => self.tracks.entry(row.first).or_insert(t),
                     Err(why) => {
-                        self.fail(&row, why, &mut report)?;
+                        self.fail(&row, why, now, &mut report)?;
                         continue;
                     }
                 },
@@ -335,7 +354,7 @@ impl Submitter {
                             Ok(true)
                         }
                         Ok(Confirm::Unknown) => {
-                            self.fail(row, e.message, report)?;
+                            self.fail(row, e.message, now, report)?;
                             Ok(true)
                         }
                         Ok(c) => {
@@ -368,7 +387,7 @@ impl Submitter {
                 let refused = self.tracks.get(&row.first).and_then(|t| t.refused.clone());
                 if let Some((at, why)) = refused {
                     if now.saturating_duration_since(at) >= self.cfg.resend_after {
-                        self.fail(row, why, report)?;
+                        self.fail(row, why, now, report)?;
                     } else {
                         self.wait(row.first, now);
                     }
@@ -403,13 +422,14 @@ impl Submitter {
                 let anchored = self.storage.outbox_mark_delivered(row.first)?;
                 self.tracks.remove(&row.first);
                 self.backoff = Duration::ZERO;
+                self.fail_backoff = Duration::ZERO;
                 report.events.push(Event::Delivered {
                     first: row.first,
                     last: row.last,
                     anchored,
                 });
             }
-            Confirm::Failed(why) => self.fail(row, why, report)?,
+            Confirm::Failed(why) => self.fail(row, why, now, report)?,
             Confirm::Waiting | Confirm::Unknown => self.wait(row.first, now),
         }
         Ok(true)
@@ -425,10 +445,21 @@ impl Submitter {
         &mut self,
         row: &OutboxRow,
         why: String,
+        now: Instant,
         report: &mut StepReport,
     ) -> Result<(), SubmitError> {
         self.storage.outbox_mark_failed(row.first, &why)?;
         self.tracks.remove(&row.first);
+        // Paced like a retry (module docs, "Final failures are paced"): without it an L0 that
+        // refuses every anchor makes the node re-sign, store and resend as fast as the L0
+        // answers.
+        self.fail_backoff = if self.fail_backoff.is_zero() {
+            self.cfg.backoff_min
+        } else {
+            (self.fail_backoff * 2).min(self.cfg.backoff_max)
+        };
+        let until = now + jitter(self.fail_backoff);
+        self.not_before = Some(self.not_before.map_or(until, |t| t.max(until)));
         self.last_error = Some(format!(
             "batch {}..={} failed on the L0: {why}",
             row.first, row.last
