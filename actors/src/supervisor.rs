@@ -576,7 +576,11 @@ impl Handler<ListActors> for Supervisor {
     type Result = MessageResult<ListActors>;
     fn handle(&mut self, _: ListActors, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
-        MessageResult((0..self.children.len()).map(|i| self.info(i, now)).collect())
+        MessageResult(
+            (0..self.children.len())
+                .map(|i| self.info(i, now))
+                .collect(),
+        )
     }
 }
 
@@ -987,8 +991,7 @@ mod tests {
                         assert_eq!(e, RestartError::InProgress { name: "worker" });
                         assert_eq!(built.load(Ordering::SeqCst), 2);
                     } else {
-                        wait_for("the extra restart", || built.load(Ordering::SeqCst) == 3)
-                            .await;
+                        wait_for("the extra restart", || built.load(Ordering::SeqCst) == 3).await;
                         return System::current().stop();
                     }
                 }
@@ -1021,10 +1024,16 @@ mod tests {
 
             // After StopSupervision (the stop order) nothing is restarted.
             sup.send(StopSupervision).await.unwrap();
-            assert!(!sup.connected() || {
-                let r = sup.send(RestartActor { name: "worker".into() }).await;
-                matches!(r, Err(_) | Ok(Err(RestartError::Stopping)))
-            });
+            assert!(
+                !sup.connected() || {
+                    let r = sup
+                        .send(RestartActor {
+                            name: "worker".into(),
+                        })
+                        .await;
+                    matches!(r, Err(_) | Ok(Err(RestartError::Stopping)))
+                }
+            );
             System::current().stop();
         });
         // Not a storm: the system stopped normally.
@@ -1056,7 +1065,8 @@ mod tests {
             }
             // The old incarnation hangs, so its next heartbeat is outstanding when it is
             // replaced; a "dead" actor (not alive) may be restarted by an operator as well.
-            slot.get().do_send(TestHook::Hang(Duration::from_millis(600)));
+            slot.get()
+                .do_send(TestHook::Hang(Duration::from_millis(600)));
             actix::clock::sleep(Duration::from_millis(60)).await;
             let after = sup
                 .send(RestartActor {

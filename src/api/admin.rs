@@ -28,18 +28,15 @@ const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Mounts the admin routes (the admin listener's `App` calls this).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/actors", web::get().to(actors)).route(
-        "/admin/actors/{name}/restart",
-        web::post().to(restart),
-    );
+    cfg.route("/admin/actors", web::get().to(actors))
+        .route("/admin/actors/{name}/restart", web::post().to(restart));
 }
 
 fn supervisor_error(e: actix::MailboxError) -> ApiError {
     match e {
-        actix::MailboxError::Closed => ApiError::unavailable(
-            "stopping",
-            "the node is stopping: supervision has ended",
-        ),
+        actix::MailboxError::Closed => {
+            ApiError::unavailable("stopping", "the node is stopping: supervision has ended")
+        }
         actix::MailboxError::Timeout => ApiError::unavailable(
             "supervisor_timeout",
             format!(
