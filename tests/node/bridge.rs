@@ -136,7 +136,7 @@ fn with_the_bridge_off_bridge_stats_still_shows_true_numbers() {
 }
 
 /// Every anchor in the L0's data account, parsed, lowest first.
-fn anchors_on(l0: &L0) -> Vec<Anchor> {
+pub(crate) fn anchors_on(l0: &L0) -> Vec<Anchor> {
     let rt = rt();
     let client = l0.client();
     let account = AccUrl::parse(DATA).unwrap();

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod admin;
 mod attack_api;
 mod attack_blocks;
 mod attack_compile;
