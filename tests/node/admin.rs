@@ -45,6 +45,7 @@ fn wait_all_running(node: &TestNode) -> Vec<Value> {
 
 /// An operator restart of `name`; returns its answer after the new incarnation is running.
 fn restart(node: &TestNode, name: &str) -> Value {
+    let started = std::time::Instant::now();
     let (code, v) = admin(node)
         .post(&format!("/admin/actors/{name}/restart"), &json!(null))
         .unwrap();
@@ -52,6 +53,7 @@ fn restart(node: &TestNode, name: &str) -> Value {
     assert_eq!(v["restarted"]["name"], name);
     assert_eq!(v["restarted"]["last_restart_reason"], "operator");
     wait_all_running(node);
+    eprintln!("{name}: restarted and running again in {:?}", started.elapsed());
     v
 }
 
@@ -126,6 +128,7 @@ fn operator_restarts_of_executor_and_mempool_mid_load_lose_and_double_nothing() 
     let last = submit_ok(&node, &s.call(counter, "increment", &[]));
     let v = node.wait_included(&last);
     let expected = hashes.len() as u64 + 1;
+    eprintln!("{} increments submitted across the restarts", hashes.len());
     assert_eq!(v["receipt"]["output"], hex::encode(expected.to_le_bytes()));
     assert!(node.height() > before);
     assert_chain_intact(&node);
