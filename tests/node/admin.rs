@@ -53,7 +53,10 @@ fn restart(node: &TestNode, name: &str) -> Value {
     assert_eq!(v["restarted"]["name"], name);
     assert_eq!(v["restarted"]["last_restart_reason"], "operator");
     wait_all_running(node);
-    eprintln!("{name}: restarted and running again in {:?}", started.elapsed());
+    eprintln!(
+        "{name}: restarted and running again in {:?}",
+        started.elapsed()
+    );
     v
 }
 
