@@ -284,3 +284,36 @@ fn restarting_the_bridge_actors_anchors_every_block_exactly_once() {
     assert!(next > target, "the L0 holds every anchored height");
     assert_eq!(node.terminate().code(), Some(0), "{}", node.logs());
 }
+
+/// The admin listener has no authentication: a node told to bind it beyond loopback refuses to
+/// start (exit 2, naming the key and the opt-in), and starts with the opt-in.
+#[test]
+fn a_non_loopback_admin_addr_is_refused_unless_opted_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("node.yaml");
+    let base =
+        base_config(tmp.path()).replace("admin_addr: \"127.0.0.1:0\"", "admin_addr: \"0.0.0.0:0\"");
+    std::fs::write(&config, &base).unwrap();
+    let out = Command::new(BIN)
+        .arg("--role=sequencer")
+        .arg(format!("--config={}", config.display()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin_addr 0.0.0.0:0 is not a loopback address")
+            && err.contains("admin_allow_non_loopback"),
+        "{err}"
+    );
+
+    let node = TestNode::start_in(
+        tmp.path(),
+        "admin_addr: \"0.0.0.0:0\"\nadmin_allow_non_loopback: true",
+        &[],
+    );
+    let port = node.admin.rsplit(':').next().unwrap();
+    let client = HttpClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    assert_eq!(client.get("/admin/actors").unwrap().0, 200);
+}
