@@ -322,7 +322,7 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
         App::new()
             .app_data(s.clone())
             .app_data(web::PayloadConfig::new(ADMIN_MAX_BODY_BYTES))
-            .wrap(actix_web::middleware::from_fn(count_errors))
+            // Not counted in accumen_api_errors_total: that series is about the public API.
             .configure(admin::configure)
             .default_service(web::to(no_route))
     })
