@@ -949,7 +949,8 @@ mod tests {
             let metrics = NodeMetrics::default();
             let config = SupervisorConfig {
                 heartbeat_interval: Duration::from_millis(20),
-                heartbeat_timeout: Duration::from_millis(200),
+                // Long, so a loaded machine never adds a "stuck" restart of its own.
+                heartbeat_timeout: Duration::from_secs(2),
                 // Two operator restarts would be a storm if they counted.
                 max_restarts: 1,
                 restart_window: Duration::from_secs(60),
@@ -1056,7 +1057,7 @@ mod tests {
             let metrics = NodeMetrics::default();
             let config = SupervisorConfig {
                 heartbeat_interval: Duration::from_millis(20),
-                heartbeat_timeout: Duration::from_millis(300),
+                heartbeat_timeout: Duration::from_millis(500),
                 max_restarts: 10,
                 restart_window: Duration::from_secs(60),
             };
@@ -1064,10 +1065,10 @@ mod tests {
             while list(&sup).await.state != "running" {
                 actix::clock::sleep(Duration::from_millis(10)).await;
             }
-            // The old incarnation hangs, so its next heartbeat is outstanding when it is
-            // replaced; a "dead" actor (not alive) may be restarted by an operator as well.
+            // The old incarnation hangs, so its next heartbeat is outstanding when the operator
+            // replaces it (allowed: it had answered a heartbeat, so it counts as running).
             slot.get()
-                .do_send(TestHook::Hang(Duration::from_millis(600)));
+                .do_send(TestHook::Hang(Duration::from_millis(1000)));
             actix::clock::sleep(Duration::from_millis(60)).await;
             let after = sup
                 .send(RestartActor {
@@ -1078,7 +1079,7 @@ mod tests {
                 .unwrap();
             assert_eq!(after.incarnation, 1);
             // Past the old heartbeat's deadline and the hang: still incarnation 1.
-            actix::clock::sleep(Duration::from_millis(800)).await;
+            actix::clock::sleep(Duration::from_millis(1300)).await;
             let info = list(&sup).await;
             assert_eq!((info.incarnation, info.state), (1, "running"));
             assert_eq!(restarts(&metrics, "stuck") + restarts(&metrics, "dead"), 0);
