@@ -1,11 +1,11 @@
 //! `accumen`: runs the node (`--role=sequencer --config=FILE`) or acts as its client
-//! (`key`, `tx`, `query`, `status`, `config check`), or runs a local L0 stand-in (`devnet-l0`). Client commands print JSON to stdout and
+//! (`key`, `tx`, `query`, `status`, `config check`, `admin actors|restart`), or runs a local L0 stand-in (`devnet-l0`). Client commands print JSON to stdout and
 //! errors to stderr; exit codes: 0 success, 1 failure, 2 bad usage or unsupported role.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use accumen::client::{self, KeyCmd, QueryCmd, TxCmd};
+use accumen::client::{self, AdminCmd, KeyCmd, QueryCmd, TxCmd};
 use accumen::node::{self, Role};
 use accumen::settings::{self, Settings};
 use clap::{Parser, Subcommand};
@@ -59,6 +59,18 @@ enum Command {
     },
     /// The node's /stats.
     Status,
+    /// Operate a running node through its admin listener (`admin_addr`, loopback by default):
+    /// list actors, restart one.
+    Admin {
+        /// Read `admin_addr` from this configuration file (also accepted before `admin`).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Base URL of the admin listener; overrides --config (default http://127.0.0.1:8083).
+        #[arg(long, global = true, env = "ACCUMEN_ADMIN")]
+        admin: Option<String>,
+        #[command(subcommand)]
+        command: AdminCmd,
+    },
     /// Run a local stand-in of the Accumulate L0 (JSON-RPC `POST /v3`) for development and tests.
     #[command(name = "devnet-l0")]
     DevnetL0(accumen::devnet::DevnetArgs),
@@ -83,6 +95,14 @@ fn main() -> ExitCode {
         Some(Command::Tx { command }) => print(client::run_tx(&cli.api, command)),
         Some(Command::Query { command }) => print(client::run_query(&cli.api, command)),
         Some(Command::Status) => print(client::run_status(&cli.api)),
+        Some(Command::Admin {
+            config,
+            admin,
+            command,
+        }) => print(
+            client::admin_url(config.or(cli.config).as_deref(), admin.as_deref())
+                .and_then(|url| client::run_admin(&url, command)),
+        ),
         Some(Command::DevnetL0(args)) => match accumen::devnet::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -246,7 +246,7 @@ impl NodeMetrics {
         );
         r.register(
             "actor_restarts",
-            "Actors restarted by the supervisor, by actor and reason",
+            "Actors restarted by the supervisor (stuck, dead) or by an operator, by actor and reason",
             self.actor_restarts.clone(),
         );
         r.register(
@@ -293,7 +293,7 @@ impl NodeMetrics {
         self.http_requests.get_or_create(&labels).inc();
     }
 
-    /// Counts one restart of `actor` for `reason` ("stuck" or "dead").
+    /// Counts one restart of `actor` for `reason` (`supervisor::RESTART_REASONS`).
     pub fn restarted(&self, actor: &str, reason: &str) {
         self.actor_restarts
             .get_or_create(&vec![

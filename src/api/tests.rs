@@ -90,7 +90,6 @@ fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
             .1,
             None,
         ),
-        #[cfg(feature = "test-hooks")]
         supervisor: accumen_actors::supervisor::Supervisor::new(
             Vec::new(),
             settings.supervisor.clone(),

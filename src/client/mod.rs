@@ -1,4 +1,4 @@
-//! The command-line client: `key`, `tx`, `query` and `status` subcommands that talk to a running
+//! The command-line client: `key`, `tx`, `query`, `status` and `admin` subcommands that talk to a running
 //! node over its HTTP API.
 //!
 //! Role: a thin shell over the chain types in `accumen-actors`. Keys, transaction bodies and
@@ -10,11 +10,13 @@
 //! - Input is validated locally before any request; errors name the argument or file at fault.
 //! - No panics on user input or node answers: every failure is an `anyhow::Error` for `main`.
 
+mod admin;
 mod commands;
 mod http;
 
 #[cfg(test)]
 mod tests;
 
+pub use admin::{AdminCmd, DEFAULT_ADMIN_URL, admin_url, run_admin};
 pub use commands::{KeyCmd, QueryCmd, TxCmd, load_key, run_key, run_query, run_status, run_tx};
 pub use http::{HttpClient, MAX_RESPONSE_BYTES};

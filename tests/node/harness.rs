@@ -55,6 +55,7 @@ data_dir: "{}"
 api_addr: "127.0.0.1:0"
 health_addr: "127.0.0.1:0"
 metrics_addr: "127.0.0.1:0"
+admin_addr: "127.0.0.1:0"
 execution:
   workers: 2
   timeout: "500ms"
@@ -87,6 +88,7 @@ pub struct TestNode {
     pub api: String,
     pub health: String,
     pub metrics: String,
+    pub admin: String,
     pub dir: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -135,6 +137,7 @@ impl TestNode {
             api: String::new(),
             health: String::new(),
             metrics: String::new(),
+            admin: String::new(),
             dir: dir.to_path_buf(),
             logs,
             _tmp: None,
@@ -148,6 +151,7 @@ impl TestNode {
         node.api = listening_addr(&line, "api");
         node.health = listening_addr(&line, "health");
         node.metrics = listening_addr(&line, "metrics");
+        node.admin = listening_addr(&line, "admin");
         node
     }
 

@@ -6,6 +6,7 @@
 mod harness;
 
 mod anchors;
+mod admin;
 mod attack_api;
 mod attack_blocks;
 mod attack_compile;

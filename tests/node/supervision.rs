@@ -24,7 +24,7 @@ fn restarts(node: &TestNode, actor: &str, reason: &str) -> u64 {
 }
 
 /// Every block from 1 to the head is there and links to its parent.
-fn assert_chain_intact(node: &TestNode) {
+pub(crate) fn assert_chain_intact(node: &TestNode) {
     let height = node.height();
     let mut parent = node.get("/v1/blocks/0").1["hash"].clone();
     for h in 1..=height {
