@@ -23,6 +23,7 @@
 //! - The health and metrics listeners have their own accept loops and workers, so a saturated
 //!   API listener does not stop `/health` from answering.
 
+pub mod backup;
 mod batch;
 mod body;
 mod budget;
@@ -30,7 +31,7 @@ mod conn;
 mod error;
 mod handlers;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

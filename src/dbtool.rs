@@ -1,0 +1,251 @@
+//! `accumen backup`, `accumen restore` and `accumen db check`: the operator's tools for a data
+//! dir's database (the work itself is `accumen_actors::storage`'s `backup_to`, `restore` and
+//! `check`; this is the command line around it).
+//!
+//! Exit codes (RUNBOOK.md "Backup and recovery"): 0 done (check: no problem); 1 the check found
+//! problems (in the data dir, or in the backup a restore was given, which then restores
+//! nothing); 2 bad usage (missing or contradictory arguments, a configuration that does not
+//! load); 3 could not do it (no database, the database is held by a running node, an I/O error,
+//! a target that already holds a database without `--force`).
+//!
+//! Invariants: `db check` and `backup` never change the data they read beyond what opening a
+//! database does (redb's recovery of an uncleanly closed file); `restore` checks the backup
+//! fully before touching the target and leaves the target unchanged when it refuses.
+
+use std::path::{Path, PathBuf};
+
+use accumen_actors::storage::{self, CheckReport, DB_FILE, Storage, StorageError};
+use accumen_actors::types::PublicKey;
+use accumen_actors::vm::{Vm, VmConfig};
+use anyhow::Context;
+use clap::Args;
+
+use crate::settings::Settings;
+
+/// Process exit codes of these commands.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_PROBLEMS: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_FAILED: u8 = 3;
+
+/// Where the data dir is: given directly, or the `data_dir` of a node configuration (which also
+/// gives the sequencer key to check blocks against and the engine limits).
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The node's configuration; its data_dir and sequencer key are used.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub config: Option<PathBuf>,
+    /// The data dir (holding accumen.redb), with the node stopped.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The backup file to write; must not exist.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup file (from `accumen backup`, or a stopped node's accumen.redb).
+    #[arg(long)]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub target: Target,
+    /// Replace a database the data dir already holds (the node must be stopped; the old file is
+    /// kept as accumen.redb.replaced-<unix seconds>).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// A failure with the exit code it maps to.
+struct Fail(u8, anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Fail {
+    fn from(e: E) -> Self {
+        Fail(EXIT_FAILED, e.into())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(EXIT_USAGE, anyhow::anyhow!(msg.into()))
+}
+
+/// What a `Target` resolves to.
+struct Resolved {
+    data_dir: PathBuf,
+    settings: Option<Settings>,
+}
+
+impl Target {
+    fn resolve(&self) -> Result<Resolved, Fail> {
+        match (&self.config, &self.data_dir) {
+            (Some(config), None) => {
+                let settings = Settings::load(config).map_err(|e| usage(e.to_string()))?;
+                Ok(Resolved {
+                    data_dir: settings.data_dir.clone(),
+                    settings: Some(settings),
+                })
+            }
+            (None, Some(dir)) => Ok(Resolved {
+                data_dir: dir.clone(),
+                settings: None,
+            }),
+            _ => Err(usage("give --data-dir DIR or --config FILE")),
+        }
+    }
+}
+
+impl Resolved {
+    fn db(&self) -> PathBuf {
+        self.data_dir.join(DB_FILE)
+    }
+
+    /// The sequencer key blocks are checked against: the configured key file's, if a
+    /// configuration was given and its key file exists.
+    fn sequencer(&self) -> Result<Option<PublicKey>, Fail> {
+        let Some(path) = self.settings.as_ref().and_then(|s| s.sequencer_key_path()) else {
+            return Ok(None);
+        };
+        if !path.exists() {
+            return Ok(None);
+        }
+        let key = crate::keyfile::read(&path)
+            .with_context(|| format!("reading the sequencer key {}", path.display()))?;
+        Ok(Some(key.public()))
+    }
+
+    /// An engine for re-executing `storage`'s chain: the configuration's limits (without its
+    /// module cache: a check must compile what it runs) or this build's defaults.
+    fn vm(&self, storage: &Storage) -> Result<Vm, Fail> {
+        let node = match &self.settings {
+            Some(s) => VmConfig {
+                cache_dir: None,
+                ..s.vm_config()
+            },
+            None => VmConfig::default(),
+        };
+        let config = storage.params().vm_config(&node);
+        Ok(Vm::new(config).context("contract engine")?)
+    }
+}
+
+/// Opens an existing database for a tool, with an error saying what to do.
+fn open(path: &Path) -> Result<Storage, Fail> {
+    match Storage::open_existing(path) {
+        Ok(s) => Ok(s),
+        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Fail(
+                EXIT_FAILED,
+                anyhow::anyhow!("no database at {}", path.display()),
+            ))
+        }
+        Err(e @ StorageError::Locked(_)) => Err(Fail(EXIT_FAILED, anyhow::anyhow!("{e}"))),
+        Err(e) => Err(Fail(
+            EXIT_FAILED,
+            anyhow::Error::new(e).context(format!("opening {}", path.display())),
+        )),
+    }
+}
+
+fn finish(result: Result<(u8, serde_json::Value), Fail>) -> u8 {
+    match result {
+        Ok((code, v)) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+            );
+            code
+        }
+        Err(Fail(code, e)) => {
+            eprintln!("accumen: {e:#}");
+            code
+        }
+    }
+}
+
+/// `accumen db check`: prints the report as JSON and each problem on stderr.
+pub fn run_check(args: CheckArgs) -> u8 {
+    finish((|| {
+        let r = args.target.resolve()?;
+        let storage = open(&r.db())?;
+        let report = check(&r, &storage)?;
+        let code = if report.ok() { EXIT_OK } else { EXIT_PROBLEMS };
+        Ok((code, serde_json::to_value(&report)?))
+    })())
+}
+
+fn check(r: &Resolved, storage: &Storage) -> Result<CheckReport, Fail> {
+    let vm = r.vm(storage)?;
+    let report = storage
+        .check(&vm, r.sequencer()?)
+        .context("checking the database")?;
+    for p in &report.problems {
+        eprintln!("accumen: db check: {p}");
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        eprintln!(
+            "accumen: db check: … and {} more problems",
+            report.problem_count - report.problems.len() as u64
+        );
+    }
+    Ok(report)
+}
+
+/// `accumen backup`: the data dir's database, copied from one read transaction.
+pub fn run_backup(args: BackupArgs) -> u8 {
+    finish((|| {
+        let r = args.target.resolve()?;
+        let storage = match open(&r.db()) {
+            Err(Fail(code, e)) if e.to_string().contains("already open") => {
+                return Err(Fail(
+                    code,
+                    e.context(
+                        "the node is running: a running node's database can only be copied by \
+                         the node itself (see RUNBOOK.md \"Backup and recovery\"); stop it, or \
+                         use its admin endpoint GET /admin/backup",
+                    ),
+                ));
+            }
+            other => other?,
+        };
+        let stats = storage.backup_to(&args.out)?;
+        Ok((
+            EXIT_OK,
+            serde_json::json!({ "backup": args.out, "stats": stats }),
+        ))
+    })())
+}
+
+/// `accumen restore`: checks the backup, then puts it into the data dir.
+pub fn run_restore(args: RestoreArgs) -> u8 {
+    finish((|| {
+        let r = args.target.resolve()?;
+        {
+            let backup = open(&args.from)?;
+            let report = check(&r, &backup)?;
+            if !report.ok() {
+                return Err(Fail(
+                    EXIT_PROBLEMS,
+                    anyhow::anyhow!(
+                        "the backup {} has {} problem(s) (listed above); nothing restored",
+                        args.from.display(),
+                        report.problem_count
+                    ),
+                ));
+            }
+        }
+        let stats = storage::restore(&args.from, &r.data_dir, args.force)?;
+        Ok((EXIT_OK, serde_json::json!({ "restored": stats })))
+    })())
+}
