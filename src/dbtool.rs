@@ -47,6 +47,10 @@ pub struct BackupArgs {
     /// The backup file to write; must not exist.
     #[arg(long)]
     pub out: PathBuf,
+    /// Base URL of the running node's admin listener (default: the configuration's
+    /// `admin_addr`); the node makes the copy (`GET /admin/backup`).
+    #[arg(long)]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -202,29 +206,113 @@ fn check(r: &Resolved, storage: &Storage) -> Result<CheckReport, Fail> {
     Ok(report)
 }
 
-/// `accumen backup`: the data dir's database, copied from one read transaction.
+/// `accumen backup`: a copy from one read transaction; made by the running node over its admin
+/// listener when the database is in use (or `--admin` is given), else offline.
 pub fn run_backup(args: BackupArgs) -> u8 {
     finish((|| {
+        if args.out.exists() {
+            return Err(Fail(
+                EXIT_FAILED,
+                storage::BackupError::OutExists(args.out.clone()).into(),
+            ));
+        }
+        if let Some(admin) = &args.admin {
+            return fetch_backup(admin, &args.out);
+        }
         let r = args.target.resolve()?;
-        let storage = match open(&r.db()) {
-            Err(Fail(code, e)) if e.to_string().contains("already open") => {
-                return Err(Fail(
-                    code,
-                    e.context(
-                        "the node is running: a running node's database can only be copied by \
-                         the node itself (see RUNBOOK.md \"Backup and recovery\"); stop it, or \
-                         use its admin endpoint GET /admin/backup",
-                    ),
-                ));
+        let storage = match Storage::open_existing(&r.db()) {
+            Ok(s) => s,
+            Err(StorageError::Locked(_)) => {
+                let Some(settings) = &r.settings else {
+                    return Err(Fail(
+                        EXIT_FAILED,
+                        anyhow::anyhow!(
+                            "{} is in use by a running node: give --config FILE (or --admin URL) \
+                             so the node makes the copy; a byte copy of a running node's database \
+                             is not safe (RUNBOOK.md \"Backup and recovery\")",
+                            r.db().display()
+                        ),
+                    ));
+                };
+                let addr = settings.admin_addr.0;
+                if addr.port() == 0 {
+                    return Err(usage(
+                        "the node is running and admin_addr has port 0: pass --admin URL (the \
+                         address in its \"listening\" log line)",
+                    ));
+                }
+                return fetch_backup(&format!("http://{addr}"), &args.out);
             }
-            other => other?,
+            Err(_) => open(&r.db())?,
         };
         let stats = storage.backup_to(&args.out)?;
         Ok((
             EXIT_OK,
-            serde_json::json!({ "backup": args.out, "stats": stats }),
+            serde_json::json!({ "backup": args.out, "source": "offline", "stats": stats }),
         ))
     })())
+}
+
+/// Streams `GET {admin}/admin/backup` to `out` (through `out.partial`), then checks that the
+/// file opens at the head the node announced.
+fn fetch_backup(admin: &str, out: &Path) -> Result<(u8, serde_json::Value), Fail> {
+    let url = format!("{}/admin/backup", admin.trim_end_matches('/'));
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .context("HTTP client")?;
+    let mut res = client
+        .get(&url)
+        .send()
+        .with_context(|| format!("asking the node for a backup at {url}"))?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let body = res.text().unwrap_or_default();
+        return Err(Fail(
+            EXIT_FAILED,
+            anyhow::anyhow!("{url} answered {status}: {body}"),
+        ));
+    }
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (height, hash) = (header("x-accumen-head-height"), header("x-accumen-head-hash"));
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let written = (|| -> anyhow::Result<u64> {
+        let mut f = std::fs::File::create_new(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let n = res.copy_to(&mut f).context("receiving the backup")?;
+        f.sync_all().context("syncing the backup")?;
+        drop(f);
+        let copy = Storage::open_existing(&partial).context("opening the received backup")?;
+        let head = copy.head()?;
+        if Some(head.hash().to_string()) != hash || Some(head.height.to_string()) != height {
+            anyhow::bail!(
+                "the received backup's head ({} at {}) is not the one the node announced ({hash:?} at {height:?})",
+                head.hash(),
+                head.height
+            );
+        }
+        drop(copy);
+        std::fs::hard_link(&partial, out)
+            .with_context(|| format!("moving the backup to {}", out.display()))?;
+        Ok(n)
+    })();
+    let _ = std::fs::remove_file(&partial);
+    let bytes = written.map_err(|e| Fail(EXIT_FAILED, e))?;
+    Ok((
+        EXIT_OK,
+        serde_json::json!({
+            "backup": out,
+            "source": url,
+            "stats": { "head_height": height, "head_hash": hash, "bytes": bytes },
+        }),
+    ))
 }
 
 /// `accumen restore`: checks the backup, then puts it into the data dir.

@@ -73,6 +73,13 @@ pub struct Settings {
     pub health_addr: ListenAddr,
     /// Prometheus `/metrics` listener.
     pub metrics_addr: ListenAddr,
+    /// Admin listener (`/admin/...`: list and restart actors). It has no authentication, so
+    /// it must be a loopback address unless `admin_allow_non_loopback` is set.
+    pub admin_addr: ListenAddr,
+    /// Explicit opt-in to bind `admin_addr` beyond loopback (e.g. a private management
+    /// network behind a firewall). Off by default: anyone who reaches the admin listener can
+    /// restart the node's actors, so exposing it must be a deliberate choice, never a typo.
+    pub admin_allow_non_loopback: bool,
     pub api: ApiSettings,
     pub execution: ExecutionSettings,
     pub wasm: WasmSettings,
@@ -96,6 +103,8 @@ impl Default for Settings {
             api_addr: ListenAddr::localhost(8080),
             health_addr: ListenAddr::localhost(8082),
             metrics_addr: ListenAddr::localhost(8081),
+            admin_addr: ListenAddr::localhost(8083),
+            admin_allow_non_loopback: false,
             api: ApiSettings::default(),
             execution: ExecutionSettings::default(),
             wasm: WasmSettings::default(),
@@ -696,6 +705,16 @@ impl Settings {
             );
         }
         self.api_problems(&mut rule);
+        rule(
+            self.admin_addr.0.ip().is_loopback() || self.admin_allow_non_loopback,
+            "admin_addr",
+            format!(
+                "admin_addr {} is not a loopback address: the admin listener has no \
+                 authentication and can restart actors; bind it to 127.0.0.1 or [::1], or set \
+                 admin_allow_non_loopback: true to expose it deliberately",
+                self.admin_addr
+            ),
+        );
 
         // The engine checks these three too, but only reports the first; checking them here
         // lets one pass report them all, and keeps the engine's check for the memory rule.

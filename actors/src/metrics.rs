@@ -219,7 +219,7 @@ impl NodeMetrics {
         );
         r.register(
             "actor_restarts",
-            "Actors restarted by the supervisor, by actor and reason",
+            "Actors restarted by the supervisor (stuck, dead) or by an operator, by actor and reason",
             self.actor_restarts.clone(),
         );
         r.register(
@@ -229,7 +229,7 @@ impl NodeMetrics {
         );
     }
 
-    /// Counts one restart of `actor` for `reason` ("stuck" or "dead").
+    /// Counts one restart of `actor` for `reason` (`supervisor::RESTART_REASONS`).
     pub fn restarted(&self, actor: &str, reason: &str) {
         self.actor_restarts
             .get_or_create(&vec![

@@ -28,6 +28,18 @@
 //!   `accumen_actor_restarts_total{actor,reason}`. More than `max_restarts` restarts within
 //!   `restart_window` is a restart storm: the supervisor logs an ERROR and stops the actix
 //!   System with a non-zero exit code, so systemd restarts the whole process.
+//! - An operator can list the children ([`ListActors`]) and restart one by name
+//!   ([`RestartActor`], the admin listener's `POST /admin/actors/{name}/restart`): the same
+//!   replacement as above, logged at WARN and counted with `reason="operator"`. Operator
+//!   restarts do NOT count toward the restart-storm limit: the storm rule detects a node that
+//!   cannot keep its actors alive by itself, and a deliberate restart is no evidence of that (an
+//!   operator restarting the bridge twice during an L0 incident must not make the node exit).
+//!   What bounds them instead: one actor cannot be restarted again by an operator before its
+//!   current incarnation has answered a heartbeat (409 `restart_in_progress`), so a client in a
+//!   loop makes at most one new Arbiter per actor per heartbeat, not an unbounded thread churn.
+//! - Each heartbeat is tagged with the incarnation it was sent to; an answer (or a timeout, or
+//!   a closed mailbox) from an incarnation that has since been replaced is ignored, so replacing
+//!   an actor between rounds never makes the supervisor restart its fresh successor.
 //! - At a graceful stop the node sends `StopSupervision` last (after the role's actors finished
 //!   their work and the listeners closed): no more heartbeats or restarts, every child's Arbiter
 //!   is asked to stop, and the supervisor stops.
@@ -43,6 +55,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
+
+/// Values of the `reason` label of `accumen_actor_restarts_total`, every one exported at 0.
+pub const RESTART_REASONS: [&str; 3] = ["stuck", "dead", "operator"];
 
 /// Exit code of the process after a restart storm.
 pub const RESTART_STORM_EXIT: i32 = 70;
@@ -333,9 +348,18 @@ pub struct Supervisor {
     waiting: Vec<bool>,
     /// Each child's progress when its outstanding heartbeat was sent.
     progress_at_ping: Vec<Option<u64>>,
+    /// Each child's incarnation: 0 for the first instance, +1 on every restart.
+    incarnation: Vec<u64>,
+    /// When each child's current incarnation last answered a heartbeat; `None` until it has.
+    answered: Vec<Option<Instant>>,
+    /// Each child's restart count by reason and the last reason.
+    last_reason: Vec<Option<&'static str>>,
+    /// Set by `StopSupervision`: no restarts, heartbeats or operator restarts after it.
+    stopping: bool,
     config: SupervisorConfig,
     metrics: NodeMetrics,
     stats: Arc<NodeStats>,
+    /// Automatic restarts within `restart_window` (the storm rule; operator restarts excluded).
     restarts: VecDeque<Instant>,
 }
 
@@ -355,12 +379,13 @@ impl Supervisor {
         metrics: NodeMetrics,
         stats: Arc<NodeStats>,
     ) -> Self {
-        let waiting = vec![false; children.len()];
-        let progress_at_ping = vec![None; children.len()];
+        let n = children.len();
+        let waiting = vec![false; n];
+        let progress_at_ping = vec![None; n];
         // Export every series at 0 from the start: `increase()` needs a sample before the first
         // restart, or the first restart would never raise an alert.
         for child in &children {
-            for reason in ["stuck", "dead"] {
+            for reason in RESTART_REASONS {
                 let _ = metrics.actor_restarts.get_or_create(&vec![
                     ("actor".to_string(), child.name().to_string()),
                     ("reason".to_string(), reason.to_string()),
@@ -371,6 +396,10 @@ impl Supervisor {
             children,
             waiting,
             progress_at_ping,
+            incarnation: vec![0; n],
+            answered: vec![None; n],
+            last_reason: vec![None; n],
+            stopping: false,
             config,
             metrics,
             stats,
@@ -379,6 +408,9 @@ impl Supervisor {
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         self.stats
             .last_heartbeat_ms
             .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
@@ -390,10 +422,16 @@ impl Supervisor {
             self.waiting[i] = true;
             self.progress_at_ping[i] = self.children[i].progress();
             let ping = self.children[i].ping(self.config.heartbeat_timeout);
+            let incarnation = self.incarnation[i];
             ctx.spawn(ping.into_actor(self).map(move |res, act, ctx| {
+                if act.stopping || act.incarnation[i] != incarnation {
+                    // Sent to an incarnation that has been replaced since: its answer says
+                    // nothing about the current one (whose own heartbeat may be outstanding).
+                    return;
+                }
                 act.waiting[i] = false;
                 match res {
-                    Ok(()) => {}
+                    Ok(()) => act.answered[i] = Some(Instant::now()),
                     Err(MailboxError::Timeout) if act.children[i].alive() => {
                         if act.progressed(i) {
                             // Busy, not stuck: the next round pings again and compares anew,
@@ -429,11 +467,23 @@ impl Supervisor {
         }
     }
 
+    /// Replaces child `i` with a fresh incarnation, logged and counted under `reason`.
+    fn replace(&mut self, i: usize, reason: &'static str) {
+        let name = self.children[i].name();
+        self.metrics.restarted(name, reason);
+        self.children[i].restart();
+        self.incarnation[i] += 1;
+        self.answered[i] = None;
+        self.last_reason[i] = Some(reason);
+        // A heartbeat still outstanding belongs to the old incarnation and will be ignored;
+        // the next round pings the new one.
+        self.waiting[i] = false;
+    }
+
     fn restart(&mut self, i: usize, reason: &'static str, _ctx: &mut Context<Self>) {
         let name = self.children[i].name();
         tracing::warn!(actor = name, reason, "actor restarted by supervisor");
-        self.metrics.restarted(name, reason);
-        self.children[i].restart();
+        self.replace(i, reason);
         let now = Instant::now();
         self.restarts.push_back(now);
         while let Some(first) = self.restarts.front() {
@@ -474,11 +524,115 @@ pub struct StopSupervision;
 impl Handler<StopSupervision> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: StopSupervision, ctx: &mut Context<Self>) {
+        self.stopping = true;
         for child in &mut self.children {
             tracing::debug!(actor = child.name(), "stopping");
             child.stop();
         }
         ctx.stop();
+    }
+}
+
+/// What an operator sees of one supervised actor (`GET /admin/actors`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActorInfo {
+    pub name: &'static str,
+    /// `running`: the current incarnation answered a heartbeat; `restarting`: it was (re)started
+    /// and has not answered one yet, or its task died and the next heartbeat replaces it.
+    pub state: &'static str,
+    /// 0 for the first instance, +1 per restart (any reason).
+    pub incarnation: u64,
+    /// Why the current incarnation was started: `stuck`, `dead`, `operator`; `None` for the first.
+    pub last_restart_reason: Option<&'static str>,
+    /// Milliseconds since the current incarnation last answered a heartbeat; `None` if it has not.
+    pub last_heartbeat_ms_ago: Option<u64>,
+}
+
+/// Lists every supervised actor in supervision order.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ActorInfo>")]
+pub struct ListActors;
+
+impl Supervisor {
+    fn info(&self, i: usize, now: Instant) -> ActorInfo {
+        let answered = self.answered[i];
+        let state = if !self.children[i].alive() || answered.is_none() {
+            "restarting"
+        } else {
+            "running"
+        };
+        ActorInfo {
+            name: self.children[i].name(),
+            state,
+            incarnation: self.incarnation[i],
+            last_restart_reason: self.last_reason[i],
+            last_heartbeat_ms_ago: answered
+                .map(|t| u64::try_from(now.duration_since(t).as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+impl Handler<ListActors> for Supervisor {
+    type Result = MessageResult<ListActors>;
+    fn handle(&mut self, _: ListActors, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        MessageResult(
+            (0..self.children.len())
+                .map(|i| self.info(i, now))
+                .collect(),
+        )
+    }
+}
+
+/// An operator's restart of one actor by name: the supervisor's own replacement (fresh
+/// instance from the factory on a fresh Arbiter), counted as `reason="operator"`, outside the
+/// storm rule (module comment).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ActorInfo, RestartError>")]
+pub struct RestartActor {
+    pub name: String,
+}
+
+/// Why an operator restart was refused; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestartError {
+    #[error("no supervised actor named {name:?}; actors: {}", .known.join(", "))]
+    Unknown {
+        name: String,
+        known: Vec<&'static str>,
+    },
+    #[error(
+        "actor {name} was restarted and has not answered a heartbeat yet; retry once it is \
+         running (GET /admin/actors)"
+    )]
+    InProgress { name: &'static str },
+    #[error("the node is stopping: supervision has ended")]
+    Stopping,
+}
+
+impl Handler<RestartActor> for Supervisor {
+    type Result = Result<ActorInfo, RestartError>;
+    fn handle(&mut self, msg: RestartActor, _: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return Err(RestartError::Stopping);
+        }
+        let Some(i) = self.children.iter().position(|c| c.name() == msg.name) else {
+            return Err(RestartError::Unknown {
+                name: msg.name,
+                known: self.children.iter().map(|c| c.name()).collect(),
+            });
+        };
+        let name = self.children[i].name();
+        if self.answered[i].is_none() && self.children[i].alive() {
+            return Err(RestartError::InProgress { name });
+        }
+        tracing::warn!(
+            actor = name,
+            reason = "operator",
+            "actor restarted by operator"
+        );
+        self.replace(i, "operator");
+        Ok(self.info(i, Instant::now()))
     }
 }
 
@@ -773,5 +927,162 @@ mod tests {
             slot.get().do_send(TestHook::Panic);
         });
         assert_eq!(sys.run_with_code().ok(), Some(RESTART_STORM_EXIT));
+    }
+
+    async fn list(sup: &Addr<Supervisor>) -> ActorInfo {
+        sup.send(ListActors).await.unwrap().remove(0)
+    }
+
+    /// An operator restart is the supervisor's replacement: fresh instance from the factory,
+    /// reachable through the slot, counted as "operator", outside the storm rule, refused while
+    /// the previous one has not answered a heartbeat, and unknown names list the known ones.
+    #[test]
+    fn operator_restart_replaces_the_actor_counts_it_and_is_outside_the_storm_rule() {
+        let sys = System::new();
+        sys.block_on(async {
+            let built = Arc::new(AtomicU32::new(0));
+            let b = built.clone();
+            let spec = ChildSpec::start("worker", move || Worker {
+                generation: b.fetch_add(1, Ordering::SeqCst),
+            });
+            let slot = spec.slot();
+            let metrics = NodeMetrics::default();
+            let config = SupervisorConfig {
+                heartbeat_interval: Duration::from_millis(20),
+                heartbeat_timeout: Duration::from_millis(200),
+                // Two operator restarts would be a storm if they counted.
+                max_restarts: 1,
+                restart_window: Duration::from_secs(60),
+            };
+            let sup = supervise(spec, config, &metrics);
+            // Every reason's series exists at 0 from the start.
+            assert_eq!(restarts(&metrics, "operator"), 0);
+
+            for n in 1..=3u64 {
+                let mut info = list(&sup).await;
+                while info.state != "running" {
+                    actix::clock::sleep(Duration::from_millis(10)).await;
+                    info = list(&sup).await;
+                }
+                assert_eq!(info.incarnation, n - 1);
+                assert!(info.last_heartbeat_ms_ago.is_some());
+                let after = sup
+                    .send(RestartActor {
+                        name: "worker".into(),
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(after.incarnation, n);
+                assert_eq!(after.state, "restarting");
+                assert_eq!(after.last_restart_reason, Some("operator"));
+                assert_eq!(after.last_heartbeat_ms_ago, None);
+                assert_eq!(slot.get().send(Generation).await.unwrap(), n as u32);
+                if n == 1 {
+                    // Refused until the new incarnation has answered a heartbeat: nothing changes.
+                    let again = sup
+                        .send(RestartActor {
+                            name: "worker".into(),
+                        })
+                        .await
+                        .unwrap();
+                    // It may have answered already on a fast machine; only a refusal is checked.
+                    if let Err(e) = again {
+                        assert_eq!(e, RestartError::InProgress { name: "worker" });
+                        assert_eq!(built.load(Ordering::SeqCst), 2);
+                    } else {
+                        wait_for("the extra restart", || built.load(Ordering::SeqCst) == 3).await;
+                        return System::current().stop();
+                    }
+                }
+            }
+            assert_eq!(restarts(&metrics, "operator"), 3);
+            assert_eq!(restarts(&metrics, "stuck") + restarts(&metrics, "dead"), 0);
+            assert_eq!(built.load(Ordering::SeqCst), 4);
+            // Rounds go on with the fresh incarnation: no stale heartbeat restarts it.
+            let mut info = list(&sup).await;
+            while info.state != "running" {
+                actix::clock::sleep(Duration::from_millis(10)).await;
+                info = list(&sup).await;
+            }
+            actix::clock::sleep(Duration::from_millis(300)).await;
+            assert_eq!(list(&sup).await.incarnation, 3);
+            assert_eq!(built.load(Ordering::SeqCst), 4);
+
+            let unknown = sup
+                .send(RestartActor {
+                    name: "nobody".into(),
+                })
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(
+                unknown.to_string(),
+                "no supervised actor named \"nobody\"; actors: worker"
+            );
+            assert_eq!(built.load(Ordering::SeqCst), 4);
+
+            // After StopSupervision (the stop order) nothing is restarted.
+            sup.send(StopSupervision).await.unwrap();
+            assert!(
+                !sup.connected() || {
+                    let r = sup
+                        .send(RestartActor {
+                            name: "worker".into(),
+                        })
+                        .await;
+                    matches!(r, Err(_) | Ok(Err(RestartError::Stopping)))
+                }
+            );
+            System::current().stop();
+        });
+        // Not a storm: the system stopped normally.
+        assert_eq!(sys.run_with_code().ok(), Some(0));
+    }
+
+    /// An actor replaced while a heartbeat to its old incarnation is outstanding: the old
+    /// heartbeat's timeout must not restart the new incarnation.
+    #[test]
+    fn a_stale_heartbeat_never_restarts_the_fresh_incarnation() {
+        let sys = System::new();
+        sys.block_on(async {
+            let built = Arc::new(AtomicU32::new(0));
+            let b = built.clone();
+            let spec = ChildSpec::start("worker", move || Worker {
+                generation: b.fetch_add(1, Ordering::SeqCst),
+            });
+            let slot = spec.slot();
+            let metrics = NodeMetrics::default();
+            let config = SupervisorConfig {
+                heartbeat_interval: Duration::from_millis(20),
+                heartbeat_timeout: Duration::from_millis(300),
+                max_restarts: 10,
+                restart_window: Duration::from_secs(60),
+            };
+            let sup = supervise(spec, config, &metrics);
+            while list(&sup).await.state != "running" {
+                actix::clock::sleep(Duration::from_millis(10)).await;
+            }
+            // The old incarnation hangs, so its next heartbeat is outstanding when it is
+            // replaced; a "dead" actor (not alive) may be restarted by an operator as well.
+            slot.get()
+                .do_send(TestHook::Hang(Duration::from_millis(600)));
+            actix::clock::sleep(Duration::from_millis(60)).await;
+            let after = sup
+                .send(RestartActor {
+                    name: "worker".into(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(after.incarnation, 1);
+            // Past the old heartbeat's deadline and the hang: still incarnation 1.
+            actix::clock::sleep(Duration::from_millis(800)).await;
+            let info = list(&sup).await;
+            assert_eq!((info.incarnation, info.state), (1, "running"));
+            assert_eq!(restarts(&metrics, "stuck") + restarts(&metrics, "dead"), 0);
+            assert_eq!(built.load(Ordering::SeqCst), 2);
+            System::current().stop();
+        });
     }
 }

@@ -15,7 +15,6 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::body::SizedStream;
@@ -27,31 +26,31 @@ use super::{ApiError, ApiResult, AppState};
 /// Bytes read from the copy per chunk streamed.
 const CHUNK: usize = 1 << 20;
 
-/// Held while a backup runs (copy and streaming); released on drop.
-#[derive(Debug, Default)]
-pub struct BackupGate(Arc<AtomicBool>);
+/// Set while a backup runs (copy and streaming). One per process, like the node: the admin
+/// app is built once per worker, so a gate in app data could be per worker.
+static RUNNING: AtomicBool = AtomicBool::new(false);
 
-struct Held(Arc<AtomicBool>);
+/// Holds `RUNNING` until dropped (the stream ends, fails, or the client goes away).
+struct Held;
+
+impl Held {
+    fn try_hold() -> Option<Held> {
+        RUNNING
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Held)
+    }
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        RUNNING.store(false, Ordering::Release);
     }
 }
 
-impl BackupGate {
-    fn try_hold(&self) -> Option<Held> {
-        self.0
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Held(self.0.clone()))
-    }
-}
-
-/// Mounts `GET /admin/backup` (and its gate) on an app: call it for the admin listener only.
+/// Mounts `GET /admin/backup`: call it for the admin listener only.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::Data::new(BackupGate::default()))
-        .route("/admin/backup", web::get().to(backup));
+    cfg.route("/admin/backup", web::get().to(backup));
 }
 
 /// Where the copy is written: a fresh hidden name next to the database file.
@@ -67,11 +66,8 @@ fn scratch(state: &AppState) -> PathBuf {
     dir.join(format!(".backup-{}-{nanos}.redb", std::process::id()))
 }
 
-async fn backup(
-    state: web::Data<AppState>,
-    gate: web::Data<BackupGate>,
-) -> ApiResult<HttpResponse> {
-    let held = gate.try_hold().ok_or_else(|| {
+async fn backup(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let held = Held::try_hold().ok_or_else(|| {
         ApiError::new(
             409,
             "backup_running",
@@ -134,13 +130,22 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_gate_lets_one_backup_run_at_a_time() {
-        let gate = BackupGate::default();
-        let held = gate.try_hold().unwrap();
-        assert!(gate.try_hold().is_none());
+    #[actix_web::test]
+    async fn a_second_backup_while_one_runs_is_409_and_changes_nothing() {
+        let state = crate::api::tests::state(Role::Sequencer, None);
+        let app =
+            web_test::init_service(App::new().app_data(state.clone()).configure(configure)).await;
+        let held = Held::try_hold().unwrap();
+        let res = web_test::call_service(
+            &app,
+            web_test::TestRequest::get().uri("/admin/backup").to_request(),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 409);
+        let body: serde_json::Value = web_test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "backup_running");
         drop(held);
-        assert!(gate.try_hold().is_some());
+        assert!(Held::try_hold().is_some(), "released");
     }
 
     #[actix_web::test]

@@ -1,5 +1,6 @@
 //! The HTTP surface of the node (actix-web): the API listener (`api_addr`), the health listener
-//! (`health_addr`) and the metrics listener (`metrics_addr`).
+//! (`health_addr`), the metrics listener (`metrics_addr`) and the admin listener (`admin_addr`,
+//! loopback unless deliberately exposed; see `admin`).
 //!
 //! Role-aware: every role has storage, the VM, stats and an executor for queries
 //! ([`AppState::query`]); only a role with a mempool has transaction intake ([`Intake`]), and
@@ -20,9 +21,13 @@
 //!   connections by `api.request_timeout`, `api.keep_alive` and the idle watchdog
 //!   (`api.idle_timeout`, see `conn`), a query by `api.query_gas_limit` and `MAX_ARGS_LEN`.
 //!   Every such refusal is counted in `accumen_api_refused_total{reason}`.
-//! - The health and metrics listeners have their own accept loops and workers, so a saturated
-//!   API listener does not stop `/health` from answering.
+//! - The health, metrics and admin listeners have their own accept loops and workers, so a
+//!   saturated API listener does not stop `/health` from answering or an operator from
+//!   restarting an actor. The admin listener takes no request bodies (its routes have none:
+//!   any body is refused beyond `ADMIN_MAX_BODY_BYTES`) and holds at most
+//!   `ADMIN_MAX_CONNECTIONS` connections.
 
+pub mod admin;
 pub mod backup;
 mod batch;
 mod body;
@@ -80,7 +85,7 @@ pub struct AppState {
     pub keys: Arc<accumen_actors::types::KeyCache>,
     /// The running bridge's shared status (`/bridge/stats`); `None` with the bridge off.
     pub bridge: Option<Arc<accumen_actors::bridge::status::BridgeShared>>,
-    #[cfg(feature = "test-hooks")]
+    /// The supervisor: the admin listener lists and restarts actors through it.
     pub supervisor: actix::Addr<accumen_actors::supervisor::Supervisor>,
 }
 
@@ -199,14 +204,21 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The three listeners, bound and ready to run.
+/// Connections the admin listener holds at once: an operator's CLI, a script, never a crowd.
+pub const ADMIN_MAX_CONNECTIONS: usize = 16;
+/// Largest request body the admin listener reads: its routes take none.
+pub const ADMIN_MAX_BODY_BYTES: usize = 1024;
+
+/// The four listeners, bound and ready to run.
 pub struct Servers {
     pub api: Server,
     pub health: Server,
     pub metrics: Server,
+    pub admin: Server,
     pub api_addr: SocketAddr,
     pub health_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
 }
 
 impl std::fmt::Debug for Servers {
@@ -215,11 +227,12 @@ impl std::fmt::Debug for Servers {
             .field("api", &self.api_addr)
             .field("health", &self.health_addr)
             .field("metrics", &self.metrics_addr)
+            .field("admin", &self.admin_addr)
             .finish()
     }
 }
 
-/// Binds the API, health and metrics listeners.
+/// Binds the API, health, metrics and admin listeners.
 pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let settings = state.settings.clone();
     // Two cores: one HTTP worker per listener keeps threads for the actors and the executor.
@@ -288,7 +301,7 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let health_addr = first_addr(&health.addrs())?;
     let health = health.run();
 
-    let s = state;
+    let s = state.clone();
     let metrics = HttpServer::new(move || {
         App::new()
             .app_data(s.clone())
@@ -305,13 +318,36 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let metrics_addr = first_addr(&metrics.addrs())?;
     let metrics = metrics.run();
 
+    let s = state;
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .app_data(web::PayloadConfig::new(ADMIN_MAX_BODY_BYTES))
+            .wrap(actix_web::middleware::from_fn(count_errors))
+            .configure(admin::configure)
+            .configure(backup::configure)
+            .default_service(web::to(no_route))
+    })
+    .workers(1)
+    .max_connections(ADMIN_MAX_CONNECTIONS)
+    .client_request_timeout(limits.request_timeout)
+    .keep_alive(limits.keep_alive)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(settings.admin_addr.0)?;
+    let admin_addr = first_addr(&admin.addrs())?;
+    let admin = admin.run();
+
     Ok(Servers {
         api,
         health,
         metrics,
+        admin,
         api_addr,
         health_addr,
         metrics_addr,
+        admin_addr,
     })
 }
 

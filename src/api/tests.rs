@@ -81,7 +81,6 @@ pub(super) fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
         sequencer: Keypair::from_seed([1; 32]).public(),
         keys: Arc::new(KeyCache::new(16)),
         bridge: None,
-        #[cfg(feature = "test-hooks")]
         supervisor: accumen_actors::supervisor::Supervisor::new(
             Vec::new(),
             settings.supervisor.clone(),

@@ -5,7 +5,8 @@
 //! honour exits 2) and the services every role shares (contract engine,
 //! metrics and their registry, live stats), then the role's actors (`sequencer::start`; a
 //! follower will add `follower::start`), then the supervisor over those actors, then the HTTP
-//! listeners. READY is sent to systemd only once all three listeners are bound. Everything that
+//! listeners. READY is sent to systemd only once all four listeners (api, health, metrics,
+//! admin) are bound. Everything that
 //! runs is owned by one [`NodeHandle`], whose [`NodeHandle::shutdown`] is the stop order.
 //!
 //! A role contributes only [`RoleParts`]: its supervised actors, the ports the API uses, the
@@ -201,7 +202,7 @@ pub(crate) struct RoleParts {
 /// Everything that runs: owned here until the process ends.
 pub(crate) struct NodeHandle {
     state: web::Data<AppState>,
-    servers: [ServerHandle; 3],
+    servers: [ServerHandle; 4],
     supervisor: Addr<Supervisor>,
     supervisor_arbiter: Arbiter,
     drain: Drain,
@@ -250,7 +251,6 @@ async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
         intake: parts.intake,
         sequencer: parts.sequencer,
         keys: Arc::new(accumen_actors::types::KeyCache::new(100_000)),
-        #[cfg(feature = "test-hooks")]
         supervisor: supervisor_addr.clone(),
     });
     let servers = api::bind(state.clone()).context("binding the HTTP listeners")?;
@@ -261,17 +261,20 @@ async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
         api = %servers.api_addr,
         health = %servers.health_addr,
         metrics = %servers.metrics_addr,
+        admin = %servers.admin_addr,
         "listening"
     );
     let handles = [
         servers.api.handle(),
         servers.health.handle(),
         servers.metrics.handle(),
+        servers.admin.handle(),
     ];
     systemd::spawn_storage_monitor(state.clone(), handles.clone());
     actix::spawn(servers.api);
     actix::spawn(servers.health);
     actix::spawn(servers.metrics);
+    actix::spawn(servers.admin);
     services.stats.running.store(true, Ordering::Relaxed);
     systemd::ready(&state);
     systemd::spawn_status(state.clone());

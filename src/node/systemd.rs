@@ -88,7 +88,7 @@ pub(super) fn spawn_status(state: web::Data<AppState>) {
 
 /// Waits for the store to fail; then tells systemd why, and after `STORAGE_FAILURE_GRACE` stops
 /// the listeners and exits `EXIT_STORAGE_FAILED` (see the node's module comment).
-pub(super) fn spawn_storage_monitor(state: web::Data<AppState>, handles: [ServerHandle; 3]) {
+pub(super) fn spawn_storage_monitor(state: web::Data<AppState>, handles: [ServerHandle; 4]) {
     actix::spawn(async move {
         let stats = &state.stats;
         let mut tick = tokio::time::interval(STORAGE_CHECK_INTERVAL);

@@ -82,6 +82,8 @@ fn defaults_from_empty_file() {
     assert_eq!(s.api_addr, addr("127.0.0.1:8080"));
     assert_eq!(s.metrics_addr, addr("127.0.0.1:8081"));
     assert_eq!(s.health_addr, addr("127.0.0.1:8082"));
+    assert_eq!(s.admin_addr, addr("127.0.0.1:8083"));
+    assert!(!s.admin_allow_non_loopback);
     assert_eq!(s.api.max_body_bytes, 4 * 1024 * 1024);
     assert_eq!(s.api.max_batch, 10_000);
     assert_eq!(s.api.max_body_bytes_in_flight, 32 * 1024 * 1024);
@@ -1314,4 +1316,33 @@ fn devnet_profile_anchors_on_a_loopback_l0() {
         assert!(a.0.ip().is_loopback(), "{a}");
     }
     assert!(s.bridge.max_backlog >= s.bridge.stager.batch_size as u64);
+}
+
+/// The admin listener can restart actors without authentication: beyond loopback only by an
+/// explicit opt-in.
+#[test]
+fn admin_addr_must_be_loopback_unless_explicitly_allowed() {
+    let text = err_text("admin_addr: \":8083\"\n", no_env());
+    assert!(
+        text.contains("admin_addr 0.0.0.0:8083 is not a loopback address")
+            && text.contains("admin_allow_non_loopback"),
+        "{text}"
+    );
+    let s = load_str("admin_addr: \"[::1]:0\"\n", no_env()).unwrap();
+    assert_eq!(s.admin_addr, addr("[::1]:0"));
+    let s = load_str(
+        "admin_addr: \"10.0.0.5:8083\"\nadmin_allow_non_loopback: true\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(s.admin_addr, addr("10.0.0.5:8083"));
+    let s = load_str(
+        "",
+        env(&[
+            ("ACCUMEN_ADMIN_ADDR", "0.0.0.0:9000"),
+            ("ACCUMEN_ADMIN_ALLOW_NON_LOOPBACK", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.admin_addr, addr("0.0.0.0:9000"));
 }

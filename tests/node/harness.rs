@@ -55,6 +55,7 @@ data_dir: "{}"
 api_addr: "127.0.0.1:0"
 health_addr: "127.0.0.1:0"
 metrics_addr: "127.0.0.1:0"
+admin_addr: "127.0.0.1:0"
 execution:
   workers: 2
   timeout: "500ms"
@@ -74,6 +75,7 @@ pub struct TestNode {
     pub api: String,
     pub health: String,
     pub metrics: String,
+    pub admin: String,
     pub dir: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -117,6 +119,7 @@ impl TestNode {
             api: String::new(),
             health: String::new(),
             metrics: String::new(),
+            admin: String::new(),
             dir: dir.to_path_buf(),
             logs,
             _tmp: None,
@@ -136,6 +139,7 @@ impl TestNode {
         node.api = addr("api");
         node.health = addr("health");
         node.metrics = addr("metrics");
+        node.admin = addr("admin");
         node
     }
 
