@@ -279,7 +279,10 @@ fn fetch_backup(admin: &str, out: &Path) -> Result<(u8, serde_json::Value), Fail
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let (height, hash) = (header("x-accumen-head-height"), header("x-accumen-head-hash"));
+    let (height, hash) = (
+        header("x-accumen-head-height"),
+        header("x-accumen-head-hash"),
+    );
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);

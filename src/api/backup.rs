@@ -138,7 +138,9 @@ mod tests {
         let held = Held::try_hold().unwrap();
         let res = web_test::call_service(
             &app,
-            web_test::TestRequest::get().uri("/admin/backup").to_request(),
+            web_test::TestRequest::get()
+                .uri("/admin/backup")
+                .to_request(),
         )
         .await;
         assert_eq!(res.status().as_u16(), 409);

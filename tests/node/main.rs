@@ -11,6 +11,7 @@ mod attack_compile;
 mod attack_disk;
 mod attack_exec;
 mod attack_mempool;
+mod backup;
 mod bridge;
 mod chain_params;
 mod cli;
