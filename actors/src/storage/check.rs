@@ -13,7 +13,9 @@
 //! outbox rows as `outbox` requires them.
 //!
 //! Invariants:
-//! - Read only: the checked file is never written (the replay writes its own in-memory store).
+//! - Read only: the check itself writes nothing to the checked file (the replay writes its own
+//!   in-memory store); opening it is a node's open (`Storage::open_existing`), which lets redb
+//!   recover a file that was not closed cleanly.
 //! - Every problem is reported with what it concerns (height, table, key) and the check goes
 //!   on, except that a block that cannot be re-executed ends the replay (no later state can be
 //!   computed without it) and the state comparison is then skipped.
@@ -118,7 +120,7 @@ fn entries<'t, K: Key + 'static, V: Value + 'static>(
     def: TableDefinition<'static, K, V>,
     kb: impl Fn(K::SelfType<'_>) -> Vec<u8> + 't,
     vb: impl Fn(V::SelfType<'_>) -> Vec<u8> + 't,
-) -> Result<Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + 't>, StorageError> {
+) -> Result<Entries<'t>, StorageError> {
     let name = def.name().to_owned();
     let t = match rtx.open_table(def) {
         Ok(t) => t,
