@@ -313,7 +313,11 @@ fn fetch_backup(admin: &str, out: &Path) -> Result<(u8, serde_json::Value), Fail
         serde_json::json!({
             "backup": out,
             "source": url,
-            "stats": { "head_height": height, "head_hash": hash, "bytes": bytes },
+            "stats": {
+                "head_height": height.and_then(|h| h.parse::<u64>().ok()),
+                "head_hash": hash,
+                "bytes": bytes,
+            },
         }),
     ))
 }

@@ -99,11 +99,7 @@ fn a_backup_under_load_restores_elsewhere_to_the_same_chain_and_state() {
     let during = node.height();
     stop.store(true, Ordering::Relaxed);
     let sent = load.join().unwrap();
-    let backed_up = got["stats"]["head_height"]
-        .as_str()
-        .unwrap()
-        .parse::<u64>()
-        .unwrap();
+    let backed_up = got["stats"]["head_height"].as_u64().unwrap();
     eprintln!(
         "backup under load: {} bytes at height {backed_up} in {took:?} ({sent} txs sent meanwhile, head {during} after)",
         got["stats"]["bytes"]
@@ -287,4 +283,60 @@ fn a_tar_of_a_stopped_nodes_data_dir_restores() {
     let node = TestNode::start_in(&restored, PERSISTENT, &[]);
     assert!(node.height() >= height);
     assert_eq!(hashes(&node, height), want);
+}
+
+#[test]
+fn backup_with_the_config_of_a_running_node_asks_its_admin_listener() {
+    let a = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(a.path(), PERSISTENT, &[]);
+    some_chain(&node);
+    // The node's own configuration, with the port its admin listener got.
+    let config = a.path().join("node.yaml");
+    let port0 = std::fs::read_to_string(&config).unwrap();
+    let addr = node.admin.trim_start_matches("http://");
+    let text = port0.replace(
+        "admin_addr: \"127.0.0.1:0\"",
+        &format!("admin_addr: \"{addr}\""),
+    );
+    assert_ne!(text, port0);
+    let bound = a.path().join("bound.yaml");
+    std::fs::write(&bound, text).unwrap();
+
+    // Port 0 in the config: the running node cannot be found; say what to pass.
+    let out_file = a.path().join("b.redb");
+    let out = accumen(&["backup", "--config", s(&config), "--out", s(&out_file)]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--admin"));
+    // --data-dir on a running node's directory: refused, pointing at the safe way.
+    let out = accumen(&["backup", "--data-dir", s(a.path()), "--out", s(&out_file)]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running node"));
+    assert!(!out_file.exists());
+
+    let got = run_ok(&["backup", "--config", s(&bound), "--out", s(&out_file)]);
+    assert_eq!(
+        got["source"],
+        format!("{}/admin/backup", node.admin),
+        "{got}"
+    );
+    let height: u64 = got["stats"]["head_height"].as_u64().unwrap();
+    // A running node's database is not checked in place (it would be a moving target).
+    let out = accumen(&["db", "check", "--config", s(&bound)]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let copy_dir = tempfile::tempdir().unwrap();
+    run_ok(&[
+        "restore",
+        "--from",
+        s(&out_file),
+        "--data-dir",
+        s(copy_dir.path()),
+    ]);
+    let check = run_ok(&["db", "check", "--data-dir", s(copy_dir.path())]);
+    assert_eq!(check["head_height"], height, "{check}");
+    assert_eq!(check["problem_count"], 0, "{check}");
+    assert_eq!(
+        check["head_hash"],
+        node.get(&format!("/v1/blocks/{height}")).1["hash"],
+        "{check}"
+    );
 }

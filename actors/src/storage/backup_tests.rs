@@ -277,3 +277,47 @@ fn commit_latency_during_a_backup_figures() {
         summary(during)
     );
 }
+
+#[test]
+fn check_passes_with_staged_and_submitted_batches_and_names_an_outbox_out_of_step() {
+    use super::SignedBatch;
+    use super::tables::{BRIDGE, BRIDGE_IN_FLIGHT, BRIDGE_STAGED};
+    use crate::types::Hash;
+    let dir = tempfile::tempdir().unwrap();
+    let vm = vm(1);
+    let s = chain_at(&dir.path().join(DB_FILE), &vm);
+    for (first, last) in [(1, 2), (3, 3)] {
+        let ts = s.next_signature_timestamp(1000).unwrap();
+        s.stage_batch(&SignedBatch {
+            first,
+            last,
+            envelope: vec![first as u8; 5],
+            tx_hash: Hash([first as u8; 32]),
+            signature_timestamp: ts,
+        })
+        .unwrap();
+    }
+    s.outbox_mark_submitted(1).unwrap();
+    let report = s.check(&vm, None).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+
+    // The staged watermark and the in-flight counter moved without the rows.
+    let wtx = s.db.begin_write().unwrap();
+    {
+        let mut t = wtx.open_table(BRIDGE).unwrap();
+        t.insert(BRIDGE_STAGED, 2).unwrap();
+        t.insert(BRIDGE_IN_FLIGHT, 0).unwrap();
+    }
+    wtx.commit().unwrap();
+    let report = s.check(&vm, None).unwrap();
+    let said: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(report.problem_count, 2, "{said:?}");
+    assert!(
+        said[0].starts_with("table outbox") && said[0].contains("staged_up_to is 2"),
+        "{said:?}"
+    );
+    assert!(
+        said[1].starts_with("table bridge, key in_flight"),
+        "{said:?}"
+    );
+}
