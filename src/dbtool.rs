@@ -3,8 +3,8 @@
 //! `check`; this is the command line around it).
 //!
 //! Exit codes (RUNBOOK.md "Backup and recovery"): 0 done (check: no problem); 1 the check found
-//! problems (in the data dir, or in the backup a restore was given, which then restores
-//! nothing); 2 bad usage (missing or contradictory arguments, a configuration that does not
+//! problems, or the database is damaged beyond opening or reading (in the data dir, or in the
+//! backup a restore was given, which then restores nothing); 2 bad usage (missing or contradictory arguments, a configuration that does not
 //! load); 3 could not do it (no database, the database is held by a running node, an I/O error,
 //! a target that already holds a database without `--force`).
 //!
@@ -156,9 +156,19 @@ fn open(path: &Path) -> Result<Storage, Fail> {
         }
         Err(e @ StorageError::Locked(_)) => Err(Fail(EXIT_FAILED, anyhow::anyhow!("{e}"))),
         Err(e) => Err(Fail(
-            EXIT_FAILED,
+            damage_code(&e),
             anyhow::Error::new(e).context(format!("opening {}", path.display())),
         )),
+    }
+}
+
+/// Exit code for a storage error: damaged data is a problem found (1), anything else (I/O, a
+/// lock) means the tool could not do its work (3).
+fn damage_code(e: &StorageError) -> u8 {
+    if e.is_damage() || matches!(e, StorageError::SchemaMismatch { .. }) {
+        EXIT_PROBLEMS
+    } else {
+        EXIT_FAILED
     }
 }
 
@@ -191,9 +201,12 @@ pub fn run_check(args: CheckArgs) -> u8 {
 
 fn check(r: &Resolved, storage: &Storage) -> Result<CheckReport, Fail> {
     let vm = r.vm(storage)?;
-    let report = storage
-        .check(&vm, r.sequencer()?)
-        .context("checking the database")?;
+    let report = storage.check(&vm, r.sequencer()?).map_err(|e| {
+        Fail(
+            damage_code(&e),
+            anyhow::Error::new(e).context("checking the database"),
+        )
+    })?;
     for p in &report.problems {
         eprintln!("accumen: db check: {p}");
     }

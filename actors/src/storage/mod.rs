@@ -172,6 +172,21 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// True when stored data is damaged (a value or a redb page that does not decode, data the
+    /// node must have written missing): what `accumen db check` reports as a problem found
+    /// rather than as a failure to check.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Corrupt(_)
+                | StorageError::Decode { .. }
+                | StorageError::Db {
+                    source: redb::Error::Corrupted(_),
+                    ..
+                }
+        )
+    }
+
     /// True for the I/O class: the store itself has failed and only a restart can recover it.
     /// False for logical errors (a block that is not next, a duplicate transaction, corrupt or
     /// missing data), after which the store goes on working.
