@@ -1,6 +1,8 @@
 //! `accumen`: runs the node (`--role=sequencer --config=FILE`) or acts as its client
-//! (`key`, `tx`, `query`, `status`, `config check`, `backup`, `restore`, `db check`), or runs a local L0 stand-in (`devnet-l0`). Client commands print JSON to stdout and
-//! errors to stderr; exit codes: 0 success, 1 failure, 2 bad usage or unsupported role.
+//! (`key`, `tx`, `query`, `status`, `config check`), works on a data dir's database (`backup`,
+//! `restore`, `db check`), or runs a local L0 stand-in (`devnet-l0`). Client commands print
+//! JSON to stdout and errors to stderr; exit codes: 0 success, 1 failure, 2 bad usage or unsupported role
+//! (`backup`, `restore` and `db check` have their own: see `dbtool`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
