@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client;
+pub mod dbtool;
 pub mod devnet;
 pub mod keyfile;
 pub mod node;

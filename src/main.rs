@@ -1,6 +1,9 @@
 //! `accumen`: runs the node (`--role=sequencer --config=FILE`) or acts as its client
-//! (`key`, `tx`, `query`, `status`, `config check`, `admin actors|restart`), or runs a local L0 stand-in (`devnet-l0`). Client commands print JSON to stdout and
-//! errors to stderr; exit codes: 0 success, 1 failure, 2 bad usage or unsupported role.
+//! (`key`, `tx`, `query`, `status`, `config check`, `admin actors|restart`), works on a data
+//! dir's database (`backup`, `restore`, `db check`), or runs a local L0 stand-in (`devnet-l0`).
+//! Client commands print JSON to stdout and errors to stderr; exit codes: 0 success, 1 failure,
+//! 2 bad usage or unsupported role (`backup`, `restore` and `db check` have their own: see
+//! `dbtool`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +74,15 @@ enum Command {
         #[command(subcommand)]
         command: AdminCmd,
     },
+    /// Copy a node's database consistently (`--data-dir` with the node stopped).
+    Backup(accumen::dbtool::BackupArgs),
+    /// Check a backup, then put it into a data dir (one without a database, or `--force`).
+    Restore(accumen::dbtool::RestoreArgs),
+    /// Database tools.
+    Db {
+        #[command(subcommand)]
+        command: DbCmd,
+    },
     /// Run a local stand-in of the Accumulate L0 (JSON-RPC `POST /v3`) for development and tests.
     #[command(name = "devnet-l0")]
     DevnetL0(accumen::devnet::DevnetArgs),
@@ -83,6 +95,14 @@ enum ConfigCmd {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCmd {
+    /// Verify a data dir offline: schema, chain links, signatures, receipts and state roots
+    /// recomputed by re-executing the chain, state, nonces, journal and outbox. Exit 0 clean,
+    /// 1 problems found, 2 bad usage, 3 could not check.
+    Check(accumen::dbtool::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +123,11 @@ fn main() -> ExitCode {
             client::admin_url(config.or(cli.config).as_deref(), admin.as_deref())
                 .and_then(|url| client::run_admin(&url, command)),
         ),
+        Some(Command::Backup(args)) => ExitCode::from(accumen::dbtool::run_backup(args)),
+        Some(Command::Restore(args)) => ExitCode::from(accumen::dbtool::run_restore(args)),
+        Some(Command::Db {
+            command: DbCmd::Check(args),
+        }) => ExitCode::from(accumen::dbtool::run_check(args)),
         Some(Command::DevnetL0(args)) => match accumen::devnet::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

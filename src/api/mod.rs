@@ -28,6 +28,7 @@
 //!   `ADMIN_MAX_CONNECTIONS` connections.
 
 pub mod admin;
+pub mod backup;
 mod batch;
 mod body;
 mod budget;
@@ -37,7 +38,7 @@ mod handlers;
 mod http_metrics;
 pub mod sync;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -355,6 +356,7 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .app_data(web::PayloadConfig::new(ADMIN_MAX_BODY_BYTES))
             // Not counted in accumen_api_errors_total: that series is about the public API.
             .configure(admin::configure)
+            .configure(backup::configure)
             .default_service(web::to(no_route))
     })
     .workers(1)

@@ -59,7 +59,7 @@ impl Handler<Admit> for FakeMempool {
     }
 }
 
-fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
+pub(super) fn state(role: Role, intake: Option<Intake>) -> web::Data<AppState> {
     let settings = Arc::new(Settings::default());
     let vm = Arc::new(Vm::new(settings.vm_config()).unwrap());
     let stats = Arc::new(NodeStats::default());

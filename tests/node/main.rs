@@ -13,6 +13,7 @@ mod attack_compile;
 mod attack_disk;
 mod attack_exec;
 mod attack_mempool;
+mod backup;
 mod bridge;
 mod bridge_faults;
 mod chain_params;

@@ -23,7 +23,7 @@ pub(crate) fn params() -> ChainParams {
     ChainParams::with_defaults(CHAIN)
 }
 
-fn sequencer() -> Keypair {
+pub(crate) fn sequencer() -> Keypair {
     Keypair::from_seed([42; 32])
 }
 
@@ -36,7 +36,7 @@ fn base(s: &Storage) -> Arc<dyn StateView> {
 }
 
 /// Builds the next block on `s` from `txs` and commits it.
-fn build_next(
+pub(crate) fn build_next(
     vm: &Vm,
     params: &ChainParams,
     key: &Keypair,
@@ -77,7 +77,7 @@ fn follow(vm: &Vm, params: &ChainParams, key: &Keypair, s: &Storage, block: &Blo
 
 /// The sequencer's three blocks: two deploys, calls from three senders to both contracts (some
 /// failing), then an empty block.
-fn sequencer_chain(vm: &Vm, s: &Storage) -> Vec<Built> {
+pub(crate) fn sequencer_chain(vm: &Vm, s: &Storage) -> Vec<Built> {
     let (p, key) = (params(), sequencer());
     let mut a = Account::new(1);
     let mut b = Account::new(2);

@@ -38,10 +38,14 @@
 //!   repeats the cause's text too, because actors log storage errors with `%e` and an operator
 //!   must see the OS error there.
 
+mod backup;
+mod check;
 mod health;
 mod outbox;
 mod tables;
 
+#[cfg(test)]
+mod backup_tests;
 #[cfg(test)]
 mod failure_tests;
 #[cfg(test)]
@@ -85,6 +89,8 @@ use tables::{
 /// would have refused every data dir made by this version's own development builds for no gain.
 pub const SCHEMA_VERSION: u32 = 2;
 
+pub use backup::{BackupError, BackupStats, DB_FILE, RestoreStats, restore};
+pub use check::{CheckReport, MAX_PROBLEMS, Problem};
 pub use health::StorageHealth;
 pub use outbox::{BridgeStats, OutboxError, OutboxRow, OutboxState, SignedBatch};
 
@@ -166,6 +172,21 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// True when stored data is damaged (a value or a redb page that does not decode, data the
+    /// node must have written missing): what `accumen db check` reports as a problem found
+    /// rather than as a failure to check.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Corrupt(_)
+                | StorageError::Decode { .. }
+                | StorageError::Db {
+                    source: redb::Error::Corrupted(_),
+                    ..
+                }
+        )
+    }
+
     /// True for the I/O class: the store itself has failed and only a restart can recover it.
     /// False for logical errors (a block that is not next, a duplicate transaction, corrupt or
     /// missing data), after which the store goes on working.
@@ -390,13 +411,47 @@ impl Storage {
                 source,
             })?;
         }
-        // What `Database::create` does, with the file backend wrapped so that its I/O errors
-        // mark the store failed. Opening an existing file repairs it if it was not closed
-        // cleanly (a crash, or a commit cut short by a full disk): back to its last commit.
+        let (db, health) = Self::open_file(path, true)?;
+        Self::init(db, params, Backend::File(path.to_path_buf()), health)
+    }
+
+    /// Opens an existing database file with the chain parameters it recorded at genesis, for
+    /// tools that work on a data dir without a node configuration (`backup`, `db check`).
+    /// Never creates a file: a missing one is `Io` (`NotFound`), a file without recorded
+    /// parameters is `Corrupt`.
+    pub fn open_existing(path: &Path) -> Result<Self, StorageError> {
+        let (db, health) = Self::open_file(path, false)?;
+        let params = {
+            let rtx = db.begin_read().ctx("beginning read transaction")?;
+            let meta = match rtx.open_table(META) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => {
+                    return Err(StorageError::Corrupt(format!(
+                        "{} has no meta table: not an accumen data file",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(e).ctx("opening table meta"),
+            };
+            match meta.get(META_CHAIN_PARAMS).ctx("reading meta")? {
+                Some(g) => decode::<ChainParams>("meta", META_CHAIN_PARAMS, g.value())?,
+                None => return Err(StorageError::Corrupt("meta has no chain_params".into())),
+            }
+        };
+        Self::init(db, &params, Backend::File(path.to_path_buf()), health)
+    }
+
+    /// What `Database::create` does, with the file backend wrapped so that its I/O errors mark
+    /// the store failed. Opening an existing file repairs it if it was not closed cleanly (a
+    /// crash, or a commit cut short by a full disk): back to its last commit.
+    fn open_file(
+        path: &Path,
+        create: bool,
+    ) -> Result<(Database, Arc<StorageHealth>), StorageError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create(create)
             .truncate(false)
             .open(path)
             .map_err(|source| StorageError::Io {
@@ -415,7 +470,7 @@ impl Storage {
             }
             other => other.ctx(&format!("opening {}", path.display()))?,
         };
-        Self::init(db, params, Backend::File(path.to_path_buf()), health)
+        Ok((db, health))
     }
 
     /// A new chain in memory with `params` (the node's `storage: memory`): same tables and code
