@@ -5,8 +5,8 @@
 
 mod harness;
 
-mod anchors;
 mod admin;
+mod anchors;
 mod attack_api;
 mod attack_blocks;
 mod attack_compile;
