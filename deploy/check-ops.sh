@@ -29,7 +29,7 @@ start() {
   local name="$1"; shift
   local log="$work/$name.log"
   ACCUMEN_API_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_METRICS_ADDR=127.0.0.1:0 \
-  ACCUMEN_LOGGING__LEVEL=info "$@" 2>"$log" &
+  ACCUMEN_ADMIN_ADDR=127.0.0.1:0 ACCUMEN_LOGGING__LEVEL=info "$@" 2>"$log" &
   last=$!
   pids+=("$last")
   metrics="" api=""
@@ -66,17 +66,16 @@ done
 if need promtool; then promtool check metrics <"$work/sequencer.metrics"; fi
 dumps=("$work/sequencer.metrics")
 
-# A follower of that sequencer, when this build has the role (its series are its own).
+# A follower of that sequencer (its series are its own).
 seq_key="$(curl -fsS "http://$seq_api/v1/chain" | jq -r '.sequencer')"
-if start follower env ACCUMEN_FOLLOWER__SEQUENCER_API="http://$seq_api" \
-  ACCUMEN_FOLLOWER__SEQUENCER_KEY="$seq_key" "$bin" --role=follower --config=config/local.yaml; then
-  sleep 1.5
-  curl -fsS "http://$metrics/metrics" >"$work/follower.metrics"
-  dumps+=("$work/follower.metrics")
-  stop
-else
-  echo "SKIPPED: a follower does not run in this build ($(tail -1 "$work/follower.log")); follower metrics are taken from deploy/grafana/pending-metrics.txt"
-fi
+start follower env ACCUMEN_FOLLOWER__SEQUENCER_API="http://$seq_api" \
+  ACCUMEN_FOLLOWER__SEQUENCER_KEY="$seq_key" "$bin" --role=follower --config=config/local.yaml \
+  || { cat "$work/follower.log" >&2; echo "follower exited early" >&2; exit 1; }
+sleep 1.5
+curl -fsS "http://$metrics/metrics" >"$work/follower.metrics"
+if need promtool; then promtool check metrics <"$work/follower.metrics"; fi
+dumps+=("$work/follower.metrics")
+stop
 last="$seq_pid"
 stop
 

@@ -50,7 +50,7 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$wo
 traced() {
   local name="$1"; shift
   local log="$work/$name.log"
-  env ACCUMEN_API_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_METRICS_ADDR=127.0.0.1:0 \
+  env ACCUMEN_API_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_METRICS_ADDR=127.0.0.1:0 ACCUMEN_ADMIN_ADDR=127.0.0.1:0 \
     ACCUMEN_LOGGING__LEVEL=info ACCUMEN_STORAGE=persistent ACCUMEN_DATA_DIR="$work/$name-data" "$@" \
     strace -f -qq -o "$work/$name.trace" "$bin" --role="$name" --config=config/local.yaml 2>"$log" &
   tracer=$!
