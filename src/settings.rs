@@ -182,6 +182,48 @@ pub struct ApiSettings {
     /// Queries share the executor with block execution, and a block waits behind the queries
     /// queued before it: this bounds that wait to a few queries, whatever clients send.
     pub max_queued_queries: usize,
+    /// Per-client rate limits (`api.rate_limit.*`); off by default.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// `api.rate_limit.*`: token buckets per client IP, writes (`POST /v1/tx[s]`) and reads (every
+/// other API request) counted apart. Off by default: the client is the TCP peer, and behind a
+/// reverse proxy or load balancer that is one address for everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Clients each table remembers at most; a new client at a full table evicts (see
+    /// `api::ratelimit`), so many source addresses cannot grow memory.
+    pub max_clients: usize,
+    pub writes: RateSettings,
+    pub reads: RateSettings,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            max_clients: 16_384,
+            writes: RateSettings::default(),
+            reads: RateSettings::default(),
+        }
+    }
+}
+
+/// One token bucket: `per_second` requests on average (0 = no limit), `burst` at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        Self {
+            per_second: 0,
+            burst: 20,
+        }
+    }
 }
 
 impl Default for ApiSettings {
@@ -197,6 +239,7 @@ impl Default for ApiSettings {
             idle_timeout: Duration::from_secs(10),
             query_gas_limit: 10_000_000,
             max_queued_queries: 8,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -1163,6 +1206,25 @@ impl Settings {
             "api.max_queued_queries",
             "api.max_queued_queries must be at least 1".to_owned(),
         );
+        let rl = &api.rate_limit;
+        rule(
+            (1..=1_000_000).contains(&rl.max_clients),
+            "api.rate_limit.max_clients",
+            format!(
+                "api.rate_limit.max_clients must be between 1 and 1000000, got {}",
+                rl.max_clients
+            ),
+        );
+        for (key, r) in [
+            ("api.rate_limit.writes.burst", &rl.writes),
+            ("api.rate_limit.reads.burst", &rl.reads),
+        ] {
+            rule(
+                r.per_second == 0 || r.burst >= 1,
+                key,
+                format!("{key} must be at least 1 when the limit is on (per_second > 0)"),
+            );
+        }
         rule(
             (1..=self.execution.gas_limit).contains(&api.query_gas_limit),
             "api.query_gas_limit",

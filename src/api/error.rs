@@ -22,6 +22,8 @@ pub struct ApiError {
     /// Close the connection after this answer: the request's body was not read to its end,
     /// and reading (or draining) the rest is exactly the work the refusal avoids.
     pub close: bool,
+    /// Seconds for a `Retry-After` header, when waiting that long is the remedy.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -31,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             close: false,
+            retry_after: None,
         }
     }
 
@@ -84,7 +87,9 @@ impl ResponseError for ApiError {
         if self.close {
             res.force_close();
         }
-        if self.code == "body_budget_exhausted" {
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        } else if self.code == "body_budget_exhausted" {
             // Bodies in flight finish within api.body_timeout at worst, usually at once.
             res.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
         }

@@ -20,7 +20,9 @@
 //!   connections by `api.max_connections` (more wait in the backlog), silent or stalled
 //!   connections by `api.request_timeout`, `api.keep_alive` and the idle watchdog
 //!   (`api.idle_timeout`, see `conn`), a query by `api.query_gas_limit` and `MAX_ARGS_LEN`.
-//!   Every such refusal is counted in `accumen_api_refused_total{reason}`.
+//!   Optionally, requests per client IP by `api.rate_limit.*` (429 `rate_limited` with
+//!   `Retry-After`, see `ratelimit`). Every such refusal is counted in
+//!   `accumen_api_refused_total{reason}`.
 //! - The health, metrics and admin listeners have their own accept loops and workers, so a
 //!   saturated API listener does not stop `/health` from answering or an operator from
 //!   restarting an actor. The admin listener takes no request bodies (its routes have none:
@@ -36,6 +38,7 @@ mod conn;
 mod error;
 mod handlers;
 mod http_metrics;
+pub mod ratelimit;
 pub mod sync;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -160,6 +163,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "query_gas_limit",
     "executor_busy",
     conn::IDLE_TIMEOUT,
+    ratelimit::RATE_LIMITED,
 ];
 
 /// Marks the request's connection busy while the request is in the handler stack, so the idle
@@ -271,6 +275,8 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let (idle_timeout, conn_metrics) = (limits.idle_timeout, state.metrics.clone());
     let (max_body_bytes, body_timeout) = (limits.max_body_bytes, limits.body_timeout);
     let api_metrics = state.metrics.clone();
+    // One table for all workers: a client's connections may land on any of them.
+    let rate_limits = ratelimit::Limits::from_settings(&limits.rate_limit);
 
     let s = state.clone();
     let api = HttpServer::new(move || {
@@ -283,6 +289,11 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 body::guard_bodies(req, next, body_timeout)
+            }))
+            // Before the body guards: a refused client's body is never read or charged.
+            .wrap(actix_web::middleware::from_fn({
+                let l = rate_limits.clone();
+                move |req, next| ratelimit::limit(req, next, l.clone())
             }))
             .wrap(actix_web::middleware::from_fn(count_errors))
             // Outermost, so a request is "busy" for the whole time it is in the handlers.

@@ -731,6 +731,21 @@ fn api_limit_rules() {
     );
     assert!(keys("api.max_queued_queries: 1").is_empty());
     assert_eq!(
+        keys("api.rate_limit.max_clients: 0"),
+        ["api.rate_limit.max_clients"]
+    );
+    assert_eq!(
+        keys("api:\n  rate_limit:\n    writes:\n      per_second: 5\n      burst: 0\n"),
+        ["api.rate_limit.writes.burst"]
+    );
+    assert!(
+        keys("api.rate_limit.reads.burst: 0").is_empty(),
+        "off: burst unused"
+    );
+    assert!(
+        keys("api:\n  rate_limit:\n    reads:\n      per_second: 5\n      burst: 1\n").is_empty()
+    );
+    assert_eq!(
         keys("api.query_gas_limit: 50000001"),
         ["api.query_gas_limit"],
         "above execution.gas_limit"

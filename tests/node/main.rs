@@ -7,6 +7,7 @@ mod harness;
 
 mod admin;
 mod anchors;
+mod apisec;
 mod attack_api;
 mod attack_blocks;
 mod attack_compile;
