@@ -34,6 +34,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     api: String,
+    /// Bearer token for a node with `api.auth.token_file` (writes, admin; reads if protected).
+    #[arg(long, global = true, env = "ACCUMEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,6 +47,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCmd,
+    },
+    /// API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
     },
     /// Signing keys.
     Key {
@@ -98,6 +106,12 @@ enum ConfigCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Print a fresh random token and the line for `api.auth.token_file` (its SHA-256).
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
 enum DbCmd {
     /// Verify a data dir offline: schema, chain links, signatures, receipts and state roots
     /// recomputed by re-executing the chain, state, nonces, journal and outbox. Exit 0 clean,
@@ -112,16 +126,23 @@ fn main() -> ExitCode {
             command: ConfigCmd::Check { config },
         }) => ExitCode::from(settings::config_check(&config).clamp(0, 255) as u8),
         Some(Command::Key { command }) => print(client::run_key(command)),
-        Some(Command::Tx { command }) => print(client::run_tx(&cli.api, command)),
-        Some(Command::Query { command }) => print(client::run_query(&cli.api, command)),
-        Some(Command::Status) => print(client::run_status(&cli.api)),
+        Some(Command::Token {
+            command: TokenCmd::Generate,
+        }) => print(generate_token()),
+        Some(Command::Tx { command }) => {
+            print(client::run_tx(&cli.api, cli.token.as_deref(), command))
+        }
+        Some(Command::Query { command }) => {
+            print(client::run_query(&cli.api, cli.token.as_deref(), command))
+        }
+        Some(Command::Status) => print(client::run_status(&cli.api, cli.token.as_deref())),
         Some(Command::Admin {
             config,
             admin,
             command,
         }) => print(
             client::admin_url(config.or(cli.config).as_deref(), admin.as_deref())
-                .and_then(|url| client::run_admin(&url, command)),
+                .and_then(|url| client::run_admin(&url, cli.token.as_deref(), command)),
         ),
         Some(Command::Backup(args)) => ExitCode::from(accumen::dbtool::run_backup(args)),
         Some(Command::Restore(args)) => ExitCode::from(accumen::dbtool::run_restore(args)),
@@ -137,6 +158,16 @@ fn main() -> ExitCode {
         },
         None => run_node(cli.role, cli.config),
     }
+}
+
+/// A token is 32 bytes of OS randomness in hex (an Ed25519 seed is exactly that); the node keeps
+/// only its hash line.
+fn generate_token() -> anyhow::Result<serde_json::Value> {
+    let token = accumen_actors::types::Keypair::generate()?.seed_hex();
+    Ok(serde_json::json!({
+        "token": token,
+        "token_file_line": accumen::api::auth::hash_line(&token),
+    }))
 }
 
 fn print(result: anyhow::Result<serde_json::Value>) -> ExitCode {

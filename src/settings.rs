@@ -184,6 +184,18 @@ pub struct ApiSettings {
     pub max_queued_queries: usize,
     /// Per-client rate limits (`api.rate_limit.*`); off by default.
     pub rate_limit: RateLimitSettings,
+    /// Optional bearer tokens (`api.auth.*`); off by default.
+    pub auth: AuthSettings,
+}
+
+/// `api.auth.*`: bearer tokens for writes and the admin listener (and reads if asked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// File of accepted token hashes (`sha256:<hex>` a line); unset: no authentication.
+    pub token_file: Option<PathBuf>,
+    /// Reads on the API listener need a token too.
+    pub protect_reads: bool,
 }
 
 /// `api.rate_limit.*`: token buckets per client IP, writes (`POST /v1/tx[s]`) and reads (every
@@ -240,6 +252,7 @@ impl Default for ApiSettings {
             query_gas_limit: 10_000_000,
             max_queued_queries: 8,
             rate_limit: RateLimitSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -1205,6 +1218,11 @@ impl Settings {
             api.max_queued_queries >= 1,
             "api.max_queued_queries",
             "api.max_queued_queries must be at least 1".to_owned(),
+        );
+        rule(
+            !api.auth.protect_reads || api.auth.token_file.is_some(),
+            "api.auth.protect_reads",
+            "api.auth.protect_reads needs api.auth.token_file".to_owned(),
         );
         let rl = &api.rate_limit;
         rule(

@@ -87,6 +87,12 @@ impl ResponseError for ApiError {
         if self.close {
             res.force_close();
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"accumen\"",
+            ));
+        }
         if let Some(secs) = self.retry_after {
             res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         } else if self.code == "body_budget_exhausted" {

@@ -23,6 +23,8 @@
 //!   Optionally, requests per client IP by `api.rate_limit.*` (429 `rate_limited` with
 //!   `Retry-After`, see `ratelimit`). Every such refusal is counted in
 //!   `accumen_api_refused_total{reason}`.
+//! - With `api.auth.token_file`, writes and the admin listener (and reads with
+//!   `api.auth.protect_reads`) need a bearer token (see `auth`).
 //! - The health, metrics and admin listeners have their own accept loops and workers, so a
 //!   saturated API listener does not stop `/health` from answering or an operator from
 //!   restarting an actor. The admin listener takes no request bodies (its routes have none:
@@ -30,6 +32,7 @@
 //!   `ADMIN_MAX_CONNECTIONS` connections.
 
 pub mod admin;
+pub mod auth;
 pub mod backup;
 mod batch;
 mod body;
@@ -164,6 +167,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "executor_busy",
     conn::IDLE_TIMEOUT,
     ratelimit::RATE_LIMITED,
+    auth::UNAUTHORIZED,
 ];
 
 /// Marks the request's connection busy while the request is in the handler stack, so the idle
@@ -277,6 +281,22 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let api_metrics = state.metrics.clone();
     // One table for all workers: a client's connections may land on any of them.
     let rate_limits = ratelimit::Limits::from_settings(&limits.rate_limit);
+    let tokens = match &limits.auth.token_file {
+        Some(path) => Some(Arc::new(
+            auth::TokenSet::load(path).map_err(|e| std::io::Error::other(format!("{e:#}")))?,
+        )),
+        None => None,
+    };
+    let api_auth = auth::Auth {
+        tokens: tokens.clone(),
+        protect_reads: limits.auth.protect_reads,
+        protect_all: false,
+    };
+    let admin_auth = auth::Auth {
+        tokens,
+        protect_reads: true,
+        protect_all: true,
+    };
 
     let s = state.clone();
     let api = HttpServer::new(move || {
@@ -289,6 +309,11 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 body::guard_bodies(req, next, body_timeout)
+            }))
+            // Inside the rate limit, so token guessing is rate limited too.
+            .wrap(actix_web::middleware::from_fn({
+                let a = api_auth.clone();
+                move |req, next| auth::require(req, next, a.clone())
             }))
             // Before the body guards: a refused client's body is never read or charged.
             .wrap(actix_web::middleware::from_fn({
@@ -365,6 +390,10 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
         App::new()
             .app_data(s.clone())
             .app_data(web::PayloadConfig::new(ADMIN_MAX_BODY_BYTES))
+            .wrap(actix_web::middleware::from_fn({
+                let a = admin_auth.clone();
+                move |req, next| auth::require(req, next, a.clone())
+            }))
             // Not counted in accumen_api_errors_total: that series is about the public API.
             .configure(admin::configure)
             .configure(backup::configure)

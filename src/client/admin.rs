@@ -58,8 +58,10 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Runs one admin command against the listener at `url`; returns the node's JSON answer.
-pub fn run_admin(url: &str, cmd: AdminCmd) -> anyhow::Result<Value> {
-    let client = HttpClient::new(url).context("admin listener URL")?;
+pub fn run_admin(url: &str, token: Option<&str>, cmd: AdminCmd) -> anyhow::Result<Value> {
+    let client = HttpClient::new(url)
+        .context("admin listener URL")?
+        .with_token(token);
     let (status, body) = match &cmd {
         AdminCmd::Actors => client.get("/admin/actors"),
         AdminCmd::Restart { name } => {
@@ -149,6 +151,7 @@ mod tests {
         for bad in ["", "../health", "Executor", "a/b", &"x".repeat(65)] {
             let err = run_admin(
                 "http://127.0.0.1:1",
+                None,
                 AdminCmd::Restart {
                     name: bad.to_string(),
                 },
@@ -163,7 +166,7 @@ mod tests {
     fn a_node_that_is_not_running_is_named() {
         let err = format!(
             "{:#}",
-            run_admin("http://127.0.0.1:1", AdminCmd::Actors).unwrap_err()
+            run_admin("http://127.0.0.1:1", None, AdminCmd::Actors).unwrap_err()
         );
         assert!(
             err.contains("cannot reach the node at http://127.0.0.1:1")

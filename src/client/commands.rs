@@ -206,7 +206,7 @@ fn write_key_file(out: &Path, kp: &Keypair, force: bool) -> anyhow::Result<()> {
 
 /// Runs `tx deploy` or `tx call`: returns `{"tx_hash", "contract", "nonce"}`, plus
 /// `"block_height"`, `"index"` and `"receipt"` with `--wait`.
-pub fn run_tx(api: &str, cmd: TxCmd) -> anyhow::Result<Value> {
+pub fn run_tx(api: &str, token: Option<&str>, cmd: TxCmd) -> anyhow::Result<Value> {
     // Everything local first: a bad argument must not cost a round trip.
     let (key, action, gas, priority, wait, timeout) = match cmd {
         TxCmd::Deploy {
@@ -252,7 +252,7 @@ pub fn run_tx(api: &str, cmd: TxCmd) -> anyhow::Result<Value> {
         bail!("--gas must be greater than zero");
     }
     let kp = load_key(&key)?;
-    let client = HttpClient::new(api)?;
+    let client = HttpClient::new(api)?.with_token(token);
 
     let chain_id = fetch_chain_id(&client)?;
     let sender = kp.public();
@@ -399,11 +399,11 @@ fn wait_for_inclusion(
 }
 
 /// Runs a read-only query and returns the node's JSON answer unchanged.
-pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
+pub fn run_query(api: &str, token: Option<&str>, cmd: QueryCmd) -> anyhow::Result<Value> {
     // Validate before building the client so bad input fails first and without a request.
     match cmd {
         QueryCmd::Block { height } => {
-            let client = HttpClient::new(api)?;
+            let client = HttpClient::new(api)?.with_token(token);
             let (path, what) = match height {
                 None => ("/v1/blocks/latest".to_string(), "latest block".to_string()),
                 Some(h) => (format!("/v1/blocks/{h}"), format!("block {h}")),
@@ -413,7 +413,7 @@ pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
         QueryCmd::Tx { hash } => {
             let hash = Hash::from_hex(strip_0x(&hash))
                 .map_err(|e| anyhow!("bad transaction hash {hash:?}: {e}"))?;
-            let client = HttpClient::new(api)?;
+            let client = HttpClient::new(api)?.with_token(token);
             expect_ok(
                 client.get(&format!("/v1/tx/{hash}"))?,
                 &format!("transaction {hash}"),
@@ -426,7 +426,7 @@ pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
             if key_bytes.is_empty() {
                 bail!("storage key must not be empty");
             }
-            let client = HttpClient::new(api)?;
+            let client = HttpClient::new(api)?.with_token(token);
             expect_ok(
                 client.get(&format!(
                     "/v1/contracts/{contract}/state/{}",
@@ -437,7 +437,7 @@ pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
         }
         QueryCmd::Contract { address } => {
             let contract = parse_address(&address)?;
-            let client = HttpClient::new(api)?;
+            let client = HttpClient::new(api)?.with_token(token);
             expect_ok(
                 client.get(&format!("/v1/contracts/{contract}"))?,
                 &format!("contract {contract}"),
@@ -446,7 +446,7 @@ pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
         QueryCmd::Account { public_key } => {
             let pk = PublicKey::from_hex(strip_0x(&public_key))
                 .map_err(|e| anyhow!("bad public key {public_key:?}: {e}"))?;
-            let client = HttpClient::new(api)?;
+            let client = HttpClient::new(api)?.with_token(token);
             expect_ok(
                 client.get(&format!("/v1/accounts/{pk}"))?,
                 &format!("account {pk}"),
@@ -468,7 +468,7 @@ pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
                 }
                 body["gas_limit"] = json!(gas);
             }
-            let client = HttpClient::new(api)?;
+            let client = HttpClient::new(api)?.with_token(token);
             expect_ok(
                 client.post(&format!("/v1/contracts/{contract}/query"), &body)?,
                 &format!("contract {contract}"),
@@ -478,8 +478,8 @@ pub fn run_query(api: &str, cmd: QueryCmd) -> anyhow::Result<Value> {
 }
 
 /// Runs `status`: the node's `/stats`.
-pub fn run_status(api: &str) -> anyhow::Result<Value> {
-    let client = HttpClient::new(api)?;
+pub fn run_status(api: &str, token: Option<&str>) -> anyhow::Result<Value> {
+    let client = HttpClient::new(api)?.with_token(token);
     expect_ok(client.get("/stats")?, "node stats")
 }
 

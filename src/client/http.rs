@@ -44,6 +44,8 @@ pub struct HttpClient {
     connect_timeout: Duration,
     io_timeout: Duration,
     client: Client,
+    /// Sent as `Authorization: Bearer` (`--token`, `ACCUMEN_TOKEN`); never printed.
+    token: Option<String>,
 }
 
 impl HttpClient {
@@ -103,6 +105,7 @@ impl HttpClient {
             connect_timeout,
             io_timeout,
             client,
+            token: None,
         })
     }
 
@@ -111,7 +114,17 @@ impl HttpClient {
         let (base, url) = (self.base.clone(), self.url.clone());
         // Building a client only fails when the TLS backend or the resolver cannot start; this
         // one has neither beyond what `new` already built, so keep the old client if it does.
-        Self::build(base, url, connect, io).unwrap_or(self)
+        let token = self.token.clone();
+        match Self::build(base, url, connect, io) {
+            Ok(c) => c.with_token(token.as_deref()),
+            Err(_) => self,
+        }
+    }
+
+    /// Sends `token` as a bearer token with every request (`None`: no `Authorization`).
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.token = token.map(str::to_owned);
+        self
     }
 
     /// The base URL, without trailing slash.
@@ -204,6 +217,9 @@ impl HttpClient {
                 USER_AGENT,
                 concat!("accumen-cli/", env!("CARGO_PKG_VERSION")),
             );
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         let mut resp = req.send().map_err(|e| self.error(&e, method, &target))?;
         let status = resp.status().as_u16();
         if let Some(len) = resp.content_length()

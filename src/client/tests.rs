@@ -203,7 +203,7 @@ fn non_json_error_page_is_passed_as_text() {
         serve(|_| b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 11\r\n\r\nbad gateway".to_vec());
     let c = HttpClient::new(&node.url).unwrap();
     assert_eq!(c.get("/").unwrap(), (502, json!("bad gateway")));
-    let e = err_text(run_status(&node.url));
+    let e = err_text(run_status(&node.url, None));
     assert!(e.contains("502") && e.contains("bad gateway"), "{e}");
 }
 
@@ -239,7 +239,7 @@ fn connection_refused_message() {
         format!("cannot reach the node at {url}: connection refused (is it running?)")
     );
     // The same through a subcommand.
-    let e = err_text(run_status(&url));
+    let e = err_text(run_status(&url, None));
     assert!(e.contains("connection refused (is it running?)"), "{e}");
 }
 
@@ -453,6 +453,7 @@ fn tx_deploy_wat_signs_and_submits() {
     let node = chain_node(accept_tx, 2);
     let out = run_tx(
         &node.url,
+        None,
         TxCmd::Deploy {
             key,
             code: fixture("counter.wat"),
@@ -510,6 +511,7 @@ fn tx_deploy_wasm_binary_is_sent_as_is() {
     let node = chain_node(accept_tx, 0);
     let out = run_tx(
         &node.url,
+        None,
         TxCmd::Deploy {
             key,
             code: path,
@@ -539,6 +541,7 @@ fn tx_call_builds_call_and_reports_rejection() {
     let node = chain_node(accept_tx, 0);
     let out = run_tx(
         &node.url,
+        None,
         TxCmd::Call {
             key: key.clone(),
             contract: contract.clone(),
@@ -578,6 +581,7 @@ fn tx_call_builds_call_and_reports_rejection() {
     );
     let e = err_text(run_tx(
         &node.url,
+        None,
         TxCmd::Call {
             key,
             contract,
@@ -602,6 +606,7 @@ fn tx_wait_times_out_while_pending() {
     let node = chain_node(accept_tx, usize::MAX);
     let e = err_text(run_tx(
         &node.url,
+        None,
         TxCmd::Call {
             key,
             contract: "00".repeat(32),
@@ -640,24 +645,25 @@ fn bad_arguments_fail_before_any_request() {
     let good = "11".repeat(32);
     let cases: Vec<(anyhow::Result<Value>, &str)> = vec![
         (
-            run_tx(&node.url, call("abcd", "get", None)),
+            run_tx(&node.url, None, call("abcd", "get", None)),
             "bad contract address",
         ),
         (
-            run_tx(&node.url, call(&"zz".repeat(32), "get", None)),
+            run_tx(&node.url, None, call(&"zz".repeat(32), "get", None)),
             "bad contract address",
         ),
         (
-            run_tx(&node.url, call(&good, "get", Some("abc"))),
+            run_tx(&node.url, None, call(&good, "get", Some("abc"))),
             "bad --args",
         ),
         (
-            run_tx(&node.url, call(&good, "no spaces", None)),
+            run_tx(&node.url, None, call(&good, "no spaces", None)),
             "bad entry point",
         ),
         (
             run_tx(
                 &node.url,
+                None,
                 TxCmd::Deploy {
                     key: key.clone(),
                     code: fixture("no-such.wat"),
@@ -672,6 +678,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_tx(
                 &node.url,
+                None,
                 TxCmd::Deploy {
                     key: dir.path().join("no.key"),
                     code: fixture("counter.wat"),
@@ -686,6 +693,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_query(
                 &node.url,
+                None,
                 QueryCmd::Tx {
                     hash: "00ff".into(),
                 },
@@ -695,6 +703,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_query(
                 &node.url,
+                None,
                 QueryCmd::State {
                     contract: good.clone(),
                     key: "xyz".into(),
@@ -705,6 +714,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_query(
                 &node.url,
+                None,
                 QueryCmd::State {
                     contract: "12".into(),
                     key: "00".into(),
@@ -715,6 +725,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_query(
                 &node.url,
+                None,
                 QueryCmd::Contract {
                     address: "g".repeat(64),
                 },
@@ -724,6 +735,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_query(
                 &node.url,
+                None,
                 QueryCmd::Account {
                     public_key: "00".repeat(31),
                 },
@@ -733,6 +745,7 @@ fn bad_arguments_fail_before_any_request() {
         (
             run_query(
                 &node.url,
+                None,
                 QueryCmd::Call {
                     contract: good.clone(),
                     entry: "get".into(),
@@ -758,6 +771,7 @@ fn wat_syntax_error_names_the_file() {
     std::fs::write(&bad, "(module (func (i32.bogus)))").unwrap();
     let e = err_text(run_tx(
         &dead_url(),
+        None,
         TxCmd::Deploy {
             key,
             code: bad,
@@ -781,7 +795,7 @@ fn queries_use_the_right_paths() {
     let node = serve(|req| json_answer(200, &json!({"path": req.path, "method": req.method})));
     let addr = "AB".repeat(32);
     let lower = addr.to_lowercase();
-    let q = |cmd| run_query(&node.url, cmd).unwrap()["path"].clone();
+    let q = |cmd| run_query(&node.url, None, cmd).unwrap()["path"].clone();
     assert_eq!(q(QueryCmd::Block { height: None }), "/v1/blocks/latest");
     assert_eq!(q(QueryCmd::Block { height: Some(9) }), "/v1/blocks/9");
     assert_eq!(
@@ -809,7 +823,7 @@ fn queries_use_the_right_paths() {
         }),
         format!("/v1/accounts/{lower}")
     );
-    assert_eq!(run_status(&node.url).unwrap()["path"], "/stats");
+    assert_eq!(run_status(&node.url, None).unwrap()["path"], "/stats");
 
     q(QueryCmd::Call {
         contract: addr.clone(),
@@ -845,12 +859,16 @@ fn query_errors_carry_code_and_message() {
             error_answer(503, "unavailable", "shutting down")
         }
     });
-    let e = err_text(run_query(&node.url, QueryCmd::Block { height: Some(99) }));
+    let e = err_text(run_query(
+        &node.url,
+        None,
+        QueryCmd::Block { height: Some(99) },
+    ));
     assert_eq!(
         e,
         "block 99 not found (404 block_not_found): no block at height 99"
     );
-    let e = err_text(run_status(&node.url));
+    let e = err_text(run_status(&node.url, None));
     assert_eq!(
         e,
         "node answered 503 unavailable for node stats: shutting down"

@@ -240,7 +240,7 @@ fn sorted(map: config::Map<String, Value>) -> Vec<(String, Value)> {
 
 /// `execution.workers` → `ACCUMEN_EXECUTION__WORKERS` (config lower-cased the original).
 /// `ACCUMEN_*` variables that belong to the command-line client (`--api`), not to the node.
-const CLIENT_ENV: &[&str] = &["ACCUMEN_API"];
+const CLIENT_ENV: &[&str] = &["ACCUMEN_API", "ACCUMEN_TOKEN"];
 
 fn env_var_name(key: &str) -> String {
     format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())

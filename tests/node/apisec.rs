@@ -108,3 +108,127 @@ fn writes_limited_apart_from_reads() {
     });
     assert_eq!(code, 202, "{v}");
 }
+
+/// `accumen token generate`: the token and its token-file line.
+fn generate_token() -> (String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["token", "generate"])
+        .env_remove("ACCUMEN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    let line = v["token_file_line"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64, "{v}");
+    assert!(line.starts_with("sha256:"), "{v}");
+    (token, line)
+}
+
+/// A node whose `api.auth.token_file` holds the hash of one generated token.
+fn node_with_token(extra: &str) -> (TestNode, String, tempfile::TempDir) {
+    let (token, line) = generate_token();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api-tokens");
+    std::fs::write(&file, format!("# test\n{line}\n")).unwrap();
+    let node = TestNode::start_in(
+        dir.path(),
+        &format!(
+            "api:\n  auth:\n    token_file: \"{}\"\n{extra}",
+            file.display()
+        ),
+        &[],
+    );
+    (node, token, dir)
+}
+
+fn assert_unauthorized(answer: &str) {
+    assert_eq!(status(answer), 401, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nwww-authenticate: bearer"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"unauthorized\""), "{answer}");
+}
+
+#[test]
+fn writes_and_admin_need_a_token_reads_stay_open() {
+    let (node, token, _dir) = node_with_token("");
+    // Writes: refused without a token and with a wrong one, nothing admitted.
+    let mut sender = Sender::new(93);
+    let (tx, _) = sender.deploy(fixture("counter"));
+    let body = serde_json::to_string(&tx).unwrap();
+    assert_unauthorized(&raw(&node, "POST", "/v1/tx", &body));
+    let (code, v) = node
+        .client()
+        .with_token(Some("not-the-token"))
+        .post("/v1/tx", &serde_json::to_value(&tx).unwrap())
+        .unwrap();
+    assert_eq!(code, 401, "{v}");
+    // Reads stay open.
+    assert_eq!(status(&raw(&node, "GET", "/v1/chain", "")), 200);
+    // Accepted with the token.
+    let (code, v) = node
+        .client()
+        .with_token(Some(&token))
+        .post("/v1/tx", &serde_json::to_value(&tx).unwrap())
+        .unwrap();
+    assert_eq!(code, 202, "{v}");
+    node.wait_included(v["tx_hash"].as_str().unwrap());
+    // The admin listener needs it for every route.
+    let admin = accumen::client::HttpClient::new(&node.admin).unwrap();
+    let (code, v) = admin.get("/admin/actors").unwrap();
+    assert_eq!(code, 401, "{v}");
+    let (code, v) = admin.with_token(Some(&token)).get("/admin/actors").unwrap();
+    assert_eq!(code, 200, "{v}");
+    let text = node.metrics_text();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("accumen_api_refused_total{reason=\"unauthorized\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn protect_reads_and_the_cli_token() {
+    let (node, token, _dir) = node_with_token("    protect_reads: true");
+    assert_unauthorized(&raw(&node, "GET", "/v1/chain", ""));
+    let status_cmd = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["status", "--api", &node.api])
+            .env_remove("RUST_LOG")
+            .env_remove("ACCUMEN_TOKEN");
+        if let Some(t) = token {
+            cmd.env("ACCUMEN_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = status_cmd(None);
+    assert!(!refused.status.success(), "{refused:?}");
+    let ok = status_cmd(Some(&token));
+    assert!(ok.status.success(), "{ok:?}");
+}
+
+#[test]
+fn a_bad_token_file_stops_the_node_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("api-tokens");
+    std::fs::write(&tokens, "not-a-hash\n").unwrap();
+    let config = dir.path().join("node.yaml");
+    let extra = format!("api:\n  auth:\n    token_file: \"{}\"", tokens.display());
+    std::fs::write(&config, merge_yaml(&base_config(dir.path()), &extra)).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--role=sequencer")
+        .arg(format!("--config={}", config.display()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("api.auth.token_file"), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+}
