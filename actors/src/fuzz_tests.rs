@@ -442,7 +442,7 @@ fn fuzz_devnet_requests() {
                 assert!(v.get("result").is_some() || v.get("error").is_some());
                 answered += 1;
             }
-            if answered % 200 == 0 {
+            if answered.is_multiple_of(200) {
                 let _ = d.block();
             }
         },
