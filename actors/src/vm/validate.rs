@@ -308,7 +308,7 @@ pub fn validate(
                 for imp in r.into_imports() {
                     let imp = imp.map_err(invalid)?;
                     let kind = match imp.ty {
-                        TypeRef::Func(i) | TypeRef::FuncExact(i) => {
+                        TypeRef::Func(i) => {
                             check_import(imp.module, imp.name, types.get(i as usize))?;
                             func_types.push(i);
                             imported_funcs += 1;
@@ -318,6 +318,10 @@ pub fn validate(
                         TypeRef::Memory(_) => "memory",
                         TypeRef::Global(_) => "global",
                         TypeRef::Tag(_) => "tag",
+                        // custom-descriptors: wasmtime's validator accepts it but its compiler
+                        // refuses it, so accepting it here would admit a deploy that can never
+                        // compile (found by the fuzz harness).
+                        TypeRef::FuncExact(_) => "exact function",
                     };
                     return Err(ValidationError::ImportKind {
                         module: imp.module.to_string(),
@@ -596,6 +600,17 @@ mod tests {
                 "refused for {e}, expected {what:?}"
             ),
             Ok(_) => panic!("accepted past the {what} limit: {src:.200}"),
+        }
+    }
+
+    /// Found by `fuzz_contract_validation_and_compile`: an import of an exact function type
+    /// (custom-descriptors) passed wasmtime's validation but can never compile.
+    #[test]
+    fn exact_function_imports_are_refused() {
+        let code = include_bytes!("../../fuzz-corpus/wasm/custom-descriptors.wasm");
+        match vm().validate(code) {
+            Err(ValidationError::ImportKind { kind, .. }) => assert_eq!(kind, "exact function"),
+            other => panic!("expected an import-kind refusal, got {other:?}"),
         }
     }
 
