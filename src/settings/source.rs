@@ -238,10 +238,12 @@ fn sorted(map: config::Map<String, Value>) -> Vec<(String, Value)> {
     entries
 }
 
-/// `execution.workers` → `ACCUMEN_EXECUTION__WORKERS` (config lower-cased the original).
-/// `ACCUMEN_*` variables that belong to the command-line client (`--api`), not to the node.
-const CLIENT_ENV: &[&str] = &["ACCUMEN_API", "ACCUMEN_TOKEN"];
+/// `ACCUMEN_*` variables that belong to the command-line client (`--api`, `--token`,
+/// `accumen admin --admin`), not to the node: a node started in a shell that exports them for
+/// the CLI must not refuse them as unknown settings.
+const CLIENT_ENV: &[&str] = &["ACCUMEN_API", "ACCUMEN_TOKEN", "ACCUMEN_ADMIN"];
 
+/// `execution.workers` → `ACCUMEN_EXECUTION__WORKERS` (config lower-cased the original).
 fn env_var_name(key: &str) -> String {
     format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())
 }

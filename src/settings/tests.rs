@@ -1492,3 +1492,20 @@ fn admin_addr_must_be_loopback_unless_explicitly_allowed() {
     .unwrap();
     assert_eq!(s.admin_addr, addr("0.0.0.0:9000"));
 }
+
+/// The client's own variables may be exported in the shell a node starts from; a near miss is
+/// still refused as a typo.
+#[test]
+fn client_variables_are_not_node_settings() {
+    load_str(
+        "",
+        env(&[
+            ("ACCUMEN_API", "http://127.0.0.1:8080"),
+            ("ACCUMEN_TOKEN", "secret"),
+            ("ACCUMEN_ADMIN", "http://127.0.0.1:8083"),
+        ]),
+    )
+    .unwrap();
+    let e = err_text("", env(&[("ACCUMEN_ADMINN", "x")]));
+    assert!(e.contains("ACCUMEN_ADMINN"), "{e}");
+}
