@@ -780,7 +780,7 @@ mod tests {
     fn stuck_and_dead_actors_are_replaced_and_counted() {
         let sys = System::new();
         sys.block_on(async {
-            let (spec, built) = counted_worker();
+            let (spec, _built) = counted_worker();
             let slot = spec.slot();
             let metrics = NodeMetrics::default();
             let config = timing(Duration::from_millis(50), Duration::from_millis(150), 10);
