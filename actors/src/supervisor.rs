@@ -723,6 +723,27 @@ mod tests {
         }
     }
 
+    /// A "worker" whose factory counts the incarnations it built (`generation` = that count
+    /// before it).
+    fn counted_worker() -> (ChildSpec<Worker>, Arc<AtomicU32>) {
+        let built = Arc::new(AtomicU32::new(0));
+        let b = built.clone();
+        let spec = ChildSpec::start("worker", move || Worker {
+            generation: b.fetch_add(1, Ordering::SeqCst),
+        });
+        (spec, built)
+    }
+
+    /// A test's heartbeat timing and storm limit (the storm window is a minute in every test).
+    fn timing(interval: Duration, timeout: Duration, max_restarts: u32) -> SupervisorConfig {
+        SupervisorConfig {
+            heartbeat_interval: interval,
+            heartbeat_timeout: timeout,
+            max_restarts,
+            restart_window: Duration::from_secs(60),
+        }
+    }
+
     /// A supervisor over `spec` alone, counting into `metrics`.
     fn supervise<A: SupervisedActor>(
         spec: ChildSpec<A>,
@@ -759,19 +780,10 @@ mod tests {
     fn stuck_and_dead_actors_are_replaced_and_counted() {
         let sys = System::new();
         sys.block_on(async {
-            let built = Arc::new(AtomicU32::new(0));
-            let b = built.clone();
-            let spec = ChildSpec::start("worker", move || Worker {
-                generation: b.fetch_add(1, Ordering::SeqCst),
-            });
+            let (spec, _built) = counted_worker();
             let slot = spec.slot();
             let metrics = NodeMetrics::default();
-            let config = SupervisorConfig {
-                heartbeat_interval: Duration::from_millis(50),
-                heartbeat_timeout: Duration::from_millis(150),
-                max_restarts: 10,
-                restart_window: Duration::from_secs(60),
-            };
+            let config = timing(Duration::from_millis(50), Duration::from_millis(150), 10);
             let sup = supervise(spec, config, &metrics);
             assert_eq!(slot.get().send(Generation).await.unwrap(), 0);
 
@@ -839,20 +851,11 @@ mod tests {
         sys.block_on(async {
             let done = Arc::new(AtomicU64::new(0));
             let d = done.clone();
-            let built = Arc::new(AtomicU32::new(0));
-            let b = built.clone();
-            let spec = ChildSpec::start("worker", move || Worker {
-                generation: b.fetch_add(1, Ordering::SeqCst),
-            })
-            .with_progress(move || d.load(Ordering::SeqCst));
+            let (spec, built) = counted_worker();
+            let spec = spec.with_progress(move || d.load(Ordering::SeqCst));
             let slot = spec.slot();
             let metrics = NodeMetrics::default();
-            let config = SupervisorConfig {
-                heartbeat_interval: Duration::from_millis(50),
-                heartbeat_timeout: Duration::from_millis(300),
-                max_restarts: 10,
-                restart_window: Duration::from_secs(60),
-            };
+            let config = timing(Duration::from_millis(50), Duration::from_millis(300), 10);
             let _sup = supervise(spec, config, &metrics);
 
             // Busy for many heartbeat deadlines, finishing a unit of work every 20 ms: every
@@ -915,12 +918,7 @@ mod tests {
         sys.block_on(async {
             let spec = ChildSpec::start("worker", || Worker { generation: 0 });
             let slot = spec.slot();
-            let config = SupervisorConfig {
-                heartbeat_interval: Duration::from_millis(20),
-                heartbeat_timeout: Duration::from_millis(100),
-                max_restarts: 1,
-                restart_window: Duration::from_secs(60),
-            };
+            let config = timing(Duration::from_millis(20), Duration::from_millis(100), 1);
             let _sup = supervise(spec, config, &NodeMetrics::default());
             slot.get().do_send(TestHook::Panic);
             actix::clock::sleep(Duration::from_millis(200)).await;
@@ -933,6 +931,16 @@ mod tests {
         sup.send(ListActors).await.unwrap().remove(0)
     }
 
+    /// The worker's listing once it has answered a heartbeat.
+    async fn running(sup: &Addr<Supervisor>) -> ActorInfo {
+        let mut info = list(sup).await;
+        while info.state != "running" {
+            actix::clock::sleep(Duration::from_millis(10)).await;
+            info = list(sup).await;
+        }
+        info
+    }
+
     /// An operator restart is the supervisor's replacement: fresh instance from the factory,
     /// reachable through the slot, counted as "operator", outside the storm rule, refused while
     /// the previous one has not answered a heartbeat, and unknown names list the known ones.
@@ -940,31 +948,18 @@ mod tests {
     fn operator_restart_replaces_the_actor_counts_it_and_is_outside_the_storm_rule() {
         let sys = System::new();
         sys.block_on(async {
-            let built = Arc::new(AtomicU32::new(0));
-            let b = built.clone();
-            let spec = ChildSpec::start("worker", move || Worker {
-                generation: b.fetch_add(1, Ordering::SeqCst),
-            });
+            let (spec, built) = counted_worker();
             let slot = spec.slot();
             let metrics = NodeMetrics::default();
-            let config = SupervisorConfig {
-                heartbeat_interval: Duration::from_millis(20),
-                // Long, so a loaded machine never adds a "stuck" restart of its own.
-                heartbeat_timeout: Duration::from_secs(2),
-                // Two operator restarts would be a storm if they counted.
-                max_restarts: 1,
-                restart_window: Duration::from_secs(60),
-            };
+            // The timeout is long, so a loaded machine never adds a "stuck" restart of its own;
+            // one restart allowed, so two operator restarts would be a storm if they counted.
+            let config = timing(Duration::from_millis(20), Duration::from_secs(2), 1);
             let sup = supervise(spec, config, &metrics);
             // Every reason's series exists at 0 from the start.
             assert_eq!(restarts(&metrics, "operator"), 0);
 
             for n in 1..=3u64 {
-                let mut info = list(&sup).await;
-                while info.state != "running" {
-                    actix::clock::sleep(Duration::from_millis(10)).await;
-                    info = list(&sup).await;
-                }
+                let info = running(&sup).await;
                 assert_eq!(info.incarnation, n - 1);
                 assert!(info.last_heartbeat_ms_ago.is_some());
                 let after = sup
@@ -1001,11 +996,7 @@ mod tests {
             assert_eq!(restarts(&metrics, "stuck") + restarts(&metrics, "dead"), 0);
             assert_eq!(built.load(Ordering::SeqCst), 4);
             // Rounds go on with the fresh incarnation: no stale heartbeat restarts it.
-            let mut info = list(&sup).await;
-            while info.state != "running" {
-                actix::clock::sleep(Duration::from_millis(10)).await;
-                info = list(&sup).await;
-            }
+            running(&sup).await;
             actix::clock::sleep(Duration::from_millis(300)).await;
             assert_eq!(list(&sup).await.incarnation, 3);
             assert_eq!(built.load(Ordering::SeqCst), 4);
@@ -1048,23 +1039,12 @@ mod tests {
     fn a_stale_heartbeat_never_restarts_the_fresh_incarnation() {
         let sys = System::new();
         sys.block_on(async {
-            let built = Arc::new(AtomicU32::new(0));
-            let b = built.clone();
-            let spec = ChildSpec::start("worker", move || Worker {
-                generation: b.fetch_add(1, Ordering::SeqCst),
-            });
+            let (spec, built) = counted_worker();
             let slot = spec.slot();
             let metrics = NodeMetrics::default();
-            let config = SupervisorConfig {
-                heartbeat_interval: Duration::from_millis(20),
-                heartbeat_timeout: Duration::from_millis(500),
-                max_restarts: 10,
-                restart_window: Duration::from_secs(60),
-            };
+            let config = timing(Duration::from_millis(20), Duration::from_millis(500), 10);
             let sup = supervise(spec, config, &metrics);
-            while list(&sup).await.state != "running" {
-                actix::clock::sleep(Duration::from_millis(10)).await;
-            }
+            running(&sup).await;
             // The old incarnation hangs, so its next heartbeat is outstanding when the operator
             // replaces it (allowed: it had answered a heartbeat, so it counts as running).
             slot.get()

@@ -22,7 +22,7 @@ use accumen_actors::anchor_watcher::{AnchorWatcher, AnchorWatcherDeps};
 use accumen_actors::bridge::{AccUrl, L0Client};
 use accumen_actors::chain::ChainParams;
 use accumen_actors::chain::sync::{MAX_ANSWER_BYTES, SyncStatus};
-use accumen_actors::executor::{Executor, RunQuery, VerifyBlock};
+use accumen_actors::executor::{RunQuery, VerifyBlock};
 use accumen_actors::supervisor::{Child, ChildSpec};
 use accumen_actors::syncer::{
     BlockSource, Fetch, SourceError, SyncConfig, SyncMetrics, Syncer, SyncerDeps,
@@ -254,18 +254,7 @@ pub(super) fn start(services: &Services, sync_metrics: SyncMetrics) -> anyhow::R
         storage = ?settings.storage,
         "starting follower"
     );
-    let executor = {
-        let (vm, stats, metrics) = (
-            services.vm.clone(),
-            services.stats.clone(),
-            services.metrics.clone(),
-        );
-        let progress = Executor::progress_source(vm.clone());
-        ChildSpec::start("executor", move || {
-            Executor::new(vm.clone(), stats.clone(), metrics.clone())
-        })
-        .with_progress(progress)
-    };
+    let executor = services.executor_spec();
     let executor_slot = executor.slot();
     let status = Arc::new(SyncStatus::default());
     let f = &settings.follower;

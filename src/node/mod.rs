@@ -43,12 +43,12 @@ use std::time::Duration;
 
 use accumen_actors::chain::params::ParamsError;
 use accumen_actors::chain::{ChainParams, Recorder};
-use accumen_actors::executor::RunQuery;
+use accumen_actors::executor::{Executor, RunQuery};
 use accumen_actors::health::HealthRule;
 pub use accumen_actors::health::Role;
 use accumen_actors::metrics::{NodeMetrics, NodeStats};
 use accumen_actors::storage::Storage;
-use accumen_actors::supervisor::{Child, Port, StopSupervision, Supervisor};
+use accumen_actors::supervisor::{Child, ChildSpec, Port, StopSupervision, Supervisor};
 use accumen_actors::syncer::SyncMetrics;
 use accumen_actors::types::PublicKey;
 use accumen_actors::vm::Vm;
@@ -131,6 +131,19 @@ pub(crate) struct Services {
     pub stats: Arc<NodeStats>,
     /// The follower's metric families (registered only on a follower).
     pub sync_metrics: SyncMetrics,
+}
+
+impl Services {
+    /// The supervised executor (both roles run one; its progress keeps a busy one from being
+    /// judged stuck).
+    pub(crate) fn executor_spec(&self) -> ChildSpec<Executor> {
+        let (vm, stats, metrics) = (self.vm.clone(), self.stats.clone(), self.metrics.clone());
+        let progress = Executor::progress_source(vm.clone());
+        ChildSpec::start("executor", move || {
+            Executor::new(vm.clone(), stats.clone(), metrics.clone())
+        })
+        .with_progress(progress)
+    }
 }
 
 /// Opens storage (schema and chain checked), reconciles the chain's recorded parameters with

@@ -77,18 +77,7 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
     }
     let mempool = ChildSpec::start("mempool", new_mempool);
 
-    let executor = {
-        let (vm, stats, metrics) = (
-            services.vm.clone(),
-            services.stats.clone(),
-            services.metrics.clone(),
-        );
-        let progress = Executor::progress_source(vm.clone());
-        ChildSpec::start("executor", move || {
-            Executor::new(vm.clone(), stats.clone(), metrics.clone())
-        })
-        .with_progress(progress)
-    };
+    let executor = services.executor_spec();
     let (mempool_slot, executor_slot) = (mempool.slot(), executor.slot());
     let producer = producer(services, key.clone(), &mempool_slot, &executor_slot);
     let stop: Port<Shutdown> = producer.slot().port();

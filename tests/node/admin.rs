@@ -10,12 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use accumen::client::HttpClient;
-use accumen_actors::bridge::codec::L0Key;
-use accumen_actors::types::Keypair;
 use serde_json::{Value, json};
 
-use crate::bridge::check_anchors;
-use crate::devnet::{DATA, L0, PAGE, key};
+use crate::bridge::{check_anchors, page_key_file};
+use crate::devnet::{DATA, L0, PAGE};
 use crate::harness::*;
 use crate::supervision::assert_chain_intact;
 
@@ -211,14 +209,7 @@ fn the_admin_cli_lists_restarts_and_says_when_the_node_is_not_running() {
 fn restarting_the_bridge_actors_anchors_every_block_exactly_once() {
     let l0 = L0::start(None, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let key_file = tmp.path().join("l0.key");
-    accumen::keyfile::create(&key_file, &Keypair::from_seed([11; 32])).unwrap();
-    assert_eq!(
-        L0Key::from_keypair(&Keypair::from_seed([11; 32]))
-            .unwrap()
-            .public(),
-        key().public()
-    );
+    let key_file = page_key_file(tmp.path());
     let config = format!(
         r#"bridge:
   enable_bridge: true

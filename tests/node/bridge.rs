@@ -5,6 +5,7 @@
 //! `accumen devnet-l0`: every block anchored exactly once, through an outage, each anchor
 //! matching the node's blocks.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -136,6 +137,19 @@ fn with_the_bridge_off_bridge_stats_still_shows_true_numbers() {
 }
 
 /// Every anchor in the L0's data account `data`, parsed, lowest first.
+/// Writes `dir/l0.key` holding the key devnet-l0 puts on the page (`devnet::key`, seed 11).
+pub(crate) fn page_key_file(dir: &Path) -> PathBuf {
+    let key_file = dir.join("l0.key");
+    accumen::keyfile::create(&key_file, &Keypair::from_seed([11; 32])).unwrap();
+    assert_eq!(
+        L0Key::from_keypair(&Keypair::from_seed([11; 32]))
+            .unwrap()
+            .public(),
+        key().public()
+    );
+    key_file
+}
+
 pub(crate) fn anchors_on(l0: &L0, data: &str) -> Vec<Anchor> {
     let rt = rt();
     let client = l0.client();
@@ -202,14 +216,7 @@ pub(crate) fn check_anchors(node: &TestNode, l0: &L0, data: &str) -> u64 {
 fn every_block_is_anchored_once_on_devnet_l0_through_an_outage() {
     let l0 = L0::start(None, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let key_file = tmp.path().join("l0.key");
-    accumen::keyfile::create(&key_file, &Keypair::from_seed([11; 32])).unwrap();
-    assert_eq!(
-        L0Key::from_keypair(&Keypair::from_seed([11; 32]))
-            .unwrap()
-            .public(),
-        key().public()
-    );
+    let key_file = page_key_file(tmp.path());
     let config = format!(
         r#"bridge:
   enable_bridge: true
@@ -273,8 +280,7 @@ fn a_sigkilled_node_resumes_from_its_outbox_without_gap_or_duplicate() {
     // is killed while some are.
     let l0 = L0::start(None, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let key_file = tmp.path().join("l0.key");
-    accumen::keyfile::create(&key_file, &Keypair::from_seed([11; 32])).unwrap();
+    let key_file = page_key_file(tmp.path());
     let config = format!(
         r#"storage: persistent
 bridge:

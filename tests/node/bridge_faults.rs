@@ -31,6 +31,17 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The key devnet-l0 puts on the page (`devnet::key`).
 const PAGE_SEED: u8 = 11;
 
+/// A devnet L0 and a node in a temp dir anchoring to it with the page key (1 s request
+/// timeout), once its first anchors landed; `config` starts the same node again.
+fn anchoring_node() -> (L0, tempfile::TempDir, String, TestNode) {
+    let l0 = L0::start(None, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(&l0, &key_file(tmp.path(), PAGE_SEED), DATA, "1s");
+    let node = TestNode::start_in(tmp.path(), &config, &[]);
+    wait_anchored(&node, 2, "the first anchors");
+    (l0, tmp, config, node)
+}
+
 /// A key file for the seed `[seed; 32]` in `dir`.
 fn key_file(dir: &Path, seed: u8) -> PathBuf {
     let path = dir.join(format!("l0-{seed}.key"));
@@ -131,11 +142,7 @@ fn keeps_producing(node: &TestNode) {
 
 #[test]
 fn sigkill_between_outbox_write_and_send_then_restart_anchors_each_height_once() {
-    let l0 = L0::start(None, &[]);
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config(&l0, &key_file(tmp.path(), PAGE_SEED), DATA, "1s");
-    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
-    wait_anchored(&node, 2, "the first anchors");
+    let (l0, tmp, config, mut node) = anchoring_node();
 
     // Connections refused: batches are signed and stored, none can be delivered.
     l0.control("/faults", json!({"refuse": true}));
@@ -163,11 +170,7 @@ fn sigkill_between_outbox_write_and_send_then_restart_anchors_each_height_once()
 
 #[test]
 fn sigkill_between_send_and_confirmation_then_restart_resigns_nothing_that_landed() {
-    let l0 = L0::start(None, &[]);
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config(&l0, &key_file(tmp.path(), PAGE_SEED), DATA, "1s");
-    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
-    wait_anchored(&node, 2, "the first anchors");
+    let (l0, tmp, config, mut node) = anchoring_node();
 
     // Delivered anchors answer `notFound` to status queries: they land, the node cannot
     // confirm them.
@@ -300,11 +303,7 @@ fn a_hung_l0_is_retried_without_loss_duplicate_or_restart() {
 
 #[test]
 fn sigterm_with_anchors_pending_exits_0_and_the_next_start_finishes() {
-    let l0 = L0::start(None, &[]);
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config(&l0, &key_file(tmp.path(), PAGE_SEED), DATA, "1s");
-    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
-    wait_anchored(&node, 2, "the first anchors");
+    let (l0, tmp, config, mut node) = anchoring_node();
 
     // Anchors landed and unconfirmed, and an L0 that answers nothing in time: the stop's bridge
     // flush cannot finish and must give up within its budget.
