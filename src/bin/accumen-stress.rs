@@ -499,7 +499,7 @@ fn send(
             Format::Binary => client.post_binary("/v1/txs", body),
             Format::Json => client
                 .post_raw("/v1/txs", "application/json", body)
-                .and_then(|(s, b)| Ok((s, serde_json::from_slice(&b).unwrap_or(Value::Null)))),
+                .map(|(s, b)| (s, serde_json::from_slice(&b).unwrap_or(Value::Null))),
         };
         match answer {
             Ok((200, v)) => {
