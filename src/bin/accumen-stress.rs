@@ -16,7 +16,8 @@
 //! end a summary goes to stdout, human-readable or, with `--json`, one JSON object:
 //! `committed_tps`, `p50_ms`, `p95_ms`, `p99_ms`, `max_ms`, `errors` (refused transactions by
 //! error code, whole failed requests by their code or `http_<status>`, `transport`), the counts
-//! `offered` >= `accepted` >= `committed`, the timings and the `config`.
+//! `offered` >= `accepted` >= `committed`, the timings, `client_cpu_seconds` (this tool's own
+//! CPU during the run, so its share of a shared machine is known) and the `config`.
 //!
 //! Only for loopback or your own test hosts: the request loops are bounded by `--txs`,
 //! `--duration` and `--deadline`, and the tool stops by itself. It shares the machine with the
@@ -270,6 +271,7 @@ fn main() -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, id)| (*id, i as u32))
         .collect();
+    let cpu_at_start = process_cpu_seconds();
     let run = Arc::new(Run {
         started: Instant::now(),
         batch: args.batch as usize,
@@ -331,7 +333,12 @@ fn main() -> anyhow::Result<()> {
     let _ = watcher.join();
     let _ = progress.join();
 
-    let summary = summarize(&args, &run, send_seconds, plan.sign_seconds, plan.threads);
+    let client_cpu = cpu_at_start
+        .zip(process_cpu_seconds())
+        .map(|(a, b)| round2(b - a));
+    let mut summary = summarize(&args, &run, send_seconds, plan.sign_seconds, plan.threads);
+    // The tool's own CPU from the first request to the end of the drain (signing excluded).
+    summary["client_cpu_seconds"] = json!(client_cpu);
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -609,6 +616,20 @@ fn progress(run: &Run) {
     }
 }
 
+/// CPU time this process has used so far (user + system, all threads), from /proc/self/stat;
+/// `None` where there is no /proc. Reported so a run on the node's own machine shows what the
+/// load generator took from it.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, hence the last ')'): state is
+    // field 3, utime 14 and stime 15, in clock ticks of USER_HZ (100 on every Linux ABI).
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -705,8 +726,13 @@ fn print_human(s: &Value) {
         s["p50_ms"], s["p95_ms"], s["p99_ms"], s["max_ms"]
     );
     println!(
-        "offered {} tx/s, accepted {} tx/s over {}s of sending; {} blocks",
-        s["offered_tps"], s["accepted_tps"], s["send_seconds"], s["blocks"]
+        "offered {} tx/s, accepted {} tx/s over {}s of sending; {} blocks; this tool used {} s \
+         of CPU meanwhile",
+        s["offered_tps"],
+        s["accepted_tps"],
+        s["send_seconds"],
+        s["blocks"],
+        s["client_cpu_seconds"]
     );
     println!("errors: {}", s["errors"]);
     println!("config: {}", s["config"]);

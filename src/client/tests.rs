@@ -236,7 +236,11 @@ fn submit_txs_binary_sends_the_framing_and_reads_json() {
     let mut s = accumen_actors::testkit::Signer::new(9);
     let txs = vec![
         s.call(accumen_actors::types::Address([3; 32]), "increment", &[]),
-        s.call(accumen_actors::types::Address([3; 32]), "increment", &[1, 2]),
+        s.call(
+            accumen_actors::types::Address([3; 32]),
+            "increment",
+            &[1, 2],
+        ),
     ];
     let (status, v) = c.submit_txs_binary(&txs).unwrap();
     assert_eq!((status, v["accepted"].clone()), (200, json!(2)));
