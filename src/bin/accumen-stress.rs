@@ -133,6 +133,9 @@ impl Args {
                 self.payload_bytes
             );
         }
+        if self.total_txs() == 0 {
+            bail!("nothing to send: --txs (or --rate × --duration) must be at least 1");
+        }
         if self.total_txs() > u64::from(u32::MAX) {
             bail!("at most {} transactions per run", u32::MAX);
         }
