@@ -3,8 +3,8 @@
 //!
 //! Role: the client subcommands (and the stress tool and the whole-node tests) make a handful of
 //! requests per run; this layer adds what they share: one base URL with an optional path prefix,
-//! JSON in and out (or the binary transaction framing in, for batches), a bound on what is buffered, and error messages that say which node did
-//! what. HTTP itself (framing, chunked decoding, interim answers) is hyper's. Only plain
+//! JSON in and out (or binary transactions in, see [`HttpClient::submit_txs_binary`]), a bound
+//! on what is buffered, and error messages that say which node did what. HTTP itself (framing, chunked decoding, interim answers) is hyper's. Only plain
 //! `http://` is supported: the API listens on plain HTTP, and an operator reaching a node over an
 //! untrusted network puts TLS in front of it (so reqwest is built without TLS features).
 //!
