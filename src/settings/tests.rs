@@ -753,6 +753,48 @@ fn api_limit_rules() {
     assert!(keys("execution.gas_limit: 100\napi.query_gas_limit: 100\n").is_empty());
 }
 
+/// `api.tls.*`: both files or neither, the missing one named; files are read at start, not here.
+#[test]
+fn api_tls_keys() {
+    let keys = |yaml: &str| -> Vec<String> {
+        match load_str(yaml, no_env()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .errors()
+                .into_iter()
+                .filter_map(|e| match e {
+                    SettingsError::Invalid { key, .. } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    };
+    let s = load_str("", no_env()).unwrap();
+    assert!(!s.api.tls.enabled(), "plain HTTP by default");
+    let s = load_str(
+        "api:\n  tls:\n    cert_file: /etc/accumen/tls/cert.pem\n    key_file: \
+         /etc/accumen/tls/key.pem\n    handshake_timeout: 2s\n",
+        no_env(),
+    )
+    .unwrap();
+    assert!(s.api.tls.enabled());
+    assert_eq!(s.api.tls.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(keys("api.tls.cert_file: c.pem"), ["api.tls.key_file"]);
+    assert_eq!(keys("api.tls.key_file: k.pem"), ["api.tls.cert_file"]);
+    let e = err_text("api.tls.cert_file: c.pem", no_env());
+    assert!(e.contains("api.tls.key_file is not"), "{e}");
+    assert_eq!(
+        keys("api.tls.cert_file: \"\"\napi.tls.key_file: k.pem\n"),
+        ["api.tls.cert_file"]
+    );
+    assert_eq!(
+        keys("api.tls.handshake_timeout: 1ms"),
+        ["api.tls.handshake_timeout"]
+    );
+    let e = err_text("api.tls.cert: c.pem", no_env());
+    assert!(e.contains("api.tls.cert"), "{e}");
+}
+
 #[test]
 fn mempool_byte_and_future_keys() {
     let s = load_str(
@@ -1503,6 +1545,7 @@ fn client_variables_are_not_node_settings() {
             ("ACCUMEN_API", "http://127.0.0.1:8080"),
             ("ACCUMEN_TOKEN", "secret"),
             ("ACCUMEN_ADMIN", "http://127.0.0.1:8083"),
+            ("ACCUMEN_CA_CERT", "/etc/accumen/ca.pem"),
         ]),
     )
     .unwrap();

@@ -26,3 +26,4 @@ mod follower;
 mod lifecycle;
 mod ops;
 mod supervision;
+mod tls;
