@@ -235,12 +235,22 @@ mod tests {
         std::fs::write(&path, "garbage\n").unwrap();
         let e = store.reload().unwrap_err();
         assert!(format!("{e:#}").contains("line 1"), "{e:#}");
-        assert!(store.current().accepts("old"), "a bad file keeps the old set");
+        assert!(
+            store.current().accepts("old"),
+            "a bad file keeps the old set"
+        );
         std::fs::remove_file(&path).unwrap();
         assert!(store.reload().is_err());
-        assert!(store.current().accepts("old"), "a missing file keeps the old set");
+        assert!(
+            store.current().accepts("old"),
+            "a missing file keeps the old set"
+        );
 
-        std::fs::write(&path, format!("{}\n{}\n", hash_line("new"), hash_line("two"))).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n", hash_line("new"), hash_line("two")),
+        )
+        .unwrap();
         assert_eq!(store.reload().unwrap(), 2);
         assert!(store.current().accepts("new"));
         assert!(!store.current().accepts("old"));

@@ -236,10 +236,11 @@ fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 /// The TCP socket under an API connection, plain or TLS, for the idle watchdog (`conn`).
 pub fn tcp_of(io: &dyn std::any::Any) -> Option<&actix_web::rt::net::TcpStream> {
     use actix_tls::accept::rustls_0_23::TlsStream;
-    io.downcast_ref::<actix_web::rt::net::TcpStream>().or_else(|| {
-        io.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>()
-            .map(|s| s.get_ref().0)
-    })
+    io.downcast_ref::<actix_web::rt::net::TcpStream>()
+        .or_else(|| {
+            io.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>()
+                .map(|s| s.get_ref().0)
+        })
 }
 
 /// Test certificates, made with rcgen at test time: no private key is committed.
@@ -273,10 +274,7 @@ mod tests {
         let c = write(dir.path(), "c.pem", &cert);
         let k = write(dir.path(), "k.pem", &key);
         let store = Arc::new(CertStore::load(&c, &k).unwrap());
-        assert_eq!(
-            store.fingerprint(),
-            fingerprint(&CertificateDer::from(der))
-        );
+        assert_eq!(store.fingerprint(), fingerprint(&CertificateDer::from(der)));
         assert!(store.server_config().is_ok());
     }
 
@@ -293,13 +291,22 @@ mod tests {
         let msg = |r: Result<CertStore, TlsError>| r.unwrap_err().to_string();
 
         let e = msg(CertStore::load(&missing, &k));
-        assert!(e.contains("api.tls.cert_file") && e.contains("missing.pem"), "{e}");
+        assert!(
+            e.contains("api.tls.cert_file") && e.contains("missing.pem"),
+            "{e}"
+        );
         let e = msg(CertStore::load(&c, &missing));
         assert!(e.contains("api.tls.key_file"), "{e}");
         let e = msg(CertStore::load(&junk, &k));
-        assert!(e.contains("api.tls.cert_file") && e.contains("no PEM certificate"), "{e}");
+        assert!(
+            e.contains("api.tls.cert_file") && e.contains("no PEM certificate"),
+            "{e}"
+        );
         let e = msg(CertStore::load(&c, &junk));
-        assert!(e.contains("api.tls.key_file") && e.contains("no PEM private key"), "{e}");
+        assert!(
+            e.contains("api.tls.key_file") && e.contains("no PEM private key"),
+            "{e}"
+        );
         // The key file given a certificate.
         let e = msg(CertStore::load(&c, &c));
         assert!(e.contains("api.tls.key_file"), "{e}");

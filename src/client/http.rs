@@ -51,8 +51,8 @@ static TRUSTED_CA: OnceLock<Arc<[CertificateDer<'static>]>> = OnceLock::new();
 /// Trust only the CA certificates of the PEM file at `path` for https (set once per process;
 /// a second call is refused).
 pub fn trust_ca_file(path: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("--ca-cert {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("--ca-cert {}", path.display()))?;
     let mut pem = Vec::new();
     file.take(MAX_CA_FILE_BYTES + 1)
         .read_to_end(&mut pem)
@@ -417,7 +417,12 @@ impl HttpClient {
             );
         }
         let what = if hyper_err.is_some_and(hyper::Error::is_parse) {
-            "not an HTTP/1.x answer"
+            if self.url.scheme() == "http" {
+                // A TLS listener answers a plain request with a TLS alert.
+                "not an HTTP/1.x answer; if its API has TLS, use https://"
+            } else {
+                "not an HTTP/1.x answer"
+            }
         } else if io_kind == Some(std::io::ErrorKind::UnexpectedEof)
             || hyper_err.is_some_and(hyper::Error::is_incomplete_message)
         {

@@ -253,7 +253,10 @@ fn https_with_the_test_ca_and_nothing_else() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ca-cert"));
 
     // Plain HTTP to the TLS port gets no HTTP answer.
-    let e = HttpClient::new(&node.api).unwrap().get("/health").unwrap_err();
+    let e = HttpClient::new(&node.api)
+        .unwrap()
+        .get("/health")
+        .unwrap_err();
     let e = format!("{e:#}");
     assert!(!e.contains("200"), "{e}");
     let mut raw = TcpStream::connect(addr(&node)).unwrap();
@@ -269,7 +272,11 @@ fn https_with_the_test_ca_and_nothing_else() {
 
     // The other listeners stay plain HTTP, and the idle watchdog saw the TLS connections.
     assert_eq!(
-        HttpClient::new(&node.health).unwrap().get("/health").unwrap().0,
+        HttpClient::new(&node.health)
+            .unwrap()
+            .get("/health")
+            .unwrap()
+            .0,
         200
     );
     assert!(node.metrics_text().contains("accumen_api_connections"));
@@ -334,7 +341,11 @@ fn sighup_swaps_the_certificate_and_keeps_it_on_a_bad_file() {
     assert_eq!(reloads(&node, "tls", "ok"), 1.0);
 
     // A broken certificate file: ERROR, old certificate kept, node still up.
-    std::fs::write(dir.path().join("cert.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+    std::fs::write(
+        dir.path().join("cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .unwrap();
     let line = reload_and_wait(&node, "tls", false);
     assert!(line.contains("ERROR"), "{line}");
     assert!(line.contains("api.tls.cert_file"), "{line}");
@@ -347,9 +358,16 @@ fn sighup_swaps_the_certificate_and_keeps_it_on_a_bad_file() {
     assert_eq!(fp, second.fingerprint, "the old certificate stays");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert_eq!(reloads(&node, "tls", "error"), 2.0);
-    assert_eq!(reloads(&node, "tokens", "ok"), 0.0, "no token file configured");
+    assert_eq!(
+        reloads(&node, "tokens", "ok"),
+        0.0,
+        "no token file configured"
+    );
     let mut node = node;
-    assert!(node.child.try_wait().unwrap().is_none(), "the node is still running");
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node is still running"
+    );
     assert!(node.terminate().success());
 }
 
