@@ -80,6 +80,18 @@ fn parse_ca_pem(pem: &[u8]) -> anyhow::Result<Arc<[CertificateDer<'static>]>> {
     Ok(certs.into())
 }
 
+/// The TLS configuration for a reqwest client of `url`, for clients built outside this module
+/// (the follower, `accumen backup`): ring explicitly, the process's CA or the system's roots
+/// for https, and for plain http one that never loads the system's roots (whose absence, on a
+/// host without a CA bundle, would otherwise fail even a plain-http client at build time).
+pub fn tls_config_for(url: &str) -> anyhow::Result<rustls::ClientConfig> {
+    let https = url
+        .trim()
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    tls_config(https, TRUSTED_CA.get().map(|c| &c[..]))
+}
+
 /// The rustls client configuration: only `ca` if given, else the system's roots. A plain-http
 /// client gets a configuration that trusts nothing, since it never makes a handshake (and
 /// reading the system's roots would cost every CLI call).

@@ -133,7 +133,10 @@ pub(super) async fn genesis_params(settings: &Settings) -> anyhow::Result<ChainP
 }
 
 fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let api = settings.follower.sequencer_api.as_deref().unwrap_or("");
     reqwest::Client::builder()
+        // ring, never a process default (stack-notes §2); see `client::tls_config_for`.
+        .tls_backend_preconfigured(crate::client::tls_config_for(api)?)
         .connect_timeout(Duration::from_secs(5))
         .timeout(settings.follower.request_timeout)
         .no_proxy()
