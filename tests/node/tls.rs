@@ -471,3 +471,39 @@ fn tls_configuration_errors_stop_the_node_with_exit_2() {
     let err = refused(dir.path(), &tls_yaml(&cert, &cert, ""));
     assert!(err.contains("api.tls.key_file"), "{err}");
 }
+
+/// The health listener holds at most `OBSERVABILITY_MAX_CONNECTIONS`: with that many silent
+/// clients connected, a probe is served only once the request timeout has closed one of them
+/// (without the cap it would be served at once, while all of them are still open).
+#[test]
+fn the_health_listener_caps_its_connections() {
+    let cap = accumen::api::OBSERVABILITY_MAX_CONNECTIONS;
+    let node = TestNode::start("api:\n  request_timeout: 500ms");
+    let health = node.health.trim_start_matches("http://").to_owned();
+    let silent: Vec<TcpStream> = (0..cap)
+        .map(|_| TcpStream::connect(&health).unwrap())
+        .collect();
+    // Every silent connection is accepted (and so counted) before the probe arrives: a request
+    // on a connection made after them would be answered first if they were not.
+    let client = HttpClient::new(&node.health)
+        .unwrap()
+        .with_timeouts(DEADLINE, DEADLINE);
+    let (code, _) = client.get("/health").unwrap();
+    assert_eq!(code, 200);
+    let closed = silent
+        .into_iter()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            // Data (the 408 of the request timeout), end of stream or reset: the node let go.
+            let mut buf = [0u8; 512];
+            match (&*s).read(&mut buf) {
+                Ok(_) => true,
+                Err(e) => e.kind() == ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    assert!(
+        closed >= 1,
+        "the probe was served while all {cap} silent connections were open"
+    );
+}
