@@ -570,8 +570,11 @@ pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FollowerSettings {
-    /// The sequencer's API URL, `http://host:port`.
+    /// The sequencer's API URL, `http://host:port` or `https://host:port`.
     pub sequencer_api: Option<String>,
+    /// For an https `sequencer_api`: trust only the CA certificates of this PEM file (the CA of
+    /// the sequencer's `api.tls.cert_file`) instead of the system's.
+    pub ca_cert_file: Option<PathBuf>,
     /// The sequencer's public key (hex, as `accumen key` prints it): blocks signed by any other
     /// key are refused.
     pub sequencer_key: Option<String>,
@@ -594,6 +597,7 @@ impl Default for FollowerSettings {
     fn default() -> Self {
         Self {
             sequencer_api: None,
+            ca_cert_file: None,
             sequencer_key: None,
             batch_size: 64,
             long_poll: Duration::from_secs(5),
@@ -617,16 +621,26 @@ impl FollowerSettings {
     fn problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {
         if let Some(url) = &self.sequencer_api {
             let ok = reqwest::Url::parse(url)
-                .map(|u| u.scheme() == "http" && u.host().is_some())
+                .map(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some())
                 .unwrap_or(false);
             rule(
                 ok,
                 "follower.sequencer_api",
                 format!(
-                    "follower.sequencer_api {url:?} is not a sequencer API URL: expected http://HOST:PORT, such as http://10.0.0.1:8080"
+                    "follower.sequencer_api {url:?} is not a sequencer API URL: expected http://HOST:PORT or https://HOST:PORT, such as http://10.0.0.1:8080"
                 ),
             );
         }
+        let https = self
+            .sequencer_api
+            .as_deref()
+            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
+        rule(
+            self.ca_cert_file.is_none() || https,
+            "follower.ca_cert_file",
+            "follower.ca_cert_file is set but follower.sequencer_api is not an https:// URL"
+                .to_owned(),
+        );
         if let Some(Err(why)) = self.pinned_key() {
             rule(
                 false,

@@ -51,22 +51,24 @@ static TRUSTED_CA: OnceLock<Arc<[CertificateDer<'static>]>> = OnceLock::new();
 /// Trust only the CA certificates of the PEM file at `path` for https (set once per process;
 /// a second call is refused).
 pub fn trust_ca_file(path: &Path) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("--ca-cert {}", path.display()))?;
-    let mut pem = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut pem)
-        .with_context(|| format!("--ca-cert {}", path.display()))?;
-    if pem.len() as u64 > MAX_CA_FILE_BYTES {
-        bail!(
-            "--ca-cert {}: larger than {MAX_CA_FILE_BYTES} bytes",
-            path.display()
-        );
-    }
-    let certs = parse_ca_pem(&pem).with_context(|| format!("--ca-cert {}", path.display()))?;
+    let certs = read_ca_file(path).context("--ca-cert")?;
     TRUSTED_CA
         .set(certs)
         .map_err(|_| anyhow!("the CA to trust is already set"))
+}
+
+/// The CA certificates of a PEM file of at most `MAX_CA_FILE_BYTES`; errors name the file.
+fn read_ca_file(path: &Path) -> anyhow::Result<Arc<[CertificateDer<'static>]>> {
+    let at = || path.display().to_string();
+    let file = std::fs::File::open(path).with_context(at)?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .with_context(at)?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        bail!("{}: larger than {MAX_CA_FILE_BYTES} bytes", at());
+    }
+    parse_ca_pem(&pem).with_context(at)
 }
 
 /// PEM CA certificates, at least one.
@@ -81,15 +83,19 @@ fn parse_ca_pem(pem: &[u8]) -> anyhow::Result<Arc<[CertificateDer<'static>]>> {
 }
 
 /// The TLS configuration for a reqwest client of `url`, for clients built outside this module
-/// (the follower, `accumen backup`): ring explicitly, the process's CA or the system's roots
-/// for https, and for plain http one that never loads the system's roots (whose absence, on a
-/// host without a CA bundle, would otherwise fail even a plain-http client at build time).
-pub fn tls_config_for(url: &str) -> anyhow::Result<rustls::ClientConfig> {
+/// (the follower, `accumen backup`): ring explicitly; for https the CA certificates of
+/// `ca_file` if given, else the process's CA ([`trust_ca_file`]), else the system's roots; for
+/// plain http one that never loads the system's roots (whose absence, on a host without a CA
+/// bundle, would otherwise fail even a plain-http client at build time).
+pub fn tls_config_for(url: &str, ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let https = url
         .trim()
         .get(..8)
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    tls_config(https, TRUSTED_CA.get().map(|c| &c[..]))
+    match ca_file {
+        Some(path) if https => tls_config(true, Some(&read_ca_file(path)?)),
+        _ => tls_config(https, TRUSTED_CA.get().map(|c| &c[..])),
+    }
 }
 
 /// The rustls client configuration: only `ca` if given, else the system's roots. A plain-http

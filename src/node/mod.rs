@@ -92,8 +92,9 @@ pub fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
 /// Runs the node until it is stopped; returns the process exit code.
 pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
     crate::telemetry::init(&settings.logging.level, settings.logging.format);
+    // The follower's sequencer and its HTTP client (an https sequencer's CA file is read here).
     if role == Role::Follower
-        && let Err(e) = follower::sequencer(&settings)
+        && let Err(e) = follower::sequencer(&settings).and_then(|_| follower::client(&settings))
     {
         eprintln!("accumen: {e:#}");
         return Ok(EXIT_UNSUPPORTED);

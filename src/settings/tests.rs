@@ -1442,6 +1442,13 @@ fn follower_keys_load_and_bad_values_name_their_key() {
     assert!(matches!(s.follower.pinned_key(), Some(Ok(_))));
     assert_eq!(s.follower.batch_size, 8);
     assert_eq!(s.follower.long_poll, Duration::from_secs(2));
+    // An https sequencer (one with api.tls), with its private CA.
+    let s = load_str(
+        "follower:\n  sequencer_api: \"https://seq.example:8080\"\n  ca_cert_file: ca.pem\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(s.follower.ca_cert_file, Some(PathBuf::from("ca.pem")));
     // Unset by default: a sequencer needs neither.
     let d = load_str("", no_env()).unwrap();
     assert_eq!(
@@ -1459,6 +1466,11 @@ fn follower_keys_load_and_bad_values_name_their_key() {
             "follower:\n  sequencer_key: \"abc\"\n",
             "follower.sequencer_key",
             "64 hex digits",
+        ),
+        (
+            "follower:\n  sequencer_api: \"http://x:1\"\n  ca_cert_file: ca.pem\n",
+            "follower.ca_cert_file",
+            "not an https:// URL",
         ),
         (
             "follower:\n  batch_size: 0\n",

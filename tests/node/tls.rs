@@ -507,3 +507,89 @@ fn the_health_listener_caps_its_connections() {
         "the probe was served while all {cap} silent connections were open"
     );
 }
+
+/// A follower of a sequencer whose API has TLS: `https://` with `follower.ca_cert_file`; without
+/// trusting the CA it cannot get the chain and says why; a missing CA file is exit 2.
+#[test]
+fn a_follower_follows_an_https_sequencer_with_its_ca() {
+    let seq_dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let seq = tls_node(seq_dir.path(), &ca.leaf(), "");
+    let client = HttpClient::new(&https(&seq))
+        .unwrap()
+        .with_ca_pem(ca.pem().as_bytes())
+        .unwrap();
+    let chain = client.get("/v1/chain").unwrap().1;
+    let key = chain["sequencer"].as_str().unwrap().to_owned();
+    let mut sender = Sender::new(72);
+    let (tx, _) = sender.deploy(fixture("counter"));
+    let (code, v) = client
+        .post("/v1/tx", &serde_json::to_value(&tx).unwrap())
+        .unwrap();
+    assert_eq!(code, 202, "{v}");
+    let hash = v["tx_hash"].as_str().unwrap().to_owned();
+    let height = wait_for("the deploy", DEADLINE, || {
+        let (code, v) = client.get(&format!("/v1/tx/{hash}")).unwrap();
+        (code == 200 && v["status"] == "included").then(|| v["block_height"].as_u64().unwrap())
+    });
+
+    let f_dir = tempfile::tempdir().unwrap();
+    let ca_file = f_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let yaml = |ca: &Path| {
+        format!(
+            "follower:\n  sequencer_api: \"{}\"\n  sequencer_key: \"{key}\"\n  ca_cert_file: \
+             \"{}\"\n  retry_min: \"50ms\"\n  retry_max: \"200ms\"\n  long_poll: \"1s\"\n",
+            https(&seq),
+            ca.display()
+        )
+    };
+    let follower = TestNode::start_role_in(f_dir.path(), "follower", &yaml(&ca_file), &[]);
+    wait_for("the follower to replay the deploy", DEADLINE, || {
+        let s = HttpClient::new(&follower.health)
+            .unwrap()
+            .get("/stats")
+            .unwrap()
+            .1;
+        (s["height"].as_u64().unwrap_or(0) >= height).then_some(())
+    });
+    let (code, v) = follower.get(&format!("/v1/tx/{hash}"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "included", "{v}");
+
+    // Not trusting the CA (the system's roots): the chain cannot be fetched, and it says why.
+    let untrusting = format!(
+        "follower:\n  sequencer_api: \"{}\"\n  sequencer_key: \"{key}\"\n  request_timeout: \
+         \"2s\"\n  long_poll: \"1s\"\n",
+        https(&seq)
+    );
+    let config = f_dir.path().join("untrusting.yaml");
+    std::fs::write(&config, merge_yaml(&base_config(f_dir.path()), &untrusting)).unwrap();
+    let out = Command::new(BIN)
+        .arg("--role=follower")
+        .arg(format!("--config={}", config.display()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+
+    // A CA file that does not exist: refused at start, naming the key.
+    let missing = f_dir.path().join("missing.pem");
+    let config = f_dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        merge_yaml(&base_config(f_dir.path()), &yaml(&missing)),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--role=follower")
+        .arg(format!("--config={}", config.display()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("follower.ca_cert_file"), "{err}");
+}
