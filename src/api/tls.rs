@@ -162,6 +162,22 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// A private key others can read is worth a warning, not a refusal: some deployments (secret
+/// mounts) cannot set the mode, and the node cannot know who else is in the group.
+fn warn_if_exposed(key_file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(key_file) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                key_file = %key_file.display(),
+                mode = format!("{mode:o}"),
+                "api.tls.key_file can be read by users other than its owner: chmod 600 it"
+            );
+        }
+    }
+}
+
 /// Reads a file of at most [`MAX_PEM_BYTES`].
 fn read_bounded(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     let read = |source| TlsError::Read {
@@ -192,6 +208,7 @@ fn read_pair(
 ) -> Result<CertifiedKey, TlsError> {
     let cert_pem = read_bounded("api.tls.cert_file", cert_file)?;
     let key_pem = read_bounded("api.tls.key_file", key_file)?;
+    warn_if_exposed(key_file);
     let certs = parse_certs(&cert_pem).map_err(|message| TlsError::Certificate {
         path: cert_file.to_path_buf(),
         message,
