@@ -84,6 +84,9 @@ echo "install.sh: dry run, first run, idempotent rerun, kept config, updated uni
 if command -v systemd-analyze >/dev/null 2>&1 && [ -d /usr/lib/systemd/system ]; then
   mkdir -p "$r/usr/lib/systemd"
   cp -a /usr/lib/systemd/system "$r/usr/lib/systemd/"
+  # ExecReload runs /bin/kill (procps, on every target system); verify checks it exists.
+  mkdir -p "$r/bin"
+  cp /bin/kill "$r/bin/kill"
   for u in accumen.service accumen-follower.service; do
     # Any output is a warning (an unknown or misplaced key, a missing binary): fail on it too.
     out="$(systemd-analyze verify --root="$r" "/etc/systemd/system/$u" 2>&1)" || fail "verify $u: $out"

@@ -271,6 +271,8 @@ pub fn run_backup(args: BackupArgs) -> u8 {
 fn fetch_backup(admin: &str, out: &Path) -> Result<(u8, serde_json::Value), Fail> {
     let url = format!("{}/admin/backup", admin.trim_end_matches('/'));
     let client = reqwest::blocking::Client::builder()
+        // ring, never a process default (stack-notes §2); see `client::tls_config_for`.
+        .tls_backend_preconfigured(crate::client::tls_config_for(&url, None)?)
         .timeout(None)
         .build()
         .context("HTTP client")?;

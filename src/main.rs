@@ -37,6 +37,10 @@ struct Cli {
     /// Bearer token for a node with `api.auth.token_file` (writes, admin; reads if protected).
     #[arg(long, global = true, env = "ACCUMEN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// For an https:// API: trust only the CA certificates in this PEM file (e.g. a private CA
+    /// that signed the node's `api.tls.cert_file`) instead of the system's.
+    #[arg(long, global = true, env = "ACCUMEN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -120,7 +124,18 @@ enum DbCmd {
 }
 
 fn main() -> ExitCode {
+    // First, before any TLS object exists (stack-notes §2): ring is the only provider compiled
+    // in, and this makes it the process default too, so nothing can ever ask for another. The
+    // node's and the client's TLS configs also name ring explicitly. Err only means a provider
+    // is already installed, which can only be this same one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if let Some(path) = &cli.ca_cert
+        && let Err(e) = client::trust_ca_file(path)
+    {
+        eprintln!("accumen: {e:#}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Some(Command::Config {
             command: ConfigCmd::Check { config },

@@ -186,6 +186,40 @@ pub struct ApiSettings {
     pub rate_limit: RateLimitSettings,
     /// Optional bearer tokens (`api.auth.*`); off by default.
     pub auth: AuthSettings,
+    /// Optional TLS on the API listener (`api.tls.*`); plain HTTP by default.
+    pub tls: TlsSettings,
+}
+
+/// `api.tls.*`: HTTPS on the API listener. Both files or neither; both are read again on
+/// SIGHUP (`systemctl reload`), a bad new pair keeps the old one (see `api::tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the leaf (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Time a new connection has to finish its TLS handshake before it is dropped.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            // A handshake is two round trips and a signature: milliseconds on any sane link.
+            handshake_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Whether the API listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
 }
 
 /// `api.auth.*`: bearer tokens for writes and the admin listener (and reads if asked).
@@ -253,6 +287,7 @@ impl Default for ApiSettings {
             max_queued_queries: 8,
             rate_limit: RateLimitSettings::default(),
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -535,8 +570,11 @@ pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FollowerSettings {
-    /// The sequencer's API URL, `http://host:port`.
+    /// The sequencer's API URL, `http://host:port` or `https://host:port`.
     pub sequencer_api: Option<String>,
+    /// For an https `sequencer_api`: trust only the CA certificates of this PEM file (the CA of
+    /// the sequencer's `api.tls.cert_file`) instead of the system's.
+    pub ca_cert_file: Option<PathBuf>,
     /// The sequencer's public key (hex, as `accumen key` prints it): blocks signed by any other
     /// key are refused.
     pub sequencer_key: Option<String>,
@@ -559,6 +597,7 @@ impl Default for FollowerSettings {
     fn default() -> Self {
         Self {
             sequencer_api: None,
+            ca_cert_file: None,
             sequencer_key: None,
             batch_size: 64,
             long_poll: Duration::from_secs(5),
@@ -582,16 +621,26 @@ impl FollowerSettings {
     fn problems(&self, rule: &mut impl FnMut(bool, &'static str, String)) {
         if let Some(url) = &self.sequencer_api {
             let ok = reqwest::Url::parse(url)
-                .map(|u| u.scheme() == "http" && u.host().is_some())
+                .map(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some())
                 .unwrap_or(false);
             rule(
                 ok,
                 "follower.sequencer_api",
                 format!(
-                    "follower.sequencer_api {url:?} is not a sequencer API URL: expected http://HOST:PORT, such as http://10.0.0.1:8080"
+                    "follower.sequencer_api {url:?} is not a sequencer API URL: expected http://HOST:PORT or https://HOST:PORT, such as http://10.0.0.1:8080"
                 ),
             );
         }
+        let https = self
+            .sequencer_api
+            .as_deref()
+            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
+        rule(
+            self.ca_cert_file.is_none() || https,
+            "follower.ca_cert_file",
+            "follower.ca_cert_file is set but follower.sequencer_api is not an https:// URL"
+                .to_owned(),
+        );
         if let Some(Err(why)) = self.pinned_key() {
             rule(
                 false,
@@ -1223,6 +1272,36 @@ impl Settings {
             !api.auth.protect_reads || api.auth.token_file.is_some(),
             "api.auth.protect_reads",
             "api.auth.protect_reads needs api.auth.token_file".to_owned(),
+        );
+        let tls = &api.tls;
+        rule(
+            tls.cert_file.is_some() || tls.key_file.is_none(),
+            "api.tls.cert_file",
+            "api.tls.key_file is set but api.tls.cert_file is not: TLS needs both (or neither, \
+             for plain HTTP)"
+                .to_owned(),
+        );
+        rule(
+            tls.key_file.is_some() || tls.cert_file.is_none(),
+            "api.tls.key_file",
+            "api.tls.cert_file is set but api.tls.key_file is not: TLS needs both (or neither, \
+             for plain HTTP)"
+                .to_owned(),
+        );
+        for (key, path) in [
+            ("api.tls.cert_file", &tls.cert_file),
+            ("api.tls.key_file", &tls.key_file),
+        ] {
+            rule(
+                path.as_ref().is_none_or(|p| !p.as_os_str().is_empty()),
+                key,
+                format!("{key} must not be empty (leave it unset for plain HTTP)"),
+            );
+        }
+        rule(
+            tls.handshake_timeout >= MIN_INTERVAL,
+            "api.tls.handshake_timeout",
+            min_interval_msg("api.tls.handshake_timeout", tls.handshake_timeout),
         );
         let rl = &api.rate_limit;
         rule(

@@ -12,10 +12,13 @@
 //!   how close a guess was or which token matched.
 //! - A refused request is answered before its body is read (a refused `POST` closes its
 //!   connection); the rate limiter sits outside this check, so guessing is rate limited too.
-//! - The file is read once at start: a change takes effect on restart.
+//! - The file is read at start and again on SIGHUP ([`TokenStore::reload`], see
+//!   `node::systemd`): a new file replaces the whole set at once for requests that arrive after
+//!   it (old tokens it no longer lists are refused from then on); a file that cannot be read or
+//!   parsed changes nothing, so a typo never locks every client out or lets everyone in.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use accumen_actors::types::sha256;
 use actix_web::body::{EitherBody, MessageBody};
@@ -95,6 +98,41 @@ impl TokenSet {
     }
 }
 
+/// The token set of `api.auth.token_file`, swapped as a whole on reload.
+#[derive(Debug)]
+pub struct TokenStore {
+    path: PathBuf,
+    current: RwLock<Arc<TokenSet>>,
+}
+
+impl TokenStore {
+    /// Reads `path`; the error names the setting, the file and the line at fault.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            current: RwLock::new(Arc::new(TokenSet::load(path)?)),
+        })
+    }
+
+    /// Reads the file again and swaps the new set in; on error the old set stays. Returns how
+    /// many token hashes the new set holds.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let set = TokenSet::load(&self.path)?;
+        let n = set.hashes.len();
+        // A poisoned lock only means a panic while swapping an Arc: the value is still whole.
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        Ok(n)
+    }
+
+    /// The set requests are checked against now.
+    pub fn current(&self) -> Arc<TokenSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// The line a token file holds for `token`.
 pub fn hash_line(token: &str) -> String {
     format!("sha256:{}", hex::encode(sha256(token.as_bytes()).0))
@@ -103,7 +141,7 @@ pub fn hash_line(token: &str) -> String {
 /// What a listener protects.
 #[derive(Debug, Clone)]
 pub struct Auth {
-    pub tokens: Option<Arc<TokenSet>>,
+    pub tokens: Option<Arc<TokenStore>>,
     pub protect_reads: bool,
     /// Every route needs a token (the admin listener).
     pub protect_all: bool,
@@ -137,7 +175,7 @@ pub async fn require(
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer);
-        let ok = presented.is_some_and(|t| tokens.accepts(t));
+        let ok = presented.is_some_and(|t| tokens.current().accepts(t));
         if !ok {
             if let Some(state) = req.app_data::<State>() {
                 state.metrics.count_api_refusal(UNAUTHORIZED);
@@ -184,6 +222,38 @@ mod tests {
         let e = TokenSet::parse("# c\nmd5:00\n").unwrap_err();
         assert!(format!("{e:#}").contains("line 2"), "{e:#}");
         assert!(TokenSet::parse("# only comments\n").is_err());
+    }
+
+    #[test]
+    fn reload_swaps_the_set_or_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, hash_line("old")).unwrap();
+        let store = TokenStore::load(&path).unwrap();
+        assert!(store.current().accepts("old"));
+
+        std::fs::write(&path, "garbage\n").unwrap();
+        let e = store.reload().unwrap_err();
+        assert!(format!("{e:#}").contains("line 1"), "{e:#}");
+        assert!(
+            store.current().accepts("old"),
+            "a bad file keeps the old set"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.reload().is_err());
+        assert!(
+            store.current().accepts("old"),
+            "a missing file keeps the old set"
+        );
+
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n", hash_line("new"), hash_line("two")),
+        )
+        .unwrap();
+        assert_eq!(store.reload().unwrap(), 2);
+        assert!(store.current().accepts("new"));
+        assert!(!store.current().accepts("old"));
     }
 
     #[test]

@@ -87,8 +87,8 @@ impl Drop for Busy {
 /// The `on_connect` hook of the API listener: registers the connection and starts its
 /// watchdog. Runs on the HTTP worker that owns the connection.
 pub fn on_connect(io: &dyn Any, ext: &mut Extensions, idle_timeout: Duration, m: &NodeMetrics) {
-    let socket = io
-        .downcast_ref::<actix_web::rt::net::TcpStream>()
+    // Plain or TLS: the watchdog acts on the TCP socket under either.
+    let socket = super::tls::tcp_of(io)
         .and_then(|s| s.as_fd().try_clone_to_owned().ok())
         .map(std::net::TcpStream::from);
     if socket.is_none() {

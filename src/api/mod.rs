@@ -25,11 +25,17 @@
 //!   `accumen_api_refused_total{reason}`.
 //! - With `api.auth.token_file`, writes and the admin listener (and reads with
 //!   `api.auth.protect_reads`) need a bearer token (see `auth`).
+//! - With `api.tls.*`, the API listener speaks only HTTPS (see `tls`); a handshake is bounded
+//!   by `api.tls.handshake_timeout` and `tls::MAX_CONCURRENT_HANDSHAKES` per worker, and a
+//!   connection in its handshake counts against `api.max_connections`. The other listeners stay
+//!   plain HTTP. Certificate and token file are read before anything binds ([`Security::load`])
+//!   and again on SIGHUP ([`Security::reload`]); a bad new file keeps the old material.
 //! - The health, metrics and admin listeners have their own accept loops and workers, so a
 //!   saturated API listener does not stop `/health` from answering or an operator from
 //!   restarting an actor. The admin listener takes no request bodies (its routes have none:
 //!   any body is refused beyond `ADMIN_MAX_BODY_BYTES`) and holds at most
-//!   `ADMIN_MAX_CONNECTIONS` connections.
+//!   `ADMIN_MAX_CONNECTIONS` connections; the health and metrics listeners hold at most
+//!   `OBSERVABILITY_MAX_CONNECTIONS` each (more wait in the backlog).
 
 pub mod admin;
 pub mod auth;
@@ -45,6 +51,7 @@ pub mod ratelimit;
 pub mod sync;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -232,6 +239,60 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
 
 /// Connections the admin listener holds at once: an operator's CLI, a script, never a crowd.
 pub const ADMIN_MAX_CONNECTIONS: usize = 16;
+/// Connections the health listener, and apart the metrics listener, hold at once: probes and
+/// scrapers, a few each. Beyond it connections wait in the backlog, so a client that opens
+/// many cannot exhaust the node's file descriptors through them.
+pub const OBSERVABILITY_MAX_CONNECTIONS: usize = 64;
+
+/// The API's reloadable security material: the TLS certificate (`api.tls.*`) and the bearer
+/// tokens (`api.auth.token_file`), each only when configured.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    pub tls: Option<Arc<tls::CertStore>>,
+    pub tokens: Option<Arc<auth::TokenStore>>,
+}
+
+/// What a SIGHUP reloaded, for the log and `accumen_config_reloads_total{what}`.
+pub const RELOAD_TLS: &str = "tls";
+pub const RELOAD_TOKENS: &str = "tokens";
+
+impl Security {
+    /// Reads the configured files; an error names the setting and file (the node refuses to
+    /// start with it).
+    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        let tls = match (&settings.api.tls.cert_file, &settings.api.tls.key_file) {
+            (Some(cert), Some(key)) => Some(Arc::new(tls::CertStore::load(cert, key)?)),
+            // Settings validation refuses one without the other.
+            _ => None,
+        };
+        let tokens = match &settings.api.auth.token_file {
+            Some(path) => Some(Arc::new(auth::TokenStore::load(path)?)),
+            None => None,
+        };
+        Ok(Self { tls, tokens })
+    }
+
+    /// Reads every configured file again; each store keeps its old material if its new file is
+    /// bad. One result per configured store, in a fixed order: (what, Ok(summary) or Err).
+    pub fn reload(&self) -> Vec<(&'static str, anyhow::Result<String>)> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.tls {
+            out.push((
+                RELOAD_TLS,
+                t.reload()
+                    .map(|fp| format!("certificate sha256 {fp}"))
+                    .map_err(anyhow::Error::from),
+            ));
+        }
+        if let Some(t) = &self.tokens {
+            out.push((
+                RELOAD_TOKENS,
+                t.reload().map(|n| format!("{n} token hashes")),
+            ));
+        }
+        out
+    }
+}
 /// Largest request body the admin listener reads: its routes take none.
 pub const ADMIN_MAX_BODY_BYTES: usize = 1024;
 
@@ -258,8 +319,8 @@ impl std::fmt::Debug for Servers {
     }
 }
 
-/// Binds the API, health, metrics and admin listeners.
-pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
+/// Binds the API (HTTPS with `security.tls`), health, metrics and admin listeners.
+pub fn bind(state: web::Data<AppState>, security: &Security) -> std::io::Result<Servers> {
     let settings = state.settings.clone();
     // Two cores: one HTTP worker per listener keeps threads for the actors and the executor.
     let api_workers = std::thread::available_parallelism()
@@ -281,12 +342,7 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     let api_metrics = state.metrics.clone();
     // One table for all workers: a client's connections may land on any of them.
     let rate_limits = ratelimit::Limits::from_settings(&limits.rate_limit);
-    let tokens = match &limits.auth.token_file {
-        Some(path) => Some(Arc::new(
-            auth::TokenSet::load(path).map_err(|e| std::io::Error::other(format!("{e:#}")))?,
-        )),
-        None => None,
-    };
+    let tokens = security.tokens.clone();
     let api_auth = auth::Auth {
         tokens: tokens.clone(),
         protect_reads: limits.auth.protect_reads,
@@ -337,8 +393,18 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
     .client_disconnect_timeout(Duration::from_secs(1))
     .on_connect(move |io, ext| conn::on_connect(io, ext, idle_timeout, &conn_metrics))
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(settings.api_addr.0)?;
+    .shutdown_timeout(5);
+    let api = match &security.tls {
+        Some(store) => {
+            let config = store.server_config().map_err(std::io::Error::other)?;
+            // A client that connects and sends nothing (or half a ClientHello) is dropped after
+            // the handshake timeout; actix's request timers start only after the handshake.
+            api.tls_handshake_timeout(limits.tls.handshake_timeout)
+                .max_connection_rate(tls::MAX_CONCURRENT_HANDSHAKES)
+                .bind_rustls_0_23(settings.api_addr.0, config)?
+        }
+        None => api.bind(settings.api_addr.0)?,
+    };
     let api_addr = first_addr(&api.addrs())?;
     let api = api.run();
 
@@ -355,6 +421,7 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .default_service(web::to(no_route))
     })
     .workers(1)
+    .max_connections(OBSERVABILITY_MAX_CONNECTIONS)
     .client_request_timeout(limits.request_timeout)
     .keep_alive(limits.keep_alive)
     .client_disconnect_timeout(Duration::from_secs(1))
@@ -376,6 +443,7 @@ pub fn bind(state: web::Data<AppState>) -> std::io::Result<Servers> {
             .default_service(web::to(no_route))
     })
     .workers(1)
+    .max_connections(OBSERVABILITY_MAX_CONNECTIONS)
     .client_request_timeout(limits.request_timeout)
     .keep_alive(limits.keep_alive)
     .client_disconnect_timeout(Duration::from_secs(1))

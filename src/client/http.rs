@@ -4,9 +4,11 @@
 //! Role: the client subcommands (and the stress tool and the whole-node tests) make a handful of
 //! requests per run; this layer adds what they share: one base URL with an optional path prefix,
 //! JSON in and out (or binary transactions in, see [`HttpClient::submit_txs_binary`]), a bound
-//! on what is buffered, and error messages that say which node did what. HTTP itself (framing, chunked decoding, interim answers) is hyper's. Only plain
-//! `http://` is supported: the API listens on plain HTTP, and an operator reaching a node over an
-//! untrusted network puts TLS in front of it (so reqwest is built without TLS features).
+//! on what is buffered, and error messages that say which node did what. HTTP itself (framing,
+//! chunked decoding, interim answers) is hyper's. `http://` and
+//! `https://` (a node with `api.tls.*`, or a TLS proxy in front of one): https trusts the
+//! system's roots, or with `--ca-cert FILE` / `ACCUMEN_CA_CERT` ([`trust_ca_file`]) only the CA
+//! certificates of that file, as curl's `--cacert` does.
 //!
 //! Invariants:
 //! - Every request has a connect timeout and an overall timeout, so the CLI never hangs on a
@@ -17,8 +19,12 @@
 //!   request goes to exactly the node named, and nothing is left open between commands.
 //! - A non-2xx status is not an error at this layer: the caller turns the node's JSON error into
 //!   a message that fits what it was doing.
+//! - TLS is rustls with the ring provider passed explicitly (stack-notes §2): building a client
+//!   never depends on a process-wide provider, in the CLI, the stress tool or a test.
 
 use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use accumen_actors::types::SignedTx;
@@ -26,6 +32,8 @@ use anyhow::{Context, anyhow, bail};
 use reqwest::Url;
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::{ACCEPT, CONNECTION, CONTENT_TYPE, USER_AGENT};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 /// Largest response body the client buffers (a block with its receipts fits comfortably).
@@ -34,6 +42,92 @@ pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time a whole request (sending, waiting, reading the answer) may take.
 const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest CA file read (a bundle of a few hundred certificates fits).
+const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// CA certificates trusted for https instead of the system's, for every client of this
+/// process: the CLI sets it once from `--ca-cert` / `ACCUMEN_CA_CERT`.
+static TRUSTED_CA: OnceLock<Arc<[CertificateDer<'static>]>> = OnceLock::new();
+
+/// Trust only the CA certificates of the PEM file at `path` for https (set once per process;
+/// a second call is refused).
+pub fn trust_ca_file(path: &Path) -> anyhow::Result<()> {
+    let certs = read_ca_file(path).context("--ca-cert")?;
+    TRUSTED_CA
+        .set(certs)
+        .map_err(|_| anyhow!("the CA to trust is already set"))
+}
+
+/// The CA certificates of a PEM file of at most `MAX_CA_FILE_BYTES`; errors name the file.
+fn read_ca_file(path: &Path) -> anyhow::Result<Arc<[CertificateDer<'static>]>> {
+    let at = || path.display().to_string();
+    let file = std::fs::File::open(path).with_context(at)?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .with_context(at)?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        bail!("{}: larger than {MAX_CA_FILE_BYTES} bytes", at());
+    }
+    parse_ca_pem(&pem).with_context(at)
+}
+
+/// PEM CA certificates, at least one.
+fn parse_ca_pem(pem: &[u8]) -> anyhow::Result<Arc<[CertificateDer<'static>]>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        bail!("no PEM certificate (expected BEGIN CERTIFICATE)");
+    }
+    Ok(certs.into())
+}
+
+/// The TLS configuration for a reqwest client of `url`, for clients built outside this module
+/// (the follower, `accumen backup`): ring explicitly; for https the CA certificates of
+/// `ca_file` if given, else the process's CA ([`trust_ca_file`]), else the system's roots; for
+/// plain http one that never loads the system's roots (whose absence, on a host without a CA
+/// bundle, would otherwise fail even a plain-http client at build time).
+pub fn tls_config_for(url: &str, ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let https = url
+        .trim()
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    match ca_file {
+        Some(path) if https => tls_config(true, Some(&read_ca_file(path)?)),
+        _ => tls_config(https, TRUSTED_CA.get().map(|c| &c[..])),
+    }
+}
+
+/// The rustls client configuration: only `ca` if given, else the system's roots. A plain-http
+/// client gets a configuration that trusts nothing, since it never makes a handshake (and
+/// reading the system's roots would cost every CLI call).
+fn tls_config(
+    https: bool,
+    ca: Option<&[CertificateDer<'static>]>,
+) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let builder = rustls::ClientConfig::builder_with_provider(crate::api::tls::provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?;
+    let config = match (https, ca) {
+        (true, Some(certs)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs {
+                roots
+                    .add(c.clone())
+                    .context("--ca-cert: not a usable CA certificate")?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        (true, None) => builder
+            .with_platform_verifier()
+            .context("loading the system's CA certificates (or give --ca-cert FILE)")?,
+        (false, _) => builder.with_root_certificates(rustls::RootCertStore::empty()),
+    };
+    Ok(config.with_no_client_auth())
+}
 
 /// A client for one node's API, e.g. `http://127.0.0.1:8080`.
 #[derive(Debug, Clone)]
@@ -47,17 +141,24 @@ pub struct HttpClient {
     client: Client,
     /// Sent as `Authorization: Bearer` (`--token`, `ACCUMEN_TOKEN`); never printed.
     token: Option<String>,
+    /// The CA certificates trusted for https; `None`: the system's.
+    ca: Option<Arc<[CertificateDer<'static>]>>,
 }
 
 impl HttpClient {
-    /// A client for `base_url` (`http://host[:port][/prefix]`, trailing slash tolerated). Nothing
-    /// is resolved or connected until the first request.
+    /// A client for `base_url` (`http[s]://host[:port][/prefix]`, trailing slash tolerated),
+    /// trusting the process's CA ([`trust_ca_file`]) or the system's for https. Nothing is
+    /// resolved or connected until the first request.
     pub fn new(base_url: &str) -> anyhow::Result<Self> {
         let trimmed = base_url.trim();
         match trimmed.split_once("://") {
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => {}
+            Some((scheme, _))
+                if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {}
             Some((scheme, _)) => {
-                bail!("unsupported API URL {trimmed:?}: only http:// is supported, not {scheme}://")
+                bail!(
+                    "unsupported API URL {trimmed:?}: only http:// and https:// are supported, \
+                     not {scheme}://"
+                )
             }
             None => bail!("invalid API URL {trimmed:?}: expected http://host:port"),
         }
@@ -81,6 +182,7 @@ impl HttpClient {
             url,
             DEFAULT_CONNECT_TIMEOUT,
             DEFAULT_IO_TIMEOUT,
+            TRUSTED_CA.get().cloned(),
         )
     }
 
@@ -89,8 +191,11 @@ impl HttpClient {
         url: Url,
         connect_timeout: Duration,
         io_timeout: Duration,
+        ca: Option<Arc<[CertificateDer<'static>]>>,
     ) -> anyhow::Result<Self> {
+        let tls = tls_config(url.scheme() == "https", ca.as_deref())?;
         let client = Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(connect_timeout)
             .timeout(io_timeout)
             .pool_max_idle_per_host(0)
@@ -107,7 +212,23 @@ impl HttpClient {
             io_timeout,
             client,
             token: None,
+            ca,
         })
+    }
+
+    /// Trusts only the CA certificates of `pem` for https (instead of the process's or the
+    /// system's).
+    pub fn with_ca_pem(self, pem: &[u8]) -> anyhow::Result<Self> {
+        let ca = parse_ca_pem(pem)?;
+        let token = self.token.clone();
+        Ok(Self::build(
+            self.base,
+            self.url,
+            self.connect_timeout,
+            self.io_timeout,
+            Some(ca),
+        )?
+        .with_token(token.as_deref()))
     }
 
     /// Replaces the connect timeout and the whole-request timeout.
@@ -116,7 +237,7 @@ impl HttpClient {
         // Building a client only fails when the TLS backend or the resolver cannot start; this
         // one has neither beyond what `new` already built, so keep the old client if it does.
         let token = self.token.clone();
-        match Self::build(base, url, connect, io) {
+        match Self::build(base, url, connect, io, self.ca.clone()) {
             Ok(c) => c.with_token(token.as_deref()),
             Err(_) => self,
         }
@@ -282,6 +403,20 @@ impl HttpClient {
             .iter()
             .find_map(|c| c.downcast_ref::<reqwest::Error>());
         let hyper_err = chain.iter().find_map(|c| c.downcast_ref::<hyper::Error>());
+        // A failed handshake: the certificate is not trusted, or the other side is not TLS.
+        if let Some(tls_err) = chain.iter().find_map(|c| c.downcast_ref::<rustls::Error>()) {
+            let hint = match tls_err {
+                rustls::Error::InvalidCertificate(_) => {
+                    " (trust the node's CA with --ca-cert FILE or ACCUMEN_CA_CERT)"
+                }
+                rustls::Error::InvalidMessage(_) => " (is its API plain http://?)",
+                _ => "",
+            };
+            return anyhow!(
+                "cannot reach the node at {}: TLS handshake failed: {tls_err}{hint}",
+                self.base
+            );
+        }
         let detail = || {
             chain
                 .iter()
@@ -319,7 +454,12 @@ impl HttpClient {
             );
         }
         let what = if hyper_err.is_some_and(hyper::Error::is_parse) {
-            "not an HTTP/1.x answer"
+            if self.url.scheme() == "http" {
+                // A TLS listener answers a plain request with a TLS alert.
+                "not an HTTP/1.x answer; if its API has TLS, use https://"
+            } else {
+                "not an HTTP/1.x answer"
+            }
         } else if io_kind == Some(std::io::ErrorKind::UnexpectedEof)
             || hyper_err.is_some_and(hyper::Error::is_incomplete_message)
         {

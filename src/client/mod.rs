@@ -19,4 +19,4 @@ mod tests;
 
 pub use admin::{AdminCmd, DEFAULT_ADMIN_URL, admin_url, run_admin};
 pub use commands::{KeyCmd, QueryCmd, TxCmd, load_key, run_key, run_query, run_status, run_tx};
-pub use http::{HttpClient, MAX_RESPONSE_BYTES};
+pub use http::{HttpClient, MAX_RESPONSE_BYTES, tls_config_for, trust_ca_file};

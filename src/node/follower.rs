@@ -42,7 +42,8 @@ pub(super) fn sequencer(settings: &Settings) -> anyhow::Result<(String, PublicKe
     let api = f.sequencer_api.clone().ok_or_else(|| {
         anyhow!(
             "follower.sequencer_api must be set for --role=follower: the sequencer's API URL, \
-             such as http://10.0.0.1:8080 (or ACCUMEN_FOLLOWER__SEQUENCER_API)"
+             such as http://10.0.0.1:8080 or https://seq.example:8080 (or \
+             ACCUMEN_FOLLOWER__SEQUENCER_API)"
         )
     })?;
     let key = match f.pinned_key() {
@@ -132,8 +133,16 @@ pub(super) async fn genesis_params(settings: &Settings) -> anyhow::Result<ChainP
     Ok(params)
 }
 
-fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+/// The HTTP client for the sequencer's API: for an https one, trusting `follower.ca_cert_file`
+/// or the system's roots (errors name the key: `node::run` builds one before starting).
+pub(super) fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let f = &settings.follower;
+    let api = f.sequencer_api.as_deref().unwrap_or("");
+    // ring, never a process default (stack-notes §2); see `client::tls_config_for`.
+    let tls = crate::client::tls_config_for(api, f.ca_cert_file.as_deref())
+        .context("follower.ca_cert_file")?;
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .connect_timeout(Duration::from_secs(5))
         .timeout(settings.follower.request_timeout)
         .no_proxy()

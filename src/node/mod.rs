@@ -20,6 +20,10 @@
 //! supervisor stops supervising and every actor's Arbiter stops, exit 0. A restart storm stops
 //! the actix System with `RESTART_STORM_EXIT` (70) instead, and the process exits with it.
 //!
+//! SIGHUP (`systemctl reload`) rereads the API's TLS certificate and key and the bearer token
+//! file (`api::Security`), each kept as it was if its new file is bad; nothing else is reloaded
+//! (see `systemd::spawn_reload`).
+//!
 //! A failed store (an I/O error such as a full disk; see `storage::health`) cannot be repaired
 //! in-process: redb refuses every later operation until the file is reopened. So from the moment
 //! it is detected the node is unhealthy (`/health` 503 naming the failure), refuses transactions
@@ -88,15 +92,25 @@ pub fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
 /// Runs the node until it is stopped; returns the process exit code.
 pub fn run(settings: Settings, role: Role) -> anyhow::Result<i32> {
     crate::telemetry::init(&settings.logging.level, settings.logging.format);
+    // The follower's sequencer and its HTTP client (an https sequencer's CA file is read here).
     if role == Role::Follower
-        && let Err(e) = follower::sequencer(&settings)
+        && let Err(e) = follower::sequencer(&settings).and_then(|_| follower::client(&settings))
     {
         eprintln!("accumen: {e:#}");
         return Ok(EXIT_UNSUPPORTED);
     }
+    // TLS material and token file are read before anything starts: an unreadable or broken
+    // file is a configuration error like a bad key, said once with the file named.
+    let security = match api::Security::load(&settings) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("accumen: {e:#}");
+            return Ok(EXIT_UNSUPPORTED);
+        }
+    };
     let system = actix::System::new();
     let started = system.block_on(async {
-        let node = start(settings, role).await?;
+        let node = start(settings, role, security).await?;
         // The task owns the node (every actor, Arbiter and server) until the System stops,
         // whether by the stop order or by a restart storm or a failed store.
         actix::spawn(node.stop_on_signal());
@@ -131,6 +145,8 @@ pub(crate) struct Services {
     pub stats: Arc<NodeStats>,
     /// The follower's metric families (registered only on a follower).
     pub sync_metrics: SyncMetrics,
+    /// `accumen_config_reloads_total` (SIGHUP).
+    pub reloads: systemd::ReloadMetrics,
 }
 
 impl Services {
@@ -172,6 +188,8 @@ fn open_services(
     if role == Role::Follower {
         sync_metrics.register(&mut registry);
     }
+    let reloads = systemd::ReloadMetrics::default();
+    reloads.register(&mut registry);
     let stats = Arc::new(NodeStats {
         storage_health: storage.health(),
         ..NodeStats::default()
@@ -191,6 +209,7 @@ fn open_services(
         registry: Arc::new(registry),
         stats,
         sync_metrics,
+        reloads,
     })
 }
 
@@ -241,8 +260,13 @@ pub(crate) struct NodeHandle {
     signals: systemd::Signals,
 }
 
-/// Starts a node of `role`: shared services, the role's actors, supervision, listeners.
-async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
+/// Starts a node of `role`: shared services, the role's actors, supervision, listeners (with
+/// `security`, loaded from the same settings).
+async fn start(
+    settings: Settings,
+    role: Role,
+    security: api::Security,
+) -> anyhow::Result<NodeHandle> {
     let genesis = if role == Role::Follower && follower::needs_genesis(&settings) {
         Some(follower::genesis_params(&settings).await?)
     } else {
@@ -291,10 +315,11 @@ async fn start(settings: Settings, role: Role) -> anyhow::Result<NodeHandle> {
         sync: SyncApi::new(services.recorder.subscribe(), parts.follower),
         supervisor: supervisor_addr.clone(),
     });
-    let servers = api::bind(state.clone()).context("binding the HTTP listeners")?;
+    let servers = api::bind(state.clone(), &security).context("binding the HTTP listeners")?;
     // Before "listening" is announced (tests and operators act on it), so an early SIGTERM
-    // still stops the node cleanly.
-    let signals = systemd::install_signals();
+    // still stops the node cleanly and an early SIGHUP reloads instead of killing it.
+    let mut signals = systemd::install_signals();
+    systemd::spawn_reload(security, services.reloads.clone(), signals.take_hangup());
     tracing::info!(
         api = %servers.api_addr,
         health = %servers.health_addr,

@@ -1,6 +1,11 @@
 //! The node's conversation with its service manager: signals in; READY, STOPPING, WATCHDOG and
 //! `STATUS=` out; and the exit after a failed store.
 //!
+//! Signals: SIGTERM and SIGINT stop the node (the stop order in `node`); SIGHUP
+//! (`systemctl reload`, `ExecReload=/bin/kill -HUP $MAINPID`) rereads the API's TLS certificate
+//! and key and the bearer token file ([`spawn_reload`]). A reload never stops the node: a bad
+//! new file is logged at ERROR and the old material stays in use.
+//!
 //! Every health judgement here is the node's one health rule (`AppState::verdict`, i.e.
 //! `accumen_actors::health`), the same one `/health` answers with: the watchdog is petted only
 //! while no problem is one a restart fixes (failed store, stalled supervisor), and the `STATUS=`
@@ -13,9 +18,13 @@ use std::time::Duration;
 use accumen_actors::health::Problem;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::signal::unix::Signal;
 
 use super::EXIT_STORAGE_FAILED;
-use crate::api::AppState;
+use crate::api::{AppState, RELOAD_TLS, RELOAD_TOKENS, Security};
 
 /// How long a node with a failed store stays up before exiting: long enough for a health probe
 /// on a 10 s period to see why, short next to systemd's `WatchdogSec=30`. Exiting at all (rather
@@ -28,34 +37,53 @@ const STORAGE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a `STATUS=` line is sent.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// SIGTERM and SIGINT streams, registered at once: a signal that arrives before anyone awaits
-/// them is still delivered (registration replaces the default action, which would kill the
-/// process without a clean stop).
-pub(super) struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+/// SIGTERM, SIGINT and SIGHUP streams, registered at once: a signal that arrives before anyone
+/// awaits them is still delivered (registration replaces the default action, which for all
+/// three would kill the process without a clean stop).
+pub(super) struct Signals {
+    stop: Option<(Signal, Signal)>,
+    hangup: Option<Signal>,
+}
 
 pub(super) fn install_signals() -> Signals {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let stop = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
-        (Ok(term), Ok(int)) => Signals(Some((term, int))),
+        (Ok(term), Ok(int)) => Some((term, int)),
         _ => {
             tracing::error!("cannot install signal handlers; the node can only be killed");
-            Signals(None)
+            None
         }
-    }
+    };
+    let hangup = match signal(SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload needs a restart");
+            None
+        }
+    };
+    Signals { stop, hangup }
 }
 
 impl Signals {
     /// No signal streams (what is left behind once they are awaited).
     pub(super) fn none() -> Self {
-        Signals(None)
+        Signals {
+            stop: None,
+            hangup: None,
+        }
     }
 
-    /// The name of the first signal received; never returns without streams.
+    /// The SIGHUP stream, for [`spawn_reload`].
+    pub(super) fn take_hangup(&mut self) -> Option<Signal> {
+        self.hangup.take()
+    }
+
+    /// The name of the first stop signal received; never returns without streams.
     pub(super) async fn wait(self) -> &'static str {
-        match self.0 {
+        match self.stop {
             Some((mut term, mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
@@ -143,6 +171,80 @@ pub(super) fn spawn_watchdog(state: web::Data<AppState>, period: Duration) {
                         heartbeat_age_ms = for_ms,
                         "supervisor stalled: not pinging the systemd watchdog"
                     );
+                }
+            }
+        }
+    });
+}
+
+/// `accumen_config_reloads_total{what,result}`: SIGHUP reloads by what was reloaded (`tls`,
+/// `tokens`) and how it went (`ok`, `error`). Every pair is exported at 0 from start-up, so an
+/// alert on `result="error"` works before the first failure.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReloadMetrics(Family<Vec<(String, String)>, Counter>);
+
+impl ReloadMetrics {
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        for what in [RELOAD_TLS, RELOAD_TOKENS] {
+            for result in ["ok", "error"] {
+                let _ = self.0.get_or_create(&labels(what, result));
+            }
+        }
+        registry.sub_registry_with_prefix("accumen").register(
+            "config_reloads",
+            "SIGHUP reloads of the API's TLS certificate and bearer token file, by result",
+            self.0.clone(),
+        );
+    }
+
+    fn count(&self, what: &str, result: &str) {
+        self.0.get_or_create(&labels(what, result)).inc();
+    }
+}
+
+fn labels(what: &str, result: &str) -> Vec<(String, String)> {
+    vec![
+        ("what".to_owned(), what.to_owned()),
+        ("result".to_owned(), result.to_owned()),
+    ]
+}
+
+/// On every SIGHUP, rereads the configured TLS pair and token file (on the blocking pool: file
+/// reads), logs what was reloaded (INFO) or why not (ERROR, old material kept) and counts it.
+/// Signals that arrive during a reload coalesce into one more reload, so a burst of SIGHUPs
+/// costs at most two.
+pub(super) fn spawn_reload(security: Security, metrics: ReloadMetrics, hangup: Option<Signal>) {
+    let Some(mut hangup) = hangup else { return };
+    actix::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let s = security.clone();
+            let results = match actix_web::rt::task::spawn_blocking(move || s.reload()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: reload failed; nothing changed");
+                    continue;
+                }
+            };
+            if results.is_empty() {
+                tracing::info!(
+                    "SIGHUP: nothing to reload (neither api.tls nor api.auth.token_file is set; \
+                     other settings take effect on restart)"
+                );
+            }
+            for (what, result) in results {
+                match result {
+                    Ok(summary) => {
+                        metrics.count(what, "ok");
+                        tracing::info!(what, %summary, "SIGHUP: reloaded");
+                    }
+                    Err(e) => {
+                        metrics.count(what, "error");
+                        tracing::error!(
+                            what,
+                            error = %format!("{e:#}"),
+                            "SIGHUP: reload failed; keeping the previous {what}"
+                        );
+                    }
                 }
             }
         }

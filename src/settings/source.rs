@@ -239,9 +239,14 @@ fn sorted(map: config::Map<String, Value>) -> Vec<(String, Value)> {
 }
 
 /// `ACCUMEN_*` variables that belong to the command-line client (`--api`, `--token`,
-/// `accumen admin --admin`), not to the node: a node started in a shell that exports them for
+/// `accumen admin --admin`, `--ca-cert`), not to the node: a node started in a shell that exports them for
 /// the CLI must not refuse them as unknown settings.
-const CLIENT_ENV: &[&str] = &["ACCUMEN_API", "ACCUMEN_TOKEN", "ACCUMEN_ADMIN"];
+const CLIENT_ENV: &[&str] = &[
+    "ACCUMEN_API",
+    "ACCUMEN_TOKEN",
+    "ACCUMEN_ADMIN",
+    "ACCUMEN_CA_CERT",
+];
 
 /// `execution.workers` → `ACCUMEN_EXECUTION__WORKERS` (config lower-cased the original).
 fn env_var_name(key: &str) -> String {

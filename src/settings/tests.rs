@@ -753,6 +753,48 @@ fn api_limit_rules() {
     assert!(keys("execution.gas_limit: 100\napi.query_gas_limit: 100\n").is_empty());
 }
 
+/// `api.tls.*`: both files or neither, the missing one named; files are read at start, not here.
+#[test]
+fn api_tls_keys() {
+    let keys = |yaml: &str| -> Vec<String> {
+        match load_str(yaml, no_env()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .errors()
+                .into_iter()
+                .filter_map(|e| match e {
+                    SettingsError::Invalid { key, .. } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    };
+    let s = load_str("", no_env()).unwrap();
+    assert!(!s.api.tls.enabled(), "plain HTTP by default");
+    let s = load_str(
+        "api:\n  tls:\n    cert_file: /etc/accumen/tls/cert.pem\n    key_file: \
+         /etc/accumen/tls/key.pem\n    handshake_timeout: 2s\n",
+        no_env(),
+    )
+    .unwrap();
+    assert!(s.api.tls.enabled());
+    assert_eq!(s.api.tls.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(keys("api.tls.cert_file: c.pem"), ["api.tls.key_file"]);
+    assert_eq!(keys("api.tls.key_file: k.pem"), ["api.tls.cert_file"]);
+    let e = err_text("api.tls.cert_file: c.pem", no_env());
+    assert!(e.contains("api.tls.key_file is not"), "{e}");
+    assert_eq!(
+        keys("api.tls.cert_file: \"\"\napi.tls.key_file: k.pem\n"),
+        ["api.tls.cert_file"]
+    );
+    assert_eq!(
+        keys("api.tls.handshake_timeout: 1ms"),
+        ["api.tls.handshake_timeout"]
+    );
+    let e = err_text("api.tls.cert: c.pem", no_env());
+    assert!(e.contains("api.tls.cert"), "{e}");
+}
+
 #[test]
 fn mempool_byte_and_future_keys() {
     let s = load_str(
@@ -1400,6 +1442,13 @@ fn follower_keys_load_and_bad_values_name_their_key() {
     assert!(matches!(s.follower.pinned_key(), Some(Ok(_))));
     assert_eq!(s.follower.batch_size, 8);
     assert_eq!(s.follower.long_poll, Duration::from_secs(2));
+    // An https sequencer (one with api.tls), with its private CA.
+    let s = load_str(
+        "follower:\n  sequencer_api: \"https://seq.example:8080\"\n  ca_cert_file: ca.pem\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(s.follower.ca_cert_file, Some(PathBuf::from("ca.pem")));
     // Unset by default: a sequencer needs neither.
     let d = load_str("", no_env()).unwrap();
     assert_eq!(
@@ -1417,6 +1466,11 @@ fn follower_keys_load_and_bad_values_name_their_key() {
             "follower:\n  sequencer_key: \"abc\"\n",
             "follower.sequencer_key",
             "64 hex digits",
+        ),
+        (
+            "follower:\n  sequencer_api: \"http://x:1\"\n  ca_cert_file: ca.pem\n",
+            "follower.ca_cert_file",
+            "not an https:// URL",
         ),
         (
             "follower:\n  batch_size: 0\n",
@@ -1503,6 +1557,7 @@ fn client_variables_are_not_node_settings() {
             ("ACCUMEN_API", "http://127.0.0.1:8080"),
             ("ACCUMEN_TOKEN", "secret"),
             ("ACCUMEN_ADMIN", "http://127.0.0.1:8083"),
+            ("ACCUMEN_CA_CERT", "/etc/accumen/ca.pem"),
         ]),
     )
     .unwrap();

@@ -29,3 +29,4 @@ mod ops;
 mod sigrule;
 mod stress;
 mod supervision;
+mod tls;
