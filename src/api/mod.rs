@@ -243,6 +243,8 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 16;
 /// scrapers, a few each. Beyond it connections wait in the backlog, so a client that opens
 /// many cannot exhaust the node's file descriptors through them.
 pub const OBSERVABILITY_MAX_CONNECTIONS: usize = 64;
+/// Largest request body the admin listener reads: its routes take none.
+pub const ADMIN_MAX_BODY_BYTES: usize = 1024;
 
 /// The API's reloadable security material: the TLS certificate (`api.tls.*`) and the bearer
 /// tokens (`api.auth.token_file`), each only when configured.
@@ -293,8 +295,6 @@ impl Security {
         out
     }
 }
-/// Largest request body the admin listener reads: its routes take none.
-pub const ADMIN_MAX_BODY_BYTES: usize = 1024;
 
 /// The four listeners, bound and ready to run.
 pub struct Servers {

@@ -117,7 +117,7 @@ fn tls_config(
             for c in certs {
                 roots
                     .add(c.clone())
-                    .context("--ca-cert: not a usable CA certificate")?;
+                    .context("not a usable CA certificate")?;
             }
             builder.with_root_certificates(roots)
         }
