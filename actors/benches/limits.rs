@@ -8,7 +8,8 @@
 //!   `verify_single_nocache` for reference, and `ref_dalek_strict_nocache`, the previous rule
 //!   (ed25519-dalek `verify_strict`), one signature at a time.
 //! - `verify_batch_{64,256,1024}`: `types::verify_batch_chunked` with one batch equation per
-//!   64/256/1024 signatures (the node uses `types::BATCH_CHUNK`).
+//!   64/256/1024 signatures (the node uses `types::BATCH_CHUNK`), and at `BATCH_CHUNK` with a
+//!   key cache that never hits (`_nocache`: what the cache saves).
 //! - `call_fresh_store`: one counter `increment` (tests/fixtures/counter.wat, as in
 //!   accumen-stress), each call in a fresh wasmtime Store, one worker (`Vm::execute_block`).
 //! - `commit_durable_{1000,5000}`: `Storage::commit_block` of a block of N such calls to a
@@ -232,6 +233,18 @@ fn main() {
             batched = d;
         }
     }
+
+    // What the key cache saves in the batched path: every key decompressed again (a cache
+    // that never hits), against the warm cache above.
+    let d = per_item(
+        few.len(),
+        || few.to_vec(),
+        |txs| {
+            let cold = KeyCache::new(1);
+            black_box(verify_batch_chunked(txs, &cold, BATCH_CHUNK));
+        },
+    );
+    row(&format!("verify_batch_{BATCH_CHUNK}_nocache"), d, 2.0);
 
     // One contract call with a fresh store.
     let mut base = MemState::default();
