@@ -5,9 +5,11 @@
 //! Stages (per transaction, median of several timed rounds):
 //! - `decode_binary` / `decode_json`: `SignedTx` from its canonical bytes / from JSON.
 //! - `verify_single`: `SignedTx::verify_cached` (id hash + ZIP-215 check, key cache warm);
-//!   `verify_single_nocache` for reference.
+//!   `verify_single_nocache` for reference, and `ref_dalek_strict_nocache`, the previous rule
+//!   (ed25519-dalek `verify_strict`), one signature at a time.
 //! - `verify_batch_{64,256,1024}`: `types::verify_batch_chunked` with one batch equation per
-//!   64/256/1024 signatures (the node uses `types::BATCH_CHUNK`).
+//!   64/256/1024 signatures (the node uses `types::BATCH_CHUNK`), and at `BATCH_CHUNK` with a
+//!   key cache that never hits (`_nocache`: what the cache saves).
 //! - `call_fresh_store`: one counter `increment` (tests/fixtures/counter.wat, as in
 //!   accumen-stress), each call in a fresh wasmtime Store, one worker (`Vm::execute_block`).
 //! - `commit_durable_{1000,5000}`: `Storage::commit_block` of a block of N such calls to a
@@ -31,8 +33,8 @@ use accumen_actors::chain::ChainParams;
 use accumen_actors::storage::Storage;
 use accumen_actors::testkit;
 use accumen_actors::types::{
-    Action, Address, BATCH_CHUNK, Block, BlockHeader, Bytes, KeyCache, Keypair, SignedTx,
-    VerifiedTx, verify_batch_chunked,
+    Action, Address, BATCH_CHUNK, Block, BlockHeader, Bytes, KeyCache, Keypair, SigDomain,
+    SignedTx, VerifiedTx, verify_batch_chunked,
 };
 use accumen_actors::vm::{BlockContext, MemState, Vm, VmConfig};
 
@@ -199,6 +201,22 @@ fn main() {
         },
     );
     row("verify_single_nocache", d, 2.0);
+    // Reference only (not in the ceiling): the old rule, ed25519-dalek `verify_strict`, on the
+    // same id hash + message, to see what the rule change costs one signature at a time.
+    let d = per_item(
+        few.len(),
+        || few.to_vec(),
+        |txs| {
+            for t in txs {
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&t.tx.sender.0)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let msg = SigDomain::Tx.message(&t.tx.id());
+                let sig = ed25519_dalek::Signature::from_bytes(&t.signature.0);
+                black_box(key.verify_strict(msg.as_ref(), &sig).is_ok());
+            }
+        },
+    );
+    row("ref_dalek_strict_nocache", d, 2.0);
     let mut batched = Duration::ZERO;
     for chunk in [64usize, 256, 1024] {
         let d = per_item(
@@ -215,6 +233,18 @@ fn main() {
             batched = d;
         }
     }
+
+    // What the key cache saves in the batched path: every key decompressed again (a cache
+    // that never hits), against the warm cache above.
+    let d = per_item(
+        few.len(),
+        || few.to_vec(),
+        |txs| {
+            let cold = KeyCache::new(1);
+            black_box(verify_batch_chunked(txs, &cold, BATCH_CHUNK));
+        },
+    );
+    row(&format!("verify_batch_{BATCH_CHUNK}_nocache"), d, 2.0);
 
     // One contract call with a fresh store.
     let mut base = MemState::default();

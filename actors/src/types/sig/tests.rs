@@ -324,8 +324,9 @@ fn one_bad_item_at_each_position() {
             _ => small_order_tx(undecompressible_key(), small[0], n),
         }
     };
-    // Sizes below the batch minimum, one chunk, and across a chunk boundary.
-    for n in [1usize, MIN_BATCH, 9, BATCH_CHUNK + 6] {
+    // Sizes below the batch minimum, one chunk, and across chunk boundaries (small chunks keep
+    // the n * n single checks cheap; the chunk size never changes an answer).
+    for (n, chunk) in [(1usize, 8usize), (MIN_BATCH, 8), (9, 8), (21, 8), (70, 64)] {
         let good: Vec<SignedTx> = (0..n as u64)
             .map(|i| {
                 if i % 5 == 4 {
@@ -338,10 +339,15 @@ fn one_bad_item_at_each_position() {
             .collect();
         let cache = KeyCache::new(64);
         assert!(verify_batch(good.clone(), &cache).iter().all(Result::is_ok));
+        assert!(
+            verify_batch_chunked(good.clone(), &cache, chunk)
+                .iter()
+                .all(Result::is_ok)
+        );
         for pos in 0..n {
             let mut txs = good.clone();
             txs[pos] = bad_kinds(pos as u64);
-            let got = verify_batch(txs.clone(), &cache);
+            let got = verify_batch_chunked(txs.clone(), &cache, chunk);
             assert_eq!(got, singles(&txs), "n {n} pos {pos}");
             assert_eq!(
                 got.iter().filter(|r| r.is_err()).count(),
@@ -349,6 +355,9 @@ fn one_bad_item_at_each_position() {
                 "n {n} pos {pos}"
             );
             assert!(got[pos].is_err());
+            if pos % 16 == 0 {
+                assert_eq!(verify_batch(txs, &cache), got, "n {n} pos {pos}");
+            }
         }
     }
 }
