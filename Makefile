@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONFIG ?= config/local.yaml
 
-.PHONY: help build build-release test lint fmt bench run-sequencer run-follower run-devnet clean stress
+.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress
 
 help:
 	@echo "make build          debug build of the node and libraries"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint           rustfmt check and clippy with warnings as errors"
 	@echo "make fmt            format the code"
 	@echo "make bench          criterion benchmarks (engine, storage, tx)"
+	@echo "make bench-limits   the bare-pipeline limit: per-stage cost and tx/s ceiling (2 cores)"
 	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
 	@echo "make run-devnet     a local L0 stand-in (devnet-l0) and a sequencer anchoring to it"
 	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
@@ -42,6 +43,13 @@ fmt:
 
 bench:
 	$(CARGO) bench -p accumen-actors
+
+# The bare-pipeline limit (actors/benches/limits.rs): decode, signature checks, one contract call
+# and a durable commit, each alone; prints a table and `bare-pipeline ceiling: N tx/s (2 cores)`.
+# BENCH_ARGS=--json adds a machine-readable line. Never part of `make test`.
+BENCH_ARGS ?=
+bench-limits:
+	$(CARGO) bench -p accumen-actors --bench limits -- $(BENCH_ARGS)
 
 run-sequencer: build
 	$(TARGET_DIR)/debug/accumen --role=sequencer --config=$(CONFIG)

@@ -214,15 +214,17 @@ fn check_accepting(state: &State) -> ApiResult<()> {
 }
 
 /// Verifies a batch's signatures in one job on the blocking pool (CPU work, kept off the HTTP
-/// worker), with sender keys decompressed once and cached; deploys also get the contract
-/// validation here, so invalid code is refused before it costs its sender a nonce.
+/// worker), batched (`types::verify_batch`: exactly single verification's decisions) with
+/// sender keys decompressed once and cached; deploys also get the contract validation here, so
+/// invalid code is refused before it costs its sender a nonce.
 async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
     let keys = state.keys.clone();
     let vm = state.vm.clone();
     web::block(move || {
-        txs.into_iter()
-            .map(|t| {
-                let v = t.verify_cached(&keys).map_err(|e| tx_error(&e))?;
+        accumen_actors::types::verify_batch(txs, &keys)
+            .into_iter()
+            .map(|r| {
+                let v = r.map_err(|e| tx_error(&e))?;
                 if let Action::Deploy { code } = &v.tx().action {
                     vm.validate(code.as_ref()).map_err(|e| {
                         ApiError::bad_request("invalid_contract", format!("invalid contract: {e}"))

@@ -25,4 +25,5 @@ mod flow;
 mod follower;
 mod lifecycle;
 mod ops;
+mod sigrule;
 mod supervision;

@@ -24,8 +24,8 @@ use std::time::Duration;
 use super::ChainParams;
 use super::build::context;
 use crate::types::{
-    Block, BlockError, BlockHeader, Hash, PublicKey, Receipt, SignedTx, TxError, VerifiedTx,
-    WriteSet,
+    BATCH_CHUNK, Block, BlockError, BlockHeader, Hash, KeyCache, PublicKey, Receipt, SignedTx,
+    TxError, VerifiedTx, WriteSet, verify_batch,
 };
 use crate::vm::{DropReason, ReplayError, StateView, Vm, VmError};
 
@@ -109,29 +109,32 @@ impl From<ReplayError> for VerifyError {
     }
 }
 
-/// Signatures checked per progress note: a chunk takes well under `execution.timeout`.
-const SIGNATURES_PER_NOTE: usize = 16;
+/// Signatures checked per progress note: one batch chunk, well under `execution.timeout`.
+const SIGNATURES_PER_NOTE: usize = BATCH_CHUNK;
 
 /// Checks every transaction's signature, spread over the engine's workers (a follower replays
-/// blocks signed long ago, so nothing checked them at admission here), noting progress as it
-/// goes. The first invalid transaction by index is the error, whatever the split, so the
+/// blocks signed long ago, so nothing checked them at admission here), in batches
+/// (`types::verify_batch`, whose decisions are exactly single verification's), noting progress
+/// as it goes. The first invalid transaction by index is the error, whatever the split, so the
 /// verdict does not depend on the worker count.
 fn verify_signatures(vm: &Vm, txs: &[SignedTx]) -> Result<Vec<VerifiedTx>, VerifyError> {
-    let check = |offset: usize, chunk: &[SignedTx]| -> Vec<Result<VerifiedTx, VerifyError>> {
-        chunk
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                if i % SIGNATURES_PER_NOTE == SIGNATURES_PER_NOTE - 1 {
-                    vm.note_progress();
-                }
-                t.clone().verify().map_err(|source| VerifyError::Tx {
-                    index: offset + i,
-                    tx: t.tx.id(),
+    let check = |offset: usize, part: &[SignedTx]| -> Vec<Result<VerifiedTx, VerifyError>> {
+        // Per thread: senders repeat within a block, and no lock is shared between threads.
+        let keys = KeyCache::new(part.len());
+        let mut out = Vec::with_capacity(part.len());
+        for (n, chunk) in part.chunks(SIGNATURES_PER_NOTE).enumerate() {
+            let start = offset + n * SIGNATURES_PER_NOTE;
+            let results = verify_batch(chunk.to_vec(), &keys);
+            out.extend(results.into_iter().enumerate().map(|(i, r)| {
+                r.map_err(|source| VerifyError::Tx {
+                    index: start + i,
+                    tx: chunk[i].tx.id(),
                     source,
                 })
-            })
-            .collect()
+            }));
+            vm.note_progress();
+        }
+        out
     };
     let workers = vm.config().workers.max(1);
     let results: Vec<Result<VerifiedTx, VerifyError>> = if workers == 1 || txs.len() < 64 {

@@ -7,6 +7,7 @@ mod bytes;
 mod codec;
 mod merkle;
 mod receipt;
+mod sig;
 mod state;
 mod tx;
 
@@ -20,6 +21,7 @@ pub use codec::{
 };
 pub use merkle::merkle_root;
 pub use receipt::{Event, Receipt, ReceiptStatus, revert_reason, trap_kind};
+pub use sig::{BATCH_CHUNK, verify_batch, verify_batch_chunked};
 pub use state::{ContractInfo, WriteSet, genesis_state_root, state_root};
 pub use tx::{
     Action, KeyCache, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN,

@@ -3,7 +3,8 @@
 //! Invariants:
 //! - A transaction's id is SHA-256 of the canonical encoding of its unsigned body (`Tx`); the
 //!   signature is Ed25519 by `sender` over the domain-tagged message `"accumen/tx/v1" || id`
-//!   (`SigDomain::Tx`), checked with `verify_strict` (no malleable or small-order signatures).
+//!   (`SigDomain::Tx`), checked under the chain's signature rule, ZIP-215 (`types/sig.rs`: the
+//!   same decision one by one or in batches).
 //! - Every signature the node makes or checks goes through `SigDomain`: a transaction signature
 //!   and a block signature are over messages that can never be equal (different tags, neither a
 //!   prefix of the other, followed by exactly 32 bytes), so a signature over a transaction id can
@@ -12,11 +13,14 @@
 //! - Shape limits (`check_shape`) are stateless and cheap; they run before any signature check so
 //!   an oversized transaction costs the node nothing.
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_consensus::VerificationKey;
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use super::bytes::{Address, Bytes, Hash, HexError, PublicKey, Signature};
 use super::codec::{DecodeError, decode_canonical, encode, hash_of, sha256, sha256_parts};
+use super::sig::verify_with;
+pub use super::sig::{KeyCache, verify_hash};
 
 /// Longest chain id, in bytes.
 pub const MAX_CHAIN_ID_LEN: usize = 64;
@@ -175,60 +179,28 @@ impl SignedTx {
     }
 
     /// Checks shape and signature; returns the transaction with its id computed once.
+    ///
+    /// Order of the checks (the same in `verify_cached` and `verify_batch`): the sender key must
+    /// decompress (`BadSender`), then the shape, then the signature (`BadSignature`).
     pub fn verify(self) -> Result<VerifiedTx, TxError> {
-        let key = VerifyingKey::from_bytes(&self.tx.sender.0).map_err(|_| TxError::BadSender)?;
+        let key = VerificationKey::try_from(self.tx.sender.0).map_err(|_| TxError::BadSender)?;
         self.verify_with_key(&key)
     }
 
     /// Like `verify`, taking the sender's decompressed key from `cache` (senders repeat, and
-    /// decompressing a public key is about a third of the cost of a verification).
+    /// decompressing a public key is a sizeable part of the cost of a verification).
     pub fn verify_cached(self, cache: &KeyCache) -> Result<VerifiedTx, TxError> {
         let key = cache.key(&self.tx.sender)?;
         self.verify_with_key(&key)
     }
 
-    fn verify_with_key(self, key: &VerifyingKey) -> Result<VerifiedTx, TxError> {
+    fn verify_with_key(self, key: &VerificationKey) -> Result<VerifiedTx, TxError> {
         self.tx.check_shape()?;
         let id = self.tx.id();
         if !verify_with(key, SigDomain::Tx, &id, &self.signature) {
             return Err(TxError::BadSignature);
         }
         Ok(VerifiedTx { id, tx: self })
-    }
-}
-
-/// Decompressed sender keys, shared by the threads that verify incoming transactions.
-///
-/// Bounded: when full it is simply emptied (a cheap, allocation-free policy that keeps the
-/// steady-state hit rate of a working set smaller than the bound).
-#[derive(Debug)]
-pub struct KeyCache {
-    keys: std::sync::Mutex<std::collections::HashMap<PublicKey, VerifyingKey>>,
-    capacity: usize,
-}
-
-impl KeyCache {
-    /// A cache of at most `capacity` keys.
-    pub fn new(capacity: usize) -> Self {
-        KeyCache {
-            keys: std::sync::Mutex::new(std::collections::HashMap::new()),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn key(&self, pk: &PublicKey) -> Result<VerifyingKey, TxError> {
-        let lock = || self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = lock().get(pk) {
-            return Ok(*k);
-        }
-        // Decompress outside the lock; an invalid key is not cached.
-        let key = VerifyingKey::from_bytes(&pk.0).map_err(|_| TxError::BadSender)?;
-        let mut keys = lock();
-        if keys.len() >= self.capacity {
-            keys.clear();
-        }
-        keys.insert(*pk, key);
-        Ok(key)
     }
 }
 
@@ -240,6 +212,11 @@ pub struct VerifiedTx {
 }
 
 impl VerifiedTx {
+    /// Only the verifiers (`SignedTx::verify*`, `sig::verify_batch`) make one from parts.
+    pub(super) fn new(id: Hash, tx: SignedTx) -> Self {
+        Self { id, tx }
+    }
+
     /// The transaction id.
     pub fn id(&self) -> Hash {
         self.id
@@ -386,22 +363,6 @@ impl SigDomain {
 const _: () = assert!(
     SigDomain::Tx.tag().len() <= MAX_TAG_LEN && SigDomain::Block.tag().len() <= MAX_TAG_LEN
 );
-
-fn verify_with(key: &VerifyingKey, domain: SigDomain, hash: &Hash, sig: &Signature) -> bool {
-    key.verify_strict(
-        domain.message(hash).as_ref(),
-        &ed25519_dalek::Signature::from_bytes(&sig.0),
-    )
-    .is_ok()
-}
-
-/// Checks an Ed25519 signature by `key` over a 32-byte hash in `domain`.
-pub fn verify_hash(domain: SigDomain, key: &PublicKey, hash: &Hash, sig: &Signature) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(&key.0) else {
-        return false;
-    };
-    verify_with(&key, domain, hash, sig)
-}
 
 #[cfg(test)]
 mod tests {
