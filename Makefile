@@ -16,6 +16,7 @@ help:
 	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
 	@echo "make run-devnet     a local L0 stand-in (devnet-l0) and a sequencer anchoring to it"
 	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
+	@echo "make stress         load test a running node: API=URL STRESS_ARGS=\"--duration 60s --rate 25000\""
 
 build:
 	$(CARGO) build --workspace
@@ -95,7 +96,10 @@ clean:
 	$(CARGO) clean
 	rm -rf bin
 
-# Load test against a running node (release build recommended): make stress API=http://127.0.0.1:8080
+# Load test against a running node (release build recommended), e.g.
+#   make stress API=http://127.0.0.1:8080 STRESS_ARGS="--duration 60s --rate 25000"
+# (flags: accumen-stress --help; RUNBOOK "Load testing").
 API ?= http://127.0.0.1:8080
+STRESS_ARGS ?=
 stress:
-	$(CARGO) run --release --bin accumen-stress -- --api $(API)
+	$(CARGO) run --release --bin accumen-stress -- --api $(API) $(STRESS_ARGS)

@@ -1,17 +1,33 @@
-//! Splitting a `POST /v1/txs` body into its elements without building them.
+//! Splitting a `POST /v1/txs` body into its elements without building them: a JSON array
+//! ([`split`]) or the binary framing ([`split_binary`], `Content-Type: application/octet-stream`).
 //!
-//! Role: find the top-level elements of a JSON array as raw slices of the body, refusing the
-//! batch the moment it has more than `max` elements. Nothing is parsed into values here: each
-//! element is only scanned (serde_json's iterative skip, linear in its bytes, no recursion), so
-//! a body of a million tiny elements costs one pass and at most `max` slice references, never a
-//! value tree many times the size of the body.
+//! Role: find the top-level elements of a batch as raw slices of the body, refusing the batch
+//! the moment it has more than `max` elements. Nothing is parsed into values here: each JSON
+//! element is only scanned (serde_json's iterative skip, linear in its bytes, no recursion), and
+//! each binary frame is only measured, so a body of a million tiny elements costs one pass and
+//! at most `max` slice references, never a value tree many times the size of the body.
+//!
+//! Binary framing (documented for clients in actors/CONTRACT_ABI.md, "Binary submission"):
+//!
+//! ```text
+//! body  = count:u32-le  frame * count
+//! frame = len:u32-le    bytes[len]      1 <= len; bytes = SignedTx::encode() (canonical postcard)
+//! ```
+//!
+//! The count comes first so an over-long batch is refused from its first four bytes, and every
+//! transaction is length-prefixed so one undecodable transaction is refused on its own (like a
+//! malformed JSON element) without losing the position of the ones after it.
 //!
 //! Invariants:
 //! - Work and memory are bounded by the body length and by `max`: element `max + 1` ends the
-//!   parse with [`BatchError::TooLong`]; whatever follows it is never looked at.
+//!   parse with [`BatchError::TooLong`] (for the binary framing: a declared count above `max`,
+//!   before any frame is looked at); whatever follows it is never looked at.
 //! - A batch of at most `max` elements gets each element back in order, as written, so the
 //!   caller can parse and refuse each one with its own reason.
-//! - Anything that is not one JSON array (trailing bytes included) is [`BatchError::Malformed`].
+//! - Anything that is not one JSON array (trailing bytes included) is [`BatchError::Malformed`];
+//!   a binary body whose framing does not add up exactly (count missing, a length running past
+//!   the end, an empty frame, bytes after the last frame) is a [`FrameError`]. Either refuses
+//!   the whole batch: nothing of it is admitted.
 
 use std::cell::Cell;
 use std::fmt;
@@ -83,6 +99,118 @@ impl<'de> DeserializeSeed<'de> for Elements<'_> {
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
+}
+
+/// The media type of the binary framing.
+pub const BINARY_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Bytes of the count and of each frame's length.
+const PREFIX: usize = 4;
+
+/// Why a binary body is not a well-framed batch (the whole batch is refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A declared count above `max`: refused before any frame is read.
+    #[error("{count} transactions declared, more than {max} in one batch")]
+    TooLong { count: u64, max: usize },
+    #[error("the body is {len} bytes: too short for the 4-byte transaction count")]
+    NoCount { len: usize },
+    #[error("transaction {index}: the body ends inside its 4-byte length")]
+    TruncatedLength { index: usize },
+    #[error("transaction {index} declares {declared} bytes but only {remaining} remain")]
+    Overrun {
+        index: usize,
+        declared: u64,
+        remaining: usize,
+    },
+    #[error("transaction {index} has length 0")]
+    Empty { index: usize },
+    #[error("{bytes} bytes after the last of the {count} declared transactions")]
+    Trailing { count: usize, bytes: usize },
+}
+
+fn read_u32(bytes: &[u8]) -> Option<u32> {
+    let b: [u8; PREFIX] = bytes.get(..PREFIX)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+/// The frames of a binary batch body, as slices of it (each the bytes of one transaction,
+/// not yet decoded).
+pub fn split_binary(body: &[u8], max: usize) -> Result<Vec<&[u8]>, FrameError> {
+    let count = read_u32(body).ok_or(FrameError::NoCount { len: body.len() })?;
+    // u32 always fits usize on the targets we build for; a failed conversion is "too many".
+    let count = match usize::try_from(count) {
+        Ok(c) if c <= max => c,
+        _ => {
+            return Err(FrameError::TooLong {
+                count: u64::from(count),
+                max,
+            });
+        }
+    };
+    let mut rest = &body[PREFIX..];
+    // Bounded by `max`, and by the body: every frame takes at least 5 bytes.
+    let mut out = Vec::with_capacity(count.min(rest.len() / (PREFIX + 1)));
+    for index in 0..count {
+        let len = read_u32(rest).ok_or(FrameError::TruncatedLength { index })?;
+        rest = &rest[PREFIX..];
+        if len == 0 {
+            return Err(FrameError::Empty { index });
+        }
+        let frame = usize::try_from(len)
+            .ok()
+            .and_then(|n| rest.get(..n))
+            .ok_or(FrameError::Overrun {
+                index,
+                declared: u64::from(len),
+                remaining: rest.len(),
+            })?;
+        rest = &rest[frame.len()..];
+        out.push(frame);
+    }
+    if !rest.is_empty() {
+        return Err(FrameError::Trailing {
+            count,
+            bytes: rest.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// A transaction too large for a frame's 4-byte length (no chain transaction comes close:
+/// they are at most `MAX_TX_BYTES`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transaction {index} encodes to {len} bytes, more than a frame can carry")]
+pub struct FrameTooLarge {
+    pub index: usize,
+    pub len: usize,
+}
+
+/// Frames already-encoded transactions (`SignedTx::encode()` each) into one binary batch body.
+pub fn frame_encoded<T: AsRef<[u8]>>(encoded: &[T]) -> Result<Vec<u8>, FrameTooLarge> {
+    let count = u32::try_from(encoded.len()).map_err(|_| FrameTooLarge {
+        index: encoded.len(),
+        len: 0,
+    })?;
+    let total: usize = encoded.iter().map(|e| e.as_ref().len() + PREFIX).sum();
+    let mut out = Vec::with_capacity(PREFIX + total);
+    out.extend_from_slice(&count.to_le_bytes());
+    for (index, e) in encoded.iter().enumerate() {
+        let e = e.as_ref();
+        let len = u32::try_from(e.len()).map_err(|_| FrameTooLarge {
+            index,
+            len: e.len(),
+        })?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+/// The binary batch body of `txs`, in order.
+pub fn encode_binary(txs: &[accumen_actors::types::SignedTx]) -> Result<Vec<u8>, FrameTooLarge> {
+    let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encode()).collect();
+    frame_encoded(&encoded)
 }
 
 #[cfg(test)]
@@ -167,5 +295,144 @@ mod tests {
             split(unclosed.as_bytes(), 1),
             Err(BatchError::Malformed(_))
         ));
+    }
+
+    fn framed(frames: &[&[u8]]) -> Vec<u8> {
+        frame_encoded(frames).unwrap()
+    }
+
+    #[test]
+    fn binary_frames_come_back_as_written_in_order() {
+        let body = framed(&[b"abc", b"d", &[0; 300]]);
+        let frames = split_binary(&body, 3).unwrap();
+        assert_eq!(frames, [&b"abc"[..], b"d", &[0; 300]]);
+        // The layout is the documented one: count, then length-prefixed frames, little endian.
+        assert_eq!(&body[..11], &[3, 0, 0, 0, 3, 0, 0, 0, b'a', b'b', b'c']);
+        // An empty batch is a count of 0 and nothing else (like `[]`).
+        assert!(split_binary(&[0, 0, 0, 0], 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn binary_count_over_max_is_refused_before_any_frame() {
+        assert_eq!(split_binary(&framed(&[b"a", b"b"]), 2).unwrap().len(), 2);
+        assert_eq!(
+            split_binary(&framed(&[b"a", b"b", b"c"]), 2),
+            Err(FrameError::TooLong { count: 3, max: 2 })
+        );
+        // A huge declared count with nothing behind it: refused from the first 4 bytes, no
+        // allocation proportional to the claim.
+        assert_eq!(
+            split_binary(&u32::MAX.to_le_bytes(), 10_000),
+            Err(FrameError::TooLong {
+                count: u64::from(u32::MAX),
+                max: 10_000
+            })
+        );
+        // Within max but more than the body could hold: the first missing frame is reported.
+        let mut body = 9_000u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&framed(&[b"x"])[4..]);
+        assert_eq!(
+            split_binary(&body, 10_000),
+            Err(FrameError::TruncatedLength { index: 1 })
+        );
+    }
+
+    #[test]
+    fn binary_bad_framing_is_refused_with_its_position() {
+        assert_eq!(split_binary(b"", 5), Err(FrameError::NoCount { len: 0 }));
+        assert_eq!(
+            split_binary(&[1, 0, 0], 5),
+            Err(FrameError::NoCount { len: 3 })
+        );
+        // Count says 2, only one frame.
+        let mut body = framed(&[b"ab"]);
+        body[0] = 2;
+        assert_eq!(
+            split_binary(&body, 5),
+            Err(FrameError::TruncatedLength { index: 1 })
+        );
+        // A length cut short.
+        let mut body = framed(&[b"ab"]);
+        body[0] = 2;
+        body.extend_from_slice(&[7, 0]);
+        assert_eq!(
+            split_binary(&body, 5),
+            Err(FrameError::TruncatedLength { index: 1 })
+        );
+        // A declared length past the end of the body (truncated frame, or a lie).
+        let mut body = framed(&[b"abcdef"]);
+        body.truncate(body.len() - 2);
+        assert_eq!(
+            split_binary(&body, 5),
+            Err(FrameError::Overrun {
+                index: 0,
+                declared: 6,
+                remaining: 4
+            })
+        );
+        let mut body = framed(&[b"a", b"b"]);
+        body[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            split_binary(&body, 5),
+            Err(FrameError::Overrun {
+                index: 1,
+                declared: u64::from(u32::MAX),
+                remaining: 1
+            })
+        );
+        // A zero-length frame.
+        let body = framed(&[b"a", b"", b"c"]);
+        assert_eq!(split_binary(&body, 5), Err(FrameError::Empty { index: 1 }));
+        // Bytes after the last declared frame.
+        let mut body = framed(&[b"a", b"b"]);
+        body.push(0);
+        assert_eq!(
+            split_binary(&body, 5),
+            Err(FrameError::Trailing { count: 2, bytes: 1 })
+        );
+        let mut body = framed(&[]);
+        body.extend_from_slice(&framed(&[b"a"]));
+        assert_eq!(
+            split_binary(&body, 5),
+            Err(FrameError::Trailing { count: 0, bytes: 9 })
+        );
+    }
+
+    #[test]
+    fn binary_round_trips_signed_transactions() {
+        use accumen_actors::testkit::Signer;
+        use accumen_actors::types::{Address, SignedTx};
+        let mut s = Signer::new(5);
+        let txs: Vec<SignedTx> = (0..4)
+            .map(|_| s.call(Address([1; 32]), "increment", &[7; 33]))
+            .collect();
+        let body = encode_binary(&txs).unwrap();
+        let back: Vec<SignedTx> = split_binary(&body, 4)
+            .unwrap()
+            .into_iter()
+            .map(|f| SignedTx::decode(f).unwrap())
+            .collect();
+        assert_eq!(back, txs);
+    }
+
+    #[test]
+    fn binary_split_never_panics_on_arbitrary_bytes() {
+        // Every prefix of a valid body, and every single-byte corruption of it, gives an answer
+        // (Ok or a FrameError), never a panic or an out-of-bounds slice.
+        let body = framed(&[b"abc", b"de", b"f"]);
+        for cut in 0..body.len() {
+            let r = split_binary(&body[..cut], 10);
+            assert!(r.is_err(), "prefix {cut}");
+        }
+        for i in 0..body.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut b = body.clone();
+                b[i] = v;
+                if let Ok(frames) = split_binary(&b, 10) {
+                    let total: usize = frames.iter().map(|f| f.len() + 4).sum();
+                    assert_eq!(total + 4, b.len());
+                }
+            }
+        }
     }
 }

@@ -248,13 +248,68 @@ async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash
         .map_err(|e| ApiError::unavailable("mempool_unavailable", format!("mempool: {e}")))
 }
 
+/// How a transaction body is encoded, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `application/json` (or any `+json` type), or no `Content-Type` at all (as before the
+    /// binary format existed, so existing clients keep working).
+    Json,
+    /// `application/octet-stream`: canonical binary (`SignedTx::encode`); for `/v1/txs` in the
+    /// framing of `batch::split_binary`.
+    Binary,
+}
+
+/// The body format a transaction request declares, or 415 `unsupported_media_type`.
+fn body_format(req: &actix_web::HttpRequest) -> ApiResult<Format> {
+    let Some(value) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else {
+        return Ok(Format::Json);
+    };
+    let unsupported = |shown: &str| {
+        ApiError::new(
+            415,
+            "unsupported_media_type",
+            brief(format!(
+                "Content-Type {shown:?} is not supported here: send application/json (a JSON \
+                 transaction or array) or {} (canonical binary transactions)",
+                batch::BINARY_CONTENT_TYPE
+            )),
+        )
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| unsupported("(not visible ASCII)"))?;
+    // Parameters (`; charset=utf-8`) do not change the format; media types are case-insensitive.
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Format::Json),
+        t if t.starts_with("application/") && t.ends_with("+json") => Ok(Format::Json),
+        t if t == batch::BINARY_CONTENT_TYPE => Ok(Format::Binary),
+        _ => Err(unsupported(text)),
+    }
+}
+
+fn malformed_tx(what: &str, e: &TxError) -> ApiError {
+    ApiError::bad_request("malformed_tx", brief(format!("{what}: {e}")))
+}
+
 pub async fn submit_tx(
     state: State,
+    req: actix_web::HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> ApiResult<HttpResponse> {
     let body = body::accept(&state, body)?;
+    let format = body_format(&req)?;
     check_accepting(&state)?;
-    let tx: SignedTx = parse_json(&body)?;
+    let tx: SignedTx = match format {
+        Format::Json => parse_json(&body)?,
+        // One transaction's canonical bytes, unframed (the batch framing is for /v1/txs).
+        Format::Binary => SignedTx::decode(&body).map_err(|e| malformed_tx("request body", &e))?,
+    };
     let verified = verify_all(&state, vec![tx])
         .await?
         .pop()
@@ -273,26 +328,41 @@ pub async fn submit_txs(
     body: Result<web::Bytes, actix_web::Error>,
 ) -> ApiResult<HttpResponse> {
     let body = body::accept(&state, body)?;
+    let format = body_format(&req)?;
     check_accepting(&state)?;
     let max = state.settings.api.max_batch;
-    // Counted while parsing: element max + 1 ends the parse, so an over-long batch costs one
-    // scan of at most the body, never a value per element.
-    let items = match batch::split(&body, max) {
-        Ok(items) => items,
-        Err(batch::BatchError::TooLong { max }) => {
-            return Err(refuse(
-                &state,
-                413,
-                "batch_too_large",
-                format!("more than {max} transactions in one batch (api.max_batch)"),
-            ));
-        }
-        Err(batch::BatchError::Malformed(e)) => {
-            return Err(ApiError::bad_request(
-                "malformed_json",
-                brief(format!("request body: {e}")),
-            ));
-        }
+    let too_long = |max: usize| {
+        refuse(
+            &state,
+            413,
+            "batch_too_large",
+            format!("more than {max} transactions in one batch (api.max_batch)"),
+        )
+    };
+    // Counted while parsing: element max + 1 ends the parse (for the binary framing, a count
+    // above max is refused from the first 4 bytes), so an over-long batch costs one scan of at
+    // most the body, never a value per element.
+    let items = match format {
+        Format::Json => match batch::split(&body, max) {
+            Ok(items) => Items::Json(items),
+            Err(batch::BatchError::TooLong { max }) => return Err(too_long(max)),
+            Err(batch::BatchError::Malformed(e)) => {
+                return Err(ApiError::bad_request(
+                    "malformed_json",
+                    brief(format!("request body: {e}")),
+                ));
+            }
+        },
+        Format::Binary => match batch::split_binary(&body, max) {
+            Ok(frames) => Items::Binary(frames),
+            Err(batch::FrameError::TooLong { max, .. }) => return Err(too_long(max)),
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    "malformed_batch",
+                    format!("binary batch body: {e}"),
+                ));
+            }
+        },
     };
     // The answer grows with the element count, not the body (`[{},{},…]` is 3 bytes an
     // element, its answer a hundred): charge it now, before anything has an effect, so a
@@ -307,15 +377,13 @@ pub async fn submit_txs(
     let mut results: Vec<ElementResult> = Vec::with_capacity(items.len());
     results.resize_with(items.len(), ElementResult::default);
     let mut parsed = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        match serde_json::from_str::<SignedTx>(item.get()) {
+    for (i, tx) in items.parse().into_iter().enumerate() {
+        match tx {
             Ok(tx) => parsed.push((i, tx)),
-            Err(e) => {
-                let err = ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"));
-                results[i] = ElementResult::rejected(None, err);
-            }
+            Err(err) => results[i] = ElementResult::rejected(None, err),
         }
     }
+    drop(items);
     let (positions, txs): (Vec<usize>, Vec<SignedTx>) = parsed.into_iter().unzip();
     let ids: Vec<Hash> = txs.iter().map(|t| t.tx.id()).collect();
     let verified = verify_all(&state, txs).await?;
@@ -357,6 +425,45 @@ pub async fn submit_txs(
             bytes: bytes.into(),
             _held: answer_held,
         }))
+}
+
+/// The elements of a batch body, split but not yet parsed.
+enum Items<'a> {
+    Json(Vec<&'a serde_json::value::RawValue>),
+    Binary(Vec<&'a [u8]>),
+}
+
+impl Items<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Items::Json(v) => v.len(),
+            Items::Binary(v) => v.len(),
+        }
+    }
+
+    /// Each element parsed on its own: a malformed one gets its own reason (`malformed_json`,
+    /// or `malformed_tx` for binary bytes that are not one canonical transaction).
+    fn parse(&self) -> Vec<ApiResult<SignedTx>> {
+        match self {
+            Items::Json(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    serde_json::from_str::<SignedTx>(item.get()).map_err(|e| {
+                        ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"))
+                    })
+                })
+                .collect(),
+            Items::Binary(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, frame)| {
+                    SignedTx::decode(frame)
+                        .map_err(|e| malformed_tx(&format!("transaction {i}"), &e))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One element of a `POST /v1/txs` answer. Serialized straight from this struct: a JSON `Value`

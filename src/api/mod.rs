@@ -34,7 +34,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backup;
-mod batch;
+pub mod batch;
 mod body;
 mod budget;
 mod conn;

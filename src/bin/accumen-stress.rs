@@ -1,28 +1,72 @@
 //! `accumen-stress`: an end-to-end load generator for a running sequencer.
 //!
-//! It deploys `--contracts` counters, pre-signs `--txs` counter `increment` calls spread over
-//! `--senders` keys (signing is kept out of the measured window), then posts them in batches of
-//! `--batch` to `POST /v1/txs` from `--connections` threads at up to `--rate` transactions per
-//! second (0 = as fast as the node accepts). A watcher polls new blocks and records when each
-//! transaction was seen committed. It prints one JSON report: committed transactions per second
-//! over the run, submit-to-commit latency percentiles, and rejections by code.
+//! It deploys `--contracts` counters, then pre-signs the calls (counter `increment`, carrying
+//! `--payload-bytes` of args, which the counter ignores) from `--senders` keys, on every core,
+//! and encodes the request bodies (`--format binary`: the framing of `POST /v1/txs` with
+//! `application/octet-stream`; `--format json`: a JSON array) before the measured window. It
+//! then posts them in batches of `--batch` from `--connections` threads, open loop at `--rate`
+//! transactions per second (0 = as fast as the node answers), until `--txs` are sent or
+//! `--duration` has passed, and waits up to `--deadline` for the accepted ones to commit.
 //!
-//! Only for loopback or your own test hosts: the request loops are bounded by `--txs` and by
-//! `--deadline`, and the tool stops by itself.
+//! Commits are seen by one watcher that long-polls `GET /v1/sync/blocks` (several blocks per
+//! request, answered the moment a block commits), so watching costs a few requests a second
+//! whatever the transaction rate, and each transaction's submit-to-commit latency is the time
+//! from the start of its batch's request to the watcher receiving its block. Every second a
+//! progress line goes to stderr (offered, accepted, committed, p50/p99 so far, errors); at the
+//! end a summary goes to stdout, human-readable or, with `--json`, one JSON object:
+//! `committed_tps`, `p50_ms`, `p95_ms`, `p99_ms`, `max_ms`, `errors` (refused transactions by
+//! error code, whole failed requests by their code or `http_<status>`, `transport`), the counts
+//! `offered` >= `accepted` >= `committed`, the timings, `client_cpu_seconds` (this tool's own
+//! CPU during the run, so its share of a shared machine is known) and the `config`.
+//!
+//! Only for loopback or your own test hosts: the request loops are bounded by `--txs`,
+//! `--duration` and `--deadline`, and the tool stops by itself. It shares the machine with the
+//! node when run locally: its own CPU (signing before the window; encoding nothing during it)
+//! is kept out of the measured window as far as it can be.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use accumen::api::batch::frame_encoded;
 use accumen::client::HttpClient;
-use accumen_actors::types::{Action, Address, Bytes, Keypair, SignedTx, Tx};
+use accumen_actors::chain::sync::parse_batch;
+use accumen_actors::types::{Action, Address, Bytes, Hash, Keypair, MAX_ARGS_LEN, SignedTx, Tx};
+use accumen_actors::vm::gas::TX_ARGS_BYTE;
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
-/// Gas each counter call declares (`MAX_BLOCK_GAS` / 25,000 = 20,000 calls a block).
+/// Gas each counter call declares before its args (`MAX_BLOCK_GAS` / 25,000 = 20,000 calls a
+/// block). An increment uses about 14,600; the block gas limit counts what a transaction
+/// declares, so declaring close to it packs the most calls a block.
 const CALL_GAS: u64 = 25_000;
+/// Blocks asked for per watcher request.
+const WATCH_BLOCKS: u32 = 64;
+/// How long one watcher request may wait for the next block.
+const WATCH_WAIT_MS: u64 = 1_000;
+/// Latency histogram for the progress line: 1 ms buckets up to this (the last catches more).
+const HIST_MS: usize = 60_000;
+/// Transactions a second pre-signed for `--duration` without `--rate` or `--txs`.
+const UNTHROTTLED_PER_SEC: u64 = 30_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// `application/octet-stream`: the canonical binary framing.
+    Binary,
+    /// `application/json`: a JSON array of transactions.
+    Json,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Binary => "binary",
+            Format::Json => "json",
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,27 +77,70 @@ struct Args {
     /// The node's API.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     api: String,
-    /// Transactions to send in total.
-    #[arg(long, default_value_t = 50_000)]
-    txs: usize,
-    /// Distinct sender keys.
-    #[arg(long, default_value_t = 500)]
-    senders: usize,
-    /// Counter contracts the calls are spread over (parallel execution groups).
-    #[arg(long, default_value_t = 8)]
-    contracts: usize,
-    /// Transactions per POST /v1/txs.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
-    /// Concurrent HTTP connections.
-    #[arg(long, default_value_t = 2)]
-    connections: usize,
-    /// Target submit rate in transactions per second (0 = unthrottled).
+    /// Transactions to send in total [default: --rate × --duration with both, 30,000 a second
+    /// of --duration without --rate, else 50,000].
+    #[arg(long)]
+    txs: Option<u64>,
+    /// Stop sending after this long (e.g. 60s), even if transactions are left.
+    #[arg(long)]
+    duration: Option<humantime::Duration>,
+    /// Target submit rate in transactions per second (0 = as fast as the node answers).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Give up waiting for commits after this long.
-    #[arg(long, default_value = "120s")]
+    /// Distinct sender keys (each has its own nonce sequence).
+    #[arg(long, default_value_t = 500)]
+    senders: u64,
+    /// Counter contracts the calls are spread over (parallel execution groups).
+    #[arg(long, default_value_t = 8)]
+    contracts: u64,
+    /// Bytes of args each call carries (the counter ignores them; they cost gas and bytes).
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
+    /// Request body format.
+    #[arg(long, value_enum, default_value_t = Format::Binary)]
+    format: Format,
+    /// Transactions per POST /v1/txs.
+    #[arg(long, default_value_t = 500)]
+    batch: u64,
+    /// Concurrent HTTP connections sending.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// After sending, wait at most this long for accepted transactions to commit.
+    #[arg(long, default_value = "60s")]
     deadline: humantime::Duration,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Args {
+    fn total_txs(&self) -> u64 {
+        match (self.txs, self.duration) {
+            (Some(n), _) => n,
+            (None, Some(d)) if self.rate > 0 => (self.rate as f64 * d.as_secs_f64()).ceil() as u64,
+            (None, Some(d)) => UNTHROTTLED_PER_SEC * d.as_secs().max(1),
+            (None, None) => 50_000,
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.senders == 0 || self.contracts == 0 || self.batch == 0 || self.connections == 0 {
+            bail!("--senders, --contracts, --batch and --connections must be at least 1");
+        }
+        if self.payload_bytes > MAX_ARGS_LEN {
+            bail!(
+                "--payload-bytes {} is more than a call's args may be ({MAX_ARGS_LEN})",
+                self.payload_bytes
+            );
+        }
+        if self.total_txs() == 0 {
+            bail!("nothing to send: --txs (or --rate × --duration) must be at least 1");
+        }
+        if self.total_txs() > u64::from(u32::MAX) {
+            bail!("at most {} transactions per run", u32::MAX);
+        }
+        Ok(())
+    }
 }
 
 fn counter_wasm() -> anyhow::Result<Vec<u8>> {
@@ -63,255 +150,595 @@ fn counter_wasm() -> anyhow::Result<Vec<u8>> {
     ))?)
 }
 
+/// What a lock guards here is counters: a panicked holder leaves them usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The pre-signed run: request bodies, and the id of every transaction in send order.
+struct Plan {
+    /// One encoded request body per batch; batch `k` holds transactions `k*batch..`.
+    bodies: Vec<Vec<u8>>,
+    ids: Vec<Hash>,
+    sign_seconds: f64,
+    threads: usize,
+}
+
+/// Latencies in 1 ms buckets, for the progress line's percentiles.
+struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: vec![0; HIST_MS + 1],
+            count: 0,
+        }
+    }
+
+    fn record(&mut self, ms: f64) {
+        let i = (ms.max(0.0) as usize).min(HIST_MS);
+        self.buckets[i] += 1;
+        self.count += 1;
+    }
+
+    /// The upper edge of the bucket holding quantile `q` (0 with no samples).
+    fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let want = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return i as u64 + 1;
+            }
+        }
+        HIST_MS as u64
+    }
+}
+
+/// Everything the sender threads, the watcher and the progress line share.
+struct Run {
+    started: Instant,
+    batch: usize,
+    total: usize,
+    /// Transaction id -> its position in send order.
+    index: HashMap<Hash, u32>,
+    /// Per batch: nanoseconds from `started` to the start of its request, plus 1 (0 = unsent).
+    sent_ns: Vec<AtomicU64>,
+    /// Per transaction: the node accepted it.
+    accepted: Vec<AtomicBool>,
+    /// Per transaction: nanoseconds from `started` to seeing it committed, plus 1 (0 = not yet).
+    committed_ns: Vec<AtomicU64>,
+    offered: AtomicU64,
+    accepted_n: AtomicU64,
+    committed_n: AtomicU64,
+    blocks: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+    hist: Mutex<Histogram>,
+    next_batch: AtomicUsize,
+    /// Sending is over (all sent, or --duration passed).
+    sending_done: AtomicBool,
+    /// The run is over: the watcher and the progress line stop.
+    done: AtomicBool,
+}
+
+impl Run {
+    fn since_start_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64 + 1
+    }
+
+    fn error(&self, kind: &str, n: u64) {
+        *lock(&self.errors).entry(kind.to_string()).or_default() += n;
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    args.check()?;
     let client = HttpClient::new(&args.api)?;
-    let (_, chain) = client.get("/v1/chain")?;
+    let (status, chain) = client.get("/v1/chain")?;
+    if status != 200 {
+        bail!("GET /v1/chain answered {status}: {chain}");
+    }
     let chain_id = chain["chain_id"]
         .as_str()
         .context("GET /v1/chain has no chain_id: is this an Accumen node?")?
         .to_string();
 
-    // Deploy the counters and wait for them.
-    let deployer = Keypair::generate()?;
-    let code = counter_wasm()?;
-    let mut contracts = Vec::new();
-    let mut deploys = Vec::new();
-    for nonce in 0..args.contracts as u64 {
-        let tx = deployer.sign(Tx {
-            chain_id: chain_id.clone(),
-            sender: deployer.public(),
-            nonce,
-            gas_limit: 50_000_000,
-            priority: 0,
-            expiry: None,
-            action: Action::Deploy {
-                code: Bytes(code.clone()),
-            },
-        });
-        contracts.push(tx.tx.target());
-        deploys.push(tx);
-    }
-    let (code_, v) = client.post("/v1/txs", &json!(deploys))?;
-    if code_ != 200 || v["accepted"] != json!(deploys.len()) {
-        bail!("deploys were not accepted: {code_} {v}");
-    }
-    let last = deploys
-        .last()
-        .map(|t| t.tx.id().to_hex())
-        .unwrap_or_default();
-    wait_included(&client, &last, Duration::from_secs(60))?;
+    let contracts = deploy_counters(&client, &chain_id, args.contracts)?;
     eprintln!("deployed {} counters", contracts.len());
 
-    let batches = presign(&args, &chain_id, &contracts)?;
+    let plan = presign(&args, &chain_id, &contracts)?;
     eprintln!(
-        "signed {} transactions in {} batches",
-        args.txs,
-        batches.len()
+        "signed and encoded {} transactions ({} requests of up to {}, {}) in {:.1}s on {} threads",
+        plan.ids.len(),
+        plan.bodies.len(),
+        args.batch,
+        args.format.name(),
+        plan.sign_seconds,
+        plan.threads
     );
 
     let start_height = client.get("/stats")?.1["block_height"]
         .as_u64()
-        .unwrap_or(0);
-    let submitted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let rejected: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let done = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
+        .context("GET /stats has no block_height")?;
+    let total = plan.ids.len();
+    let index: HashMap<Hash, u32> = plan
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
+    let cpu_at_start = process_cpu_seconds();
+    let run = Arc::new(Run {
+        started: Instant::now(),
+        batch: args.batch as usize,
+        total,
+        index,
+        sent_ns: plan.bodies.iter().map(|_| AtomicU64::new(0)).collect(),
+        accepted: (0..total).map(|_| AtomicBool::new(false)).collect(),
+        committed_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        offered: AtomicU64::new(0),
+        accepted_n: AtomicU64::new(0),
+        committed_n: AtomicU64::new(0),
+        blocks: AtomicU64::new(0),
+        errors: Mutex::new(BTreeMap::new()),
+        hist: Mutex::new(Histogram::new()),
+        next_batch: AtomicUsize::new(0),
+        sending_done: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+    });
+    let bodies = Arc::new(plan.bodies);
 
     let watcher = {
-        let (client, committed, done) =
-            (HttpClient::new(&args.api)?, committed.clone(), done.clone());
-        std::thread::spawn(move || watch_blocks(&client, start_height, &committed, &done))
+        let (client, run) = (HttpClient::new(&args.api)?, run.clone());
+        std::thread::spawn(move || watch_blocks(&client, start_height + 1, &run))
+    };
+    let progress = {
+        let run = run.clone();
+        std::thread::spawn(move || progress(&run))
     };
 
-    let started = Instant::now();
-    let queue = Arc::new(Mutex::new(
-        batches.into_iter().enumerate().collect::<Vec<_>>(),
-    ));
-    queue
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .reverse();
-    let mut workers = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let (queue, submitted, rejected, sent) = (
-            queue.clone(),
-            submitted.clone(),
-            rejected.clone(),
-            sent.clone(),
-        );
+    let mut senders = Vec::new();
+    for _ in 0..args.connections {
+        let (run, bodies) = (run.clone(), bodies.clone());
         let client = HttpClient::new(&args.api)?;
-        let rate = args.rate;
-        workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            loop {
-                let Some((_, batch)) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop()
-                else {
-                    return Ok(());
-                };
-                if rate > 0 {
-                    // Open loop: hold back until the schedule allows this batch.
-                    let due =
-                        Duration::from_secs_f64(sent.load(Ordering::Relaxed) as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-                let body = json!(batch);
-                let at = Instant::now();
-                let (code, v) = client.post("/v1/txs", &body)?;
-                sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if code != 200 {
-                    bail!("POST /v1/txs answered {code}: {v}");
-                }
-                let results = v["results"].as_array().cloned().unwrap_or_default();
-                let mut sub = submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                let mut rej = rejected.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                for r in results {
-                    if r["accepted"] == json!(true) {
-                        if let Some(h) = r["tx_hash"].as_str() {
-                            sub.insert(h.to_string(), at);
-                        }
-                    } else {
-                        let code = r["error"]["code"].as_str().unwrap_or("unknown").to_string();
-                        *rej.entry(code).or_default() += 1;
-                    }
-                }
-            }
+        let (rate, duration, format) = (args.rate, args.duration.map(Into::into), args.format);
+        senders.push(std::thread::spawn(move || {
+            send(&client, &run, &bodies, rate, duration, format)
         }));
     }
-    for w in workers {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    for s in senders {
+        if s.join().is_err() {
+            bail!("a sender thread panicked");
+        }
     }
-    let submit_secs = started.elapsed().as_secs_f64();
-    let accepted = submitted
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .len();
-    eprintln!("submitted in {submit_secs:.2}s ({accepted} accepted); waiting for commits");
+    run.sending_done.store(true, Ordering::Relaxed);
+    let send_seconds = run.started.elapsed().as_secs_f64();
+    eprintln!(
+        "sent for {send_seconds:.2}s: {} offered, {} accepted; waiting up to {} for commits",
+        run.offered.load(Ordering::Relaxed),
+        run.accepted_n.load(Ordering::Relaxed),
+        args.deadline
+    );
 
+    // Drain: until every accepted transaction is seen committed, or the deadline.
     let deadline = Instant::now() + *args.deadline;
-    loop {
-        let n = committed
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .len();
-        if n >= accepted || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    while Instant::now() < deadline && !all_committed(&run) {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    done.store(true, Ordering::Relaxed);
-    let blocks = watcher.join().unwrap_or(0);
+    run.done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let _ = progress.join();
 
-    let sub = submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let com = committed.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let mut latencies: Vec<f64> = sub
-        .iter()
-        .filter_map(|(h, at)| {
-            com.get(h)
-                .map(|c| c.duration_since(*at).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let last_commit = sub
-        .keys()
-        .filter_map(|h| com.get(h))
-        .max()
-        .map(|c| c.duration_since(started).as_secs_f64())
-        .unwrap_or(0.0);
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[i]
-    };
-    let report = json!({
-        "sent": args.txs,
-        "accepted": accepted,
-        "committed": latencies.len(),
-        "rejected": *rejected.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
-        "submit_seconds": submit_secs,
-        "run_seconds": last_commit,
-        "committed_tps": if last_commit > 0.0 { latencies.len() as f64 / last_commit } else { 0.0 },
-        "submit_to_commit_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0)},
-        "blocks": blocks,
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let client_cpu = cpu_at_start
+        .zip(process_cpu_seconds())
+        .map(|(a, b)| round2(b - a));
+    let mut summary = summarize(&args, &run, send_seconds, plan.sign_seconds, plan.threads);
+    // The tool's own CPU from the first request to the end of the drain (signing excluded).
+    summary["client_cpu_seconds"] = json!(client_cpu);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_human(&summary);
+    }
     Ok(())
 }
 
-/// Signs every call up front, on all cores; each batch keeps every sender's nonces in order.
-fn presign(
-    args: &Args,
-    chain_id: &str,
-    contracts: &[Address],
-) -> anyhow::Result<Vec<Vec<SignedTx>>> {
-    let keys: Vec<Keypair> = (0..args.senders.max(1))
-        .map(|_| Keypair::generate())
-        .collect::<Result<_, _>>()?;
-    let per_sender = args.txs.div_ceil(keys.len());
+/// Every accepted transaction has been seen in a block.
+fn all_committed(run: &Run) -> bool {
+    (0..run.total).all(|i| {
+        !run.accepted[i].load(Ordering::Relaxed) || run.committed_ns[i].load(Ordering::Relaxed) > 0
+    })
+}
+
+/// Deploys `n` counters from a fresh key and waits until the last is included.
+fn deploy_counters(client: &HttpClient, chain_id: &str, n: u64) -> anyhow::Result<Vec<Address>> {
+    let deployer = Keypair::generate()?;
+    let code = counter_wasm()?;
+    let deploys: Vec<SignedTx> = (0..n)
+        .map(|nonce| {
+            deployer.sign(Tx {
+                chain_id: chain_id.to_string(),
+                sender: deployer.public(),
+                nonce,
+                gas_limit: 50_000_000,
+                priority: 0,
+                expiry: None,
+                action: Action::Deploy {
+                    code: Bytes(code.clone()),
+                },
+            })
+        })
+        .collect();
+    let (status, v) = client.post("/v1/txs", &json!(deploys))?;
+    if status != 200 || v["accepted"] != json!(deploys.len()) {
+        bail!("deploys were not accepted: {status} {v}");
+    }
+    if let Some(last) = deploys.last() {
+        wait_included(client, &last.tx.id().to_hex(), Duration::from_secs(60))?;
+    }
+    Ok(deploys.iter().map(|t| t.tx.target()).collect())
+}
+
+/// Signs every call up front on all cores, and encodes each batch's request body.
+///
+/// Transaction `g` (in send order) is sender `g % senders`'s call number `g / senders`, so each
+/// sender's nonces are sent in order, a batch holds each sender at most once per `senders`
+/// transactions, and the senders' calls spread over the contracts (`sender % contracts`).
+fn presign(args: &Args, chain_id: &str, contracts: &[Address]) -> anyhow::Result<Plan> {
+    let t0 = Instant::now();
+    let total = args.total_txs() as usize;
+    let batch = args.batch as usize;
+    let senders = args.senders as usize;
+    let keys: Arc<Vec<Keypair>> = Arc::new(
+        (0..senders)
+            .map(|_| Keypair::generate())
+            .collect::<Result<_, _>>()?,
+    );
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let chunks: Vec<Vec<(usize, Keypair)>> = {
-        let mut c: Vec<Vec<(usize, Keypair)>> = (0..threads).map(|_| Vec::new()).collect();
-        for (i, k) in keys.into_iter().enumerate() {
-            c[i % threads].push((i, k));
-        }
-        c
-    };
+    let batches = total.div_ceil(batch);
+    // Whole batches per thread, so each thread encodes the bodies of what it signed.
+    let per_thread = batches.div_ceil(threads).max(1);
+    let gas_limit = CALL_GAS + TX_ARGS_BYTE * args.payload_bytes as u64;
+    let args_bytes = Bytes(vec![0xa5; args.payload_bytes]);
     let mut handles = Vec::new();
-    for chunk in chunks {
-        let chain_id = chain_id.to_string();
-        let contracts = contracts.to_vec();
-        let total = args.txs;
-        let senders = args.senders.max(1);
-        handles.push(std::thread::spawn(move || {
-            let mut out = Vec::new();
-            for (i, key) in chunk {
-                for nonce in 0..per_sender as u64 {
-                    // Sender i's n-th call is transaction number n * senders + i overall.
-                    let global = nonce as usize * senders + i;
-                    if global >= total {
-                        break;
-                    }
-                    let tx = key.sign(Tx {
-                        chain_id: chain_id.clone(),
-                        sender: key.public(),
-                        nonce,
-                        // An increment uses ~14,600 gas; the block gas limit counts what a
-                        // transaction declares, so declaring close to it packs 20,000 a block.
-                        gas_limit: CALL_GAS,
-                        priority: 0,
-                        expiry: None,
-                        action: Action::Call {
-                            contract: contracts[i % contracts.len()],
-                            entry: "increment".into(),
-                            args: Bytes::default(),
-                        },
+    for t in 0..threads {
+        let first_batch = t * per_thread;
+        let last_batch = ((t + 1) * per_thread).min(batches);
+        if first_batch >= last_batch {
+            break;
+        }
+        let (keys, contracts, chain_id, args_bytes) = (
+            keys.clone(),
+            contracts.to_vec(),
+            chain_id.to_string(),
+            args_bytes.clone(),
+        );
+        let format = args.format;
+        handles.push(std::thread::spawn(
+            move || -> anyhow::Result<(Vec<Vec<u8>>, Vec<Hash>)> {
+                let mut bodies = Vec::with_capacity(last_batch - first_batch);
+                let mut ids = Vec::new();
+                for k in first_batch..last_batch {
+                    let txs: Vec<SignedTx> = (k * batch..((k + 1) * batch).min(total))
+                        .map(|g| {
+                            let sender = g % senders;
+                            let key = &keys[sender];
+                            key.sign(Tx {
+                                chain_id: chain_id.clone(),
+                                sender: key.public(),
+                                nonce: (g / senders) as u64,
+                                gas_limit,
+                                priority: 0,
+                                expiry: None,
+                                action: Action::Call {
+                                    contract: contracts[sender % contracts.len()],
+                                    entry: "increment".into(),
+                                    args: args_bytes.clone(),
+                                },
+                            })
+                        })
+                        .collect();
+                    ids.extend(txs.iter().map(|t| t.tx.id()));
+                    bodies.push(match format {
+                        Format::Binary => {
+                            let encoded: Vec<Vec<u8>> = txs.iter().map(SignedTx::encode).collect();
+                            frame_encoded(&encoded)?
+                        }
+                        Format::Json => serde_json::to_vec(&txs)?,
                     });
-                    out.push((global, tx));
+                }
+                Ok((bodies, ids))
+            },
+        ));
+    }
+    let mut bodies = Vec::with_capacity(batches);
+    let mut ids = Vec::with_capacity(total);
+    for h in handles {
+        let (b, i) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("signing thread panicked"))??;
+        bodies.extend(b);
+        ids.extend(i);
+    }
+    Ok(Plan {
+        bodies,
+        ids,
+        sign_seconds: t0.elapsed().as_secs_f64(),
+        threads,
+    })
+}
+
+/// One sender connection: takes the next batch, waits for its slot in the schedule (open loop:
+/// batch `k` is due at `k × batch / rate` seconds, however the earlier ones went), posts it
+/// and records what the node said about each transaction.
+fn send(
+    client: &HttpClient,
+    run: &Run,
+    bodies: &[Vec<u8>],
+    rate: u64,
+    duration: Option<Duration>,
+    format: Format,
+) {
+    let over = |run: &Run| duration.is_some_and(|d| run.started.elapsed() >= d);
+    loop {
+        let k = run.next_batch.fetch_add(1, Ordering::Relaxed);
+        let Some(body) = bodies.get(k) else { return };
+        if rate > 0 {
+            let due = Duration::from_secs_f64((k * run.batch) as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(run.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if over(run) {
+            return;
+        }
+        let first = k * run.batch;
+        let n = run.batch.min(run.total - first);
+        run.sent_ns[k].store(run.since_start_ns(), Ordering::Relaxed);
+        run.offered.fetch_add(n as u64, Ordering::Relaxed);
+        let answer = match format {
+            Format::Binary => client.post_binary("/v1/txs", body),
+            Format::Json => client
+                .post_raw("/v1/txs", "application/json", body)
+                .map(|(s, b)| (s, serde_json::from_slice(&b).unwrap_or(Value::Null))),
+        };
+        match answer {
+            Ok((200, v)) => {
+                let results = v["results"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if results.len() != n {
+                    run.error("bad_answer", n as u64);
+                    continue;
+                }
+                let mut accepted = 0;
+                for (i, r) in results.iter().enumerate() {
+                    if r["accepted"] == json!(true) {
+                        run.accepted[first + i].store(true, Ordering::Relaxed);
+                        accepted += 1;
+                    } else {
+                        run.error(r["error"]["code"].as_str().unwrap_or("unknown"), 1);
+                    }
+                }
+                run.accepted_n.fetch_add(accepted, Ordering::Relaxed);
+            }
+            Ok((status, v)) => {
+                let code = v["error"]["code"]
+                    .as_str()
+                    .map_or_else(|| format!("http_{status}"), str::to_string);
+                run.error(&code, n as u64);
+            }
+            Err(_) => run.error("transport", n as u64),
+        }
+    }
+}
+
+/// Long-polls `/v1/sync/blocks` from `from` and stamps every transaction of ours it sees.
+fn watch_blocks(client: &HttpClient, mut from: u64, run: &Run) {
+    while !run.done.load(Ordering::Relaxed) {
+        let path =
+            format!("/v1/sync/blocks?from={from}&limit={WATCH_BLOCKS}&wait_ms={WATCH_WAIT_MS}");
+        let batch = match client.get_raw(&path) {
+            Ok((200, body)) => parse_batch(&body, from, WATCH_BLOCKS),
+            _ => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Ok(batch) = batch else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let now = run.since_start_ns();
+        let mut hist = lock(&run.hist);
+        for block in &batch.blocks {
+            run.blocks.fetch_add(1, Ordering::Relaxed);
+            for tx in &block.txs {
+                let Some(&g) = run.index.get(&tx.tx.id()) else {
+                    continue;
+                };
+                let g = g as usize;
+                if run.committed_ns[g].swap(now, Ordering::Relaxed) != 0 {
+                    continue;
+                }
+                run.committed_n.fetch_add(1, Ordering::Relaxed);
+                let sent = run.sent_ns[g / run.batch].load(Ordering::Relaxed);
+                if sent != 0 {
+                    hist.record(now.saturating_sub(sent) as f64 / 1e6);
                 }
             }
-            out
-        }));
+        }
+        from += batch.blocks.len() as u64;
     }
-    let mut all = Vec::with_capacity(args.txs);
-    for h in handles {
-        all.extend(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("signing thread panicked"))?,
+}
+
+/// One line a second on stderr until the run is over.
+fn progress(run: &Run) {
+    let mut last_committed = 0;
+    let mut tick = 1u64;
+    while !run.done.load(Ordering::Relaxed) {
+        let due = Duration::from_secs(tick);
+        match due.checked_sub(run.started.elapsed()) {
+            // Short naps so the thread notices the end of the run promptly.
+            Some(wait) => {
+                std::thread::sleep(wait.min(Duration::from_millis(100)));
+                continue;
+            }
+            None => tick += 1,
+        }
+        let committed = run.committed_n.load(Ordering::Relaxed);
+        let (p50, p99) = {
+            let h = lock(&run.hist);
+            (h.quantile(0.50), h.quantile(0.99))
+        };
+        let errors: u64 = lock(&run.errors).values().sum();
+        eprintln!(
+            "[{:>4}s] offered {} accepted {} committed {} (+{}/s) p50 {}ms p99 {}ms errors {}{}",
+            tick - 1,
+            run.offered.load(Ordering::Relaxed),
+            run.accepted_n.load(Ordering::Relaxed),
+            committed,
+            committed - last_committed,
+            p50,
+            p99,
+            errors,
+            if run.sending_done.load(Ordering::Relaxed) {
+                " (draining)"
+            } else {
+                ""
+            }
         );
+        last_committed = committed;
     }
-    all.sort_by_key(|(g, _)| *g);
-    let txs: Vec<SignedTx> = all.into_iter().map(|(_, t)| t).collect();
-    Ok(txs
-        .chunks(args.batch.max(1))
-        .map(<[SignedTx]>::to_vec)
-        .collect())
+}
+
+/// CPU time this process has used so far (user + system, all threads), from /proc/self/stat;
+/// `None` where there is no /proc. Reported so a run on the node's own machine shows what the
+/// load generator took from it.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, hence the last ')'): state is
+    // field 3, utime 14 and stime 15, in clock ticks of USER_HZ (100 on every Linux ABI).
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The run's figures. Only transactions the node acknowledged as accepted count as accepted
+/// and committed, so `offered >= accepted >= committed` always holds.
+fn summarize(
+    args: &Args,
+    run: &Run,
+    send_seconds: f64,
+    sign_seconds: f64,
+    threads: usize,
+) -> Value {
+    let mut latencies = Vec::new();
+    let mut last_commit_ns = 0;
+    let mut unacknowledged = 0u64;
+    for g in 0..run.total {
+        let committed = run.committed_ns[g].load(Ordering::Relaxed);
+        if committed == 0 {
+            continue;
+        }
+        if !run.accepted[g].load(Ordering::Relaxed) {
+            // Committed although its request failed on the way back (a transport error).
+            unacknowledged += 1;
+            continue;
+        }
+        let sent = run.sent_ns[g / run.batch].load(Ordering::Relaxed);
+        latencies.push(committed.saturating_sub(sent) as f64 / 1e6);
+        last_commit_ns = last_commit_ns.max(committed);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let offered = run.offered.load(Ordering::Relaxed);
+    let accepted = run.accepted_n.load(Ordering::Relaxed);
+    let committed = latencies.len() as u64;
+    // From the first request to the last commit seen.
+    let run_seconds = last_commit_ns as f64 / 1e9;
+    let per_sec = |n: u64, secs: f64| {
+        if secs > 0.0 {
+            round2(n as f64 / secs)
+        } else {
+            0.0
+        }
+    };
+    let errors = lock(&run.errors).clone();
+    json!({
+        "committed_tps": per_sec(committed, run_seconds),
+        "p50_ms": round2(percentile(&latencies, 0.50)),
+        "p95_ms": round2(percentile(&latencies, 0.95)),
+        "p99_ms": round2(percentile(&latencies, 0.99)),
+        "max_ms": round2(percentile(&latencies, 1.0)),
+        "errors": errors,
+        "errors_total": errors.values().sum::<u64>(),
+        "offered": offered,
+        "accepted": accepted,
+        "committed": committed,
+        "committed_unacknowledged": unacknowledged,
+        "offered_tps": per_sec(offered, send_seconds),
+        "accepted_tps": per_sec(accepted, send_seconds),
+        "send_seconds": round2(send_seconds),
+        "run_seconds": round2(run_seconds),
+        "sign_seconds": round2(sign_seconds),
+        "blocks": run.blocks.load(Ordering::Relaxed),
+        "config": {
+            "api": args.api,
+            "format": args.format.name(),
+            "txs": run.total,
+            "duration_s": args.duration.map(|d| d.as_secs_f64()),
+            "rate": args.rate,
+            "senders": args.senders,
+            "contracts": args.contracts,
+            "payload_bytes": args.payload_bytes,
+            "batch": args.batch,
+            "connections": args.connections,
+            "signing_threads": threads,
+        },
+    })
+}
+
+fn print_human(s: &Value) {
+    println!(
+        "committed {} of {} accepted ({} offered) in {}s: {} tx/s committed",
+        s["committed"], s["accepted"], s["offered"], s["run_seconds"], s["committed_tps"]
+    );
+    println!(
+        "submit-to-commit latency: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+        s["p50_ms"], s["p95_ms"], s["p99_ms"], s["max_ms"]
+    );
+    println!(
+        "offered {} tx/s, accepted {} tx/s over {}s of sending; {} blocks; this tool used {} s \
+         of CPU meanwhile",
+        s["offered_tps"],
+        s["accepted_tps"],
+        s["send_seconds"],
+        s["blocks"],
+        s["client_cpu_seconds"]
+    );
+    println!("errors: {}", s["errors"]);
+    println!("config: {}", s["config"]);
 }
 
 fn wait_included(client: &HttpClient, hash: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -324,38 +751,4 @@ fn wait_included(client: &HttpClient, hash: &str, timeout: Duration) -> anyhow::
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("transaction {hash} was not included within {timeout:?}")
-}
-
-/// Polls for new blocks and stamps each of their transactions with the time it was seen.
-fn watch_blocks(
-    client: &HttpClient,
-    mut height: u64,
-    committed: &Mutex<HashMap<String, Instant>>,
-    done: &AtomicBool,
-) -> u64 {
-    let mut blocks = 0;
-    while !done.load(Ordering::Relaxed) {
-        let (code, block): (u16, Value) = match client.get(&format!("/v1/blocks/{}", height + 1)) {
-            Ok(r) => r,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-        };
-        if code != 200 {
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
-        }
-        let now = Instant::now();
-        height += 1;
-        blocks += 1;
-        if let (Some(txs), Ok(mut c)) = (block["txs"].as_array(), committed.lock()) {
-            for t in txs {
-                if let Some(h) = t.as_str() {
-                    c.insert(h.to_string(), now);
-                }
-            }
-        }
-    }
-    blocks
 }

@@ -230,6 +230,37 @@ fn post_raw_sends_bytes_and_returns_bytes() {
 }
 
 #[test]
+fn submit_txs_binary_sends_the_framing_and_reads_json() {
+    let node = serve(|_| json_answer(200, &json!({"accepted": 2, "rejected": 0, "results": []})));
+    let c = HttpClient::new(&node.url).unwrap();
+    let mut s = accumen_actors::testkit::Signer::new(9);
+    let txs = vec![
+        s.call(accumen_actors::types::Address([3; 32]), "increment", &[]),
+        s.call(
+            accumen_actors::types::Address([3; 32]),
+            "increment",
+            &[1, 2],
+        ),
+    ];
+    let (status, v) = c.submit_txs_binary(&txs).unwrap();
+    assert_eq!((status, v["accepted"].clone()), (200, json!(2)));
+    let reqs = node.requests();
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].path, "/v1/txs");
+    assert_eq!(
+        reqs[0].header("content-type"),
+        Some("application/octet-stream")
+    );
+    // The body is the documented framing: count, then each canonical encoding length-prefixed.
+    let frames = crate::api::batch::split_binary(&reqs[0].body, 10).unwrap();
+    let back: Vec<SignedTx> = frames
+        .into_iter()
+        .map(|f| SignedTx::decode(f).unwrap())
+        .collect();
+    assert_eq!(back, txs);
+}
+
+#[test]
 fn connection_refused_message() {
     let url = dead_url();
     let c = HttpClient::new(&url).unwrap();
