@@ -8,7 +8,7 @@
 # machine's load. Nothing is left running and the data dir is removed (KEEP=1 keeps it).
 #
 #   deploy/perf-run.sh                                  # defaults below
-#   STRESS_ARGS="--txs 300000 --rate 12500" deploy/perf-run.sh
+#   STRESS_ARGS="--duration 60s --rate 12500 --json" deploy/perf-run.sh
 #   BLOCK_TIME=1s deploy/perf-run.sh                    # any ACCUMEN_* variable works too
 #   MODE=mem deploy/perf-run.sh                         # 100,000 pending, then drain (below)
 #
@@ -43,9 +43,9 @@ fi
 
 if [ "$MODE" = mem ]; then
     BLOCK_TIME=${BLOCK_TIME:-20s}
-    STRESS_ARGS=${STRESS_ARGS:---txs 100000 --senders 1000 --contracts 8 --batch 1000 --connections 2 --deadline 300s}
+    STRESS_ARGS=${STRESS_ARGS:---txs 100000 --senders 1000 --contracts 8 --batch 1000 --connections 2 --deadline 300s --json}
 else
-    STRESS_ARGS=${STRESS_ARGS:---txs 200000 --senders 2000 --contracts 8 --batch 1000 --connections 2 --deadline 300s}
+    STRESS_ARGS=${STRESS_ARGS:---duration 60s --rate 25000 --senders 2000 --contracts 8 --batch 1000 --connections 2 --json}
 fi
 
 DATA=$(mktemp -d /tmp/accumen-perf.XXXXXX)

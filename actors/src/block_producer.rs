@@ -161,7 +161,7 @@ impl BlockProducer {
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.producing = false;
             let overran = match result {
-                Ok(p) => p.full && started.elapsed() >= act.deps.config.block_time,
+                Ok(p) => start_next_now(&p, started.elapsed(), act.deps.config.block_time),
                 Err(e) => {
                     tracing::error!(error = %e, "block production failed; transactions returned to the mempool");
                     act.deps.mempool.return_in_flight.do_send(ReturnInFlight);
@@ -180,6 +180,14 @@ impl BlockProducer {
             }
         }));
     }
+}
+
+/// Whether the next block should start as soon as `produced` is committed rather than at the
+/// next tick: it was full (more may be waiting) and it took at least `block_time`, so the ticks
+/// that fell while it was built were skipped. A block that took less waits for its tick, so
+/// `block_time` stays the pace of a chain that keeps up.
+fn start_next_now(produced: &Produced, took: Duration, block_time: Duration) -> bool {
+    produced.full && took >= block_time
 }
 
 /// One block: select, build (on the executor), commit, tell the mempool, record.
@@ -531,6 +539,28 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             actix::clock::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[test]
+    fn only_a_full_block_that_overran_starts_the_next_at_once() {
+        let produced = |full| Produced {
+            height: 1,
+            hash: Hash([0; 32]),
+            txs: 1,
+            dropped: 0,
+            full,
+        };
+        let bt = Duration::from_millis(250);
+        assert!(start_next_now(&produced(true), bt, bt));
+        assert!(start_next_now(&produced(true), bt * 3, bt));
+        assert!(
+            !start_next_now(&produced(true), bt - Duration::from_millis(1), bt),
+            "kept up: wait for the tick"
+        );
+        assert!(
+            !start_next_now(&produced(false), bt * 3, bt),
+            "not full: nothing is known to wait"
+        );
     }
 
     #[test]
