@@ -14,7 +14,7 @@
 #
 # Variables: PROFILE (cargo profile of the binaries, default bench: release optimizations
 # without LTO, builds much faster; BUILD=0 skips the build), CONFIG (default config/perf.yaml),
-# BLOCK_TIME (overrides block_time), STRESS_ARGS (passed to accumen-stress as is), SETTLE
+# BLOCK_TIME (overrides block_time), PERF_PORT (API port, default 8080), STRESS_ARGS (passed to accumen-stress as is), SETTLE
 # (seconds to wait after the stress tool exits before the final RSS reading, default 5).
 #
 # MODE=mem: block_time 20s (override with BLOCK_TIME) so that the first block comes only after
@@ -64,6 +64,8 @@ trap cleanup EXIT
 
 export ACCUMEN_DATA_DIR=$DATA/data
 export ACCUMEN_API_ADDR=127.0.0.1:${PERF_PORT:-8080}
+# The other listeners on free ports, so a run does not collide with a node already running.
+export ACCUMEN_METRICS_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_ADMIN_ADDR=127.0.0.1:0
 [ -n "${BLOCK_TIME:-}" ] && export ACCUMEN_BLOCK_TIME=$BLOCK_TIME
 "$BIN_DIR/accumen" --role=sequencer --config="$CONFIG" >"$LOG" 2>&1 &
 node_pid=$!
