@@ -14,7 +14,7 @@
 #
 # Variables: PROFILE (cargo profile of the binaries, default bench: release optimizations
 # without LTO, builds much faster; BUILD=0 skips the build), CONFIG (default config/perf.yaml),
-# BLOCK_TIME (overrides block_time), PERF_PORT (API port, default 8080), STRESS_ARGS (passed to accumen-stress as is), SETTLE
+# BLOCK_TIME (overrides block_time), PERF_PORT (API port, default a free one), STRESS_ARGS (passed to accumen-stress as is), SETTLE
 # (seconds to wait after the stress tool exits before the final RSS reading, default 5).
 #
 # MODE=mem: block_time 20s (override with BLOCK_TIME) so that the first block comes only after
@@ -51,7 +51,10 @@ fi
 DATA=$(mktemp -d /tmp/accumen-perf.XXXXXX)
 LOG=$DATA/node.log
 SAMPLES=$DATA/samples.csv
-API=http://127.0.0.1:${PERF_PORT:-8080}
+# A free port unless PERF_PORT says which: a node already listening there would otherwise
+# answer the health check and take the load meant for this one.
+PERF_PORT=${PERF_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+API=http://127.0.0.1:$PERF_PORT
 node_pid=""
 cleanup() {
     if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
@@ -63,7 +66,7 @@ cleanup() {
 trap cleanup EXIT
 
 export ACCUMEN_DATA_DIR=$DATA/data
-export ACCUMEN_API_ADDR=127.0.0.1:${PERF_PORT:-8080}
+export ACCUMEN_API_ADDR=127.0.0.1:$PERF_PORT
 # The other listeners on free ports, so a run does not collide with a node already running.
 export ACCUMEN_METRICS_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_ADMIN_ADDR=127.0.0.1:0
 [ -n "${BLOCK_TIME:-}" ] && export ACCUMEN_BLOCK_TIME=$BLOCK_TIME
@@ -79,6 +82,11 @@ until curl -sf "$API/health" >/dev/null 2>&1; do
     fi
     sleep 0.2
 done
+if ! kill -0 "$node_pid" 2>/dev/null; then
+    echo "the node exited (another process answers on $API?); its log:" >&2
+    tail -30 "$LOG" >&2
+    exit 1
+fi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status"; }
 pending() { curl -sf "$API/mempool/stats" | sed -n 's/.*"size":\([0-9]*\).*/\1/p'; }
