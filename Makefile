@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONFIG ?= config/local.yaml
 
-.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress
+.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress perf
 
 help:
 	@echo "make build          debug build of the node and libraries"
@@ -17,6 +17,7 @@ help:
 	@echo "make run-devnet     a local L0 stand-in (devnet-l0) and a sequencer anchoring to it"
 	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
 	@echo "make stress         load test a running node: API=URL STRESS_ARGS=\"--duration 60s --rate 25000\""
+	@echo "make perf           start a node on config/perf.yaml, load it, print tx/s, latency, RSS (deploy/perf-run.sh)"
 
 build:
 	$(CARGO) build --workspace
@@ -103,3 +104,9 @@ API ?= http://127.0.0.1:8080
 STRESS_ARGS ?=
 stress:
 	$(CARGO) run --release --bin accumen-stress -- --api $(API) $(STRESS_ARGS)
+
+# One whole benchmark run (RUNBOOK "Performance"): a fresh sequencer on config/perf.yaml
+# (persistent storage, mempool.persist), accumen-stress, RSS sampling; variables pass through
+# (STRESS_ARGS, BLOCK_TIME, MODE=mem, PROFILE).
+perf:
+	deploy/perf-run.sh

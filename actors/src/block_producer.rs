@@ -10,7 +10,11 @@
 //! and the executor only through `supervisor::Port`s, so its tests use recording fakes.
 //!
 //! Invariants:
-//! - One block at a time: a tick that finds a block in progress does nothing.
+//! - One block at a time: a tick that finds a block in progress does nothing. A full block
+//!   (`max_transactions`, or the block gas limit nearly reached) that took a block time or more
+//!   starts the next one as soon as it is committed instead of waiting for the next tick, so a
+//!   backlog is never served with idle gaps; blocks are still made and committed one by one, so
+//!   the chain is the same whatever the timing (each block is valid on its parent on its own).
 //! - Restart-safe: a fresh instance reads the head from storage and asks the mempool to release
 //!   anything a dead predecessor had in flight. Storage refuses a block that is not exactly
 //!   head + 1 on the head's hash and any transaction id stored before, so even a predecessor
@@ -94,6 +98,9 @@ pub struct Produced {
     pub hash: Hash,
     pub txs: usize,
     pub dropped: usize,
+    /// The selection reached `max_transactions` or the chain's per-block gas limit: more may
+    /// be waiting.
+    pub full: bool,
 }
 
 /// Why a block attempt failed.
@@ -149,26 +156,44 @@ impl BlockProducer {
 
     fn start_block(&mut self, ctx: &mut Context<Self>) {
         self.producing = true;
+        let started = Instant::now();
         let fut = produce(self.deps.clone());
-        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.producing = false;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "block production failed; transactions returned to the mempool");
-                act.deps.mempool.return_in_flight.do_send(ReturnInFlight);
-            }
+            let overran = match result {
+                Ok(p) => start_next_now(&p, started.elapsed(), act.deps.config.block_time),
+                Err(e) => {
+                    tracing::error!(error = %e, "block production failed; transactions returned to the mempool");
+                    act.deps.mempool.return_in_flight.do_send(ReturnInFlight);
+                    false
+                }
+            };
             if act.stopping {
                 for w in act.waiters.drain(..) {
                     let _ = w.send(());
                 }
+            } else if overran {
+                // A full block that took a whole block time or more: the ticks that fell in it
+                // were skipped, and waiting for the next one would leave the executor idle
+                // while transactions wait. Start the next block now (still one at a time).
+                act.tick(ctx);
             }
         }));
     }
 }
 
+/// Whether the next block should start as soon as `produced` is committed rather than at the
+/// next tick: it was full (more may be waiting) and it took at least `block_time`, so the ticks
+/// that fell while it was built were skipped. A block that took less waits for its tick, so
+/// `block_time` stays the pace of a chain that keeps up.
+fn start_next_now(produced: &Produced, took: Duration, block_time: Duration) -> bool {
+    produced.full && took >= block_time
+}
+
 /// One block: select, build (on the executor), commit, tell the mempool, record.
 async fn produce(deps: ProducerDeps) -> Result<Produced, ProduceError> {
     let started = Instant::now();
-    let txs = deps
+    let selected = deps
         .mempool
         .select
         .send(Select {
@@ -179,6 +204,12 @@ async fn produce(deps: ProducerDeps) -> Result<Produced, ProduceError> {
         })
         .await
         .map_err(ProduceError::Mempool)?;
+    // Full when the count, or the declared gas, left no room for another counter-sized call:
+    // either way the mempool may hold more than this block could take.
+    let declared: u64 = selected.iter().map(|t| t.tx().gas_limit).sum();
+    let full = selected.len() >= deps.config.max_transactions
+        || declared.saturating_mul(100) >= deps.params.max_block_gas.saturating_mul(95);
+    let txs = selected;
     let parent = deps.storage.head()?;
     let base = Arc::new(deps.storage.snapshot()?);
     // One place beyond `queue_size`, which only the producer uses (one block at a time): queries
@@ -208,23 +239,28 @@ async fn produce(deps: ProducerDeps) -> Result<Produced, ProduceError> {
         .map_err(ProduceError::Executor)??;
     drop(waiting);
 
-    deps.storage
-        .commit_block(&built.block, &built.receipts, &built.writes)?;
+    deps.storage.commit_block_with_ids(
+        &built.block,
+        &built.tx_ids,
+        &built.receipts,
+        &built.writes,
+    )?;
     report_dropped(&built);
     let Built {
         block,
+        tx_ids: included,
         receipts,
         writes,
         dropped,
         gas_used,
         ..
     } = built;
-    let included: Vec<Hash> = block.txs.iter().map(|t| t.tx.id()).collect();
     let produced = Produced {
         height: block.header.height,
         hash: block.hash(),
         txs: included.len(),
         dropped: dropped.len(),
+        full,
     };
     deps.mempool.block_done.do_send(BlockDone {
         included,
@@ -503,6 +539,28 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             actix::clock::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[test]
+    fn only_a_full_block_that_overran_starts_the_next_at_once() {
+        let produced = |full| Produced {
+            height: 1,
+            hash: Hash([0; 32]),
+            txs: 1,
+            dropped: 0,
+            full,
+        };
+        let bt = Duration::from_millis(250);
+        assert!(start_next_now(&produced(true), bt, bt));
+        assert!(start_next_now(&produced(true), bt * 3, bt));
+        assert!(
+            !start_next_now(&produced(true), bt - Duration::from_millis(1), bt),
+            "kept up: wait for the tick"
+        );
+        assert!(
+            !start_next_now(&produced(false), bt * 3, bt),
+            "not full: nothing is known to wait"
+        );
     }
 
     #[test]

@@ -49,8 +49,8 @@ static EVICT_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 /// Where the mempool journals pending transactions (`mempool.persist`). `Storage` is the real
 /// one; tests put a failing one in its place.
 pub trait Journal: Send + Sync {
-    /// One all-or-nothing write: journal `put` (with arrival sequences), forget `remove`.
-    fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError>;
+    /// One all-or-nothing write: journal `put` (arrival sequence, tx id, tx), forget `remove`.
+    fn write(&self, put: &[(u64, Hash, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError>;
     /// Forget these transactions; unknown ids are ignored.
     fn remove(&self, ids: &[Hash]) -> Result<(), StorageError>;
     /// Everything journaled, with its arrival sequence where one is known.
@@ -58,8 +58,8 @@ pub trait Journal: Send + Sync {
 }
 
 impl Journal for Storage {
-    fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
-        self.journal_write(put, remove)
+    fn write(&self, put: &[(u64, Hash, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
+        self.journal_write_ids(put, remove)
     }
 
     fn remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
@@ -311,14 +311,14 @@ impl Mempool {
             // Arrival sequences in admission order; a tx evicted later in the same batch is
             // not journaled at all.
             let gone: std::collections::HashSet<&Hash> = evicted_ids.iter().collect();
-            let put: Vec<(u64, &SignedTx)> = admitted
+            let put: Vec<(u64, Hash, &SignedTx)> = admitted
                 .iter()
                 .filter(|id| !gone.contains(id))
                 .filter_map(|id| pool.get(id))
                 .map(|t| {
                     let seq = *journal_seq;
                     *journal_seq += 1;
-                    (seq, t.signed())
+                    (seq, t.id(), t.signed())
                 })
                 .collect();
             if let Err(e) = self.journal.write(&put, &evicted_ids) {
@@ -560,7 +560,11 @@ mod tests {
     }
 
     impl Journal for FlakyJournal {
-        fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
+        fn write(
+            &self,
+            put: &[(u64, Hash, &SignedTx)],
+            remove: &[Hash],
+        ) -> Result<(), StorageError> {
             if self.fail.load(Ordering::Relaxed) {
                 return Err(StorageError::Io {
                     what: "journal".into(),

@@ -34,6 +34,9 @@ pub fn context(params: &ChainParams, height: u64, timestamp_ms: u64) -> BlockCon
 #[derive(Debug, Clone)]
 pub struct Built {
     pub block: Block,
+    /// The ids of `block.txs`, in order: carried from the `VerifiedTx`s (hashed once, at
+    /// admission) so that sealing, committing and telling the mempool never hash them again.
+    pub tx_ids: Vec<Hash>,
     /// One receipt per transaction of the block, in order.
     pub receipts: Vec<Receipt>,
     /// Everything the block changes.
@@ -48,8 +51,8 @@ pub struct Built {
 
 impl Built {
     /// Ids of the block's transactions, in order.
-    pub fn included(&self) -> Vec<Hash> {
-        self.block.txs.iter().map(|t| t.tx.id()).collect()
+    pub fn included(&self) -> &[Hash] {
+        &self.tx_ids
     }
 
     /// Receipts that did not succeed (reverted, trapped, out of gas).
@@ -79,16 +82,24 @@ pub fn build(
     let timestamp_ms = timestamp_ms.max(parent.timestamp_ms);
     let ctx = context(params, parent.height.saturating_add(1), timestamp_ms);
     let outcome = vm.execute_block(base, &ctx, txs)?;
-    let signed: Vec<SignedTx> = outcome.txs.iter().map(|t| t.signed().clone()).collect();
-    let header = BlockHeader::child(
+    // Moved, not copied: the included transactions are the block's from here on. Their ids
+    // were computed when they were verified; the tx root is the same Merkle root of the same
+    // ids `BlockHeader::child` would recompute (it is the one header rule, by ids).
+    let (tx_ids, signed): (Vec<Hash>, Vec<SignedTx>) = outcome
+        .txs
+        .into_iter()
+        .map(|t| (t.id(), t.into_signed()))
+        .unzip();
+    let header = BlockHeader::child_of_ids(
         parent,
         timestamp_ms,
-        &signed,
+        &tx_ids,
         &outcome.receipts,
         &outcome.writes,
     );
     Ok(Built {
         block: Block::seal(header, signed, key),
+        tx_ids,
         receipts: outcome.receipts,
         writes: outcome.writes,
         dropped: outcome

@@ -39,8 +39,14 @@ impl RecordingJournal {
 }
 
 impl Journal for RecordingJournal {
-    fn write(&self, put: &[(u64, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
-        let mut put: Vec<_> = put.iter().map(|(seq, t)| (*seq, t.tx.id())).collect();
+    fn write(&self, put: &[(u64, Hash, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
+        let mut put: Vec<_> = put
+            .iter()
+            .map(|(seq, id, t)| {
+                assert_eq!(*id, t.tx.id(), "the journal is given each tx's own id");
+                (*seq, *id)
+            })
+            .collect();
         put.sort();
         self.calls.lock().unwrap().push(JournalCall::Write {
             put: put.into_iter().map(|(_, id)| id).collect(),

@@ -399,6 +399,19 @@ const _: () = {
     assert_send_sync::<Snapshot>();
 };
 
+/// redb's page cache for a data file. redb's default is 1 GiB, more than the node's whole
+/// memory goal (RUNBOOK "Performance": RSS with 100,000 pending transactions); the hot set
+/// (head, nonces, contract state and code, the journal) is far smaller. 64 MiB bounds the
+/// cache; it is not what made RSS grow in the measured runs (the allocator's kept heap did).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A block's values in their stored form, made before its write transaction begins.
+struct Encoded {
+    block: Vec<u8>,
+    /// One per receipt, in block order.
+    receipts: Vec<Vec<u8>>,
+}
+
 impl Storage {
     /// Opens the database file at `path`, creating it if it does not exist: a new chain with
     /// `params` (recorded with its genesis block). An existing file must have this schema version
@@ -464,7 +477,10 @@ impl Storage {
             health.clone(),
             path.display().to_string(),
         );
-        let db = match Database::builder().create_with_backend(backend) {
+        let db = match Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)
+        {
             Err(DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StorageError::Locked(path.to_path_buf()));
             }
@@ -827,9 +843,46 @@ impl Storage {
         receipts: &[Receipt],
         writes: &WriteSet,
     ) -> Result<(), StorageError> {
+        let ids: Vec<Hash> = block.txs.iter().map(|t| t.tx.id()).collect();
+        self.commit_block_with_ids(block, &ids, receipts, writes)
+    }
+
+    /// [`Storage::commit_block`] for a caller that already holds the ids of `block.txs`, in
+    /// order (the sequencer carries them from verification: `chain::Built::tx_ids`), so the
+    /// block's transactions are not hashed again. The caller answers for `tx_ids[i]` being
+    /// `block.txs[i]`'s id; the count is checked, and every receipt must name its id as
+    /// before. Everything is encoded before the write transaction begins: redb has one writer
+    /// at a time and the mempool journal waits for it, so the lock is held for the writes only.
+    pub fn commit_block_with_ids(
+        &self,
+        block: &Block,
+        tx_ids: &[Hash],
+        receipts: &[Receipt],
+        writes: &WriteSet,
+    ) -> Result<(), StorageError> {
         let started = Instant::now();
+        if tx_ids.len() != block.txs.len() {
+            return Err(StorageError::Corrupt(format!(
+                "block {} has {} transactions but {} ids were given",
+                block.header.height,
+                block.txs.len(),
+                tx_ids.len()
+            )));
+        }
+        #[cfg(any(test, feature = "test-hooks"))]
+        for (t, id) in block.txs.iter().zip(tx_ids) {
+            assert_eq!(
+                t.tx.id(),
+                *id,
+                "commit_block_with_ids: an id is not its tx's"
+            );
+        }
+        let encoded = Encoded {
+            block: block.encode(),
+            receipts: receipts.iter().map(encode).collect(),
+        };
         self.write_all("committing block", |txn| {
-            Self::write_block(txn, block, receipts, writes)
+            Self::write_block(txn, block, tx_ids, receipts, &encoded, writes)
         })?;
         tracing::debug!(
             height = block.header.height,
@@ -877,7 +930,9 @@ impl Storage {
     fn write_block(
         txn: &WriteTransaction,
         block: &Block,
+        ids: &[Hash],
         receipts: &[Receipt],
+        encoded: &Encoded,
         writes: &WriteSet,
     ) -> Result<(), StorageError> {
         let header = &block.header;
@@ -912,7 +967,6 @@ impl Storage {
         if u32::try_from(block.txs.len()).is_err() {
             return Err(StorageError::TooManyTxs);
         }
-        let ids: Vec<Hash> = block.txs.iter().map(|t| t.tx.id()).collect();
         for (index, (id, r)) in ids.iter().zip(receipts).enumerate() {
             if r.tx_id != *id {
                 return Err(StorageError::ReceiptMismatch {
@@ -928,7 +982,7 @@ impl Storage {
         {
             let mut blocks = txn.open_table(BLOCKS).ctx("opening blocks")?;
             if blocks
-                .insert(height, block.encode().as_slice())
+                .insert(height, encoded.block.as_slice())
                 .ctx("writing blocks")?
                 .is_some()
             {
@@ -949,7 +1003,7 @@ impl Storage {
                 .open_table(MEMPOOL_JOURNAL)
                 .ctx("opening mempool_journal")?;
             let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
-            for (index, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
+            for (index, (id, receipt)) in ids.iter().zip(&encoded.receipts).enumerate() {
                 // Checked above that the count fits in u32.
                 let index = index as u32;
                 // The previous value tells us about duplicates (already committed, or twice in
@@ -962,7 +1016,7 @@ impl Storage {
                     return Err(StorageError::DuplicateTx(*id));
                 }
                 receipts_t
-                    .insert(&id.0, encode(receipt).as_slice())
+                    .insert(&id.0, receipt.as_slice())
                     .ctx("writing receipts")?;
                 journal.remove(&id.0).ctx("writing mempool_journal")?;
                 order.remove(&id.0).ctx("writing mempool_order")?;
@@ -1040,18 +1094,32 @@ impl Storage {
         put: &[(u64, &SignedTx)],
         remove: &[Hash],
     ) -> Result<(), StorageError> {
+        let put: Vec<(u64, Hash, &SignedTx)> =
+            put.iter().map(|(seq, t)| (*seq, t.tx.id(), *t)).collect();
+        self.journal_write_ids(&put, remove)
+    }
+
+    /// [`Storage::journal_write`] with each transaction's id given (`VerifiedTx` carries it),
+    /// so admission does not hash a transaction again. The transactions are encoded before the
+    /// write transaction begins: redb has one writer at a time (block commits wait for it), so
+    /// it is held for the writes only.
+    pub fn journal_write_ids(
+        &self,
+        put: &[(u64, Hash, &SignedTx)],
+        remove: &[Hash],
+    ) -> Result<(), StorageError> {
         if put.is_empty() && remove.is_empty() {
             return Ok(());
         }
+        let encoded: Vec<Vec<u8>> = put.iter().map(|(_, _, t)| encode(*t)).collect();
         let txn = self.begin_write()?;
         {
             let mut j = txn
                 .open_table(MEMPOOL_JOURNAL)
                 .ctx("opening mempool_journal")?;
             let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
-            for (seq, tx) in put {
-                let id = tx.tx.id();
-                j.insert(&id.0, encode(*tx).as_slice())
+            for ((seq, id, _), bytes) in put.iter().zip(&encoded) {
+                j.insert(&id.0, bytes.as_slice())
                     .ctx("writing mempool_journal")?;
                 order.insert(&id.0, *seq).ctx("writing mempool_order")?;
             }

@@ -47,11 +47,25 @@ impl BlockHeader {
         receipts: &[Receipt],
         writes: &WriteSet,
     ) -> BlockHeader {
+        let ids: Vec<Hash> = txs.iter().map(|t| t.tx.id()).collect();
+        Self::child_of_ids(parent, timestamp_ms, &ids, receipts, writes)
+    }
+
+    /// [`BlockHeader::child`] from the transactions' ids (in block order) instead of the
+    /// transactions: the same rule, for a builder that already holds every id (a `VerifiedTx`
+    /// carries its own) and should not hash each transaction again.
+    pub fn child_of_ids(
+        parent: &BlockHeader,
+        timestamp_ms: u64,
+        tx_ids: &[Hash],
+        receipts: &[Receipt],
+        writes: &WriteSet,
+    ) -> BlockHeader {
         BlockHeader {
             height: parent.height.saturating_add(1),
             parent_hash: parent.hash(),
             timestamp_ms,
-            tx_root: tx_root(txs),
+            tx_root: merkle_root(tx_ids),
             receipts_root: receipts_root(receipts),
             state_root: state_root(&parent.state_root, writes),
             sequencer: PublicKey::ZERO,

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# deploy/perf-run.sh: one reproducible throughput / latency / memory run (RUNBOOK "Performance").
+#
+# Starts a sequencer on config/perf.yaml (persistent storage, mempool.persist on, bridge off)
+# in a fresh temporary data dir, drives it with accumen-stress, samples the node's RSS
+# (/proc/PID/status VmRSS) and mempool size every 0.5 s, stops the node with SIGTERM and
+# prints one summary: the stress report, the baseline / peak / after-drain RSS, and the
+# machine's load. Nothing is left running and the data dir is removed (KEEP=1 keeps it).
+#
+#   deploy/perf-run.sh                                  # defaults below
+#   STRESS_ARGS="--duration 60s --rate 12500 --json" deploy/perf-run.sh
+#   BLOCK_TIME=1s deploy/perf-run.sh                    # any ACCUMEN_* variable works too
+#   MODE=mem deploy/perf-run.sh                         # 100,000 pending, then drain (below)
+#
+# Variables: PROFILE (cargo profile of the binaries, default bench: release optimizations
+# without LTO, builds much faster; BUILD=0 skips the build), CONFIG (default config/perf.yaml),
+# BLOCK_TIME (overrides block_time), PERF_PORT (API port, default a free one), STRESS_ARGS (passed to accumen-stress as is), SETTLE
+# (seconds to wait after the stress tool exits before the final RSS reading, default 5).
+#
+# MODE=mem: block_time 20s (override with BLOCK_TIME) so that the first block comes only after
+# the whole backlog is admitted: the peak mempool size and the RSS with it are read, then the
+# node drains the backlog (20,000 calls a block, the chain's gas limit) and the RSS after the
+# drain is read.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PROFILE=${PROFILE:-bench}
+CONFIG=${CONFIG:-config/perf.yaml}
+MODE=${MODE:-tps}
+SETTLE=${SETTLE:-5}
+TARGET=${CARGO_TARGET_DIR:-target}
+# cargo puts the built-in profiles in target/debug (dev, test) and target/release (release,
+# bench); a custom profile in target/<name>.
+case "$PROFILE" in
+    dev | test) BIN_DIR=$TARGET/debug ;;
+    release | bench) BIN_DIR=$TARGET/release ;;
+    *) BIN_DIR=$TARGET/$PROFILE ;;
+esac
+
+if [ "${BUILD:-1}" = 1 ]; then
+    cargo build --profile "$PROFILE" --bin accumen --bin accumen-stress >&2
+fi
+
+if [ "$MODE" = mem ]; then
+    BLOCK_TIME=${BLOCK_TIME:-20s}
+    STRESS_ARGS=${STRESS_ARGS:---txs 100000 --senders 1000 --contracts 8 --batch 1000 --connections 2 --deadline 300s --json}
+else
+    STRESS_ARGS=${STRESS_ARGS:---duration 60s --rate 25000 --senders 2000 --contracts 8 --batch 1000 --connections 2 --json}
+fi
+
+DATA=$(mktemp -d /tmp/accumen-perf.XXXXXX)
+LOG=$DATA/node.log
+SAMPLES=$DATA/samples.csv
+# A free port unless PERF_PORT says which: a node already listening there would otherwise
+# answer the health check and take the load meant for this one.
+PERF_PORT=${PERF_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+API=http://127.0.0.1:$PERF_PORT
+node_pid=""
+cleanup() {
+    if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
+        kill -TERM "$node_pid" 2>/dev/null || true
+        wait "$node_pid" 2>/dev/null || true
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $DATA" >&2; else rm -rf "$DATA"; fi
+}
+trap cleanup EXIT
+
+export ACCUMEN_DATA_DIR=$DATA/data
+export ACCUMEN_API_ADDR=127.0.0.1:$PERF_PORT
+# The other listeners on free ports, so a run does not collide with a node already running.
+export ACCUMEN_METRICS_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_ADMIN_ADDR=127.0.0.1:0
+[ -n "${BLOCK_TIME:-}" ] && export ACCUMEN_BLOCK_TIME=$BLOCK_TIME
+"$BIN_DIR/accumen" --role=sequencer --config="$CONFIG" >"$LOG" 2>&1 &
+node_pid=$!
+
+deadline=$((SECONDS + 60))
+until curl -sf "$API/health" >/dev/null 2>&1; do
+    if ! kill -0 "$node_pid" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
+        echo "the node did not come up; its log:" >&2
+        tail -30 "$LOG" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+if ! kill -0 "$node_pid" 2>/dev/null; then
+    echo "the node exited (another process answers on $API?); its log:" >&2
+    tail -30 "$LOG" >&2
+    exit 1
+fi
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status"; }
+pending() { curl -sf "$API/mempool/stats" | sed -n 's/.*"size":\([0-9]*\).*/\1/p'; }
+
+baseline=$(rss_kib)
+echo "t_s,rss_kib,pending" >"$SAMPLES"
+(
+    start=$SECONDS
+    while kill -0 "$node_pid" 2>/dev/null; do
+        echo "$((SECONDS - start)),$(rss_kib 2>/dev/null || echo 0),$(pending || echo 0)" >>"$SAMPLES"
+        sleep 0.5
+    done
+) &
+sampler=$!
+
+# shellcheck disable=SC2086 # STRESS_ARGS is a list of flags
+"$BIN_DIR/accumen-stress" --api "$API" $STRESS_ARGS >"$DATA/stress.json" 2>"$DATA/stress.err" || {
+    echo "accumen-stress failed:" >&2
+    tail -20 "$DATA/stress.err" >&2
+    kill "$sampler" 2>/dev/null || true
+    exit 1
+}
+# Let the node finish what is pending (MODE=mem: the whole drain) before the last reading.
+deadline=$((SECONDS + 600))
+while [ "$(pending || echo 0)" != 0 ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+sleep "$SETTLE"
+after=$(rss_kib)
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+
+peak=$(awk -F, 'NR > 1 && $2 > m {m = $2} END {print m + 0}' "$SAMPLES")
+peak_pending=$(awk -F, 'NR > 1 && $3 > m {m = $3; r = $2} END {print m + 0, r + 0}' "$SAMPLES")
+echo "== accumen-stress ($STRESS_ARGS) on $CONFIG, block_time ${BLOCK_TIME:-from config}, profile $PROFILE"
+cat "$DATA/stress.json"
+echo "== memory"
+echo "rss_baseline_mib $((baseline / 1024))"
+echo "rss_peak_mib $((peak / 1024))"
+echo "peak_pending ${peak_pending% *} at_rss_mib $((${peak_pending#* } / 1024))"
+echo "rss_after_drain_mib $((after / 1024))"
+echo "== machine"
+echo "cores $(nproc)  load $(cut -d' ' -f1-3 /proc/loadavg)  $(uname -sr)"
+grep -c "ERROR" "$LOG" | sed 's/^/node_error_lines /'
