@@ -45,7 +45,9 @@ fn hashes(v: &Value) -> Vec<String> {
 
 #[test]
 fn binary_batch_is_committed_with_the_same_ids_as_json() {
-    let node = TestNode::start("");
+    // Blocks every 2 s: a resubmission a few milliseconds after the first submission must find
+    // the transaction still pending (409 duplicate), not already committed (nonce_too_low).
+    let node = TestNode::start("block_time: \"2s\"");
     let mut deployer = Sender::new(60);
     let counter = deploy(&node, &mut deployer, fixture("counter"));
     let mut senders: Vec<Sender> = (61..64).map(Sender::new).collect();
