@@ -14,8 +14,8 @@ pub mod bridge_stager;
 pub mod bridge_submitter;
 pub mod chain;
 pub mod executor;
-#[cfg(test)]
-mod fuzz_tests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_tests;
 pub mod health;
 pub mod mempool;
 pub mod metrics;
