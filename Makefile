@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONFIG ?= config/local.yaml
 
-.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress perf
+.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress perf fuzz
 
 help:
 	@echo "make build          debug build of the node and libraries"
@@ -13,6 +13,7 @@ help:
 	@echo "make fmt            format the code"
 	@echo "make bench          criterion benchmarks (engine, storage, tx)"
 	@echo "make bench-limits   the bare-pipeline limit: per-stage cost and tx/s ceiling (2 cores)"
+	@echo "make fuzz           coverage-guided fuzzing, FUZZ_SECONDS per target (needs cargo-fuzz)"
 	@echo "make run-sequencer  run a sequencer on $(CONFIG) (in-memory storage, bridge off)"
 	@echo "make run-devnet     a local L0 stand-in (devnet-l0) and a sequencer anchoring to it"
 	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
@@ -110,3 +111,23 @@ stress:
 # (STRESS_ARGS, BLOCK_TIME, MODE=mem, PROFILE).
 perf:
 	deploy/perf-run.sh
+
+# Coverage-guided fuzzing (cargo-fuzz + libFuzzer; not part of `make test` or CI, see RUNBOOK.md
+# "Fuzzing"): every target of fuzz/ for FUZZ_SECONDS, from the repo corpus
+# (actors/fuzz-corpus/<target>/, read only); new inputs go to FUZZ_WORK, crashes to
+# fuzz/artifacts/. No sanitizer (safe Rust; it would only slow the runs). RUSTC_BOOTSTRAP=1: the
+# instrumentation flags cargo-fuzz passes are nightly-only flags.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= tx_binary tx_json block_binary l0_answer wasm wasm_smith
+FUZZ_WORK ?= $(abspath $(TARGET_DIR))/fuzz-work
+FUZZ_FLAGS = -O -a -s none --target-dir $(abspath $(TARGET_DIR))/fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz --locked"; exit 1; }
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS)
+	@for t in $(FUZZ_TARGETS); do \
+		corpus=$$(echo $$t | tr _ -); mkdir -p $(FUZZ_WORK)/$$t; \
+		echo "== $$t ($(FUZZ_SECONDS) s)"; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t $(FUZZ_WORK)/$$t \
+			../actors/fuzz-corpus/$$corpus -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+			-print_final_stats=1) || exit 1; \
+	done

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use crate::bridge::L0Api;
 use crate::bridge::codec::L0Key;
 use crate::bridge::stage::{MAX_BATCHES_PER_RUN, StageError, StageReport, Stager, StagerConfig};
-use crate::bridge::status::{BridgeShared, publish_stats};
+use crate::bridge::status::{BridgeShared, SharedSignal, forward_wakeups, publish_stats};
 use crate::chain::Head;
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::storage::Storage;
@@ -211,26 +211,11 @@ impl<L: L0Api + 'static> Actor for BridgeStager<L> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let addr = ctx.address();
-        let mut head = self.deps.head.clone();
-        ctx.spawn(
-            async move {
-                while head.changed().await.is_ok() {
-                    addr.do_send(Stage);
-                }
-            }
-            .into_actor(self),
-        );
-        let addr = ctx.address();
-        let shared = self.deps.shared.clone();
-        ctx.spawn(
-            async move {
-                loop {
-                    shared.resign_needed.notified().await;
-                    addr.do_send(Stage);
-                }
-            }
-            .into_actor(self),
+        forward_wakeups(ctx, self.deps.head.clone(), || Stage);
+        forward_wakeups(
+            ctx,
+            SharedSignal(self.deps.shared.clone(), |s| &s.resign_needed),
+            || Stage,
         );
         // Catch up with whatever was committed while no stager ran.
         self.kick(ctx);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::bridge::L0Api;
-use crate::bridge::status::{BridgeShared, publish_stats};
+use crate::bridge::status::{BridgeShared, SharedSignal, forward_wakeups, publish_stats};
 use crate::bridge::submit::{Event, StepReport, SubmitError, Submitter, SubmitterConfig};
 use crate::bridge_stager::MakeL0;
 use crate::metrics::{NodeMetrics, NodeStats};
@@ -246,16 +246,10 @@ impl<L: L0Api + 'static> Actor for BridgeSubmitter<L> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let addr = ctx.address();
-        let shared = self.deps.shared.clone();
-        ctx.spawn(
-            async move {
-                loop {
-                    shared.outbox_changed.notified().await;
-                    addr.do_send(Wake);
-                }
-            }
-            .into_actor(self),
+        forward_wakeups(
+            ctx,
+            SharedSignal(self.deps.shared.clone(), |s| &s.outbox_changed),
+            || Wake,
         );
         // Resume from the outbox.
         self.kick(ctx);
@@ -319,17 +313,14 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::bridge::anchor::Anchor;
+    use crate::bridge::bridge_tests::{
+        check_anchors, commit_empty_blocks, fake_l0, stager_config, submitter_config,
+    };
     use crate::bridge::codec::L0Key;
-    use crate::bridge::encoding::AccUrl;
-    use crate::bridge::fake_l0::FakeL0;
-    use crate::bridge::stage::StagerConfig;
     use crate::bridge_stager::{BridgeStager, Flush, StagerDeps};
     use crate::chain::Head;
-    use crate::storage::tests::make_block;
     use crate::supervisor::{ChildSpec, InjectFault, Supervisor, SupervisorConfig, TestHook};
     use crate::testkit::CHAIN;
-    use crate::types::WriteSet;
 
     async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -348,32 +339,9 @@ mod tests {
             .get()
     }
 
+    /// Commits `n` blocks and publishes the head, as the block producer does.
     fn commit(storage: &Storage, head: &watch::Sender<Head>, n: u64) {
-        for _ in 0..n {
-            let (b, r) = make_block(&storage.head().unwrap(), Vec::new(), &WriteSet::default());
-            storage.commit_block(&b, &r, &WriteSet::default()).unwrap();
-            head.send_replace(Head {
-                height: b.header.height,
-                hash: b.hash(),
-                timestamp_ms: b.header.timestamp_ms,
-            });
-        }
-    }
-
-    /// The L0's entries cover 1..=head exactly once.
-    fn check_anchors(storage: &Storage, l0: &FakeL0) {
-        let mut anchors: Vec<Anchor> = l0
-            .entries()
-            .iter()
-            .map(|e| Anchor::parse(&e.parts).unwrap())
-            .collect();
-        anchors.sort_by_key(|a| a.first_height);
-        let mut next = 1;
-        for a in &anchors {
-            assert_eq!(a.first_height, next, "gap or overlap: {anchors:?}");
-            next = a.last_height + 1;
-        }
-        assert_eq!(next, storage.head().unwrap().height + 1);
+        head.send_replace(commit_empty_blocks(storage, n));
     }
 
     #[test]
@@ -386,25 +354,14 @@ mod tests {
                 hash: storage.head().unwrap().hash(),
                 timestamp_ms: 0,
             });
-            let key_page = AccUrl::parse("acc://accumen.acme/book/1").unwrap();
-            let l0 = FakeL0::new(key_page.clone(), 1);
+            let (l0, make_l0) = fake_l0();
             l0.set_auto_execute(false);
             let (metrics, stats) = (NodeMetrics::default(), Arc::new(NodeStats::default()));
             let shared = Arc::new(BridgeShared::new("http://fake/v3"));
-            let make_l0: MakeL0<FakeL0> = {
-                let l0 = l0.clone();
-                Arc::new(move || l0.clone())
-            };
             let stager_deps = StagerDeps {
                 storage: storage.clone(),
                 key: Arc::new(L0Key::from_seed([9; 32])),
-                config: StagerConfig {
-                    chain_id: CHAIN.to_string(),
-                    data_account: AccUrl::parse("acc://accumen.acme/anchors").unwrap(),
-                    key_page,
-                    batch_size: 3,
-                    flush_interval: Duration::from_millis(10),
-                },
+                config: stager_config(3, Duration::from_millis(10)),
                 make_l0: make_l0.clone(),
                 head: head_rx,
                 shared: shared.clone(),
@@ -413,13 +370,7 @@ mod tests {
             };
             let submitter_deps = SubmitterDeps {
                 storage: storage.clone(),
-                config: SubmitterConfig {
-                    workers: 2,
-                    confirm_interval: Duration::from_millis(20),
-                    resend_after: Duration::from_secs(5),
-                    backoff_min: Duration::from_millis(20),
-                    backoff_max: Duration::from_millis(200),
-                },
+                config: submitter_config(2, Duration::from_millis(20)),
                 make_l0,
                 shared: shared.clone(),
                 metrics: metrics.clone(),

@@ -2,7 +2,9 @@
 //! them (mempool, executor, block producer, supervisor). Logic lives in actix-free modules
 //! (`types`, `storage`, `vm`, `mempool::pool`, `chain`, `health`) that are unit tested alone;
 //! each actor module holds the actor, its messages and its handlers. `testkit` (test
-//! transactions) exists only for tests and under the `test-hooks` feature. `bridge` holds the
+//! transactions) exists only for tests and under the `test-hooks` feature; `fuzz_tests` (the fuzz
+//! targets the seeded harnesses and the libFuzzer crate `fuzz/` share) only for tests and under
+//! `fuzzing`. `bridge` holds the
 //! actix-free Accumulate L0 codec (encoding, hashing, signing, envelope checks, API JSON shapes)
 //! and the Accumen anchor format.
 
@@ -14,8 +16,8 @@ pub mod bridge_stager;
 pub mod bridge_submitter;
 pub mod chain;
 pub mod executor;
-#[cfg(test)]
-mod fuzz_tests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_tests;
 pub mod health;
 pub mod mempool;
 pub mod metrics;

@@ -8,8 +8,14 @@
 //! - Reading never fails a scrape: a `/proc` file that cannot be read or parsed (another OS, a
 //!   restricted sandbox) leaves its series out, it does not produce an error or a made-up value.
 //! - The parsers are pure functions over the files' text, tested on their own; the only I/O is
-//!   in [`ProcessStats::read`]. `accumen_memory_usage_bytes` and `accumen_goroutines` come from
+//!   in [`ProcessStats::read`] and [`boot_time`].
+//! - Works under systemd's `ProcSubset=pid` (the shipped units), which hides every `/proc` file
+//!   that is not a process's own, `/proc/stat` and `/proc/uptime` included: the start time needs
+//!   the boot time, which then comes from a fresh thread's start (see [`boot_time`]). `accumen_memory_usage_bytes` and `accumen_goroutines` come from
 //!   the same read (`NodeMetrics::refresh_process`), so the two views never disagree in method.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -36,7 +42,7 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    /// Reads `/proc/self/{status,stat,limits,fd}` and `/proc/stat` (boot time).
+    /// Reads `/proc/self/{status,stat,limits,fd}`, and the boot time once ([`boot_time`]).
     pub fn read() -> Self {
         let mut out = ProcessStats::default();
         if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
@@ -49,10 +55,7 @@ impl ProcessStats {
             && let Some(s) = parse_stat(&stat)
         {
             out.cpu_seconds = Some(s.cpu_seconds);
-            let boot = std::fs::read_to_string("/proc/stat")
-                .ok()
-                .and_then(|t| parse_boot_time(&t));
-            out.start_time_seconds = boot.map(|b| b as f64 + s.start_ticks as f64 / USER_HZ);
+            out.start_time_seconds = boot_time().map(|b| b + s.start_ticks as f64 / USER_HZ);
             // VmSize is in kB; stat's vsize is exact bytes: prefer it.
             out.virtual_memory_bytes = Some(s.virtual_memory_bytes);
         }
@@ -111,6 +114,39 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         start_ticks: field(22)?,
         virtual_memory_bytes: field(23)?,
     })
+}
+
+/// Boot time, Unix seconds, read once: `/proc/stat`'s `btime` where it is visible, otherwise
+/// [`boot_time_from_thread`]. Both are "the wall clock now minus the time since boot", so they
+/// agree to a clock tick; the value is kept so that every scrape exports the same start time.
+pub fn boot_time() -> Option<f64> {
+    static BOOT: OnceLock<Option<f64>> = OnceLock::new();
+    *BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| parse_boot_time(&t))
+            .map(|b| b as f64)
+            .or_else(boot_time_from_thread)
+    })
+}
+
+/// Boot time without `/proc/stat`: a thread started now has its start time, in clock ticks since
+/// boot, in `/proc/thread-self/stat` (its own process's file, which `ProcSubset=pid` leaves
+/// visible), so boot = wall clock now - those ticks / `USER_HZ`. Exact to a tick (10 ms) and a
+/// thread spawn; no `unsafe` clock call (`CLOCK_BOOTTIME`) needed.
+pub fn boot_time_from_thread() -> Option<f64> {
+    std::thread::Builder::new()
+        .name("boot-time".into())
+        .spawn(|| {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+            let s = parse_stat(&stat)?;
+            Some(now.as_secs_f64() - s.start_ticks as f64 / USER_HZ)
+        })
+        .ok()?
+        .join()
+        .ok()
+        .flatten()
 }
 
 /// The `btime` line of `/proc/stat`: boot time, Unix seconds.
@@ -255,6 +291,20 @@ mod tests {
             .as_secs_f64();
         // Started in the past, and not before 2020 (a wrong tick rate would show here).
         assert!(start <= now + 1.0 && start > 1_577_836_800.0, "{start}");
+    }
+
+    /// What the node sees under `ProcSubset=pid`: no `/proc/stat`, so the boot time comes from a
+    /// fresh thread's start; it must agree with `btime` (to rounding: btime is whole seconds).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn boot_time_without_proc_stat_agrees_with_btime() {
+        let from_thread = boot_time_from_thread().unwrap();
+        let btime = parse_boot_time(&std::fs::read_to_string("/proc/stat").unwrap()).unwrap();
+        assert!(
+            (from_thread - btime as f64).abs() < 2.0,
+            "{from_thread} vs btime {btime}"
+        );
+        assert_eq!(boot_time(), Some(btime as f64));
     }
 
     #[test]

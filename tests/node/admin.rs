@@ -12,8 +12,8 @@ use std::time::Duration;
 use accumen::client::HttpClient;
 use serde_json::{Value, json};
 
-use crate::bridge::{check_anchors, page_key_file};
-use crate::devnet::{DATA, L0, PAGE};
+use crate::bridge::{BridgeYaml, check_anchors, page_key_file};
+use crate::devnet::{DATA, L0};
 use crate::harness::*;
 use crate::supervision::assert_chain_intact;
 
@@ -210,25 +210,7 @@ fn restarting_the_bridge_actors_anchors_every_block_exactly_once() {
     let l0 = L0::start(None, &[]);
     let tmp = tempfile::tempdir().unwrap();
     let key_file = page_key_file(tmp.path());
-    let config = format!(
-        r#"bridge:
-  enable_bridge: true
-  max_backlog: 1000
-  submitter:
-    workers: 2
-  stager:
-    batch_size: 2
-    flush_interval: "200ms"
-  l0:
-    endpoint: "{}"
-    data_account: "{DATA}"
-    key_page: "{PAGE}"
-    key_file: {:?}
-    request_timeout: "1s"
-"#,
-        l0.v3,
-        key_file.display().to_string()
-    );
+    let config = BridgeYaml::new(&l0.v3, &key_file).yaml();
     let mut node = TestNode::start_in(tmp.path(), &config, &[]);
     let list = wait_all_running(&node);
     assert_eq!(

@@ -17,23 +17,94 @@ use accumen_actors::types::{Hash, Keypair, merkle_root};
 use crate::devnet::{DATA, L0, PAGE, key, rt};
 use crate::harness::*;
 
-fn bridge_config(key_file: &std::path::Path) -> String {
-    format!(
-        r#"bridge:
+/// The YAML of a node whose bridge anchors to `endpoint`, signing with `key_file`: the one
+/// place the bridge tests (here, `bridge_faults`, `admin`) write a bridge configuration.
+/// Defaults: memory storage, `max_backlog` 1000, 2 submitter workers, batches of 2 blocks
+/// flushed after 200 ms, the devnet's data account and key page, a 1 s request timeout.
+#[derive(Debug, Clone)]
+pub(crate) struct BridgeYaml {
+    endpoint: String,
+    key_file: PathBuf,
+    persistent: bool,
+    max_backlog: u64,
+    batch_size: u64,
+    flush_interval: String,
+    data_account: String,
+    request_timeout: String,
+}
+
+impl BridgeYaml {
+    pub(crate) fn new(endpoint: &str, key_file: &Path) -> Self {
+        BridgeYaml {
+            endpoint: endpoint.to_string(),
+            key_file: key_file.to_path_buf(),
+            persistent: false,
+            max_backlog: 1000,
+            batch_size: 2,
+            flush_interval: "200ms".into(),
+            data_account: DATA.into(),
+            request_timeout: "1s".into(),
+        }
+    }
+
+    /// `storage: persistent`: a restart continues the same chain.
+    pub(crate) fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
+    pub(crate) fn max_backlog(mut self, blocks: u64) -> Self {
+        self.max_backlog = blocks;
+        self
+    }
+
+    pub(crate) fn batches(mut self, size: u64, flush_interval: &str) -> Self {
+        self.batch_size = size;
+        self.flush_interval = flush_interval.into();
+        self
+    }
+
+    pub(crate) fn data_account(mut self, url: &str) -> Self {
+        self.data_account = url.into();
+        self
+    }
+
+    pub(crate) fn request_timeout(mut self, timeout: &str) -> Self {
+        self.request_timeout = timeout.into();
+        self
+    }
+
+    pub(crate) fn yaml(&self) -> String {
+        let storage = if self.persistent {
+            "storage: persistent\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"{storage}bridge:
   enable_bridge: true
-  max_backlog: 3
+  max_backlog: {}
+  submitter:
+    workers: 2
   stager:
-    batch_size: 1
-    flush_interval: "100ms"
+    batch_size: {}
+    flush_interval: "{}"
   l0:
-    endpoint: "http://127.0.0.1:1/v3"
-    data_account: "acc://accumen.acme/anchors"
-    key_page: "acc://accumen.acme/book/1"
+    endpoint: "{}"
+    data_account: "{}"
+    key_page: "{PAGE}"
     key_file: {:?}
-    request_timeout: "500ms"
+    request_timeout: "{}"
 "#,
-        key_file.display().to_string()
-    )
+            self.max_backlog,
+            self.batch_size,
+            self.flush_interval,
+            self.endpoint,
+            self.data_account,
+            self.key_file.display().to_string(),
+            self.request_timeout,
+        )
+    }
 }
 
 #[test]
@@ -45,7 +116,12 @@ fn an_unreachable_l0_degrades_the_node_but_blocks_keep_coming() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let mut node = TestNode::start_in(tmp.path(), &bridge_config(&key), &[]);
+    let config = BridgeYaml::new("http://127.0.0.1:1/v3", &key)
+        .max_backlog(3)
+        .batches(1, "100ms")
+        .request_timeout("500ms")
+        .yaml();
+    let mut node = TestNode::start_in(tmp.path(), &config, &[]);
 
     let stats = wait_for("a growing backlog", Duration::from_secs(30), || {
         let (code, v) = node.get("/bridge/stats");
@@ -217,25 +293,9 @@ fn every_block_is_anchored_once_on_devnet_l0_through_an_outage() {
     let l0 = L0::start(None, &[]);
     let tmp = tempfile::tempdir().unwrap();
     let key_file = page_key_file(tmp.path());
-    let config = format!(
-        r#"bridge:
-  enable_bridge: true
-  max_backlog: 1000
-  submitter:
-    workers: 2
-  stager:
-    batch_size: 3
-    flush_interval: "300ms"
-  l0:
-    endpoint: "{}"
-    data_account: "{DATA}"
-    key_page: "{PAGE}"
-    key_file: {:?}
-    request_timeout: "1s"
-"#,
-        l0.v3,
-        key_file.display().to_string()
-    );
+    let config = BridgeYaml::new(&l0.v3, &key_file)
+        .batches(3, "300ms")
+        .yaml();
     let mut node = TestNode::start_in(tmp.path(), &config, &[]);
     let stats = |node: &TestNode| node.get("/bridge/stats").1;
     wait_for("10 blocks anchored", Duration::from_secs(60), || {
@@ -281,25 +341,7 @@ fn a_sigkilled_node_resumes_from_its_outbox_without_gap_or_duplicate() {
     let l0 = L0::start(None, &[]);
     let tmp = tempfile::tempdir().unwrap();
     let key_file = page_key_file(tmp.path());
-    let config = format!(
-        r#"storage: persistent
-bridge:
-  enable_bridge: true
-  submitter:
-    workers: 2
-  stager:
-    batch_size: 2
-    flush_interval: "200ms"
-  l0:
-    endpoint: "{}"
-    data_account: "{DATA}"
-    key_page: "{PAGE}"
-    key_file: {:?}
-    request_timeout: "1s"
-"#,
-        l0.v3,
-        key_file.display().to_string()
-    );
+    let config = BridgeYaml::new(&l0.v3, &key_file).persistent().yaml();
     let stats = |node: &TestNode| node.get("/bridge/stats").1;
     let mut node = TestNode::start_in(tmp.path(), &config, &[]);
     for round in 0..2 {

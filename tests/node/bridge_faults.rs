@@ -23,8 +23,8 @@ use accumen_actors::bridge::codec::L0Key;
 use accumen_actors::types::Keypair;
 use serde_json::{Value, json};
 
-use crate::bridge::{anchors_on, check_anchors};
-use crate::devnet::{DATA, L0, PAGE};
+use crate::bridge::{BridgeYaml, anchors_on, check_anchors};
+use crate::devnet::{DATA, L0};
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,26 +50,11 @@ fn key_file(dir: &Path, seed: u8) -> PathBuf {
 }
 
 fn config(l0: &L0, key_file: &Path, data: &str, request_timeout: &str) -> String {
-    format!(
-        r#"storage: persistent
-bridge:
-  enable_bridge: true
-  max_backlog: 1000
-  submitter:
-    workers: 2
-  stager:
-    batch_size: 2
-    flush_interval: "200ms"
-  l0:
-    endpoint: "{}"
-    data_account: "{data}"
-    key_page: "{PAGE}"
-    key_file: {:?}
-    request_timeout: "{request_timeout}"
-"#,
-        l0.v3,
-        key_file.display().to_string()
-    )
+    BridgeYaml::new(&l0.v3, key_file)
+        .persistent()
+        .data_account(data)
+        .request_timeout(request_timeout)
+        .yaml()
 }
 
 fn stats(node: &TestNode) -> Value {

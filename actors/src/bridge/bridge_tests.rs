@@ -1,6 +1,9 @@
 //! The stager and submitter logic against the in-memory L0 (`fake_l0`): batching, write-ahead,
 //! outages, final failures and re-signing, already-known, hidden statuses, restarts. Time is
 //! virtual (an `Instant` and a wall clock in ms moved by the test), so nothing sleeps.
+//!
+//! Its fixtures (configurations, a fake L0 every incarnation shares, committing blocks, the
+//! exactly-once anchor check) are `pub(crate)`: the actor tests (`bridge_submitter`) use the same.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,34 +15,91 @@ use super::fake_l0::FakeL0;
 use super::json::Status;
 use super::stage::{Stager, StagerConfig, decode_envelope};
 use super::submit::{Event, Submitter, SubmitterConfig};
+use crate::bridge_stager::MakeL0;
+use crate::chain::Head;
 use crate::storage::tests::make_block;
 use crate::storage::{OutboxState, Storage};
 use crate::testkit::CHAIN;
-use crate::types::{BlockHeader, WriteSet};
+use crate::types::WriteSet;
 
-fn url(s: &str) -> AccUrl {
+pub(crate) const KEY_PAGE: &str = "acc://accumen.acme/book/1";
+pub(crate) const DATA_ACCOUNT: &str = "acc://accumen.acme/anchors";
+
+pub(crate) fn url(s: &str) -> AccUrl {
     AccUrl::parse(s).unwrap()
 }
 
-fn stager_config(batch_size: u64, flush_interval: Duration) -> StagerConfig {
+pub(crate) fn stager_config(batch_size: u64, flush_interval: Duration) -> StagerConfig {
     StagerConfig {
         chain_id: CHAIN.to_string(),
-        data_account: url("acc://accumen.acme/anchors"),
-        key_page: url("acc://accumen.acme/book/1"),
+        data_account: url(DATA_ACCOUNT),
+        key_page: url(KEY_PAGE),
         batch_size,
         flush_interval,
     }
 }
 
-fn submitter_config(workers: usize) -> SubmitterConfig {
+/// `confirm_interval` is `tick`, the backoff runs from 2 to 20 ticks, resends after 5 s.
+pub(crate) fn submitter_config(workers: usize, tick: Duration) -> SubmitterConfig {
     SubmitterConfig {
         workers,
-        confirm_interval: Duration::from_millis(100),
+        confirm_interval: tick,
         resend_after: Duration::from_secs(5),
-        backoff_min: Duration::from_millis(200),
-        backoff_max: Duration::from_secs(2),
+        backoff_min: tick * 2,
+        backoff_max: tick * 20,
     }
 }
+
+/// A fake L0 holding `KEY_PAGE` at version 1, and the factory that hands every actor
+/// incarnation a handle on that same L0 (so a restart talks to the same "network").
+pub(crate) fn fake_l0() -> (FakeL0, MakeL0<FakeL0>) {
+    let l0 = FakeL0::new(url(KEY_PAGE), 1);
+    let shared = l0.clone();
+    (l0, Arc::new(move || shared.clone()))
+}
+
+/// Commits `n` empty blocks on top of the head; returns the new head.
+pub(crate) fn commit_empty_blocks(storage: &Storage, n: u64) -> Head {
+    let mut head = storage.head().unwrap();
+    for _ in 0..n {
+        let (b, r) = make_block(&head, Vec::new(), &WriteSet::default());
+        storage.commit_block(&b, &r, &WriteSet::default()).unwrap();
+        head = storage.head().unwrap();
+    }
+    Head {
+        height: head.height,
+        hash: head.hash(),
+        timestamp_ms: head.timestamp_ms,
+    }
+}
+
+/// Exactly once: the L0's entries are anchors covering 1..=head without gap or overlap, each
+/// matching the stored blocks; the bridge says everything is anchored and the outbox is empty.
+pub(crate) fn check_anchors(storage: &Storage, l0: &FakeL0) {
+    let mut anchors: Vec<Anchor> = l0
+        .entries()
+        .iter()
+        .map(|e| Anchor::parse(&e.parts).unwrap())
+        .collect();
+    anchors.sort_by_key(|a| a.first_height);
+    let mut next = 1;
+    for a in &anchors {
+        assert_eq!(a.first_height, next, "gap or overlap: {anchors:?}");
+        let headers: Vec<_> = (a.first_height..=a.last_height)
+            .map(|h| storage.block_by_height(h).unwrap().unwrap().header)
+            .collect();
+        a.check(CHAIN, &headers).unwrap();
+        next = a.last_height + 1;
+    }
+    let head = storage.head().unwrap().height;
+    assert_eq!(next, head + 1, "not every height anchored");
+    let st = storage.bridge_stats().unwrap();
+    assert_eq!(st.last_anchored_height, head);
+    assert_eq!(st.outbox_rows, 0);
+}
+
+/// The harness's confirmation interval (virtual time).
+const TICK: Duration = Duration::from_millis(100);
 
 /// A storage, a fake L0 and both halves of the bridge, on a virtual clock.
 struct Harness {
@@ -56,10 +116,10 @@ impl Harness {
     fn new(batch_size: u64, workers: usize) -> Self {
         let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
         let cfg = stager_config(batch_size, Duration::from_secs(60));
-        let l0 = FakeL0::new(cfg.key_page.clone(), 1);
+        let (l0, _) = fake_l0();
         Harness {
             stager: Stager::new(cfg, Arc::new(L0Key::from_seed([7; 32])), storage.clone()),
-            sub: Submitter::new(submitter_config(workers), storage.clone()),
+            sub: Submitter::new(submitter_config(workers, TICK), storage.clone()),
             storage,
             l0,
             now: Instant::now(),
@@ -69,16 +129,7 @@ impl Harness {
     }
 
     fn commit(&self, n: u64) {
-        for _ in 0..n {
-            let (b, r) = make_block(
-                &self.storage.head().unwrap(),
-                Vec::new(),
-                &WriteSet::default(),
-            );
-            self.storage
-                .commit_block(&b, &r, &WriteSet::default())
-                .unwrap();
-        }
+        commit_empty_blocks(&self.storage, n);
     }
 
     /// Wall clock: the head's timestamp plus `extra` ms.
@@ -120,36 +171,11 @@ impl Harness {
 
     /// A new submitter over the same storage (a restart).
     fn restart_submitter(&mut self) {
-        self.sub = Submitter::new(submitter_config(self.workers), self.storage.clone());
+        self.sub = Submitter::new(submitter_config(self.workers, TICK), self.storage.clone());
     }
 
-    fn headers(&self, first: u64, last: u64) -> Vec<BlockHeader> {
-        (first..=last)
-            .map(|h| self.storage.block_by_height(h).unwrap().unwrap().header)
-            .collect()
-    }
-
-    /// The L0's entries are anchors covering 1..=head exactly once, each matching the blocks.
     fn check_anchors(&self) {
-        let mut anchors: Vec<Anchor> = self
-            .l0
-            .entries()
-            .iter()
-            .map(|e| Anchor::parse(&e.parts).unwrap())
-            .collect();
-        anchors.sort_by_key(|a| a.first_height);
-        let mut next = 1;
-        for a in &anchors {
-            assert_eq!(a.first_height, next, "gap or overlap: {anchors:?}");
-            a.check(CHAIN, &self.headers(a.first_height, a.last_height))
-                .unwrap();
-            next = a.last_height + 1;
-        }
-        let head = self.storage.head().unwrap().height;
-        assert_eq!(next, head + 1, "not every height anchored");
-        let st = self.storage.bridge_stats().unwrap();
-        assert_eq!(st.last_anchored_height, head);
-        assert_eq!(st.outbox_rows, 0);
+        check_anchors(&self.storage, &self.l0);
     }
 }
 
@@ -433,7 +459,7 @@ async fn a_refused_resend_the_l0_never_shows_fails_after_resend_after() {
     h.step().await;
     // The L0 lost it (dropped from its mempool), and a later signature used the key.
     h.l0 = {
-        let fresh = FakeL0::new(url("acc://accumen.acme/book/1"), 1);
+        let (fresh, _) = fake_l0();
         fresh.fail_next_submits([Status::BadTimestamp]);
         fresh
     };

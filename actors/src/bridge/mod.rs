@@ -36,7 +36,7 @@ pub mod status;
 pub mod submit;
 
 #[cfg(test)]
-mod bridge_tests;
+pub(crate) mod bridge_tests;
 #[cfg(test)]
 mod tests;
 

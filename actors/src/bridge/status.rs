@@ -5,12 +5,15 @@
 //!
 //! Invariants: the wake-ups are `tokio::sync::Notify` (a permit is kept if nobody waits, so a
 //! wake-up sent while the other actor restarts is not lost); reading the status never blocks on
-//! an actor.
+//! an actor. [`forward_wakeups`] is the one way an actor turns such a signal (or the committed
+//! head's watch) into messages to itself.
 
-use std::sync::Mutex;
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use actix::{Actor, AsyncContext, Context, Handler, Message};
+use tokio::sync::{Notify, watch};
 
 use crate::metrics::{NodeMetrics, NodeStats};
 use crate::storage::{BridgeStats, Storage, StorageError};
@@ -46,6 +49,52 @@ impl BridgeShared {
     pub fn set_last_error(&self, e: impl Into<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
     }
+}
+
+/// Something an actor waits on to be woken: the next wake-up, or `false` once it can never come
+/// again (the sender is gone).
+pub trait WakeSource: 'static {
+    fn wake(&mut self) -> impl Future<Output = bool>;
+}
+
+/// The committed head: a wake-up per change (changes while nobody looked coalesce into one).
+impl<T: 'static> WakeSource for watch::Receiver<T> {
+    async fn wake(&mut self) -> bool {
+        self.changed().await.is_ok()
+    }
+}
+
+/// One of [`BridgeShared`]'s signals, e.g. `SharedSignal(shared, |s| &s.outbox_changed)`.
+#[derive(Debug, Clone)]
+pub struct SharedSignal(pub Arc<BridgeShared>, pub fn(&BridgeShared) -> &Notify);
+
+impl WakeSource for SharedSignal {
+    async fn wake(&mut self) -> bool {
+        (self.1)(&self.0).notified().await;
+        true
+    }
+}
+
+/// Spawns on the actor's own context a loop that sends it `make()` at every wake-up of
+/// `source`. The loop is part of this incarnation: it stops with the actor, and a restarted
+/// incarnation (whose `started` calls this again) gets its own, so no wake-up is delivered
+/// twice. `do_send`, not `send`: the actor is the loop's owner, waiting for its answer could
+/// only deadlock, and a wake-up carries no data, so the mailbox capacity need not apply.
+pub fn forward_wakeups<A, M>(
+    ctx: &mut Context<A>,
+    mut source: impl WakeSource,
+    make: impl Fn() -> M + 'static,
+) where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    let addr = ctx.address();
+    ctx.spawn(actix::fut::wrap_future(async move {
+        while source.wake().await {
+            addr.do_send(make());
+        }
+    }));
 }
 
 /// Reads the bridge's numbers from storage and publishes them: the gauges

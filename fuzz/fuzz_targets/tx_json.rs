@@ -1,0 +1,4 @@
+//! libFuzzer target: `accumen_actors::fuzz_tests::check_tx_json` (see that module's doc).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| accumen_actors::fuzz_tests::check_tx_json(data));
