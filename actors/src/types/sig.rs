@@ -184,27 +184,32 @@ fn verify_chunk(
     chunk: Vec<Pending>,
     rng: Option<&mut BatchRng>,
 ) -> Vec<(usize, Result<VerifiedTx, TxError>)> {
-    if let Some(rng) = rng.filter(|_| chunk.len() >= MIN_BATCH) {
-        let mut verifier = batch::Verifier::new();
-        for p in &chunk {
-            let msg = SigDomain::Tx.message(&p.id);
-            verifier.queue((
-                VerificationKeyBytes::from(p.key),
-                consensus_sig(&p.tx.signature),
-                msg.as_ref(),
-            ));
-        }
-        if verifier.verify(rng).is_ok() {
-            return chunk
-                .into_iter()
-                .map(|p| (p.index, Ok(VerifiedTx::new(p.id, p.tx))))
-                .collect();
-        }
+    if let Some(rng) = rng.filter(|_| chunk.len() >= MIN_BATCH)
+        && batch_equation(&chunk).verify(rng).is_ok()
+    {
+        return chunk
+            .into_iter()
+            .map(|p| (p.index, Ok(VerifiedTx::new(p.id, p.tx))))
+            .collect();
     }
     chunk
         .into_iter()
         .map(|p| (p.index, p.verify_single()))
         .collect()
+}
+
+/// The batch verifier holding every signature of `chunk` (each over its tx-domain message).
+fn batch_equation(chunk: &[Pending]) -> batch::Verifier {
+    let mut verifier = batch::Verifier::new();
+    for p in chunk {
+        let msg = SigDomain::Tx.message(&p.id);
+        verifier.queue((
+            VerificationKeyBytes::from(p.key),
+            consensus_sig(&p.tx.signature),
+            msg.as_ref(),
+        ));
+    }
+    verifier
 }
 
 /// The batch equation's coefficients: a BLAKE3 output stream keyed with 32 bytes from the

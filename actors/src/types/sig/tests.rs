@@ -417,15 +417,7 @@ fn all_valid_batches_pass_whole() {
         })
         .collect();
     for _ in 0..5 {
-        let mut verifier = batch::Verifier::new();
-        for p in &chunk {
-            let msg = SigDomain::Tx.message(&p.id);
-            verifier.queue((
-                VerificationKeyBytes::from(p.key),
-                consensus_sig(&p.tx.signature),
-                msg.as_ref(),
-            ));
-        }
+        let verifier = batch_equation(&chunk);
         assert!(verifier.verify(BatchRng::from_os().unwrap()).is_ok());
     }
 }
