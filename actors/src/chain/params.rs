@@ -9,7 +9,7 @@
 //! - **Fixed at genesis.** A new chain takes `max_tx_gas` (`execution.gas_limit`) and
 //!   `max_memory_pages` (`wasm.max_memory_pages`) from the configuration of the node that creates
 //!   it, and every other value from this build's constants (`vm::gas`: ABI version, gas schedule
-//!   version, Wasm stack limit, per-block limits). Storage records them in the same transaction
+//!   version of new chains, Wasm stack limit, per-block limits). Storage records them in the same transaction
 //!   as the genesis block (schema version 2), and the genesis block commits to their hash
 //!   (`ChainParams::genesis`), so two chains with different parameters differ from block 1 on:
 //!   block 1's parent is already a different hash.
@@ -21,9 +21,11 @@
 //!   the chain's value. The VM (`vm_config`), deploy validation, the mempool's per-transaction
 //!   gas cap and the block context's `max_tx_gas` all come from the effective parameters, never
 //!   from `Settings`, so no configuration can make a node produce or accept different results.
-//! - **Refuse what cannot be honoured.** A chain whose ABI version, gas schedule, Wasm stack or
-//!   block limits are not this build's constants would execute differently here: the node refuses
-//!   to start ([`ParamsError`]) rather than run a different rule. The same for a chain whose
+//! - **Refuse what cannot be honoured.** A chain whose ABI version, Wasm stack or block limits
+//!   are not this build's constants would execute differently here: the node refuses to start
+//!   ([`ParamsError`]) rather than run a different rule. The gas schedule is the exception that
+//!   proves the rule: this build keeps every schedule it knows (`gas::GasSchedule`, versions 1
+//!   and 2), runs a chain with the one it recorded, and refuses a version it does not know. The same for a chain whose
 //!   `max_memory_pages` does not fit this node's `execution.memory_limit` and `execution.workers`
 //!   (`VmConfig::check`): the operator can fix that one in the configuration.
 //! - **Changing a parameter is a new chain.** There is no in-place upgrade: the genesis hash
@@ -52,7 +54,7 @@ pub struct ChainParams {
     pub chain_id: String,
     /// Contract ABI version (imports and calling convention), see `CONTRACT_ABI.md`.
     pub abi_version: u32,
-    /// Version of the gas schedule in `vm::gas` (prices and limits).
+    /// Version of the gas schedule (`vm::gas::GasSchedule`: compile prices) the chain runs.
     pub gas_schedule: u32,
     /// Most gas one transaction may declare (`execution.gas_limit` at genesis).
     pub max_tx_gas: u64,
@@ -103,11 +105,13 @@ impl ChainParams {
     }
 
     /// The engine configuration that runs this chain with `node`'s own resources (memory
-    /// limit, workers, timeout, caches): the chain's page and stack limits replace the node's.
+    /// limit, workers, timeout, caches): the chain's page and stack limits and its gas schedule
+    /// replace the node's (`Vm::new` refuses a schedule this build does not know).
     pub fn vm_config(&self, node: &VmConfig) -> VmConfig {
         VmConfig {
             max_memory_pages: self.max_memory_pages,
             max_wasm_stack: usize::try_from(self.max_wasm_stack).unwrap_or(usize::MAX),
+            gas_schedule: self.gas_schedule,
             ..node.clone()
         }
     }
@@ -134,17 +138,13 @@ impl ChainParams {
     }
 
     /// The parameters this build's own constants fix, with the chain's value and the build's.
-    fn build_values(&self) -> [(&'static str, u64, u64); 6] {
+    /// Not the gas schedule: a build runs every schedule it knows (`gas::GasSchedule`).
+    fn build_values(&self) -> [(&'static str, u64, u64); 5] {
         [
             (
                 "abi_version",
                 u64::from(self.abi_version),
                 u64::from(gas::ABI_VERSION),
-            ),
-            (
-                "gas_schedule",
-                u64::from(self.gas_schedule),
-                u64::from(gas::GAS_SCHEDULE_VERSION),
             ),
             ("max_wasm_stack", self.max_wasm_stack, gas::MAX_WASM_STACK),
             ("max_block_gas", self.max_block_gas, gas::MAX_BLOCK_GAS),
@@ -220,6 +220,13 @@ pub enum ParamsError {
         build: u64,
     },
     #[error(
+        "this chain was created with gas_schedule = {}, which this accumen build does not know \
+         (it runs gas schedules {:?}): run this chain with an accumen build that knows it",
+        .0.version,
+        .0.known
+    )]
+    GasSchedule(gas::UnknownGasSchedule),
+    #[error(
         "this chain's max_tx_gas = {chain} is invalid (must be 1 to the block gas limit \
          {max_block_gas}): the chain's parameters are damaged"
     )]
@@ -259,6 +266,9 @@ pub fn reconcile(
             });
         }
     }
+    // The chain's own schedule, whichever this build gives new chains: a chain keeps the
+    // schedule it was created with, so its receipts replay unchanged.
+    gas::GasSchedule::from_version(chain.gas_schedule).map_err(ParamsError::GasSchedule)?;
     if !(1..=chain.max_block_gas).contains(&chain.max_tx_gas) {
         return Err(ParamsError::TxGas {
             chain: chain.max_tx_gas,
@@ -412,9 +422,8 @@ mod tests {
     #[test]
     fn values_of_another_build_are_refused_each_by_name() {
         type Set = fn(&mut ChainParams);
-        let cases: [(&str, Set); 6] = [
+        let cases: [(&str, Set); 5] = [
             ("abi_version", |p| p.abi_version += 1),
-            ("gas_schedule", |p| p.gas_schedule += 1),
             ("max_wasm_stack", |p| p.max_wasm_stack *= 2),
             ("max_block_gas", |p| p.max_block_gas -= 1),
             ("max_block_tx_bytes", |p| p.max_block_tx_bytes += 1),
@@ -433,6 +442,52 @@ mod tests {
                 }
                 other => panic!("{name}: expected a refusal, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn every_known_gas_schedule_runs_and_is_handed_to_the_engine() {
+        let config = ChainParams::with_defaults(CHAIN);
+        assert_eq!(config.gas_schedule, 2, "new chains get schedule 2");
+        for &version in gas::GasSchedule::KNOWN_VERSIONS {
+            let chain = ChainParams {
+                gas_schedule: version,
+                ..config.clone()
+            };
+            let r = reconcile(&chain, &config, &node_vm())
+                .unwrap_or_else(|e| panic!("schedule {version}: {e}"));
+            // Not an override: the schedule is not a configuration value.
+            assert!(r.overrides.is_empty());
+            assert_eq!(r.params.gas_schedule, version);
+            let vm = r.params.vm_config(&node_vm());
+            assert_eq!(vm.gas_schedule, version);
+            assert!(vm.check().is_ok());
+        }
+    }
+
+    #[test]
+    fn an_unknown_gas_schedule_is_refused_by_name() {
+        let config = ChainParams::with_defaults(CHAIN);
+        for version in [0, 3, u32::MAX] {
+            let chain = ChainParams {
+                gas_schedule: version,
+                ..config.clone()
+            };
+            let e = reconcile(&chain, &config, &node_vm()).unwrap_err();
+            assert!(
+                matches!(&e, ParamsError::GasSchedule(u) if u.version == version),
+                "{e:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("gas_schedule = {version}")), "{msg}");
+            assert!(msg.contains("[1, 2]"), "{msg}");
+            // A tool that builds the engine without `reconcile` (`accumen db check`) is refused
+            // by the engine's own check.
+            let vm = chain.vm_config(&node_vm());
+            assert!(matches!(
+                vm.check(),
+                Err(ConfigError::GasSchedule(u)) if u.version == version
+            ));
         }
     }
 

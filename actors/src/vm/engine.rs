@@ -48,6 +48,9 @@ pub struct VmConfig {
     pub max_memory_pages: u32,
     /// The chain's `max_wasm_stack`: bytes of Wasm stack one call may use.
     pub max_wasm_stack: usize,
+    /// The chain's `gas_schedule` version (`gas::GasSchedule`): what deploys and calls pay for
+    /// compiles. A version this build does not know is refused (`check`).
+    pub gas_schedule: u32,
     /// `execution.memory_limit`: MB of linear memory all concurrent calls may hold together.
     pub memory_limit_mb: u64,
     /// `execution.workers`: calls that run at once.
@@ -65,6 +68,7 @@ impl Default for VmConfig {
         Self {
             max_memory_pages: 64,
             max_wasm_stack: gas::MAX_WASM_STACK as usize,
+            gas_schedule: gas::GAS_SCHEDULE_VERSION,
             memory_limit_mb: 128,
             workers: 4,
             timeout: Duration::from_secs(5),
@@ -77,6 +81,8 @@ impl Default for VmConfig {
 /// A configuration the engine cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    #[error("this chain's {0}: run it with an accumen build that knows its gas schedule")]
+    GasSchedule(#[from] gas::UnknownGasSchedule),
     #[error("wasm.max_memory_pages must be between 1 and 65536, got {0}")]
     MemoryPages(u32),
     #[error("execution.workers must be at least 1")]
@@ -100,8 +106,10 @@ impl VmConfig {
         u64::from(self.max_memory_pages) * PAGE_BYTES
     }
 
-    /// Checks that the workers fit in the memory limit; returns the pool's slot count.
+    /// Checks that the gas schedule is known and the workers fit in the memory limit; returns
+    /// the pool's slot count.
     pub fn check(&self) -> Result<u32, ConfigError> {
+        gas::GasSchedule::from_version(self.gas_schedule)?;
         if self.max_memory_pages == 0 || self.max_memory_pages > 65_536 {
             return Err(ConfigError::MemoryPages(self.max_memory_pages));
         }
@@ -232,6 +240,8 @@ pub struct Vm {
     /// Round-robin lane choice for read-only queries.
     next_query_lane: std::sync::atomic::AtomicUsize,
     config: VmConfig,
+    /// `config.gas_schedule`, checked by `VmConfig::check`.
+    schedule: gas::GasSchedule,
     slots: u32,
     deadline_ticks: u64,
     /// Calls finished (any outcome) and modules loaded, for the supervisor's busy-or-stuck
@@ -254,6 +264,8 @@ impl Vm {
     /// ticker that drives their deadlines.
     pub fn new(config: VmConfig) -> Result<Vm, VmError> {
         let slots = config.check()?;
+        let schedule =
+            gas::GasSchedule::from_version(config.gas_schedule).map_err(ConfigError::from)?;
         let lanes_n = config.workers;
         // `check` guarantees slots >= workers, so every lane gets at least one slot and the
         // lanes together never hold more than `execution.memory_limit`.
@@ -299,6 +311,7 @@ impl Vm {
             lanes,
             next_query_lane: std::sync::atomic::AtomicUsize::new(0),
             config,
+            schedule,
             slots: per_lane * lanes_n as u32,
             deadline_ticks,
             progress: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -364,9 +377,21 @@ impl Vm {
         self.lanes.iter().map(|l| l.cache.len()).max().unwrap_or(0)
     }
 
-    /// Deploy-time validation of contract code against this engine and its limits.
+    /// The chain's gas schedule this engine prices compiles with.
+    pub fn gas_schedule(&self) -> gas::GasSchedule {
+        self.schedule
+    }
+
+    /// Deploy-time validation of contract code against this engine and its limits, its compile
+    /// weight priced with the chain's gas schedule (deploy admission, deploy execution and the
+    /// module-load share of calls all take the weight from here).
     pub fn validate(&self, code: &[u8]) -> Result<ModuleInfo, ValidationError> {
-        validate(&self.lane(0).engine, code, self.config.max_memory_pages)
+        validate(
+            &self.lane(0).engine,
+            code,
+            self.config.max_memory_pages,
+            self.schedule,
+        )
     }
 
     /// The compiled module for `code_hash`, compiling `code` (or loading the stored code) on a

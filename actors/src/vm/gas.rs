@@ -12,10 +12,12 @@
 /// convention, receipt rules; `CONTRACT_ABI.md`). Recorded in a chain's `ChainParams` at genesis:
 /// a build with another version refuses to run that chain.
 pub const ABI_VERSION: u32 = 1;
-/// Version of the gas schedule in this file (every price and per-call limit below). Bump it with
-/// any change here that alters receipts or state: a chain records the version it was created
-/// with, and a build with another schedule refuses to run it (`chain::params`).
-pub const GAS_SCHEDULE_VERSION: u32 = 1;
+/// Version of the gas schedule a new chain gets (`GasSchedule::CURRENT`). A chain records the
+/// version it was created with and keeps it: this build runs every version of
+/// `GasSchedule::KNOWN_VERSIONS` exactly as it was, and refuses a chain with another one
+/// (`chain::params`). Any change here that alters receipts or state is a new schedule version,
+/// never an edit of an existing one.
+pub const GAS_SCHEDULE_VERSION: u32 = GasSchedule::CURRENT.version();
 /// Wasm stack of one call, in bytes (wasmtime's `max_wasm_stack`). Where a deep recursion
 /// traps with `stack overflow` depends on it, so it is a chain rule like the gas prices.
 pub const MAX_WASM_STACK: u64 = 512 * 1024;
@@ -128,7 +130,7 @@ pub const MAX_NESTING_DEPTH: u32 = 256;
 /// Most control blocks (`block`, `loop`, `if`, `else`) of one function. Compile time grows with
 /// the square of this number (measured: 250 -> 0.5 s, 500 -> 2.1 s, 1,000 -> 9.3 s with 1,024
 /// live locals, on the loaded 2-core test machine), so it is the limit that bounds one
-/// function's compile; the square is also priced (`COMPILE_BLOCK_PAIR`).
+/// function's compile; the square is also priced (`CompilePrices::block_pair`).
 pub const MAX_FUNCTION_BLOCKS: u32 = 500;
 /// Most targets of one `br_table` (the default included): each target is a CFG edge.
 pub const MAX_BR_TABLE_TARGETS: u32 = 1_024;
@@ -139,26 +141,127 @@ pub const MAX_LOCALS: u32 = 1_024;
 pub const MAX_CODE_BYTES: u64 = 512 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// Compile pricing. Validation measures the code (`CodeStats`) and turns it into a compile
-// weight in gas, calibrated so that a second of Cranelift compile costs about as much gas as a
-// second of execution (`actors/benches/compile.rs` measures both; CONTRACT_ABI.md has the
-// figures). Deterministic: it depends only on the code bytes, never on a node's cache.
+// Compile pricing. Validation measures the code (`CodeStats`) and the chain's gas schedule
+// (`GasSchedule`) turns it into a compile weight in gas, calibrated so that a second of
+// Cranelift compile costs about as much gas as a second of execution (`actors/benches/compile.rs`
+// measures both; CONTRACT_ABI.md has the figures). Deterministic: it depends only on the code
+// bytes and the chain's schedule, never on a node's cache, machine or configuration.
 
-/// Per function compiled (function setup, trampolines, relocations: measured about 0.1 ms
-/// each under load, the largest fixed cost).
-pub const COMPILE_FUNCTION: u64 = 80_000;
-/// Per operator of a function body (instruction selection, register allocation).
-pub const COMPILE_OPERATOR: u64 = 150;
-/// Per local or parameter of a function.
-pub const COMPILE_LOCAL: u64 = 200;
-/// Per control block (`block`, `loop`, `if`, `else`) and per `br_table` target: a CFG node
-/// or edge.
-pub const COMPILE_BLOCK: u64 = 200;
-/// Per (local x (blocks + br_table targets)) of one function: each local may be a block
-/// parameter on every edge of the function's CFG.
-pub const COMPILE_LOCAL_EDGE: u64 = 50;
-/// Per (block x block) of one function, plus `locals` per pair: the measured quadratic part.
-pub const COMPILE_BLOCK_PAIR: u64 = 128;
+/// The compile prices of one gas schedule: what each thing validation counts (`CodeStats`)
+/// costs, in gas. A schedule's prices never change once a chain uses it (consensus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompilePrices {
+    /// Per module, whatever its code: engine setup, translating the module's sections, the
+    /// trampolines of its imports and exports, publishing the code (mmap, `mprotect`) and
+    /// pre-linking it. 0 in schedule 1 (its omission is what schedule 2 fixes).
+    pub module: u64,
+    /// Per function compiled (function setup, trampolines, relocations).
+    pub function: u64,
+    /// Per operator of a function body (instruction selection, register allocation).
+    pub operator: u64,
+    /// Per local or parameter of a function.
+    pub local: u64,
+    /// Per control block (`block`, `loop`, `if`, `else`): a CFG node.
+    pub block: u64,
+    /// Per `br_table` target: a CFG edge.
+    pub br_table_target: u64,
+    /// Per (local x block) of one function: each local may be a block parameter of every block.
+    pub local_block: u64,
+    /// Per (local x `br_table` target) of one function: each local may be carried on every
+    /// edge.
+    pub local_target: u64,
+    /// Per (block x block) of one function (the measured quadratic part), plus 1 per
+    /// (block x block x local).
+    pub block_pair: u64,
+}
+
+/// Schedule 1: no per-module base (a tiny module paid almost nothing for a compile of about a
+/// millisecond, see `GasSchedule`).
+const COMPILE_V1: CompilePrices = CompilePrices {
+    module: 0,
+    function: 80_000,
+    operator: 150,
+    local: 200,
+    block: 200,
+    br_table_target: 200,
+    local_block: 50,
+    local_target: 50,
+    block_pair: 128,
+};
+
+/// Schedule 2: schedule 1 plus a per-module base and `br_table` terms re-measured in the
+/// release build (`actors/benches/compile.rs --generated`; CONTRACT_ABI.md "Compile cost").
+const COMPILE_V2: CompilePrices = CompilePrices {
+    module: 400_000,
+    ..COMPILE_V1
+};
+
+/// A gas schedule: the prices a chain charges, selected by the version the chain recorded at
+/// genesis (`ChainParams::gas_schedule`). Every known schedule stays in this build so that a
+/// chain keeps executing exactly as it did when it was created; a new chain gets
+/// [`GAS_SCHEDULE_VERSION`].
+///
+/// - **1**: the first schedule.
+/// - **2**: adds a per-module compile base (`CompilePrices::module`) and re-priced `br_table`
+///   terms. Found by the generated-module fuzzing: a 90 to 180 byte module paid about 10k gas of
+///   compile weight (under 0.1 ms at the calibrated 140M gas per second) but took about a
+///   millisecond to compile in the release build; a block of them bought far more compile than
+///   it paid for.
+///
+/// Only compile weights differ between the schedules; every other price and limit in this file
+/// is the same in both (a schedule that changes one of them must say so here and branch on it).
+/// The module-load share a call pays (`module_load`) is derived from the compile weight, so under
+/// schedule 2 it includes `module / MODULE_LOAD_DIVISOR` of the base: a cache miss recompiles the
+/// whole module, base included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GasSchedule {
+    V1,
+    V2,
+}
+
+/// A chain recorded a gas schedule this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown gas schedule {version} (this build knows {known:?})")]
+pub struct UnknownGasSchedule {
+    pub version: u32,
+    pub known: &'static [u32],
+}
+
+impl GasSchedule {
+    /// The schedule of new chains.
+    pub const CURRENT: GasSchedule = GasSchedule::V2;
+    /// The versions this build can run.
+    pub const KNOWN_VERSIONS: &'static [u32] = &[1, 2];
+
+    /// The schedule a chain's recorded version selects.
+    pub fn from_version(version: u32) -> Result<GasSchedule, UnknownGasSchedule> {
+        match version {
+            1 => Ok(GasSchedule::V1),
+            2 => Ok(GasSchedule::V2),
+            _ => Err(UnknownGasSchedule {
+                version,
+                known: Self::KNOWN_VERSIONS,
+            }),
+        }
+    }
+
+    /// The version recorded in `ChainParams::gas_schedule`.
+    pub const fn version(self) -> u32 {
+        match self {
+            GasSchedule::V1 => 1,
+            GasSchedule::V2 => 2,
+        }
+    }
+
+    /// This schedule's compile prices.
+    pub fn compile(self) -> &'static CompilePrices {
+        match self {
+            GasSchedule::V1 => &COMPILE_V1,
+            GasSchedule::V2 => &COMPILE_V2,
+        }
+    }
+}
+
 /// Every call pays this fraction (1 / `MODULE_LOAD_DIVISOR`) of its module's compile weight,
 /// plus `MODULE_LOAD_BASE`: the amortized cost of loading the module, whether or not this
 /// node's cache holds it (see `module_load`).
@@ -179,7 +282,8 @@ pub struct FunctionStats {
     pub br_table_targets: u64,
 }
 
-/// What validation measured of a module's code, summed over its function bodies.
+/// What validation measured of a module's code, summed over its function bodies. Schedule
+/// independent: every schedule prices the same counts (`CodeStats::weight`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CodeStats {
     pub functions: u64,
@@ -188,41 +292,57 @@ pub struct CodeStats {
     pub operators: u64,
     pub blocks: u64,
     pub br_table_targets: u64,
-    /// Sum over functions of `locals * (blocks + br_table_targets)`.
-    pub local_edges: u64,
-    /// Sum over functions of `blocks^2 * (COMPILE_BLOCK_PAIR + locals)`, in gas.
-    pub block_pairs_gas: u64,
+    /// Sum over functions of `locals * blocks`.
+    pub local_blocks: u64,
+    /// Sum over functions of `locals * br_table_targets`.
+    pub local_targets: u64,
+    /// Sum over functions of `blocks^2`.
+    pub block_pairs: u64,
+    /// Sum over functions of `blocks^2 * locals`.
+    pub block_pair_locals: u64,
 }
 
 impl CodeStats {
     pub fn add_function(&mut self, f: FunctionStats) {
-        let edges = f.blocks.saturating_add(f.br_table_targets);
         self.functions += 1;
         self.body_bytes = self.body_bytes.saturating_add(f.body_bytes);
         self.locals = self.locals.saturating_add(f.locals);
         self.operators = self.operators.saturating_add(f.operators);
         self.blocks = self.blocks.saturating_add(f.blocks);
         self.br_table_targets = self.br_table_targets.saturating_add(f.br_table_targets);
-        self.local_edges = self
-            .local_edges
-            .saturating_add(f.locals.saturating_mul(edges));
+        self.local_blocks = self
+            .local_blocks
+            .saturating_add(f.locals.saturating_mul(f.blocks));
+        self.local_targets = self
+            .local_targets
+            .saturating_add(f.locals.saturating_mul(f.br_table_targets));
         let pairs = f.blocks.saturating_mul(f.blocks);
-        self.block_pairs_gas = self
-            .block_pairs_gas
-            .saturating_add(pairs.saturating_mul(COMPILE_BLOCK_PAIR.saturating_add(f.locals)));
+        self.block_pairs = self.block_pairs.saturating_add(pairs);
+        self.block_pair_locals = self
+            .block_pair_locals
+            .saturating_add(pairs.saturating_mul(f.locals));
     }
 
-    /// The module's compile weight, in gas.
-    pub fn weight(&self) -> u64 {
-        COMPILE_FUNCTION
-            .saturating_mul(self.functions)
-            .saturating_add(COMPILE_OPERATOR.saturating_mul(self.operators))
-            .saturating_add(COMPILE_LOCAL.saturating_mul(self.locals))
-            .saturating_add(
-                COMPILE_BLOCK.saturating_mul(self.blocks.saturating_add(self.br_table_targets)),
-            )
-            .saturating_add(COMPILE_LOCAL_EDGE.saturating_mul(self.local_edges))
-            .saturating_add(self.block_pairs_gas)
+    /// The module's compile weight under `schedule`, in gas. Integer arithmetic on counts of
+    /// the code only, so every node computes the same number. No term can saturate within the
+    /// deploy limits (the largest, `block_pair_locals`, is below 10,000 functions x 500^2
+    /// blocks x 1,024 locals < 2^42), so the sum per term equals the sum per function.
+    pub fn weight(&self, schedule: GasSchedule) -> u64 {
+        let p = schedule.compile();
+        let terms = [
+            (p.function, self.functions),
+            (p.operator, self.operators),
+            (p.local, self.locals),
+            (p.block, self.blocks),
+            (p.br_table_target, self.br_table_targets),
+            (p.local_block, self.local_blocks),
+            (p.local_target, self.local_targets),
+            (p.block_pair, self.block_pairs),
+            (1, self.block_pair_locals),
+        ];
+        terms.iter().fold(p.module, |w, (price, n)| {
+            w.saturating_add(price.saturating_mul(*n))
+        })
     }
 }
 

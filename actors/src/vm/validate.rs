@@ -17,7 +17,7 @@
 //! type `() -> ()`, no start function, and active data and element segments whose whole
 //! constant offset expression is evaluated and lies within the initial memory or table. Each
 //! rejection names its reason. Deterministic: the result and the weight depend on the code
-//! and the chain constants only.
+//! and the chain's parameters (page limit, gas schedule) only.
 
 use wasmparser::{DataKind, ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, ValType};
 
@@ -96,9 +96,13 @@ pub struct ModuleInfo {
     pub has_init: bool,
     /// Names of the exported entry points.
     pub entries: Vec<String>,
-    /// Deterministic estimate of the module's compile cost, in gas (`gas::CodeStats::weight`):
-    /// charged at deploy, and in part by every call (`gas::module_load`).
+    /// Deterministic estimate of the module's compile cost under the chain's gas schedule, in
+    /// gas (`gas::CodeStats::weight`): charged at deploy, and in part by every call
+    /// (`gas::module_load`).
     pub compile_weight: u64,
+    /// What the weight was computed from (the same under every schedule): for the compile
+    /// benchmark and the fuzz harness, which compare schedules.
+    pub code_stats: gas::CodeStats,
 }
 
 /// The ABI v1 host functions and their types: (name, params, results).
@@ -256,11 +260,14 @@ fn scan_body(
 ///
 /// The limit checks run first, on a single pass of the binary that reads every count before
 /// the items it counts, so oversized input is refused before any work in proportion to it;
-/// then the engine validates the module (types, stack discipline, enabled proposals).
+/// then the engine validates the module (types, stack discipline, enabled proposals). The
+/// compile weight is priced with `schedule`, the chain's gas schedule; nothing else depends on
+/// it.
 pub fn validate(
     engine: &wasmtime::Engine,
     code: &[u8],
     max_memory_pages: u32,
+    schedule: gas::GasSchedule,
 ) -> Result<ModuleInfo, ValidationError> {
     if !code.starts_with(b"\0asm") {
         return Err(ValidationError::NotWasm);
@@ -501,7 +508,8 @@ pub fn validate(
     Ok(ModuleInfo {
         has_init: entries.iter().any(|e| e == "init"),
         entries,
-        compile_weight: stats.weight(),
+        compile_weight: stats.weight(schedule),
+        code_stats: stats,
     })
 }
 
@@ -893,7 +901,10 @@ mod tests {
         )));
         let weight = vm.validate(&code).map(|i| i.compile_weight).unwrap_or(0);
         let cost = gas::deploy_intrinsic(code.len(), weight);
-        assert!(weight > gas::COMPILE_FUNCTION * 2, "{weight}");
+        assert!(
+            weight > gas::GasSchedule::CURRENT.compile().function * 2,
+            "{weight}"
+        );
 
         // One gas short of the compile: out of gas, nothing created.
         let mut st = MemState::default();
