@@ -11,6 +11,16 @@
 //! `/usr/bin/time -v target/release/deps/compile-* --bench nested_br_tables_max`.
 //! `--unchecked` compiles refused cases too (the review's bomb takes minutes and gigabytes).
 //! Figures are reported in CONTRACT_ABI.md and closing notes, never asserted.
+//!
+//! `--generated[=N]` measures instead what the fuzzing found (the reason for gas schedule 2):
+//! the wasm corpus (`actors/fuzz-corpus/wasm/*.wasm`, `wasm-smith/*.bin`) and `N` (default 300)
+//! `wasm-smith` modules shaped like contracts (`fuzz_tests::generate_module`, seeded by
+//! `ACCUMEN_FUZZ_SEED`), each compiled once on each of `ROUNDS` fresh engines and timed at its
+//! fastest (the machine is shared: the minimum is the compile, the rest is other load). It
+//! prints every module's compile time against what its deploy pays under each known gas
+//! schedule, and how many accepted modules compiled longer than they paid for at
+//! `fuzz_tests::BUDGET_GAS_PER_SEC`, and longer than `SAFETY` times that; `--csv=FILE` writes
+//! the counts validation measured and the times, for fitting the prices.
 
 #[path = "../../tests/fixtures/compile_bombs.rs"]
 mod bombs;
@@ -151,8 +161,254 @@ fn execution_speed() -> f64 {
     gas_used as f64 / best
 }
 
+/// Compiles per module in `--generated` mode (each on a fresh engine); the fastest one counts.
+const ROUNDS: usize = 3;
+/// The safety factor of `--generated`'s budget check: schedule 2 must pay for every accepted
+/// module's compile at `BUDGET_GAS_PER_SEC / SAFETY`, i.e. even a compile `SAFETY` times slower
+/// than the calibration machine's stays paid for (a slower or busier validator).
+const SAFETY: f64 = 2.0;
+
+/// Section counts of a module validation does not price per item (for fitting the base).
+#[derive(Default, Debug, Clone, Copy)]
+struct Sections {
+    types: u64,
+    imports: u64,
+    globals: u64,
+    exports: u64,
+    elements: u64,
+    table: u64,
+    data_segments: u64,
+    data_bytes: u64,
+}
+
+fn sections(code: &[u8]) -> Sections {
+    use wasmparser::{Parser, Payload};
+    let mut s = Sections::default();
+    for p in Parser::new(0).parse_all(code).flatten() {
+        match p {
+            Payload::TypeSection(r) => s.types += u64::from(r.count()),
+            Payload::ImportSection(r) => s.imports += u64::from(r.count()),
+            Payload::GlobalSection(r) => s.globals += u64::from(r.count()),
+            Payload::ExportSection(r) => s.exports += u64::from(r.count()),
+            Payload::TableSection(r) => {
+                for t in r.into_iter().flatten() {
+                    s.table += t.ty.initial;
+                }
+            }
+            Payload::ElementSection(r) => {
+                for e in r.into_iter().flatten() {
+                    s.elements += u64::from(match &e.items {
+                        wasmparser::ElementItems::Functions(f) => f.count(),
+                        wasmparser::ElementItems::Expressions(_, x) => x.count(),
+                    });
+                }
+            }
+            Payload::DataSection(r) => {
+                s.data_segments += u64::from(r.count());
+                for d in r.into_iter().flatten() {
+                    s.data_bytes += d.data.len() as u64;
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// splitmix64: the random choice bytes `wasm-smith` reads.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// As the fuzz harness's `smith_input`: 64 B to 256 KiB of choices.
+    fn smith_input(&mut self) -> Vec<u8> {
+        let len = 64usize << (self.next() % 13);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn corpus_modules() -> Vec<(String, Vec<u8>)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz-corpus");
+    let mut out = Vec::new();
+    for (dir, generated) in [("wasm", false), ("wasm-smith", true)] {
+        let Ok(entries) = std::fs::read_dir(format!("{root}/{dir}")) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let name = format!(
+                "{dir}/{}",
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into())
+            );
+            let code = if generated {
+                accumen_actors::fuzz_tests::generate_module(&bytes)
+            } else {
+                Some(bytes)
+            };
+            if let Some(code) = code {
+                out.push((name, code));
+            }
+        }
+    }
+    out
+}
+
+/// `--generated`: compile time against what the deploy pays, under every known schedule.
+fn generated(n: u64, csv: Option<&str>) {
+    use accumen_actors::fuzz_tests::{BUDGET_GAS_PER_SEC, generate_module};
+    use gas::GasSchedule;
+
+    let seed = std::env::var("ACCUMEN_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00AC_C0DE_u64);
+    let mut rng = Rng(seed);
+    let mut modules = corpus_modules();
+    let mut tries = 0u64;
+    while (modules.len() as u64) < n + 64 && tries < n * 4 {
+        tries += 1;
+        if let Some(code) = generate_module(&rng.smith_input()) {
+            modules.push((format!("generated-{tries}"), code));
+        }
+    }
+    let checker = vm();
+    let accepted: Vec<(String, Vec<u8>, gas::CodeStats)> = modules
+        .into_iter()
+        .filter_map(|(name, code)| {
+            let stats = checker.validate(&code).ok()?.code_stats;
+            Some((name, code, stats))
+        })
+        .collect();
+    let mut best = vec![f64::MAX; accepted.len()];
+    for _ in 0..ROUNDS {
+        let vm = vm();
+        for (i, (name, code, _)) in accepted.iter().enumerate() {
+            let start = Instant::now();
+            if let Err(e) = vm.precompile(code) {
+                panic!("{name}: validated code failed to compile: {e}");
+            }
+            best[i] = best[i].min(start.elapsed().as_secs_f64());
+        }
+    }
+    let schedules = GasSchedule::KNOWN_VERSIONS
+        .iter()
+        .filter_map(|v| GasSchedule::from_version(*v).ok())
+        .collect::<Vec<_>>();
+    let mut csv_out = String::from(
+        "name,bytes,seconds,functions,operators,locals,blocks,br_table_targets,local_blocks,\
+         local_targets,block_pairs,block_pair_locals,types,imports,globals,exports,elements,\
+         table,data_segments,data_bytes",
+    );
+    for s in &schedules {
+        csv_out.push_str(&format!(",paid_v{}", s.version()));
+    }
+    csv_out.push('\n');
+    // (over budget, over budget x SAFETY, worst ratio, its module) per schedule.
+    let mut over = vec![(0u64, 0u64, 0f64, String::new()); schedules.len()];
+    println!("module | bytes | compile ms | paid per schedule (gas) | compile / budget");
+    for (i, (name, code, stats)) in accepted.iter().enumerate() {
+        let secs = best[i];
+        let mut paid = Vec::new();
+        let mut ratios = Vec::new();
+        for (j, s) in schedules.iter().enumerate() {
+            let p = gas::deploy_intrinsic(code.len(), stats.weight(*s));
+            let ratio = secs / (p as f64 / BUDGET_GAS_PER_SEC);
+            let o = &mut over[j];
+            o.0 += u64::from(ratio > 1.0);
+            o.1 += u64::from(ratio > SAFETY);
+            if ratio > o.2 {
+                o.2 = ratio;
+                o.3 = name.clone();
+            }
+            paid.push(p);
+            ratios.push(ratio);
+        }
+        if !name.starts_with("generated-") || ratios.iter().any(|r| *r > 1.0) {
+            println!(
+                "{name} | {} | {:.3} | {paid:?} | {}",
+                code.len(),
+                secs * 1e3,
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            );
+        }
+        let x = sections(code);
+        let st = stats;
+        csv_out.push_str(&format!(
+            "{name},{},{secs:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            code.len(),
+            st.functions,
+            st.operators,
+            st.locals,
+            st.blocks,
+            st.br_table_targets,
+            st.local_blocks,
+            st.local_targets,
+            st.block_pairs,
+            st.block_pair_locals,
+            x.types,
+            x.imports,
+            x.globals,
+            x.exports,
+            x.elements,
+            x.table,
+            x.data_segments,
+            x.data_bytes,
+        ));
+        for p in &paid {
+            csv_out.push_str(&format!(",{p}"));
+        }
+        csv_out.push('\n');
+    }
+    let total: f64 = best.iter().sum();
+    println!(
+        "{} modules accepted (corpus and generated, seed {seed}), compile total {:.2} s, \
+         slowest {:.2} ms",
+        accepted.len(),
+        total,
+        best.iter().copied().fold(0.0, f64::max) * 1e3
+    );
+    for (s, (o, o_safe, worst, worst_name)) in schedules.iter().zip(&over) {
+        println!(
+            "schedule {}: {o} of {} over the budget of {} Mgas/s, {o_safe} over {SAFETY}x it; \
+             worst compile/budget {worst:.2} ({worst_name})",
+            s.version(),
+            accepted.len(),
+            BUDGET_GAS_PER_SEC / 1e6
+        );
+    }
+    if let Some(path) = csv
+        && let Err(e) = std::fs::write(path, csv_out)
+    {
+        eprintln!("{path}: {e}");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(flag).map(|v| v.trim_start_matches('=')))
+    };
+    if let Some(n) = value("--generated") {
+        generated(n.parse().unwrap_or(300), value("--csv"));
+        return;
+    }
     let unchecked = args.iter().any(|a| a == "--unchecked");
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let selected =
