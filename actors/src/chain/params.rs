@@ -514,7 +514,7 @@ mod tests {
                 ..base.clone()
             },
             ChainParams {
-                gas_schedule: 2,
+                gas_schedule: 1,
                 ..base.clone()
             },
             ChainParams {

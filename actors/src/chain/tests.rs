@@ -78,13 +78,18 @@ fn follow(vm: &Vm, params: &ChainParams, key: &Keypair, s: &Storage, block: &Blo
 /// The sequencer's three blocks: two deploys, calls from three senders to both contracts (some
 /// failing), then an empty block.
 pub(crate) fn sequencer_chain(vm: &Vm, s: &Storage) -> Vec<Built> {
-    let (p, key) = (params(), sequencer());
+    sequencer_chain_with(vm, s, &params())
+}
+
+/// `sequencer_chain` on a chain with parameters `p` (`s` holds its genesis, `vm` runs it).
+fn sequencer_chain_with(vm: &Vm, s: &Storage, p: &ChainParams) -> Vec<Built> {
+    let key = sequencer();
     let mut a = Account::new(1);
     let mut b = Account::new(2);
     let mut c = Account::new(3);
     let (d1, counter) = a.deploy(fixture("counter"));
     let (d2, trap) = b.deploy(fixture("trap"));
-    let b1 = build_next(vm, &p, &key, s, vec![d1, d2]);
+    let b1 = build_next(vm, p, &key, s, vec![d1, d2]);
     let mut txs = Vec::new();
     for _ in 0..4 {
         txs.push(a.call_gas(counter, "increment", &[], 1_000_000));
@@ -93,8 +98,8 @@ pub(crate) fn sequencer_chain(vm: &Vm, s: &Storage) -> Vec<Built> {
     }
     // Out of gas before it runs: still included, still uses its nonce.
     txs.push(c.call_gas(counter, "increment", &[], 10));
-    let b2 = build_next(vm, &p, &key, s, txs);
-    let b3 = build_next(vm, &p, &key, s, Vec::new());
+    let b2 = build_next(vm, p, &key, s, txs);
+    let b3 = build_next(vm, p, &key, s, Vec::new());
     vec![b1, b2, b3]
 }
 
@@ -142,6 +147,82 @@ fn built_blocks_verify_on_followers_of_any_worker_count_and_give_the_same_chain(
     for (x, y) in chain.iter().zip(&rebuilt) {
         assert_eq!(x.block, y.block);
     }
+}
+
+/// `sequencer_chain` on a gas schedule 1 chain, against what the build before schedule 2 produced
+/// for the same chain (it was the only schedule then, so these are that build's default-chain
+/// figures, printed by it at commit 5312fba): the same parameter hash, receipts' gas and block
+/// hashes (each commits to its parent, transactions, receipts and state root). A node keeps
+/// running its schedule 1 chains exactly as before; under schedule 2 the same deploys pay the
+/// module base and a follower refuses the schedule 1 blocks.
+#[test]
+fn a_schedule_1_chain_replays_exactly_as_the_build_before_schedule_2() {
+    use crate::vm::{VmConfig, gas};
+
+    let p1 = ChainParams {
+        gas_schedule: 1,
+        ..params()
+    };
+    let vm1 = |workers| {
+        Vm::new(p1.vm_config(&VmConfig {
+            workers,
+            ..VmConfig::default()
+        }))
+        .unwrap()
+    };
+    assert_eq!(vm1(1).gas_schedule(), gas::GasSchedule::V1);
+    assert_eq!(
+        p1.hash().to_hex(),
+        "12a94f96b410c8a631aec23c934fc855c3b4f01582e1246f98c2c5757dc0c292"
+    );
+    let seq = Storage::in_memory_with(&p1).unwrap();
+    let chain = sequencer_chain_with(&vm1(2), &seq, &p1);
+    let gas: Vec<Vec<u64>> = chain
+        .iter()
+        .map(|b| b.receipts.iter().map(|r| r.gas_used).collect())
+        .collect();
+    let (call, trap) = (14_616, 7_255);
+    assert_eq!(
+        gas,
+        [
+            vec![350_497, 87_700],
+            vec![
+                call, call, trap, call, call, trap, call, call, trap, call, call, trap, 10
+            ],
+            vec![]
+        ]
+    );
+    let hashes: Vec<String> = chain.iter().map(|b| b.block.hash().to_hex()).collect();
+    assert_eq!(
+        hashes,
+        [
+            "d71bcb53adee32860ab5dbc117b6ca7059e51afacab561de48f31100c725e3fe",
+            "3395db83a579cb9f5ddd13a0197a3cc282fdb814f73ca96c1afc5008909cd2a1",
+            "361ab1b93080399db4cd652e58481412766790114df4b35b4b7804e7313d6974",
+        ]
+    );
+    assert_eq!(
+        seq.head().unwrap().state_root.to_hex(),
+        "be7a72b2064748223eb40b3f172e2788e66c0000cef861da83d7c42c7a127909"
+    );
+
+    // A follower of the schedule 1 chain (any worker count) replays it to the same head.
+    for workers in [1, 4] {
+        let follower = Storage::in_memory_with(&p1).unwrap();
+        let fvm = vm1(workers);
+        for built in &chain {
+            let v = follow(&fvm, &p1, &sequencer(), &follower, &built.block);
+            assert_eq!(v.receipts, built.receipts);
+        }
+        assert_eq!(follower.head().unwrap(), seq.head().unwrap());
+    }
+
+    // The same blocks under schedule 2: the deploys' receipts differ (the module base), so a
+    // schedule 2 engine refuses block 1. The schedule is what the chain recorded, never the
+    // build's default.
+    let follower = Storage::in_memory_with(&p1).unwrap();
+    let e = verify_next(&vm(1), &p1, &sequencer(), &follower, &chain[0].block).unwrap_err();
+    assert!(e.to_string().contains("receipts"), "{e}");
 }
 
 /// Seals `header` (as changed by `change`) and `txs` with `key`: what a faulty or hostile
