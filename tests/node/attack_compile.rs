@@ -3,16 +3,25 @@
 //! limit, use no nonce and create nothing; a bomb just within the limits deploys and pays for
 //! its compile; blocks keep coming and an honest sender's call is included meanwhile.
 //! (`/health` is watched by the supervision tests; here block height is the liveness signal.)
+//!
+//! Gas schedule 2 (issue 11): a tiny deploy on a new chain pays the per-module compile base; a
+//! chain created with schedule 1 keeps schedule 1's prices (the same receipts as the build before
+//! schedule 2); a chain with a schedule this build does not know is refused at start.
 
 #[path = "../fixtures/compile_bombs.rs"]
 mod bombs;
 
 use std::time::Duration;
 
+use accumen_actors::chain::ChainParams;
+use accumen_actors::storage::Storage;
 use accumen_actors::types::Action;
-use accumen_actors::vm::gas;
+use accumen_actors::vm::gas::{self, GasSchedule};
 
-use crate::harness::{Sender, TestNode, deploy, error_code, fixture, submit, submit_ok, wait_for};
+use crate::harness::{
+    BIN, CHAIN, Sender, TestNode, base_config, deploy, error_code, fixture, submit, submit_ok,
+    wait_for,
+};
 
 /// Submits a deploy that must be refused at admission with a message containing `reason`,
 /// and checks that it changed nothing.
@@ -102,4 +111,89 @@ fn compile_bombs_are_refused_or_paid_and_blocks_keep_coming() {
     wait_for("blocks after the attack", Duration::from_secs(30), || {
         (node.height() >= height_before + 3).then_some(())
     });
+}
+
+/// The smallest contract: an exported memory and no function at all (no code to compile, and
+/// still a module wasmtime sets up, translates and publishes).
+fn tiny() -> Vec<u8> {
+    wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap()
+}
+
+/// Deploys `code` and returns its receipt's `gas_used` (the deploy must succeed).
+fn deploy_gas(node: &TestNode, sender: &mut Sender, code: Vec<u8>) -> u64 {
+    let (tx, _) = sender.deploy(code);
+    let v = node.wait_included(&submit_ok(node, &tx));
+    assert_eq!(v["receipt"]["status"], "success", "{v}");
+    v["receipt"]["gas_used"].as_u64().unwrap_or(0)
+}
+
+/// A persistent data dir in `dir` holding a new chain (genesis only) with gas schedule
+/// `version` and otherwise the test configuration's parameters: what an older build left.
+fn chain_with_schedule(dir: &std::path::Path, version: u32) {
+    let params = ChainParams {
+        gas_schedule: version,
+        ..ChainParams::with_defaults(CHAIN)
+    };
+    Storage::open(&dir.join("accumen.redb"), &params).unwrap();
+}
+
+#[test]
+fn a_tiny_deploy_on_a_new_chain_pays_the_module_base() {
+    let node = TestNode::start("");
+    let (_, chain) = node.get("/v1/chain");
+    assert_eq!(
+        chain["params"]["gas_schedule"],
+        gas::GAS_SCHEDULE_VERSION,
+        "{chain}"
+    );
+    assert_eq!(gas::GAS_SCHEDULE_VERSION, 2);
+    let code = tiny();
+    let len = code.len();
+    let paid = deploy_gas(&node, &mut Sender::new(63), code);
+    // No function: schedule 1 charged the bytes only; schedule 2 adds the module base.
+    let base = GasSchedule::V2.compile().module;
+    assert!(base > 0);
+    assert_eq!(paid, gas::intrinsic(0, len) + base, "{len} bytes");
+}
+
+#[test]
+fn a_schedule_1_chain_keeps_schedule_1_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    chain_with_schedule(dir.path(), 1);
+    let node = TestNode::start_in(dir.path(), "storage: persistent", &[]);
+    let (_, chain) = node.get("/v1/chain");
+    assert_eq!(chain["params"]["gas_schedule"], 1, "{chain}");
+    let mut s = Sender::new(64);
+    let code = tiny();
+    let len = code.len();
+    assert_eq!(deploy_gas(&node, &mut s, code), gas::intrinsic(0, len));
+    // The counter fixture's deploy receipt of the build before schedule 2 (the golden figure of
+    // `chain::tests::a_schedule_1_chain_replays_exactly_as_the_build_before_schedule_2`).
+    assert_eq!(deploy_gas(&node, &mut s, fixture("counter")), 350_497);
+}
+
+#[test]
+fn a_chain_with_an_unknown_gas_schedule_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    chain_with_schedule(dir.path(), 3);
+    let config = dir.path().join("node.yaml");
+    std::fs::write(
+        &config,
+        base_config(dir.path()).replace("storage: memory", "storage: persistent"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--role=sequencer")
+        .arg(format!("--config={}", config.display()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for part in [
+        "this chain was created with gas_schedule = 3",
+        "runs gas schedules [1, 2]",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
 }
