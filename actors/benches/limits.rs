@@ -10,6 +10,11 @@
 //! - `verify_batch_{64,256,1024}`: `types::verify_batch_chunked` with one batch equation per
 //!   64/256/1024 signatures (the node uses `types::BATCH_CHUNK`), and at `BATCH_CHUNK` with a
 //!   key cache that never hits (`_nocache`: what the cache saves).
+//! - `attack_256_one_bad_per_chunk` / `attack_256_all_bad`: the batched path when an attacker
+//!   puts one signature that fails only the equation in every chunk, or sends only such
+//!   signatures (a failed chunk is bisected; not in the ceiling).
+//! - `ref_consensus_single_nocache` / `ref_consensus_batch_256`: the previous ZIP-215 backend
+//!   (`ed25519-consensus`, portable `curve25519-dalek-ng`) on the same signatures, for reference.
 //! - `call_fresh_store`: one counter `increment` (tests/fixtures/counter.wat, as in
 //!   accumen-stress), each call in a fresh wasmtime Store, one worker (`Vm::execute_block`).
 //! - `commit_durable_{1000,5000}`: `Storage::commit_block` of a block of N such calls to a
@@ -233,6 +238,82 @@ fn main() {
             batched = d;
         }
     }
+
+    // Attackers (not in the ceiling): one bad signature in every chunk (at a different place
+    // in each), and every signature bad. "Bad" here passes every parse check (R decodes, s < l)
+    // and fails only the equation, the most expensive kind to refuse. A failed chunk is
+    // bisected (types::sig); per signature, compare with verify_batch_{BATCH_CHUNK}.
+    let tamper = |t: &mut SignedTx| t.signature.0[32] ^= 0x01;
+    let one_bad: Vec<SignedTx> = few
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut t = t.clone();
+            if i % BATCH_CHUNK == (i / BATCH_CHUNK * 37 + 11) % BATCH_CHUNK {
+                tamper(&mut t);
+            }
+            t
+        })
+        .collect();
+    let all_bad: Vec<SignedTx> = few
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            tamper(&mut t);
+            t
+        })
+        .collect();
+    for (name, txs, bad) in [
+        ("one_bad_per_chunk", &one_bad, few.len().div_ceil(BATCH_CHUNK)),
+        ("all_bad", &all_bad, few.len()),
+    ] {
+        let d = per_item(
+            txs.len(),
+            || txs.clone(),
+            |txs| {
+                let out = verify_batch_chunked(txs, &cache, BATCH_CHUNK);
+                assert_eq!(out.iter().filter(|r| r.is_err()).count(), bad);
+                black_box(out);
+            },
+        );
+        row(&format!("attack_{BATCH_CHUNK}_{name}"), d, 2.0);
+    }
+
+    // Reference only: the previous ZIP-215 backend (ed25519-consensus on curve25519-dalek-ng,
+    // portable u64), single and in batches of BATCH_CHUNK, on the same messages.
+    let d = per_item(
+        few.len(),
+        || few.to_vec(),
+        |txs| {
+            for t in txs {
+                let key = ed25519_consensus::VerificationKey::try_from(t.tx.sender.0)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let msg = SigDomain::Tx.message(&t.tx.id());
+                let sig = ed25519_consensus::Signature::from(t.signature.0);
+                black_box(key.verify(&sig, msg.as_ref()).is_ok());
+            }
+        },
+    );
+    row("ref_consensus_single_nocache", d, 2.0);
+    let d = per_item(
+        few.len(),
+        || few.to_vec(),
+        |txs| {
+            for chunk in txs.chunks(BATCH_CHUNK) {
+                let mut batch = ed25519_consensus::batch::Verifier::new();
+                for t in chunk {
+                    let msg = SigDomain::Tx.message(&t.tx.id());
+                    batch.queue((
+                        ed25519_consensus::VerificationKeyBytes::from(t.tx.sender.0),
+                        ed25519_consensus::Signature::from(t.signature.0),
+                        msg.as_ref(),
+                    ));
+                }
+                assert!(batch.verify(rand_core::OsRng).is_ok());
+            }
+        },
+    );
+    row(&format!("ref_consensus_batch_{BATCH_CHUNK}"), d, 2.0);
 
     // What the key cache saves in the batched path: every key decompressed again (a cache
     // that never hits), against the warm cache above.

@@ -10,7 +10,8 @@ use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
 use accumen_actors::metrics::NodeStats;
 use accumen_actors::types::MAX_ARGS_LEN;
 use accumen_actors::types::{
-    Action, Address, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError, VerifiedTx,
+    Action, Address, BATCH_CHUNK, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError,
+    VerifiedTx,
 };
 use accumen_actors::vm::gas::MAX_KEY_LEN;
 use accumen_actors::vm::{Query, VmError};
@@ -213,29 +214,60 @@ fn check_accepting(state: &State) -> ApiResult<()> {
     }
 }
 
-/// Verifies a batch's signatures in one job on the blocking pool (CPU work, kept off the HTTP
-/// worker), batched (`types::verify_batch`: exactly single verification's decisions) with
-/// sender keys decompressed once and cached; deploys also get the contract validation here, so
-/// invalid code is refused before it costs its sender a nonce.
+/// Verifies a batch's signatures on the blocking pool (CPU work, kept off the HTTP worker),
+/// batched (`types::verify_batch`: exactly single verification's decisions) with sender keys
+/// decompressed once and cached; deploys also get the contract validation here, so invalid code
+/// is refused before it costs its sender a nonce.
+///
+/// A large batch is split into one job per core ([`verify_parts`]), so one client's binary batch
+/// is verified on every core instead of one; the answers are concatenated in order, and each
+/// item's answer is its own single verification whatever the split (the chunking never changes
+/// a decision).
 async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
-    let keys = state.keys.clone();
-    let vm = state.vm.clone();
-    web::block(move || {
-        accumen_actors::types::verify_batch(txs, &keys)
-            .into_iter()
-            .map(|r| {
-                let v = r.map_err(|e| tx_error(&e))?;
-                if let Action::Deploy { code } = &v.tx().action {
-                    vm.validate(code.as_ref()).map_err(|e| {
-                        ApiError::bad_request("invalid_contract", format!("invalid contract: {e}"))
-                    })?;
-                }
-                Ok(v)
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("verification pool: {e}")))
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let jobs = verify_parts(txs, cores).into_iter().map(|part| {
+        let keys = state.keys.clone();
+        let vm = state.vm.clone();
+        web::block(move || {
+            accumen_actors::types::verify_batch(part, &keys)
+                .into_iter()
+                .map(|r| {
+                    let v = r.map_err(|e| tx_error(&e))?;
+                    if let Action::Deploy { code } = &v.tx().action {
+                        vm.validate(code.as_ref()).map_err(|e| {
+                            ApiError::bad_request(
+                                "invalid_contract",
+                                format!("invalid contract: {e}"),
+                            )
+                        })?;
+                    }
+                    Ok(v)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let parts = futures_util::future::join_all(jobs).await;
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part.map_err(|e| ApiError::internal(format!("verification pool: {e}")))?);
+    }
+    Ok(out)
+}
+
+/// Splits `txs`, in order, into at most `cores` parts of whole [`BATCH_CHUNK`]s (at least two
+/// chunks before splitting at all), so every part keeps full batch equations.
+fn verify_parts(mut txs: Vec<SignedTx>, cores: usize) -> Vec<Vec<SignedTx>> {
+    let chunks = txs.len().div_ceil(BATCH_CHUNK);
+    let parts = cores.clamp(1, chunks.max(1));
+    let per_part = chunks.div_ceil(parts) * BATCH_CHUNK;
+    let mut out = Vec::with_capacity(parts);
+    while txs.len() > per_part {
+        let rest = txs.split_off(per_part);
+        out.push(txs);
+        txs = rest;
+    }
+    out.push(txs);
+    out
 }
 
 async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
@@ -1075,6 +1107,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn verify_parts_keeps_order_and_whole_chunks() {
+        use accumen_actors::types::{Keypair, Signature};
+        let kp = Keypair::from_seed([1; 32]);
+        let call = accumen_actors::testkit::call(Address([0; 32]), "e", &[]);
+        let tx = |nonce: u64| SignedTx {
+            tx: accumen_actors::testkit::body("c", kp.public(), nonce, call.clone(), 1),
+            signature: Signature([0; 64]),
+        };
+        for (len, cores, want) in [
+            (0, 2, vec![0]),
+            (1, 2, vec![1]),
+            (BATCH_CHUNK, 2, vec![BATCH_CHUNK]),
+            (BATCH_CHUNK + 1, 2, vec![BATCH_CHUNK, 1]),
+            (1000, 2, vec![512, 488]),
+            (1000, 1, vec![1000]),
+            (1000, 8, vec![256, 256, 256, 232]),
+            (4 * BATCH_CHUNK, 3, vec![512, 512]),
+        ] {
+            let txs: Vec<SignedTx> = (0..len as u64).map(tx).collect();
+            let parts = verify_parts(txs, cores);
+            let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+            assert_eq!(sizes, want, "{len} on {cores}");
+            let nonces: Vec<u64> = parts.iter().flatten().map(|t| t.tx.nonce).collect();
+            assert_eq!(nonces, (0..len as u64).collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn brief_cuts_long_messages_on_a_char_boundary() {

@@ -5,70 +5,296 @@
 //! of `SigDomain`) is valid iff
 //! - `A` and `R` are 32-byte encodings that decompress to curve points; non-canonical encodings
 //!   (a `y` coordinate `>= p`, or the sign bit set on `x = 0`) and points of small order are
-//!   accepted, and `k = SHA-512(R_bytes || A_bytes || M)` hashes the bytes as given;
+//!   accepted, and `k = SHA-512(R_bytes || A_bytes || M) mod l` hashes the bytes as given;
 //! - `s` is canonical (`s < l`, the group order), else the signature is refused;
 //! - the cofactored equation `[8]([s]B - R - [k]A) = 0` holds.
 //!
-//! That is ZIP-215 (<https://zips.z.cash/zip-0215>), implemented by `ed25519-consensus` 2.1,
-//! which we use for every verification of a transaction or block signature. Signing still uses
-//! ed25519-dalek: the signatures are the same bytes (RFC 8032 signing is deterministic).
+//! That is ZIP-215 (<https://zips.z.cash/zip-0215>). It is written here, in a few lines, on
+//! curve25519-dalek 5 (already in the tree under ed25519-dalek, which still signs): its
+//! `decompress` is exactly ZIP-215's decoding (`y` read as 255 bits and reduced mod p, the sign
+//! bit applied even to `x = 0`, no canonicity or order check) and it picks its AVX2 backend at
+//! run time on x86_64, where the multiscalar and double-scalar multiplications run about twice as
+//! fast as `ed25519-consensus`'s portable `curve25519-dalek-ng` that we used before. The tests
+//! check every decision against `ed25519-consensus` (a dev-dependency kept as the reference) on
+//! the 196 published ZIP-215 vectors and on adversarial and random inputs.
 //!
 //! Invariants:
 //! - Batch == single. `verify_batch` returns, per item, exactly what `SignedTx::verify` returns.
-//!   The batch equation is a random linear combination of the per-item cofactored equations, so
-//!   if every item is valid the batch is valid whatever the coefficients (deterministic), and if
-//!   any item is invalid the batch fails except with probability about 2^-128 over the 128-bit
-//!   coefficients (its non-torsion error survives the multiplication by 8). A failed chunk is
-//!   re-checked one signature at a time, so every rejection is a single-verification rejection.
-//!   This is why the rule is ZIP-215 and not `verify_strict`: the strict, cofactorless check has
-//!   no batch equation that agrees with it on every input.
+//!   Each signature is first parsed on its own (`Prepared`: `R` decodes, `s < l`, `k`); a parse
+//!   failure is a single-verification rejection. The batch equation is a random linear
+//!   combination of the parsed items' cofactored equations, so if every item is valid the batch
+//!   is valid whatever the coefficients (deterministic), and if any item is invalid the batch
+//!   fails except with probability about 2^-128 over the 128-bit coefficients (its non-torsion
+//!   error survives the multiplication by 8). A failed batch is bisected: halves are tested as
+//!   smaller batches (the same argument holds for every sub-batch), and ranges of at most
+//!   [`LEAF`] items, or any range once the bisection budget is spent, are decided one signature
+//!   at a time. So every acceptance is a passing batch equation over valid-or-not items (the
+//!   2^-128 argument) or a single check, and every rejection is a single check: decisions equal
+//!   single verification's. This is why the rule is ZIP-215 and not `verify_strict`: the strict,
+//!   cofactorless check has no batch equation that agrees with it on every input.
 //! - Deterministic across machines: no decision depends on the RNG (see above), on the chunk
-//!   size, on thread count or on the key cache's contents; the cache only saves decompression.
+//!   size, on the bisection (its order and budget only change which equations are computed), on
+//!   the AVX2/serial backend (the same group arithmetic), on thread count or on the key cache's
+//!   contents; the cache only saves decompression.
 //! - Compatible: every signature valid under the old rule (`verify_strict`: cofactorless, no
 //!   small-order `A` or `R`, canonical encodings) is valid here (cofactorless implies cofactored),
 //!   so chains written under the old rule replay unchanged. The converse does not hold: a
 //!   transaction from a small-order key (no honest key is one) can be "signed" by anyone.
-//! - Bounded work: a batch costs at most one batch pass plus one single verification per item,
-//!   whatever an attacker puts in it (`BATCH_CHUNK` limits the fallback to the failing chunk).
+//! - Bounded work, whatever an attacker puts in a chunk of n signatures: one parse each, one
+//!   batch equation over n, at most `2n` more batch-equation terms spent on bisection
+//!   (`BISECT_BUDGET`), and at most one single equation per item (parsing is never repeated).
+//!   One bad signature in a chunk costs its neighbours a few sub-batch tests and one leaf of
+//!   single checks instead of a single check each; dense failures stop the bisection early.
+//!   `make bench-limits` measures both attacks (`attack_256_*`).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::iter::once;
+use std::ops::Range;
 use std::sync::Mutex;
 
-use ed25519_consensus::{VerificationKey, VerificationKeyBytes, batch};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use sha2::{Digest, Sha512};
 
 use super::bytes::{Hash, PublicKey, Signature};
 use super::tx::{SigDomain, SignedTx, TxError, VerifiedTx};
 
-/// Signatures per batch equation. A failing chunk is re-checked one by one, so this bounds what
-/// one bad signature costs its neighbours, and a chunk is the unit of progress a follower
-/// reports. Measured (`make bench-limits`, release, loaded 2-core machine): per signature 84 us
-/// one by one, 43 us in batches of 64, 37 us of 256, 31 us of 1024; 256 takes most of the gain
-/// while keeping a chunk to tens of milliseconds even in debug builds.
+/// Signatures per batch equation. A failing chunk is bisected, so this bounds the work one bad
+/// signature can cause, and a chunk is the unit of progress a follower reports. Measured
+/// (`make bench-limits`, bench profile, curve25519-dalek-ng before this backend): per signature
+/// 43 us in batches of 64, 37 us of 256, 31 us of 1024; 256 takes most of the gain while
+/// keeping a chunk to tens of milliseconds even in debug builds.
 pub const BATCH_CHUNK: usize = 256;
 
 /// Below this many signatures a batch saves nothing worth its setup: verify one by one.
 const MIN_BATCH: usize = 4;
 
-fn consensus_sig(sig: &Signature) -> ed25519_consensus::Signature {
-    ed25519_consensus::Signature::from(sig.0)
+/// A failing range of at most this many signatures is decided one by one instead of bisected
+/// further: testing a half of a few items costs about as much as checking them.
+pub(crate) const LEAF: usize = 16;
+
+/// A public key as the rule uses it: its bytes as given (they are hashed into `k`, and a
+/// non-canonical encoding hashes differently from the canonical one) and the point they decode
+/// to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct VerifyKey {
+    bytes: [u8; 32],
+    point: EdwardsPoint,
 }
 
 /// The key `pk` as a curve point, or `None` if it does not decompress (ZIP-215 accepts every
 /// encoding that does, canonical or not, small order or not).
-fn decompress(pk: &PublicKey) -> Option<VerificationKey> {
-    VerificationKey::try_from(pk.0).ok()
+pub(crate) fn decompress(pk: &PublicKey) -> Option<VerifyKey> {
+    let point = CompressedEdwardsY(pk.0).decompress()?;
+    Some(VerifyKey { bytes: pk.0, point })
+}
+
+/// One signature parsed for the equation: `R` decoded, `s` canonical, `k` computed. Everything
+/// that can make a signature invalid other than the equation itself was checked to build it.
+#[derive(Clone, Copy, Debug)]
+struct Prepared {
+    a: EdwardsPoint,
+    a_bytes: [u8; 32],
+    r: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+}
+
+impl Prepared {
+    /// `None`: the signature is invalid under the rule (`R` does not decode, or `s >= l`).
+    fn new(key: &VerifyKey, msg: &[u8], sig: &Signature) -> Option<Prepared> {
+        let mut r_bytes = [0u8; 32];
+        r_bytes.copy_from_slice(&sig.0[..32]);
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(&sig.0[32..]);
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+        let r = CompressedEdwardsY(r_bytes).decompress()?;
+        let digest: [u8; 64] = Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(key.bytes)
+            .chain_update(msg)
+            .finalize()
+            .into();
+        Some(Prepared {
+            a: key.point,
+            a_bytes: key.bytes,
+            r,
+            s,
+            k: Scalar::from_bytes_mod_order_wide(&digest),
+        })
+    }
+
+    /// The single, cofactored equation `[8](R - ([k](-A) + [s]B)) = 0`. Coefficients reduced
+    /// mod l change a point with a torsion part only by a torsion point, which `[8]` removes.
+    fn holds(&self) -> bool {
+        let r_prime =
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &(-self.a), &self.s);
+        (self.r - r_prime).mul_by_cofactor().is_identity()
+    }
+}
+
+/// The batch equation over `items` with fresh 128-bit coefficients `z_i` from `rng`:
+/// `[8]([-sum z_i s_i]B + sum [z_i]R_i + sum [z_i k_i]A_i) = 0`, the `A` terms summed per key
+/// encoding (senders repeat; the grouping changes only the cost, never the point computed).
+fn batch_holds(items: &[Prepared], rng: &mut BatchRng) -> bool {
+    let mut b_coeff = Scalar::ZERO;
+    let mut r_coeffs = Vec::with_capacity(items.len());
+    let mut a_points: Vec<EdwardsPoint> = Vec::with_capacity(items.len());
+    let mut a_coeffs: Vec<Scalar> = Vec::with_capacity(items.len());
+    let mut a_slot: HashMap<[u8; 32], usize> = HashMap::with_capacity(items.len());
+    for p in items {
+        let z = Scalar::from(rng.next_u128());
+        b_coeff -= z * p.s;
+        r_coeffs.push(z);
+        let zk = z * p.k;
+        match a_slot.entry(p.a_bytes) {
+            Entry::Occupied(slot) => a_coeffs[*slot.get()] += zk,
+            Entry::Vacant(slot) => {
+                slot.insert(a_points.len());
+                a_points.push(p.a);
+                a_coeffs.push(zk);
+            }
+        }
+    }
+    let check = EdwardsPoint::vartime_multiscalar_mul(
+        once(&b_coeff).chain(&a_coeffs).chain(&r_coeffs),
+        once(&ED25519_BASEPOINT_POINT)
+            .chain(&a_points)
+            .chain(items.iter().map(|p| &p.r)),
+    );
+    check.mul_by_cofactor().is_identity()
+}
+
+/// What deciding a chunk computed: batch-equation terms (one per signature in each batch
+/// equation) and single equations. The module's work bound is stated in these units.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Work {
+    batch_terms: usize,
+    singles: usize,
+}
+
+/// Decides every parsed item: `out[i]` is whether item `i`'s single equation holds.
+///
+/// One batch equation over all; if it fails, [`Bisection`]. Without randomness, or for fewer
+/// than [`MIN_BATCH`] items, every item is checked on its own (always correct, only slower).
+fn decide(items: &[Prepared], rng: Option<&mut BatchRng>, work: &mut Work) -> Vec<bool> {
+    let mut out = vec![false; items.len()];
+    let Some(rng) = rng.filter(|_| items.len() >= MIN_BATCH) else {
+        singles(items, 0..items.len(), work, &mut out);
+        return out;
+    };
+    work.batch_terms += items.len();
+    if batch_holds(items, rng) {
+        out.fill(true);
+    } else {
+        Bisection {
+            items,
+            budget: BISECT_BUDGET * items.len(),
+            failing_leaves: 0,
+            bad: 0,
+            rng,
+            work,
+            out: &mut out,
+        }
+        .run(0..items.len(), true);
+    }
+    out
+}
+
+/// Batch-equation terms a failed batch of n may spend on bisection: `BISECT_BUDGET * n`. Two
+/// passes' worth: one bad item, wherever it is, is found with at most `n/2 + n/4 + ...` terms
+/// of failing left halves plus as many for their right siblings (about `2n` at worst, when it
+/// is the first item), and one single check per item of its leaf.
+const BISECT_BUDGET: usize = 2;
+
+/// The bisection of a failed batch. Invariant: every item of a range it was asked to decide
+/// gets `out[i]` = its single equation's answer, by a passing sub-batch or a single check.
+///
+/// Bounded: at most `budget` more batch terms, then one single check per undecided item. It
+/// stops bisecting (single checks for everything left) as soon as the failures look dense: two
+/// leaves with a bad item, or a leaf more than half bad. Bisection pays off for a few bad items
+/// among many good ones; for many bad items its sub-batch tests would mostly fail and only add
+/// to the single checks they need anyway.
+struct Bisection<'a> {
+    items: &'a [Prepared],
+    budget: usize,
+    failing_leaves: usize,
+    bad: usize,
+    rng: &'a mut BatchRng,
+    work: &'a mut Work,
+    out: &'a mut [bool],
+}
+
+impl Bisection<'_> {
+    fn dense(&self) -> bool {
+        self.failing_leaves >= 2 || 2 * self.bad > LEAF
+    }
+
+    /// Decides `items[range]`, known to contain an invalid item when `known_failing` (its
+    /// parent failed and its left sibling was all valid), and says whether all of it is valid.
+    ///
+    /// A range of at most [`LEAF`] items, one whose batch test would overdraw the budget, or
+    /// any range once failures look dense, is decided one by one; otherwise it is tested as a
+    /// batch (unless known to fail) and its halves bisected on failure. The left half is
+    /// decided first: if it is all valid, the right half must hold the invalid item and is
+    /// split without being tested whole. "Known" only ever skips a test: a wrong guess (a left
+    /// half passing although invalid, probability 2^-128) costs work, never a decision.
+    fn run(&mut self, range: Range<usize>, known_failing: bool) -> bool {
+        let len = range.len();
+        if len <= LEAF {
+            // A leaf not known to fail is worth one test while the failures are sparse: it
+            // usually passes (the bad item was in its sibling), for fewer terms than checks.
+            if !known_failing && !self.dense() && len <= self.budget {
+                self.budget -= len;
+                self.work.batch_terms += len;
+                if batch_holds(&self.items[range.clone()], self.rng) {
+                    self.out[range].fill(true);
+                    return true;
+                }
+            }
+            let all = singles(self.items, range.clone(), self.work, self.out);
+            if !all {
+                self.failing_leaves += 1;
+                self.bad += self.out[range].iter().filter(|ok| !**ok).count();
+            }
+            return all;
+        }
+        if self.dense() || (!known_failing && len > self.budget) {
+            return singles(self.items, range, self.work, self.out);
+        }
+        if !known_failing {
+            self.budget -= len;
+            self.work.batch_terms += len;
+            if batch_holds(&self.items[range.clone()], self.rng) {
+                self.out[range].fill(true);
+                return true;
+            }
+        }
+        let mid = range.start + len / 2;
+        let left = self.run(range.start..mid, false);
+        let right = self.run(mid..range.end, left);
+        left && right
+    }
+}
+
+/// Decides `items[range]` one by one; whether all of them hold.
+fn singles(items: &[Prepared], range: Range<usize>, work: &mut Work, out: &mut [bool]) -> bool {
+    work.singles += range.len();
+    let mut all = true;
+    for i in range {
+        out[i] = items[i].holds();
+        all &= out[i];
+    }
+    all
 }
 
 /// Single verification under the chain's rule: `sig` by `key` over `domain`'s message for
 /// `hash`.
-pub(crate) fn verify_with(
-    key: &VerificationKey,
-    domain: SigDomain,
-    hash: &Hash,
-    sig: &Signature,
-) -> bool {
-    key.verify(&consensus_sig(sig), domain.message(hash).as_ref())
-        .is_ok()
+pub(crate) fn verify_with(key: &VerifyKey, domain: SigDomain, hash: &Hash, sig: &Signature) -> bool {
+    Prepared::new(key, domain.message(hash).as_ref(), sig).is_some_and(|p| p.holds())
 }
 
 /// Checks an Ed25519 signature by `key` over a 32-byte hash in `domain`, under the chain's rule
@@ -84,7 +310,7 @@ pub fn verify_hash(domain: SigDomain, key: &PublicKey, hash: &Hash, sig: &Signat
 /// decision: a key either decompresses or not, cached or not.
 #[derive(Debug)]
 pub struct KeyCache {
-    keys: Mutex<HashMap<PublicKey, VerificationKey>>,
+    keys: Mutex<HashMap<PublicKey, VerifyKey>>,
     capacity: usize,
 }
 
@@ -97,7 +323,7 @@ impl KeyCache {
         }
     }
 
-    pub(crate) fn key(&self, pk: &PublicKey) -> Result<VerificationKey, TxError> {
+    pub(crate) fn key(&self, pk: &PublicKey) -> Result<VerifyKey, TxError> {
         let lock = || self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = lock().get(pk) {
             return Ok(*k);
@@ -116,18 +342,15 @@ impl KeyCache {
 /// A transaction whose key and shape passed, waiting for its signature check.
 struct Pending {
     index: usize,
-    key: VerificationKey,
+    key: VerifyKey,
     id: Hash,
     tx: SignedTx,
 }
 
 impl Pending {
-    fn verify_single(self) -> Result<VerifiedTx, TxError> {
-        if verify_with(&self.key, SigDomain::Tx, &self.id, &self.tx.signature) {
-            Ok(VerifiedTx::new(self.id, self.tx))
-        } else {
-            Err(TxError::BadSignature)
-        }
+    /// Its signature parsed over its tx-domain message (`None`: invalid).
+    fn prepare(&self) -> Option<Prepared> {
+        Prepared::new(&self.key, SigDomain::Tx.message(&self.id).as_ref(), &self.tx.signature)
     }
 }
 
@@ -178,44 +401,36 @@ pub fn verify_batch_chunked(
         .collect()
 }
 
-/// One batch equation over `chunk`; on failure (or without randomness, or for a few items)
-/// every item is verified on its own, which is the rule's definition.
+/// Decides one chunk: each signature is parsed on its own (a parse failure is its rejection),
+/// and the parsed ones are decided together by [`decide`].
 fn verify_chunk(
     chunk: Vec<Pending>,
     rng: Option<&mut BatchRng>,
 ) -> Vec<(usize, Result<VerifiedTx, TxError>)> {
-    if let Some(rng) = rng.filter(|_| chunk.len() >= MIN_BATCH)
-        && batch_equation(&chunk).verify(rng).is_ok()
-    {
-        return chunk
-            .into_iter()
-            .map(|p| (p.index, Ok(VerifiedTx::new(p.id, p.tx))))
-            .collect();
-    }
+    let parsed: Vec<Option<Prepared>> = chunk.iter().map(Pending::prepare).collect();
+    let items: Vec<Prepared> = parsed.iter().flatten().copied().collect();
+    let mut valid = decide(&items, rng, &mut Work::default()).into_iter();
     chunk
         .into_iter()
-        .map(|p| (p.index, p.verify_single()))
+        .zip(parsed)
+        .map(|(p, parsed)| {
+            // `valid` has one answer per parsed item, in order.
+            let ok = parsed.is_some() && valid.next().unwrap_or(false);
+            let result = if ok {
+                Ok(VerifiedTx::new(p.id, p.tx))
+            } else {
+                Err(TxError::BadSignature)
+            };
+            (p.index, result)
+        })
         .collect()
-}
-
-/// The batch verifier holding every signature of `chunk` (each over its tx-domain message).
-fn batch_equation(chunk: &[Pending]) -> batch::Verifier {
-    let mut verifier = batch::Verifier::new();
-    for p in chunk {
-        let msg = SigDomain::Tx.message(&p.id);
-        verifier.queue((
-            VerificationKeyBytes::from(p.key),
-            consensus_sig(&p.tx.signature),
-            msg.as_ref(),
-        ));
-    }
-    verifier
 }
 
 /// The batch equation's coefficients: a BLAKE3 output stream keyed with 32 bytes from the
 /// operating system, fresh for every `verify_batch` call, so no client can predict them when it
 /// builds its signatures. Its output never changes a decision (module invariants), only the
 /// negligible chance that a batch with an invalid item passes, which needs unpredictability.
+/// (A keyed BLAKE3 stream is a PRF output: computationally indistinguishable from random.)
 pub(crate) struct BatchRng {
     xof: blake3::OutputReader,
 }
@@ -231,33 +446,14 @@ impl BatchRng {
             .finalize_xof();
         Some(BatchRng { xof })
     }
-}
 
-impl rand_core::RngCore for BatchRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
+    /// The next 128-bit coefficient.
+    fn next_u128(&mut self) -> u128 {
+        let mut b = [0u8; 16];
         self.xof.fill(&mut b);
-        u32::from_le_bytes(b)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.xof.fill(&mut b);
-        u64::from_le_bytes(b)
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.xof.fill(dest);
-    }
-
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.xof.fill(dest);
-        Ok(())
+        u128::from_le_bytes(b)
     }
 }
-
-// A keyed BLAKE3 stream is a PRF output: computationally indistinguishable from random.
-impl rand_core::CryptoRng for BatchRng {}
 
 #[cfg(test)]
 mod tests;

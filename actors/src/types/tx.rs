@@ -13,13 +13,12 @@
 //! - Shape limits (`check_shape`) are stateless and cheap; they run before any signature check so
 //!   an oversized transaction costs the node nothing.
 
-use ed25519_consensus::VerificationKey;
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use super::bytes::{Address, Bytes, Hash, HexError, PublicKey, Signature};
 use super::codec::{DecodeError, decode_canonical, encode, hash_of, sha256, sha256_parts};
-use super::sig::verify_with;
+use super::sig::{VerifyKey, decompress, verify_with};
 pub use super::sig::{KeyCache, verify_hash};
 
 /// Longest chain id, in bytes.
@@ -183,7 +182,7 @@ impl SignedTx {
     /// Order of the checks (the same in `verify_cached` and `verify_batch`): the sender key must
     /// decompress (`BadSender`), then the shape, then the signature (`BadSignature`).
     pub fn verify(self) -> Result<VerifiedTx, TxError> {
-        let key = VerificationKey::try_from(self.tx.sender.0).map_err(|_| TxError::BadSender)?;
+        let key = decompress(&self.tx.sender).ok_or(TxError::BadSender)?;
         self.verify_with_key(&key)
     }
 
@@ -194,7 +193,7 @@ impl SignedTx {
         self.verify_with_key(&key)
     }
 
-    fn verify_with_key(self, key: &VerificationKey) -> Result<VerifiedTx, TxError> {
+    fn verify_with_key(self, key: &VerifyKey) -> Result<VerifiedTx, TxError> {
         self.tx.check_shape()?;
         let id = self.tx.id();
         if !verify_with(key, SigDomain::Tx, &id, &self.signature) {
