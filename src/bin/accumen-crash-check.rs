@@ -272,3 +272,54 @@ fn lookup(client: &HttpClient, id: &Hash) -> anyhow::Result<Seen> {
         _ => bail!("GET {path} answered {status}: {v}"),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_ids_across_files_and_skips_only_a_cut_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = ("11".repeat(32), "22".repeat(32));
+        let files = [
+            file(&dir, "one", &format!("{a}\n{b}\r\n")),
+            file(&dir, "empty", ""),
+            // The writer was killed in the middle of its third line.
+            file(&dir, "cut", &format!("{a}\n{}", &b[..10])),
+        ];
+        let Ok((ids, partial)) = read_ids(&files) else {
+            panic!("valid files refused");
+        };
+        let hex: Vec<String> = ids.iter().map(Hash::to_hex).collect();
+        assert_eq!(hex, [a.clone(), b, a]);
+        assert_eq!(partial, 1);
+    }
+
+    #[test]
+    fn refuses_a_bad_line_anywhere_but_last_and_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "11".repeat(32);
+        for (name, text) in [
+            ("short", format!("{}\n{a}\n", &a[..62])),
+            ("nothex", format!("{a}\n{}\n", "zz".repeat(32))),
+            ("blank", format!("{a}\n\n{a}\n")),
+        ] {
+            let f = file(&dir, name, &text);
+            let Err(BadInput(e)) = read_ids(&[f]) else {
+                panic!("{name} was accepted");
+            };
+            assert!(
+                e.to_string().contains("not a transaction id"),
+                "{name}: {e}"
+            );
+        }
+        assert!(read_ids(&[dir.path().join("missing")]).is_err());
+    }
+}
