@@ -110,7 +110,7 @@ def hex2n: ascii_downcase | explode
 pct() { sort -n | awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * p + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'; }
 
 : >"$work/pending-0"
-kills=0 restarts=() checks=() scan_from=1 acked_total=0
+kills=0 restarts=() checks=() scan_from=1 restored_total=0
 start_node
 echo "crash loop: $rounds rounds, load $RATE tx/s ($SENDERS senders, $CONTRACTS contracts, batches of $BATCH, binary), kill $KILL_MIN-$KILL_MAX s into the load, ${BLOCK_TIME} blocks, bridge to devnet-l0, work dir $work"
 for round in $(seq 1 "$rounds"); do
@@ -152,14 +152,16 @@ for round in $(seq 1 "$rounds"); do
   lost="$(cat "$work/lost-$round.json")"
   scan_from=$(( $(jq .scanned_to <<<"$lost") + 1 ))
   n_acked="$(wc -l <"$acked")"
-  acked_total=$((acked_total + n_acked))
+  # What the restart re-admitted from the mempool journal (its INFO line; none: 0).
+  restored="$(grep -o 'restored=[0-9]*' "$work/node-$round.log" | head -1 | cut -d= -f2 || true)"
+  restored_total=$((restored_total + ${restored:-0}))
 
   # Anchors the devnet delivered (its saved ledger, replaced atomically after each block):
   # parts 2 and 3 of each accumen-anchor/1 entry are its first and last height, big-endian.
   anchors="$(jq -c "$anchor_jq" "$work/l0/devnet-l0.json")"
   [ "$(jq '.twice | length' <<<"$anchors")" = 0 ] || fail "heights anchored twice: $anchors"
   echo "round $round: kill at ${delay}s into the load ($progress); db check ok in ${checks[-1]} ms;" \
-    "restart ${restart_ms} ms; acked $n_acked this round, $(jq -c '{included, pending, lost, partial_lines}' <<<"$lost")," \
+    "restart ${restart_ms} ms, ${restored:-0} re-admitted from the journal; acked $n_acked this round, $(jq -c '{included, pending, lost, partial_lines}' <<<"$lost")," \
     "height $(jq .scanned_to <<<"$lost"); anchors $(jq -c '{anchors, max}' <<<"$anchors")"
 done
 
@@ -182,6 +184,7 @@ total_s=$(( ($(now_ms) - started_ms) / 1000 ))
 echo "crash loop passed: $rounds rounds, $kills SIGKILLs under load;" \
   "acknowledged $(jq .acked <<<"$final") transactions: $(jq .included <<<"$final") included," \
   "$final_pending still pending after ${DRAIN}s, $(jq .lost <<<"$final") lost, none included twice;" \
+  "$restored_total re-admitted from the journal over all restarts;" \
   "$(jq .scanned_to <<<"$final") blocks; $(jq .anchors <<<"$anchors") anchors up to height $(jq .max <<<"$anchors"), no height anchored twice;" \
   "restart p50 $(printf '%s\n' "${restarts[@]}" | pct 0.5) ms max $(printf '%s\n' "${restarts[@]}" | pct 1) ms;" \
   "db check p50 $(printf '%s\n' "${checks[@]}" | pct 0.5) ms max $(printf '%s\n' "${checks[@]}" | pct 1) ms;" \
