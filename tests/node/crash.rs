@@ -45,7 +45,7 @@ fn acknowledged_transactions_survive_a_sigkill_under_load() {
 
     // Bounded by itself (--duration, --deadline); killed below long before it ends.
     let mut stress = Command::new(STRESS)
-        .args(["--api", &node.api, "--duration", "60s", "--rate", "1000"])
+        .args(["--api", &node.api, "--duration", "20s", "--rate", "1000"])
         .args(["--senders", "200", "--contracts", "2", "--batch", "100"])
         .args(["--deadline", "5s", "--json", "--acked-out"])
         .arg(&acked)
