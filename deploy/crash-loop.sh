@@ -116,6 +116,7 @@ echo "crash loop: $rounds rounds, load $RATE tx/s ($SENDERS senders, $CONTRACTS 
 for round in $(seq 1 "$rounds"); do
   acked="$work/acked-$round"
   : >"$acked"
+  : >"$work/stress-$round.log"  # exists before the tool opens it, for the wait below
   "$stress" --api "http://$api" --duration "${send_s}s" --rate "$RATE" --senders "$SENDERS" \
     --contracts "$CONTRACTS" --batch "$BATCH" --connections 2 --format binary --json \
     --acked-out "$acked" >"$work/stress-$round.json" 2>"$work/stress-$round.log" &
