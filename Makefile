@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONFIG ?= config/local.yaml
 
-.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress perf fuzz
+.PHONY: help build build-release test lint fmt bench bench-limits run-sequencer run-follower run-devnet clean stress perf fuzz crash-loop
 
 help:
 	@echo "make build          debug build of the node and libraries"
@@ -19,6 +19,7 @@ help:
 	@echo "make run-follower   follow that sequencer on $(FOLLOWER_CONFIG) (ports 8090-8092)"
 	@echo "make stress         load test a running node: API=URL STRESS_ARGS=\"--duration 60s --rate 25000\""
 	@echo "make perf           start a node on config/perf.yaml, load it, print tx/s, latency, RSS (deploy/perf-run.sh)"
+	@echo "make crash-loop     SIGKILL a loaded sequencer CRASH_ROUNDS times, check nothing acknowledged is lost (deploy/crash-loop.sh)"
 
 build:
 	$(CARGO) build --workspace
@@ -131,3 +132,16 @@ fuzz:
 			../actors/fuzz-corpus/$$corpus -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
 			-print_final_stats=1) || exit 1; \
 	done
+
+# The crash loop (RUNBOOK "Crash-safety check"): a sequencer on config/devnet.yaml with a local
+# devnet-l0, loaded by accumen-stress and SIGKILLed at a random point CRASH_ROUNDS times; db
+# check, restart and the acknowledged-transaction check after each kill. CRASH_PROFILE picks the
+# cargo profile (bench: release optimizations without LTO; dev for a debug build); the script's
+# variables (RATE, SENDERS, CONTRACTS, BATCH, KILL_MIN, KILL_MAX, BLOCK_TIME, DRAIN, SEED, KEEP)
+# pass through. Not part of `make test` (about half an hour for 50 rounds); CI runs 3 rounds.
+CRASH_PROFILE ?= bench
+CRASH_ROUNDS ?= 50
+CRASH_DIR = $(TARGET_DIR)/$(if $(filter dev test,$(CRASH_PROFILE)),debug,release)
+crash-loop:
+	$(CARGO) build --profile $(CRASH_PROFILE) --bin accumen --bin accumen-stress --bin accumen-crash-check
+	deploy/crash-loop.sh $(CRASH_DIR)/accumen $(CRASH_ROUNDS)

@@ -19,12 +19,21 @@
 //! `offered` >= `accepted` >= `committed`, the timings, `client_cpu_seconds` (this tool's own
 //! CPU during the run, so its share of a shared machine is known) and the `config`.
 //!
+//! With `--acked-out FILE` every transaction the node acknowledged (answered `accepted`, the
+//! deploys included) is appended to FILE, one id in hex a line, as soon as its answer is read:
+//! one `write` per answer, no buffering in the process, so after the tool (or the node) is
+//! killed the file holds every acknowledged id whose answer had been read, with at most a
+//! partial last line. `deploy/crash-loop.sh` checks after each SIGKILL of the node that none of
+//! them was lost (`accumen-crash-check`).
+//!
 //! Only for loopback or your own test hosts: the request loops are bounded by `--txs`,
 //! `--duration` and `--deadline`, and the tool stops by itself. It shares the machine with the
 //! node when run locally: its own CPU (signing before the window; encoding nothing during it)
 //! is kept out of the measured window as far as it can be.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -111,6 +120,10 @@ struct Args {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Append the id (hex) of every transaction the node acknowledged to this file, one a line,
+    /// as each answer is read (created if missing).
+    #[arg(long, value_name = "FILE")]
+    acked_out: Option<PathBuf>,
 }
 
 impl Args {
@@ -153,6 +166,41 @@ fn counter_wasm() -> anyhow::Result<Vec<u8>> {
 /// What a lock guards here is counters: a panicked holder leaves them usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `--acked-out`: where acknowledged ids go. Unbuffered, one `write` per answer, so a kill at
+/// any point loses at most ids whose line was being written (a partial last line).
+struct AckLog(Option<Mutex<std::fs::File>>);
+
+impl AckLog {
+    fn open(path: Option<&PathBuf>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(AckLog(None));
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--acked-out {}", path.display()))?;
+        Ok(AckLog(Some(Mutex::new(file))))
+    }
+
+    /// Appends the ids. A failed write is reported on stderr (the crash loop fails on that
+    /// line): silently missing ids would make a loss check pass on less than was acknowledged.
+    fn record<'a>(&self, ids: impl Iterator<Item = &'a Hash>) {
+        let Some(file) = &self.0 else { return };
+        let mut lines = String::new();
+        for id in ids {
+            lines.push_str(&id.to_hex());
+            lines.push('\n');
+        }
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(e) = lock(file).write_all(lines.as_bytes()) {
+            eprintln!("cannot record acknowledged ids in --acked-out: {e}");
+        }
+    }
 }
 
 /// The pre-signed run: request bodies, and the id of every transaction in send order.
@@ -220,6 +268,9 @@ struct Run {
     blocks: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     hist: Mutex<Histogram>,
+    /// In send order, like `accepted`; only read to write `--acked-out`.
+    ids: Vec<Hash>,
+    acked_out: AckLog,
     next_batch: AtomicUsize,
     /// Sending is over (all sent, or --duration passed).
     sending_done: AtomicBool,
@@ -250,7 +301,8 @@ fn main() -> anyhow::Result<()> {
         .context("GET /v1/chain has no chain_id: is this an Accumen node?")?
         .to_string();
 
-    let contracts = deploy_counters(&client, &chain_id, args.contracts)?;
+    let acked_out = AckLog::open(args.acked_out.as_ref())?;
+    let contracts = deploy_counters(&client, &chain_id, args.contracts, &acked_out)?;
     eprintln!("deployed {} counters", contracts.len());
 
     let plan = presign(&args, &chain_id, &contracts)?;
@@ -289,6 +341,8 @@ fn main() -> anyhow::Result<()> {
         blocks: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
         hist: Mutex::new(Histogram::new()),
+        ids: plan.ids,
+        acked_out,
         next_batch: AtomicUsize::new(0),
         sending_done: AtomicBool::new(false),
         done: AtomicBool::new(false),
@@ -358,7 +412,12 @@ fn all_committed(run: &Run) -> bool {
 }
 
 /// Deploys `n` counters from a fresh key and waits until the last is included.
-fn deploy_counters(client: &HttpClient, chain_id: &str, n: u64) -> anyhow::Result<Vec<Address>> {
+fn deploy_counters(
+    client: &HttpClient,
+    chain_id: &str,
+    n: u64,
+    acked_out: &AckLog,
+) -> anyhow::Result<Vec<Address>> {
     let deployer = Keypair::generate()?;
     let code = counter_wasm()?;
     let deploys: Vec<SignedTx> = (0..n)
@@ -377,6 +436,20 @@ fn deploy_counters(client: &HttpClient, chain_id: &str, n: u64) -> anyhow::Resul
         })
         .collect();
     let (status, v) = client.post("/v1/txs", &json!(deploys))?;
+    // Recorded before judging the answer: a deploy the node accepted is acknowledged even if
+    // another one of the batch was refused.
+    let ids: Vec<Hash> = deploys.iter().map(|t| t.tx.id()).collect();
+    if status == 200
+        && let Some(results) = v["results"].as_array()
+    {
+        acked_out.record(
+            results
+                .iter()
+                .zip(&ids)
+                .filter(|(r, _)| r["accepted"] == json!(true))
+                .map(|(_, id)| id),
+        );
+    }
     if status != 200 || v["accepted"] != json!(deploys.len()) {
         bail!("deploys were not accepted: {status} {v}");
     }
@@ -528,6 +601,13 @@ fn send(
                     }
                 }
                 run.accepted_n.fetch_add(accepted, Ordering::Relaxed);
+                run.acked_out.record(
+                    results
+                        .iter()
+                        .zip(&run.ids[first..first + n])
+                        .filter(|(r, _)| r["accepted"] == json!(true))
+                        .map(|(_, id)| id),
+                );
             }
             Ok((status, v)) => {
                 let code = v["error"]["code"]

@@ -20,6 +20,7 @@ mod bridge;
 mod bridge_faults;
 mod chain_params;
 mod cli;
+mod crash;
 mod devnet;
 mod errors;
 mod flow;
