@@ -239,8 +239,15 @@ async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResul
 }
 
 async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
-    state
-        .intake()?
+    let intake = state.intake()?;
+    if let Some(admission) = intake.admission.clone() {
+        // On the blocking pool: admission waits for its journal write (shared with concurrent
+        // requests' batches, one fsync for all), which must not stall an HTTP worker.
+        return web::block(move || admission.admit(txs))
+            .await
+            .map_err(|e| ApiError::internal(format!("admission pool: {e}")));
+    }
+    intake
         .admit
         .send(Admit(txs))
         .timeout(Duration::from_secs(10))
