@@ -53,7 +53,11 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
         let store = match settings.storage {
             StorageKind::Persistent => {
                 let path = settings.data_dir.join(accumen_actors::storage::JOURNAL_FILE);
-                accumen_actors::storage::JournalStore::open(&path, &settings.chain_id)
+                accumen_actors::storage::JournalStore::open(
+                    &path,
+                    &settings.chain_id,
+                    services.storage.health(),
+                )
                     .with_context(|| format!("opening the mempool journal {}", path.display()))?
             }
             StorageKind::Memory => {

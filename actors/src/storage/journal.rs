@@ -22,8 +22,11 @@
 //!   committed transaction (its nonce is used) and the mempool then removes it. So the file may
 //!   hold committed transactions; `check` counts them instead of calling them damage.
 //! - The file records the chain id; opening a journal of another chain is refused.
-//! - I/O errors mark the journal's own `StorageHealth` (not the chain store's): a broken journal
-//!   refuses admissions (503 `journal_unavailable`), it does not stop block production.
+//! - I/O errors on the journal file mark the `StorageHealth` it is opened with: the node passes
+//!   the chain store's, so a failed journal disk is handled like a failed chain disk (admission
+//!   refused, `/health` unhealthy, exit 74 so the node is restarted, which repairs both files),
+//!   as when the journal lived in the chain database; and the journal refuses writes once the
+//!   chain store has failed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,8 +93,13 @@ impl std::fmt::Debug for JournalStore {
 }
 
 impl JournalStore {
-    /// Opens (creating if missing) the journal file at `path` for `chain_id`.
-    pub fn open(path: &Path, chain_id: &str) -> Result<Self, StorageError> {
+    /// Opens (creating if missing) the journal file at `path` for `chain_id`; I/O errors on it
+    /// mark `health` failed (see the module comment).
+    pub fn open(
+        path: &Path,
+        chain_id: &str,
+        health: Arc<StorageHealth>,
+    ) -> Result<Self, StorageError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -102,7 +110,6 @@ impl JournalStore {
                 what: format!("opening {}", path.display()),
                 source,
             })?;
-        let health = Arc::new(StorageHealth::default());
         let backend = health::Watched::new(
             FileBackend::new(file).ctx(&format!("locking {}", path.display()))?,
             health.clone(),
@@ -429,17 +436,17 @@ mod tests {
         let path = dir.path().join(JOURNAL_FILE);
         let (a, b) = (tx(1, 0), tx(1, 1));
         {
-            let j = JournalStore::open(&path, CHAIN).unwrap();
+            let j = JournalStore::open(&path, CHAIN, Arc::default()).unwrap();
             j.write(&[put(3, &a), put(4, &b)]).unwrap();
             j.write(&[JournalOp::Remove(a.tx.id())]).unwrap();
         }
-        let j = JournalStore::open(&path, CHAIN).unwrap();
+        let j = JournalStore::open(&path, CHAIN, Arc::default()).unwrap();
         assert_eq!(ids(&j), vec![(4, b.tx.id())]);
         // The index came back with the file: removal by id works after a reopen.
         j.write(&[JournalOp::Remove(b.tx.id())]).unwrap();
         assert!(j.is_empty() && j.load().unwrap().is_empty());
         drop(j);
-        let e = JournalStore::open(&path, "other-chain").unwrap_err();
+        let e = JournalStore::open(&path, "other-chain", Arc::default()).unwrap_err();
         assert!(matches!(e, StorageError::ChainMismatch { .. }), "{e}");
     }
 
