@@ -1,31 +1,47 @@
-//! Mempool actor: admission, ordering and the journal of pending transactions.
+//! Mempool: admission, ordering and the journal of pending transactions.
 //!
-//! The ordering logic lives in `pool` (actix-free, unit tested). The actor adds what needs the
-//! outside world: committed nonces from storage, the journal (`mempool.persist`), expiry on a
-//! timer, and the live numbers for `/stats`. Invariants:
+//! The ordering logic lives in `pool` (actix-free, unit tested). `Admission` adds what needs
+//! the outside world: committed nonces and contracts from storage, and the journal
+//! (`mempool.persist`, its own file: `storage::JournalStore`) written through a group commit
+//! (`group`). The `Mempool` actor owns the rest: expiry on a timer, block selection, `BlockDone`
+//! and `ReturnInFlight`, and the live numbers for `/stats`. Invariants:
 //! - The pool itself is shared (`Arc<Mutex<Shared>>`) and outlives any one incarnation of the
-//!   actor, so a supervisor restart loses no pending transaction.
+//!   actor, so a supervisor restart loses no pending transaction. That is also why admission
+//!   may run on the API's threads (`Admission::admit`, called from `web::block`) while the
+//!   actor runs: every pool change, the actor's and admission's alike, is one short critical
+//!   section on that mutex that leaves the pool consistent, and the actor keeps sole charge of
+//!   what needs one owner (selection, in-flight bookkeeping, expiry).
+//! - The pool mutex is held only for pool work: committed state is read before it is taken
+//!   (the pool re-checks nonces against what it learned from blocks, so a read that races a
+//!   block commit cannot admit a used nonce), transactions are encoded before it, and the
+//!   journal write happens after it is released.
 //! - A call is admitted only to a contract that is deployed, or that a pending deploy will
 //!   create; anything else is refused up front ("unknown contract") instead of costing its
 //!   sender a nonce and gas for a receipt that can only say the same.
-//! - With `mempool.persist` on, a transaction is journaled in storage *before* it is
-//!   acknowledged, with its arrival sequence, in the same write transaction that forgets what
-//!   its admission evicted; the journal entry goes away in the same write transaction that
-//!   commits the transaction's block (storage does that) or when the pool drops it (expiry,
-//!   eviction, a dropped transaction), so the journal holds what the pool holds and is bounded
-//!   like it. On start the journal is re-admitted in arrival order against committed state (a
-//!   call admitted because another sender's deploy was pending comes back after that deploy).
-//! - A failed journal write refuses the batch being admitted (503 `journal_unavailable`) and
-//!   puts the pool back exactly as it was: no earlier, acknowledged transaction is touched.
+//! - With `mempool.persist` on, a transaction is acknowledged only once its journal write is
+//!   durable. Until then it is in the pool but not selectable (`Pool::admit_pending`), so no
+//!   block can carry a transaction whose admission may still be withdrawn; once durable it
+//!   becomes selectable (`Pool::mark_durable`). Its journal row holds its arrival sequence, and
+//!   the same write forgets what its admission evicted (queued under the pool lock, so the
+//!   journal sees pool changes in the order they happened).
+//! - Rows of committed, expired or dropped transactions are forgotten lazily: queued when the
+//!   pool lets them go and written with the next journal write (an admission's, or the actor's
+//!   timer flush). A block commit never touches the journal. A row not yet forgotten when the
+//!   node stops is harmless: restore re-admits the journal in arrival order against committed
+//!   state, which refuses it (nonce used, or expired), and forgets it then.
+//! - A failed journal write refuses exactly the batches it held (503 `journal_unavailable`)
+//!   and takes them back out of the pool; what they evicted comes back where it still fits
+//!   (`Pool::undo`). No earlier, acknowledged transaction is touched.
 //! - Signatures are verified by the caller (the API verifies batches on its worker threads);
 //!   only `VerifiedTx` values enter the pool.
 
+pub mod group;
 pub mod pool;
 
 #[cfg(test)]
 mod actor_tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,40 +50,45 @@ use actix::prelude::*;
 
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::ratelimit::LogLimiter;
-use crate::storage::{Storage, StorageError};
-use crate::types::{Action, Address, Hash, PublicKey, SignedTx, VerifiedTx};
+use crate::storage::{JournalOp, JournalStore, Storage, StorageError};
+use crate::types::{Action, Address, Hash, PublicKey, SignedTx, VerifiedTx, encode};
 use crate::vm::DropReason;
+use group::GroupCommit;
 use pool::{AdmitError, BlockLimits, EvictReason, Evicted, Pool};
 
-/// How often expired transactions are removed.
+/// How often expired transactions are removed (and queued journal removals written).
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
 static FULL_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 static GAS_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 static EVICT_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static JOURNAL_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
-/// Where the mempool journals pending transactions (`mempool.persist`). `Storage` is the real
-/// one; tests put a failing one in its place.
+/// Where the mempool journals pending transactions (`mempool.persist`). `JournalStore` is the
+/// real one; tests put recording or failing ones in its place.
 pub trait Journal: Send + Sync {
-    /// One all-or-nothing write: journal `put` (arrival sequence, tx id, tx), forget `remove`.
-    fn write(&self, put: &[(u64, Hash, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError>;
-    /// Forget these transactions; unknown ids are ignored.
-    fn remove(&self, ids: &[Hash]) -> Result<(), StorageError>;
-    /// Everything journaled, with its arrival sequence where one is known.
-    fn load(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError>;
+    /// One all-or-nothing, durable write of `ops`, applied in order.
+    fn write(&self, ops: &[JournalOp]) -> Result<(), StorageError>;
+    /// Everything journaled, with its arrival sequence, in arrival order.
+    fn load(&self) -> Result<Vec<(u64, SignedTx)>, StorageError>;
+    /// Moves an older version's journal out of the chain database (see
+    /// `JournalStore::migrate_from`); nothing to do for a journal that is not a file.
+    fn migrate(&self, _storage: &Storage) -> Result<usize, StorageError> {
+        Ok(0)
+    }
 }
 
-impl Journal for Storage {
-    fn write(&self, put: &[(u64, Hash, &SignedTx)], remove: &[Hash]) -> Result<(), StorageError> {
-        self.journal_write_ids(put, remove)
+impl Journal for JournalStore {
+    fn write(&self, ops: &[JournalOp]) -> Result<(), StorageError> {
+        JournalStore::write(self, ops)
     }
 
-    fn remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
-        self.journal_remove(ids)
+    fn load(&self) -> Result<Vec<(u64, SignedTx)>, StorageError> {
+        JournalStore::load(self)
     }
 
-    fn load(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError> {
-        self.journal_all_ordered()
+    fn migrate(&self, storage: &Storage) -> Result<usize, StorageError> {
+        self.migrate_from(storage)
     }
 }
 
@@ -110,52 +131,61 @@ impl Shared {
     }
 }
 
-/// The mempool actor.
-pub struct Mempool {
+/// Admission into the shared pool, callable from any thread (the API's blocking pool, the
+/// actor); cheap to clone. See the module comment for why that is safe.
+#[derive(Clone)]
+pub struct Admission {
     pool: Arc<Mutex<Shared>>,
     storage: Arc<Storage>,
-    journal: Arc<dyn Journal>,
-    persist: bool,
+    /// `Some` with `mempool.persist`.
+    journal: Option<Arc<GroupCommit>>,
     stats: Arc<NodeStats>,
     metrics: NodeMetrics,
 }
 
-impl std::fmt::Debug for Mempool {
+impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mempool")
-            .field("persist", &self.persist)
+        f.debug_struct("Admission")
+            .field("persist", &self.journal.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl Mempool {
+/// Committed state a batch needs, read before the pool lock is taken.
+#[derive(Default)]
+struct StateView {
+    nonces: HashMap<PublicKey, Result<u64, Arc<StorageError>>>,
+    deployed: HashMap<Address, Result<bool, Arc<StorageError>>>,
+}
+
+impl Admission {
+    /// Admission over `pool`, reading committed state from `storage`, journaling through
+    /// `journal` (`None`: `mempool.persist` off).
     pub fn new(
         pool: Arc<Mutex<Shared>>,
         storage: Arc<Storage>,
-        persist: bool,
+        journal: Option<Arc<dyn Journal>>,
         stats: Arc<NodeStats>,
         metrics: NodeMetrics,
     ) -> Self {
-        Mempool {
+        Admission {
             pool,
-            journal: storage.clone(),
             storage,
-            persist,
+            journal: journal.map(|j| Arc::new(GroupCommit::new(j))),
             stats,
             metrics,
         }
-    }
-
-    /// Journals through `journal` instead of the storage (a test seam).
-    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
-        self.journal = journal;
-        self
     }
 
     fn pool(&self) -> MutexGuard<'_, Shared> {
         // Pool operations are short and leave it consistent between calls; a panic elsewhere
         // while holding the lock does not make it unusable.
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The group commit in front of the journal (`None` without `mempool.persist`).
+    pub fn group(&self) -> Option<&Arc<GroupCommit>> {
+        self.journal.as_ref()
     }
 
     fn publish(&self, pool: &Pool) {
@@ -170,18 +200,19 @@ impl Mempool {
         self.metrics.mempool_accounts.set(accounts as i64);
     }
 
+    /// Queues journal removals of transactions the pool let go. Call with the pool lock held,
+    /// so the journal sees removals and re-admissions of one id in the order they happened.
     fn forget(&self, ids: &[Hash]) {
-        if self.persist
-            && !ids.is_empty()
-            && let Err(e) = self.journal.remove(ids)
-        {
-            tracing::error!(error = %e, "mempool journal cleanup failed");
+        if let Some(j) = &self.journal {
+            j.forget(ids);
         }
     }
 
-    /// Admits verified transactions; one result per transaction, in order.
-    pub fn admit(&self, txs: Vec<VerifiedTx>) -> Vec<Result<Hash, MempoolError>> {
-        self.admit_batch(txs, true)
+    /// Writes queued journal removals now if no write is under way (the actor's timer).
+    pub fn flush(&self) {
+        if let Some(j) = &self.journal {
+            j.flush();
+        }
     }
 
     /// Counts (and logs, rate-limited) evictions that stand.
@@ -206,166 +237,208 @@ impl Mempool {
         }
     }
 
-    /// Admits a batch; with `journal` (and `mempool.persist`), journals what it accepted and
-    /// forgets what that evicted in one write, or undoes the whole batch if that fails.
-    /// Returns one result per transaction; evictions that stand are counted, and when not
-    /// journaling (restore) they are forgotten from the journal here.
+    /// The committed nonces and contract existence `txs` need, from one snapshot, with no
+    /// lock held. Each sender and contract is read once per batch.
+    fn read_state(&self, txs: &[VerifiedTx]) -> Result<StateView, StorageError> {
+        let snapshot = self.storage.snapshot()?;
+        let mut view = StateView::default();
+        for tx in txs {
+            let sender = tx.tx().sender;
+            view.nonces
+                .entry(sender)
+                .or_insert_with(|| snapshot.nonce(&sender).map_err(Arc::new));
+            if let Action::Call { contract, .. } = &tx.tx().action {
+                view.deployed.entry(*contract).or_insert_with(|| {
+                    snapshot
+                        .contract(contract)
+                        .map(|c| c.is_some())
+                        .map_err(Arc::new)
+                });
+            }
+        }
+        Ok(view)
+    }
+
+    /// Admits verified transactions; one result per transaction, in order. With
+    /// `mempool.persist`, returns once the accepted ones are durable in the journal (or
+    /// refused because that failed). Blocks on the journal: call it off the async threads.
+    pub fn admit(&self, txs: Vec<VerifiedTx>) -> Vec<Result<Hash, MempoolError>> {
+        self.admit_batch(txs, true)
+    }
+
+    /// Admits a batch; with `journal` (and `mempool.persist`) journals what it accepted and
+    /// forgets what that evicted in one queued write, waits for it, and undoes the batch if it
+    /// failed. Without `journal` (restore: the rows are journaled already) admitted
+    /// transactions are durable at once and evictions are forgotten.
     fn admit_batch(&self, txs: Vec<VerifiedTx>, journal: bool) -> Vec<Result<Hash, MempoolError>> {
         let now = now_ms();
-        let mut nonces: HashMap<PublicKey, u64> = HashMap::new();
-        let mut known: HashMap<Address, bool> = HashMap::new();
-        let snapshot = match self.storage.snapshot() {
-            Ok(s) => s,
+        let view = match self.read_state(&txs) {
+            Ok(v) => v,
             Err(e) => {
                 let err = MempoolError::Storage(Arc::new(e));
                 return txs.iter().map(|_| Err(err.clone())).collect();
             }
         };
+        let group = self.journal.as_ref().filter(|_| journal);
+        // Encoded before the lock; refused transactions' encodings are simply dropped.
+        let mut encoded: HashMap<Hash, Vec<u8>> = match group {
+            Some(_) => txs.iter().map(|t| (t.id(), encode(t.signed()))).collect(),
+            None => HashMap::new(),
+        };
         let mut results = Vec::with_capacity(txs.len());
         let mut admitted: Vec<Hash> = Vec::new();
         let mut evicted: Vec<Evicted> = Vec::new();
-        let mut shared = self.pool();
-        let Shared {
-            pool,
-            deploys,
-            journal_seq,
-        } = &mut *shared;
-        for tx in txs {
-            let id = tx.id();
-            let sender = tx.tx().sender;
-            if let Action::Call { contract, .. } = &tx.tx().action {
-                // Batches call the same few contracts over and over: look each up once.
-                let deployed = match known.get(contract) {
-                    Some(d) => *d,
-                    None => match snapshot.contract(contract) {
-                        Ok(c) => *known.entry(*contract).or_insert(c.is_some()),
-                        Err(e) => {
-                            results.push(Err(MempoolError::Storage(Arc::new(e))));
+        let ticket = {
+            let mut shared = self.pool();
+            let Shared {
+                pool,
+                deploys,
+                journal_seq,
+            } = &mut *shared;
+            for tx in txs {
+                let id = tx.id();
+                let sender = tx.tx().sender;
+                if let Action::Call { contract, .. } = &tx.tx().action {
+                    let deployed = match view.deployed.get(contract) {
+                        Some(Ok(d)) => *d,
+                        Some(Err(e)) => {
+                            results.push(Err(MempoolError::Storage(e.clone())));
                             continue;
                         }
-                    },
-                };
-                let pending = deploys.get(contract).is_some_and(|d| pool.contains(d));
-                if !deployed && !pending {
-                    results.push(Err(MempoolError::UnknownContract(*contract)));
-                    continue;
-                }
-            }
-            let creates = matches!(tx.tx().action, Action::Deploy { .. }).then(|| tx.tx().target());
-            let state_nonce = match nonces.get(&sender) {
-                Some(n) => *n,
-                None => match snapshot.nonce(&sender) {
-                    Ok(n) => {
-                        nonces.insert(sender, n);
-                        n
-                    }
-                    Err(e) => {
-                        results.push(Err(MempoolError::Storage(Arc::new(e))));
+                        None => false,
+                    };
+                    let pending = deploys.get(contract).is_some_and(|d| pool.contains(d));
+                    if !deployed && !pending {
+                        results.push(Err(MempoolError::UnknownContract(*contract)));
                         continue;
                     }
-                },
-            };
-            match pool.admit(tx, state_nonce, now) {
-                Ok(out) => {
-                    evicted.extend(out);
-                    admitted.push(id);
-                    if let Some(address) = creates {
-                        deploys.insert(address, id);
+                }
+                let creates =
+                    matches!(tx.tx().action, Action::Deploy { .. }).then(|| tx.tx().target());
+                let state_nonce = match view.nonces.get(&sender) {
+                    Some(Ok(n)) => *n,
+                    Some(Err(e)) => {
+                        results.push(Err(MempoolError::Storage(e.clone())));
+                        continue;
                     }
-                    results.push(Ok(id));
+                    None => 0,
+                };
+                let outcome = match group {
+                    Some(_) => pool.admit_pending(tx, state_nonce, now),
+                    None => pool.admit(tx, state_nonce, now),
+                };
+                match outcome {
+                    Ok(out) => {
+                        evicted.extend(out);
+                        admitted.push(id);
+                        if let Some(address) = creates {
+                            deploys.insert(address, id);
+                        }
+                        results.push(Ok(id));
+                    }
+                    Err(e) => {
+                        log_refusal(&e);
+                        results.push(Err(MempoolError::Rejected(e)));
+                    }
+                }
+            }
+            let evicted_ids: Vec<Hash> = evicted.iter().map(|e| e.id).collect();
+            let ticket = match group {
+                Some(g) if !(admitted.is_empty() && evicted.is_empty()) => {
+                    // Arrival sequences in admission order; a tx evicted later in the same
+                    // batch is not journaled at all. Queued under the pool lock: the journal
+                    // sees this batch after every pool change before it.
+                    let gone: HashSet<&Hash> = evicted_ids.iter().collect();
+                    let mut ops: Vec<JournalOp> = evicted_ids
+                        .iter()
+                        .map(|id| JournalOp::Remove(*id))
+                        .collect();
+                    for id in admitted.iter().filter(|id| !gone.contains(id)) {
+                        let Some(bytes) = encoded.remove(id) else {
+                            continue; // unreachable: every tx of the batch was encoded
+                        };
+                        let seq = *journal_seq;
+                        *journal_seq += 1;
+                        ops.push(JournalOp::Put {
+                            seq,
+                            id: *id,
+                            bytes,
+                        });
+                    }
+                    Some(g.enqueue(ops))
+                }
+                _ => {
+                    if !journal {
+                        // Restore: rows of what re-admission evicted go now.
+                        self.forget(&evicted_ids);
+                    }
+                    None
+                }
+            };
+            if ticket.is_none() {
+                self.count_evictions(&evicted);
+                evicted = Vec::new();
+                self.publish(pool);
+            }
+            ticket
+        };
+        if let (Some(g), Some(ticket)) = (group, ticket) {
+            // The pool lock is free while the journal writes (other batches join this write
+            // or the next one; blocks are selected meanwhile).
+            let written = g.wait(ticket);
+            let mut shared = self.pool();
+            match written {
+                Ok(()) => {
+                    shared.pool.mark_durable(&admitted);
+                    self.count_evictions(&evicted);
                 }
                 Err(e) => {
-                    match &e {
-                        AdmitError::PoolFull {
-                            max_size,
-                            max_bytes,
-                        } => {
-                            if let Some(suppressed) = FULL_LOG.allow() {
-                                tracing::error!(
-                                    max_size,
-                                    max_bytes,
-                                    suppressed,
-                                    "mempool full: transaction rejected (mempool.max_size or \
-                                     mempool.max_bytes reached and nothing less useful to evict)"
-                                );
-                            }
-                        }
-                        AdmitError::GasLimit { limit, max } => {
-                            if let Some(suppressed) = GAS_LOG.allow() {
-                                tracing::warn!(
-                                    limit,
-                                    max,
-                                    suppressed,
-                                    "transaction gas limit above execution.gas_limit: rejected"
-                                );
-                            }
-                        }
-                        _ => {}
+                    // Not durable, so not acknowledged: this batch is refused and taken back
+                    // out; what it evicted comes back where it still fits.
+                    if let Some(suppressed) = JOURNAL_LOG.allow() {
+                        tracing::error!(
+                            error = %e,
+                            suppressed,
+                            "mempool journal write failed; rejecting the batch"
+                        );
                     }
-                    results.push(Err(MempoolError::Rejected(e)));
-                }
-            }
-        }
-        let evicted_ids: Vec<Hash> = evicted.iter().map(|e| e.id).collect();
-        if journal && self.persist && !(admitted.is_empty() && evicted.is_empty()) {
-            // Arrival sequences in admission order; a tx evicted later in the same batch is
-            // not journaled at all.
-            let gone: std::collections::HashSet<&Hash> = evicted_ids.iter().collect();
-            let put: Vec<(u64, Hash, &SignedTx)> = admitted
-                .iter()
-                .filter(|id| !gone.contains(id))
-                .filter_map(|id| pool.get(id))
-                .map(|t| {
-                    let seq = *journal_seq;
-                    *journal_seq += 1;
-                    (seq, t.id(), t.signed())
-                })
-                .collect();
-            if let Err(e) = self.journal.write(&put, &evicted_ids) {
-                // Not durable, so not acknowledged: this batch is refused and the pool goes
-                // back to exactly what it was (the evicted return, nothing else moves).
-                tracing::error!(error = %e, "mempool journal write failed; rejecting the batch");
-                pool.rollback(&admitted, evicted);
-                let err = MempoolError::Journal(Arc::new(e));
-                for r in results.iter_mut() {
-                    if r.is_ok() {
-                        *r = Err(err.clone());
+                    let lost = shared.pool.undo(&admitted, evicted);
+                    // Their rows were to go in the failed write; they are no longer pending.
+                    self.forget(&lost);
+                    let err = MempoolError::Journal(e);
+                    for r in results.iter_mut() {
+                        if r.is_ok() {
+                            *r = Err(err.clone());
+                        }
                     }
                 }
-                evicted = Vec::new();
             }
+            self.publish(&shared.pool);
         }
-        self.count_evictions(&evicted);
         let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.stats.mempool_admitted.fetch_add(ok, Ordering::Relaxed);
         self.stats
             .mempool_rejected
             .fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
-        self.publish(pool);
-        drop(shared);
-        if !journal && !evicted.is_empty() {
-            self.forget(&evicted_ids);
-        }
         results
     }
 
-    /// Re-admits the journal after a start, in arrival order (entries journaled without a
-    /// sequence go last, by sender and nonce); drops entries that are no longer valid or
-    /// that re-admission evicted (a smaller `mempool.max_size`/`max_bytes` than before).
+    /// Re-admits the journal after a start, in arrival order: first moves an older version's
+    /// journal out of the chain database (once), then re-admits every row against committed
+    /// state and forgets the rows that are no longer valid (committed, expired, or evicted by
+    /// a smaller `mempool.max_size`/`max_bytes` than before). Returns how many are pending.
     pub fn restore(&self) -> Result<usize, MempoolError> {
-        if !self.persist {
+        let Some(group) = &self.journal else {
             return Ok(0);
-        }
-        let mut txs = self
-            .journal
+        };
+        let journal = group.journal();
+        journal
+            .migrate(&self.storage)
+            .map_err(|e| MempoolError::Storage(Arc::new(e)))?;
+        let txs = journal
             .load()
             .map_err(|e| MempoolError::Storage(Arc::new(e)))?;
-        txs.sort_by_key(|(seq, t)| (seq.unwrap_or(u64::MAX), t.tx.sender, t.tx.nonce));
-        let next_seq = txs
-            .iter()
-            .filter_map(|(seq, _)| *seq)
-            .max()
-            .map_or(0, |s| s.saturating_add(1));
+        let next_seq = txs.last().map_or(0, |(s, _)| s.saturating_add(1));
         {
             let mut shared = self.pool();
             shared.journal_seq = shared.journal_seq.max(next_seq);
@@ -383,9 +456,83 @@ impl Mempool {
             .filter(|(_, r)| r.is_err())
             .map(|(id, _)| *id)
             .collect();
-        self.forget(&stale);
+        {
+            let _shared = self.pool();
+            self.forget(&stale);
+        }
+        // Written now, so a journal full of committed rows is cleaned at start.
+        self.flush();
         let shared = self.pool();
         Ok(ids.iter().filter(|id| shared.pool.contains(id)).count())
+    }
+}
+
+/// Logs (rate-limited) the refusals an operator should hear about.
+fn log_refusal(e: &AdmitError) {
+    match e {
+        AdmitError::PoolFull {
+            max_size,
+            max_bytes,
+        } => {
+            if let Some(suppressed) = FULL_LOG.allow() {
+                tracing::error!(
+                    max_size,
+                    max_bytes,
+                    suppressed,
+                    "mempool full: transaction rejected (mempool.max_size or mempool.max_bytes \
+                     reached and nothing less useful to evict)"
+                );
+            }
+        }
+        AdmitError::GasLimit { limit, max } => {
+            if let Some(suppressed) = GAS_LOG.allow() {
+                tracing::warn!(
+                    limit,
+                    max,
+                    suppressed,
+                    "transaction gas limit above execution.gas_limit: rejected"
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The mempool actor: expiry, selection and block outcomes over the shared pool; `Admit`
+/// messages are served by the same `Admission` the API calls directly.
+pub struct Mempool {
+    admission: Admission,
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("admission", &self.admission)
+            .finish()
+    }
+}
+
+impl Mempool {
+    pub fn new(admission: Admission) -> Self {
+        Mempool { admission }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Shared> {
+        self.admission.pool()
+    }
+
+    fn publish(&self, pool: &Pool) {
+        self.admission.publish(pool);
+    }
+
+    /// Admits verified transactions; one result per transaction, in order.
+    pub fn admit(&self, txs: Vec<VerifiedTx>) -> Vec<Result<Hash, MempoolError>> {
+        self.admission.admit(txs)
+    }
+
+    /// See [`Admission::restore`].
+    pub fn restore(&self) -> Result<usize, MempoolError> {
+        self.admission.restore()
     }
 }
 
@@ -399,26 +546,30 @@ impl Actor for Mempool {
         }
         ctx.run_interval(EXPIRY_INTERVAL, |act, _| {
             let now = now_ms();
+            let a = &act.admission;
             let (expired, futures) = {
-                let mut shared = act.pool();
+                let mut shared = a.pool();
                 let expired = shared.pool.expire(now);
                 let futures = shared.pool.evict_stale_futures(now);
                 if !(expired.is_empty() && futures.is_empty()) {
-                    act.publish(&shared.pool);
+                    a.publish(&shared.pool);
                 }
+                a.forget(&expired);
+                a.forget(&futures);
                 (expired, futures)
             };
             if !expired.is_empty() {
-                act.stats
+                a.stats
                     .mempool_expired
                     .fetch_add(expired.len() as u64, Ordering::Relaxed);
-                act.forget(&expired);
             }
             if !futures.is_empty() {
-                act.metrics
+                a.metrics
                     .evicted(EvictReason::FutureTtl.label(), futures.len() as u64);
-                act.forget(&futures);
             }
+            // Removals no admission carried out (an idle node) go out once a tick, one
+            // write for everything committed, expired or dropped since the last.
+            a.flush();
         });
     }
 }
@@ -461,13 +612,14 @@ impl Handler<Select> for Mempool {
             let Shared { pool, deploys, .. } = &mut *shared;
             let selection = pool.select(limits, now_ms(), deploys);
             self.publish(pool);
+            self.admission.forget(&selection.expired);
             selection
         };
         if !selection.expired.is_empty() {
-            self.stats
+            self.admission
+                .stats
                 .mempool_expired
                 .fetch_add(selection.expired.len() as u64, Ordering::Relaxed);
-            self.forget(&selection.expired);
         }
         MessageResult(selection.txs)
     }
@@ -485,15 +637,15 @@ pub struct BlockDone {
 impl Handler<BlockDone> for Mempool {
     type Result = ();
     fn handle(&mut self, msg: BlockDone, _: &mut Context<Self>) {
-        let removed = {
-            let mut shared = self.pool();
-            let Shared { pool, deploys, .. } = &mut *shared;
-            let removed = pool.on_block(&msg.included, &msg.nonces, &msg.dropped);
-            deploys.retain(|_, id| pool.contains(id));
-            self.publish(pool);
-            removed
-        };
-        self.forget(&removed);
+        let mut shared = self.pool();
+        let Shared { pool, deploys, .. } = &mut *shared;
+        let removed = pool.on_block(&msg.included, &msg.nonces, &msg.dropped);
+        deploys.retain(|_, id| pool.contains(id));
+        self.publish(pool);
+        // Lazily: the block's commit did not touch the journal; these rows go with the next
+        // journal write (queued under the pool lock, see `Admission::forget`).
+        self.admission.forget(&msg.included);
+        self.admission.forget(&removed);
     }
 }
 
@@ -544,46 +696,56 @@ impl Handler<AccountPending> for Mempool {
 
 #[cfg(test)]
 mod tests {
-    //! The actor's journal paths, driven through `admit`/`restore` directly (no actix needed):
-    //! a failing journal write, and restore order.
+    //! Admission's journal paths, driven through `admit`/`restore` directly (no actix needed):
+    //! a failing journal write, concurrent admissions sharing writes, durability before
+    //! selection, restore order, restore after a crash with committed rows, migration.
 
     use super::*;
     use crate::mempool::pool::PoolConfig;
     use crate::testkit::{self, CHAIN};
-    use crate::types::Keypair;
-    use std::sync::atomic::AtomicBool;
+    use crate::types::{Keypair, WriteSet};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::mpsc;
 
-    /// The real storage journal, with a switch that makes every write fail.
+    /// The real journal store, with a switch that makes every write fail and an optional gate
+    /// that holds writes until released.
     struct FlakyJournal {
-        inner: Arc<Storage>,
+        inner: JournalStore,
         fail: AtomicBool,
+        gate: Mutex<Option<mpsc::Receiver<()>>>,
+        writes: AtomicUsize,
+    }
+
+    impl FlakyJournal {
+        fn new() -> Arc<Self> {
+            Arc::new(FlakyJournal {
+                inner: JournalStore::in_memory(CHAIN).unwrap(),
+                fail: AtomicBool::new(false),
+                gate: Mutex::new(None),
+                writes: AtomicUsize::new(0),
+            })
+        }
     }
 
     impl Journal for FlakyJournal {
-        fn write(
-            &self,
-            put: &[(u64, Hash, &SignedTx)],
-            remove: &[Hash],
-        ) -> Result<(), StorageError> {
+        fn write(&self, ops: &[JournalOp]) -> Result<(), StorageError> {
+            if let Some(rx) = self.gate.lock().unwrap().as_ref() {
+                rx.recv().unwrap();
+            }
+            self.writes.fetch_add(1, Ordering::SeqCst);
             if self.fail.load(Ordering::Relaxed) {
                 return Err(StorageError::Io {
                     what: "journal".into(),
                     source: std::io::Error::other("disk full (injected)"),
                 });
             }
-            self.inner.write(put, remove)
+            self.inner.write(ops)
         }
-        fn remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
-            if self.fail.load(Ordering::Relaxed) {
-                return Err(StorageError::Io {
-                    what: "journal".into(),
-                    source: std::io::Error::other("disk full (injected)"),
-                });
-            }
-            Journal::remove(&*self.inner, ids)
-        }
-        fn load(&self) -> Result<Vec<(Option<u64>, SignedTx)>, StorageError> {
+        fn load(&self) -> Result<Vec<(u64, SignedTx)>, StorageError> {
             self.inner.load()
+        }
+        fn migrate(&self, storage: &Storage) -> Result<usize, StorageError> {
+            self.inner.migrate_from(storage)
         }
     }
 
@@ -600,11 +762,11 @@ mod tests {
         }
     }
 
-    fn mempool(storage: &Arc<Storage>, max_size: usize) -> Mempool {
-        Mempool::new(
+    fn admission(storage: &Arc<Storage>, journal: Arc<dyn Journal>, max_size: usize) -> Admission {
+        Admission::new(
             Arc::new(Mutex::new(Shared::new(Pool::new(config(max_size))))),
             storage.clone(),
-            true,
+            Some(journal),
             Arc::new(NodeStats::default()),
             NodeMetrics::default(),
         )
@@ -626,15 +788,25 @@ mod tests {
         signed(kp, nonce, testkit::call(contract, "increment", &[]))
     }
 
-    fn journal_ids(storage: &Storage) -> Vec<Hash> {
-        let mut ids: Vec<Hash> = storage
-            .journal_all()
-            .unwrap()
-            .iter()
-            .map(|t| t.tx.id())
-            .collect();
+    fn journal_ids(j: &FlakyJournal) -> Vec<Hash> {
+        let mut ids: Vec<Hash> = j.load().unwrap().iter().map(|(_, t)| t.tx.id()).collect();
         ids.sort();
         ids
+    }
+
+    fn select_all(m: &Admission) -> Vec<Hash> {
+        let mut shared = m.pool();
+        let Shared { pool, deploys, .. } = &mut *shared;
+        let limits = BlockLimits {
+            txs: 1000,
+            gas: u64::MAX,
+            bytes: u64::MAX,
+        };
+        pool.select(limits, now_ms(), deploys)
+            .txs
+            .iter()
+            .map(VerifiedTx::id)
+            .collect()
     }
 
     /// Issue 6 §8: a failed journal write used to run the block-commit clean-up, which raised
@@ -643,11 +815,8 @@ mod tests {
     #[test]
     fn failed_journal_write_refuses_only_the_new_batch() {
         let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
-        let journal = Arc::new(FlakyJournal {
-            inner: storage.clone(),
-            fail: AtomicBool::new(false),
-        });
-        let m = mempool(&storage, 4).with_journal(journal.clone());
+        let journal = FlakyJournal::new();
+        let m = admission(&storage, journal.clone(), 4);
         let (a, b, c) = (
             Keypair::from_seed([1; 32]),
             Keypair::from_seed([2; 32]),
@@ -658,7 +827,7 @@ mod tests {
         for r in m.admit(vec![d0.clone(), d1.clone(), b_future.clone()]) {
             r.unwrap();
         }
-        let acked = journal_ids(&storage);
+        let acked = journal_ids(&journal);
         assert_eq!(acked.len(), 3);
 
         journal.fail.store(true, Ordering::Relaxed);
@@ -692,7 +861,7 @@ mod tests {
             );
             pool.check_invariants();
         }
-        assert_eq!(journal_ids(&storage), acked);
+        assert_eq!(journal_ids(&journal), acked);
         assert_eq!(
             m.metrics
                 .mempool_evictions
@@ -710,10 +879,10 @@ mod tests {
         assert!(!shared.pool.contains(&b_future.id()), "evicted for c0");
         drop(shared);
         assert!(
-            !journal_ids(&storage).contains(&b_future.id()),
+            !journal_ids(&journal).contains(&b_future.id()),
             "evicted txs leave the journal"
         );
-        assert_eq!(journal_ids(&storage).len(), 4);
+        assert_eq!(journal_ids(&journal).len(), 4);
         assert_eq!(
             m.metrics
                 .mempool_evictions
@@ -721,6 +890,89 @@ mod tests {
                 .get(),
             1
         );
+        // Everything left is durable and selectable, in nonce order per sender.
+        assert_eq!(select_all(&m).len(), 4);
+    }
+
+    /// A transaction whose journal write is under way is in the pool (it counts, it is a
+    /// duplicate) but no block can select it, nor its sender's next nonce; once the write is
+    /// durable both are selectable. The pool lock is free meanwhile.
+    #[test]
+    fn a_transaction_is_selectable_only_once_durable() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
+        let (release, gate) = mpsc::channel();
+        *journal.gate.lock().unwrap() = Some(gate);
+        let m = admission(&storage, journal.clone(), 10);
+        let a = Keypair::from_seed([1; 32]);
+        let (d0, d1) = (deploy(&a, 0), deploy(&a, 1));
+        let admitting = {
+            let (m, batch) = (m.clone(), vec![d0.clone(), d1.clone()]);
+            std::thread::spawn(move || m.admit(batch))
+        };
+        // Wait (with a deadline) until the batch is in the pool, its write held at the gate.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while m.pool().pool.len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "admission never ran");
+            std::thread::yield_now();
+        }
+        assert_eq!(select_all(&m), Vec::<Hash>::new(), "not durable yet");
+        assert!(matches!(
+            m.admit_batch(vec![d0.clone()], false)[0],
+            Err(MempoolError::Rejected(AdmitError::Duplicate(_)))
+        ));
+        m.pool().pool.check_invariants();
+        release.send(()).unwrap();
+        for r in admitting.join().unwrap() {
+            r.unwrap();
+        }
+        assert_eq!(select_all(&m), vec![d0.id(), d1.id()]);
+        m.pool().pool.check_invariants();
+    }
+
+    /// Admissions from many threads at once: every acknowledged transaction is journaled and
+    /// selectable, and batches that arrived during a write shared the next one.
+    #[test]
+    fn concurrent_admissions_share_journal_writes() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
+        let (release, gate) = mpsc::channel();
+        *journal.gate.lock().unwrap() = Some(gate);
+        let m = admission(&storage, journal.clone(), 1000);
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let k = Keypair::from_seed([t + 1; 32]);
+                    m.admit((0..5).map(|n| deploy(&k, n)).collect())
+                })
+            })
+            .collect();
+        // Hold the first write until every batch is queued or waiting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while m.pool().pool.len() < 40 {
+            assert!(std::time::Instant::now() < deadline, "admissions never ran");
+            std::thread::yield_now();
+        }
+        // Let every write through (one token each; there are at most 8 batches).
+        for _ in 0..8 {
+            release.send(()).unwrap();
+        }
+        let mut acked = Vec::new();
+        for t in threads {
+            for r in t.join().unwrap() {
+                acked.push(r.unwrap());
+            }
+        }
+        acked.sort();
+        assert_eq!(acked.len(), 40);
+        assert_eq!(journal_ids(&journal), acked);
+        let writes = journal.writes.load(Ordering::SeqCst);
+        assert!(writes <= 2, "8 batches queued during one write: {writes} writes");
+        let mut selected = select_all(&m);
+        selected.sort();
+        assert_eq!(selected, acked);
+        m.pool().pool.check_invariants();
     }
 
     /// Issue 6 §8: restore used to re-admit by (sender, nonce), so a call from one sender to
@@ -729,6 +981,7 @@ mod tests {
     #[test]
     fn restore_follows_arrival_order() {
         let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
         // Pick keys so that the caller sorts before the deployer: the old order would break.
         let mut keys: Vec<Keypair> = (1..=2).map(|s| Keypair::from_seed([s; 32])).collect();
         keys.sort_by_key(|k| std::cmp::Reverse(k.public()));
@@ -737,33 +990,104 @@ mod tests {
         let d = deploy(deployer, 0);
         let contract = d.tx().target();
         let c = call(caller, 0, contract);
-        let m = mempool(&storage, 10);
+        let m = admission(&storage, journal.clone(), 10);
         for r in m.admit(vec![d.clone()]) {
             r.unwrap();
         }
         for r in m.admit(vec![c.clone()]) {
             r.unwrap();
         }
-        // A restart: a new pool over the same storage.
-        let m2 = mempool(&storage, 10);
+        // A restart: a new pool over the same storage and journal.
+        let m2 = admission(&storage, journal.clone(), 10);
         assert_eq!(m2.restore().unwrap(), 2);
         let shared = m2.pool();
         assert!(shared.pool.contains(&d.id()) && shared.pool.contains(&c.id()));
         drop(shared);
-        assert_eq!(journal_ids(&storage).len(), 2);
+        assert_eq!(journal_ids(&journal).len(), 2);
+        // Restored transactions are durable: selectable at once.
+        assert_eq!(select_all(&m2), vec![d.id(), c.id()]);
+        m2.pool().pool.return_in_flight();
         // New admissions are sequenced after the restored ones.
         let d2 = deploy(deployer, 1);
         m2.admit(vec![d2.clone()]).remove(0).unwrap();
-        let order: Vec<Hash> = {
-            let mut all = storage.journal_all_ordered().unwrap();
-            all.sort_by_key(|(s, _)| *s);
-            all.iter().map(|(_, t)| t.tx.id()).collect()
-        };
+        let order: Vec<Hash> = journal
+            .load()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| t.tx.id())
+            .collect();
         assert_eq!(order, vec![d.id(), c.id(), d2.id()]);
 
         // A smaller pool on restart keeps what fits and forgets the rest from the journal.
-        let m3 = mempool(&storage, 1);
+        let m3 = admission(&storage, journal.clone(), 1);
         assert_eq!(m3.restore().unwrap(), 1);
-        assert_eq!(journal_ids(&storage), vec![d.id()]);
+        assert_eq!(journal_ids(&journal), vec![d.id()]);
+    }
+
+    /// A crash after a block committed and before its rows were forgotten (removal is lazy):
+    /// restore refuses the committed rows against committed state, forgets them, and keeps
+    /// the rest in arrival order.
+    #[test]
+    fn restore_after_a_crash_drops_rows_already_committed() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
+        let m = admission(&storage, journal.clone(), 10);
+        let a = Keypair::from_seed([1; 32]);
+        let txs: Vec<VerifiedTx> = (0..4).map(|n| deploy(&a, n)).collect();
+        for r in m.admit(txs.clone()) {
+            r.unwrap();
+        }
+        // Block 1 commits nonces 0 and 1; the node dies before forgetting them.
+        let mut writes = WriteSet::default();
+        writes.nonces.insert(a.public(), 2);
+        let (block, receipts) = crate::storage::tests::make_block(
+            &storage.head().unwrap(),
+            txs[..2].iter().map(|t| t.signed().clone()).collect(),
+            &writes,
+        );
+        storage.commit_block(&block, &receipts, &writes).unwrap();
+        assert_eq!(journal_ids(&journal).len(), 4, "the commit left the journal alone");
+        let check = journal.inner.check(&storage).unwrap();
+        assert_eq!((check.rows, check.committed), (4, 2));
+        assert!(check.problems.is_empty());
+
+        let m2 = admission(&storage, journal.clone(), 10);
+        assert_eq!(m2.restore().unwrap(), 2);
+        let mut left = vec![txs[2].id(), txs[3].id()];
+        assert_eq!(select_all(&m2), left);
+        left.sort();
+        assert_eq!(journal_ids(&journal), left, "committed rows forgotten at restore");
+        assert_eq!(journal.inner.check(&storage).unwrap().committed, 0);
+    }
+
+    /// A data dir from before the journal file: its rows in the chain database come back
+    /// after the upgrade, in their arrival order, and leave the chain database.
+    #[test]
+    fn restore_moves_an_old_journal_out_of_the_chain_database() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let mut keys: Vec<Keypair> = (1..=2).map(|s| Keypair::from_seed([s; 32])).collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.public()));
+        let (deployer, caller) = (&keys[0], &keys[1]);
+        let d = deploy(deployer, 0);
+        let c = call(caller, 0, d.tx().target());
+        // What an older version wrote: the deploy first, then the call.
+        storage
+            .journal_write(&[(0, d.signed()), (1, c.signed())], &[])
+            .unwrap();
+        let journal = FlakyJournal::new();
+        let m = admission(&storage, journal.clone(), 10);
+        assert_eq!(m.restore().unwrap(), 2);
+        assert!(storage.journal_all().unwrap().is_empty());
+        let order: Vec<Hash> = journal
+            .load()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| t.tx.id())
+            .collect();
+        assert_eq!(order, vec![d.id(), c.id()]);
+        // And once more after a restart: nothing moved twice.
+        let m2 = admission(&storage, journal.clone(), 10);
+        assert_eq!(m2.restore().unwrap(), 2);
+        assert_eq!(journal.load().unwrap().len(), 2);
     }
 }

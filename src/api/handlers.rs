@@ -271,8 +271,15 @@ fn verify_parts(mut txs: Vec<SignedTx>, cores: usize) -> Vec<Vec<SignedTx>> {
 }
 
 async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
-    state
-        .intake()?
+    let intake = state.intake()?;
+    if let Some(admission) = intake.admission.clone() {
+        // On the blocking pool: admission waits for its journal write (shared with concurrent
+        // requests' batches, one fsync for all), which must not stall an HTTP worker.
+        return web::block(move || admission.admit(txs))
+            .await
+            .map_err(|e| ApiError::internal(format!("admission pool: {e}")));
+    }
+    intake
         .admit
         .send(Admit(txs))
         .timeout(Duration::from_secs(10))

@@ -110,6 +110,9 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct Intake {
     pub admit: Port<Admit>,
+    /// Admission run on the API's blocking pool, concurrently with the mempool actor (issue
+    /// 10); `None` sends `Admit` to the actor instead (the API's own tests use a fake actor).
+    pub admission: Option<accumen_actors::mempool::Admission>,
     pub is_pending: Port<IsPending>,
     pub account_pending: Port<AccountPending>,
     /// False once shutdown began: new transactions get 503.

@@ -180,6 +180,7 @@ async fn a_sequencer_reaches_its_mempool_through_the_intake_ports() {
     let accepting = Arc::new(AtomicBool::new(true));
     let intake = Intake {
         admit: Port::fixed(addr.clone().recipient()),
+        admission: None,
         is_pending: Port::fixed(addr.clone().recipient()),
         account_pending: Port::fixed(addr.recipient()),
         accepting: accepting.clone(),

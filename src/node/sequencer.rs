@@ -21,7 +21,7 @@ use accumen_actors::block_producer::{
 use accumen_actors::chain::ChainParams;
 use accumen_actors::executor::{Executor, RunQuery};
 use accumen_actors::mempool::pool::{Pool, PoolConfig};
-use accumen_actors::mempool::{AccountPending, Admit, IsPending, Mempool, Shared};
+use accumen_actors::mempool::{AccountPending, Admission, Admit, IsPending, Mempool, Shared};
 use accumen_actors::supervisor::{ChildSpec, Port, Slot};
 use accumen_actors::types::Keypair;
 use anyhow::Context as _;
@@ -48,25 +48,39 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
         settings,
         &services.params,
     )))));
-    let persist = settings.mempool.persist;
-    let new_mempool = {
-        let (pool, storage, stats, metrics) = (
-            pool.clone(),
-            services.storage.clone(),
-            services.stats.clone(),
-            services.metrics.clone(),
-        );
-        move || {
-            Mempool::new(
-                pool.clone(),
-                storage.clone(),
-                persist,
-                stats.clone(),
-                metrics.clone(),
-            )
-        }
+    // The journal is its own file (issue 10): admissions never wait for a block commit.
+    let journal: Option<Arc<dyn accumen_actors::mempool::Journal>> = if settings.mempool.persist {
+        let store = match settings.storage {
+            StorageKind::Persistent => {
+                let path = settings.data_dir.join(accumen_actors::storage::JOURNAL_FILE);
+                accumen_actors::storage::JournalStore::open(
+                    &path,
+                    &settings.chain_id,
+                    services.storage.health(),
+                )
+                    .with_context(|| format!("opening the mempool journal {}", path.display()))?
+            }
+            StorageKind::Memory => {
+                accumen_actors::storage::JournalStore::in_memory(&settings.chain_id)
+                    .context("creating the in-memory mempool journal")?
+            }
+        };
+        Some(Arc::new(store))
+    } else {
+        None
     };
-    let restored = new_mempool()
+    let admission = Admission::new(
+        pool,
+        services.storage.clone(),
+        journal,
+        services.stats.clone(),
+        services.metrics.clone(),
+    );
+    let new_mempool = {
+        let admission = admission.clone();
+        move || Mempool::new(admission.clone())
+    };
+    let restored = admission
         .restore()
         .context("restoring the mempool journal")?;
     if restored > 0 {
@@ -102,6 +116,7 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
     let accepting = Arc::new(AtomicBool::new(true));
     let intake = Intake {
         admit: mempool_slot.port::<Admit>(),
+        admission: Some(admission),
         is_pending: mempool_slot.port::<IsPending>(),
         account_pending: mempool_slot.port::<AccountPending>(),
         accepting: accepting.clone(),

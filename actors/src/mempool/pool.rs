@@ -251,6 +251,9 @@ struct Entry {
     in_flight: bool,
     /// The fair-queueing tag it was selected with, so a returned transaction gets it back.
     tag: Option<u64>,
+    /// Journaled (or not journaled at all): only a durable transaction may be selected, so a
+    /// block never carries a transaction whose acknowledgement could still be withdrawn.
+    durable: bool,
 }
 
 impl Entry {
@@ -378,6 +381,29 @@ impl Pool {
         state_nonce: u64,
         now_ms: u64,
     ) -> Result<Vec<Evicted>, AdmitError> {
+        self.admit_as(tx, state_nonce, now_ms, true)
+    }
+
+    /// [`Pool::admit`] for a transaction whose journal write is still under way: it counts
+    /// for every limit, may be evicted, expire or go stale like any other, but is not
+    /// selectable (nor is any later nonce of its sender) until `mark_durable`, or is taken
+    /// out again by `undo` when the write fails.
+    pub fn admit_pending(
+        &mut self,
+        tx: VerifiedTx,
+        state_nonce: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Evicted>, AdmitError> {
+        self.admit_as(tx, state_nonce, now_ms, false)
+    }
+
+    fn admit_as(
+        &mut self,
+        tx: VerifiedTx,
+        state_nonce: u64,
+        now_ms: u64,
+        durable: bool,
+    ) -> Result<Vec<Evicted>, AdmitError> {
         let id = tx.id();
         let body = tx.tx();
         if body.chain_id != self.config.chain_id {
@@ -499,6 +525,7 @@ impl Pool {
             admitted_ms: now_ms,
             in_flight: false,
             tag: None,
+            durable,
         };
         self.insert_entry(entry, next);
         if let Some(a) = self.accounts.get_mut(&sender) {
@@ -532,6 +559,72 @@ impl Pool {
             self.insert_entry(e.entry, e.base);
             self.refresh(&sender);
         }
+    }
+
+    /// The journal write of these `admit_pending` transactions is durable: they (and their
+    /// senders' later nonces) become selectable. Ids no longer pending are skipped.
+    pub fn mark_durable(&mut self, ids: &[Hash]) {
+        let mut touched = BTreeSet::new();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(id)
+                && !e.durable
+            {
+                e.durable = true;
+                touched.insert(e.tx.tx().sender);
+            }
+        }
+        for sender in &touched {
+            self.refresh(sender);
+        }
+    }
+
+    /// The journal write of `admit_pending` transactions failed: takes out those of `admitted`
+    /// still pending and not durable, and puts back what their admission evicted where that
+    /// still fits. Unlike `rollback`, other admissions may have changed the pool since (they
+    /// run concurrently with the journal write), so an evicted transaction comes back only if
+    /// its id and nonce are free, its nonce is not below its sender's committed nonce, and the
+    /// pool has room for it; the ids that could not come back are returned (the caller forgets
+    /// them from the journal, since they are no longer pending).
+    pub fn undo(&mut self, admitted: &[Hash], evicted: Vec<Evicted>) -> Vec<Hash> {
+        let mut touched = BTreeSet::new();
+        for id in admitted.iter().rev() {
+            if self.entries.get(id).is_some_and(|e| !e.durable && !e.in_flight)
+                && let Some(entry) = self.remove(id)
+            {
+                touched.insert(entry.tx.tx().sender);
+            }
+        }
+        let admitted: BTreeSet<&Hash> = admitted.iter().collect();
+        let mut lost = Vec::new();
+        for e in evicted.into_iter().rev() {
+            // Admitted and then evicted within the same batch: never acknowledged.
+            if admitted.contains(&e.id) {
+                continue;
+            }
+            if self.entries.contains_key(&e.id) {
+                continue;
+            }
+            let tx = e.entry.tx.tx();
+            let (sender, nonce) = (tx.sender, tx.nonce);
+            let account = self.accounts.get(&sender);
+            let fits = account.is_none_or(|a| {
+                nonce >= a.base
+                    && !a.txs.contains_key(&nonce)
+                    && a.txs.len() < self.config.account_limit
+            }) && self.entries.len() < self.config.max_size
+                && self.bytes.saturating_add(e.entry.bytes) <= self.config.max_bytes;
+            if !fits {
+                lost.push(e.id);
+                continue;
+            }
+            let base = account.map_or(e.base, |a| a.base);
+            self.insert_entry(e.entry, base);
+            touched.insert(sender);
+        }
+        for sender in &touched {
+            self.refresh(sender);
+        }
+        lost
     }
 
     /// Up to `limits` worth of executable txs for the next block, removed from the ready set
@@ -1015,7 +1108,7 @@ impl Pool {
             .txs
             .get(&a.cursor)
             .and_then(|id| self.entries.get(id).map(|e| (id, e)))
-            .filter(|(_, e)| !e.in_flight);
+            .filter(|(_, e)| !e.in_flight && e.durable);
         match (a.head, head) {
             (Some(k), Some((_, e))) if k.2 == e.seq => {}
             (old, new) => {
@@ -1122,7 +1215,7 @@ impl Pool {
                 .txs
                 .get(&a.cursor)
                 .map(|id| &self.entries[id])
-                .filter(|e| !e.in_flight);
+                .filter(|e| !e.in_flight && e.durable);
             assert_eq!(a.head.map(|k| k.2), head.map(|e| e.seq), "head of {sender}");
             if let Some(k) = a.head {
                 assert_eq!(self.ready.get(&k), a.txs.get(&a.cursor));

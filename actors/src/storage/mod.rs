@@ -1,14 +1,15 @@
-//! Durable node state in one redb database: blocks, receipts, contract state, nonces, the
-//! mempool journal and the bridge's state (watermarks, outbox, signature timestamps: see
-//! `outbox`).
+//! Durable node state in one redb database: blocks, receipts, contract state, nonces and the
+//! bridge's state (watermarks, outbox, signature timestamps: see `outbox`). The mempool journal
+//! lives in its own file (`journal`, `data_dir/journal.redb`) so admissions and block commits
+//! never wait for each other; the chain database keeps the old `mempool_journal` tables only so
+//! a data dir from an older version can be moved over once (`JournalStore::migrate_from`).
 //!
 //! Role: this module is the only code that declares (see `tables`) or opens redb tables. Every
 //! other part of the node reads through `Storage` / `Snapshot` and writes through the few
 //! methods below, so the invariants can be kept here:
 //!
 //! - One write transaction per block (`commit_block`): the block, its hash index, tx locations,
-//!   receipts, every state write, the nonce updates, the journal clean-up and the new head are
-//!   committed together or not at all. Every check runs inside that transaction and any error
+//!   receipts, every state write, the nonce updates and the new head are committed together or not at all. Every check runs inside that transaction and any error
 //!   aborts it, so a failed or crashed commit leaves the previous head and state untouched.
 //! - The chain is linear and gap-free: a block is accepted only at `head + 1` on top of the head's
 //!   hash, and no transaction id is ever stored twice.
@@ -41,6 +42,7 @@
 mod backup;
 mod check;
 mod health;
+mod journal;
 mod outbox;
 mod tables;
 
@@ -92,6 +94,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub use backup::{BackupError, BackupStats, DB_FILE, RestoreStats, restore};
 pub use check::{CheckReport, MAX_PROBLEMS, Problem};
 pub use health::StorageHealth;
+pub use journal::{JOURNAL_FILE, JournalCheck, JournalOp, JournalStore};
 pub use outbox::{BridgeStats, OutboxError, OutboxRow, OutboxState, SignedBatch};
 
 /// Why a storage operation failed. Every variant leaves the database as it was before the call.
@@ -835,8 +838,8 @@ impl Storage {
     /// Checks (inside the transaction): `header.height == head + 1`, `parent_hash == head hash`,
     /// one receipt per transaction in the same order, and no transaction id already stored.
     /// Writes the block (by height, plus a hash -> height index), tx locations, receipts (by tx
-    /// id), every `WriteSet` entry, removes the block's txs from the mempool journal and moves
-    /// the head. Any error aborts the transaction: nothing of the block becomes visible.
+    /// id), every `WriteSet` entry and moves the head (the mempool journal is another file;
+    /// the mempool forgets committed transactions from it lazily). Any error aborts the transaction: nothing of the block becomes visible.
     pub fn commit_block(
         &self,
         block: &Block,
@@ -852,7 +855,7 @@ impl Storage {
     /// block's transactions are not hashed again. The caller answers for `tx_ids[i]` being
     /// `block.txs[i]`'s id; the count is checked, and every receipt must name its id as
     /// before. Everything is encoded before the write transaction begins: redb has one writer
-    /// at a time and the mempool journal waits for it, so the lock is held for the writes only.
+    /// at a time (the bridge's writes wait for it), so the lock is held for the writes only.
     pub fn commit_block_with_ids(
         &self,
         block: &Block,
@@ -999,10 +1002,6 @@ impl Storage {
         {
             let mut locations = txn.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
             let mut receipts_t = txn.open_table(RECEIPTS).ctx("opening receipts")?;
-            let mut journal = txn
-                .open_table(MEMPOOL_JOURNAL)
-                .ctx("opening mempool_journal")?;
-            let mut order = txn.open_table(MEMPOOL_ORDER).ctx("opening mempool_order")?;
             for (index, (id, receipt)) in ids.iter().zip(&encoded.receipts).enumerate() {
                 // Checked above that the count fits in u32.
                 let index = index as u32;
@@ -1018,8 +1017,6 @@ impl Storage {
                 receipts_t
                     .insert(&id.0, receipt.as_slice())
                     .ctx("writing receipts")?;
-                journal.remove(&id.0).ctx("writing mempool_journal")?;
-                order.remove(&id.0).ctx("writing mempool_order")?;
             }
         }
         Self::apply_writes(txn, writes)?;

@@ -1,0 +1,510 @@
+//! The mempool journal's own redb file (`data_dir/journal.redb`): pending transactions that
+//! were acknowledged and not yet known to be settled, so a restart re-admits them.
+//!
+//! Role: the journal used to live in the chain's database, so every admission waited for redb's
+//! single writer while a block committed, and every block commit removed its transactions'
+//! journal rows (issue 10). Here it is a separate `Database`: journal writes and block commits
+//! never wait for each other, and block commits never touch journal rows.
+//!
+//! Layout and invariants:
+//! - One table, arrival sequence (`u64`) -> the canonical encoding of the `SignedTx`. Keys are
+//!   handed out in increasing order by the mempool, so an admission appends at the B-tree's right
+//!   edge (few pages copied per commit) and the lazy removals of committed transactions, which
+//!   arrive roughly in arrival order, cluster at its left edge.
+//! - An in-memory index id -> sequence, loaded on open and updated only after a write commits, so
+//!   a removal by id costs one lookup and a failed write leaves the index as the file is.
+//! - One write (`write`) is one redb transaction with immediate durability: once it returns `Ok`,
+//!   every put in it survives a crash (the mempool acknowledges only after that). Operations are
+//!   applied in the order given, so a put followed by a removal of the same id (admitted, then
+//!   evicted by a later batch of the same group) leaves nothing.
+//! - Removals are allowed to be late or lost (a crash between a block commit and the removal of
+//!   its transactions): restore re-admits every row against committed state, which refuses a
+//!   committed transaction (its nonce is used) and the mempool then removes it. So the file may
+//!   hold committed transactions; `check` counts them instead of calling them damage.
+//! - The file records the chain id; opening a journal of another chain is refused.
+//! - I/O errors on the journal file mark the `StorageHealth` it is opened with: the node passes
+//!   the chain store's, so a failed journal disk is handled like a failed chain disk (admission
+//!   refused, `/health` unhealthy, exit 74 so the node is restarted, which repairs both files),
+//!   as when the journal lived in the chain database; and the journal refuses writes once the
+//!   chain store has failed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::backends::{FileBackend, InMemoryBackend};
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableError,
+};
+
+use super::health::{self, StorageHealth};
+use super::{Ctx, Storage, StorageError};
+use crate::types::{Hash, SignedTx, decode_trusted, encode};
+
+/// Arrival sequence -> `encode(SignedTx)`.
+const PENDING: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("pending");
+/// `"chain_id"` -> the chain id as UTF-8 bytes; `"version"` -> `JOURNAL_VERSION` (u32 LE).
+const JOURNAL_META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("journal_meta");
+/// Layout version of this file; a file with another version is refused on open.
+const JOURNAL_VERSION: u32 = 1;
+
+/// The file name under `data_dir`.
+pub const JOURNAL_FILE: &str = "journal.redb";
+
+/// redb's page cache for the journal: it holds at most the pending set (`mempool.max_bytes`).
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// One journal change, applied in order within a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOp {
+    /// Journal a transaction: its arrival sequence, id and canonical encoding.
+    Put { seq: u64, id: Hash, bytes: Vec<u8> },
+    /// Forget a transaction; an id not journaled is ignored.
+    Remove(Hash),
+}
+
+/// What `JournalStore::check` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JournalCheck {
+    /// Rows in the file.
+    pub rows: u64,
+    /// Rows whose transaction is already committed (a lazy removal not yet written).
+    pub committed: u64,
+    /// Rows that do not decode, or that repeat a transaction: `(sequence, what)`.
+    pub problems: Vec<(u64, String)>,
+}
+
+/// The journal database; see the module comment.
+pub struct JournalStore {
+    db: Database,
+    path: Option<PathBuf>,
+    health: Arc<StorageHealth>,
+    /// Id -> sequence of every row; the lock also serializes writes.
+    index: Mutex<HashMap<Hash, u64>>,
+}
+
+impl std::fmt::Debug for JournalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JournalStore {
+    /// Opens (creating if missing) the journal file at `path` for `chain_id`; I/O errors on it
+    /// mark `health` failed (see the module comment).
+    pub fn open(
+        path: &Path,
+        chain_id: &str,
+        health: Arc<StorageHealth>,
+    ) -> Result<Self, StorageError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| StorageError::Io {
+                what: format!("opening {}", path.display()),
+                source,
+            })?;
+        let backend = health::Watched::new(
+            FileBackend::new(file).ctx(&format!("locking {}", path.display()))?,
+            health.clone(),
+            path.display().to_string(),
+        );
+        let db = match Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)
+        {
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StorageError::Locked(path.to_path_buf()));
+            }
+            other => other.ctx(&format!("opening {}", path.display()))?,
+        };
+        Self::init(db, Some(path.to_path_buf()), health, chain_id)
+    }
+
+    /// A journal in memory (tests, and `storage: memory` nodes with `mempool.persist`).
+    pub fn in_memory(chain_id: &str) -> Result<Self, StorageError> {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .ctx("creating in-memory journal")?;
+        Self::init(db, None, Arc::default(), chain_id)
+    }
+
+    fn init(
+        db: Database,
+        path: Option<PathBuf>,
+        health: Arc<StorageHealth>,
+        chain_id: &str,
+    ) -> Result<Self, StorageError> {
+        let txn = db.begin_write().ctx("beginning journal write")?;
+        {
+            let mut meta = txn.open_table(JOURNAL_META).ctx("opening journal_meta")?;
+            let found = meta
+                .get("chain_id")
+                .ctx("reading journal_meta")?
+                .map(|g| g.value().to_vec());
+            match found {
+                None => {
+                    meta.insert("chain_id", chain_id.as_bytes())
+                        .ctx("writing journal_meta")?;
+                    meta.insert("version", JOURNAL_VERSION.to_le_bytes().as_slice())
+                        .ctx("writing journal_meta")?;
+                }
+                Some(found) => {
+                    if found != chain_id.as_bytes() {
+                        return Err(StorageError::ChainMismatch {
+                            found: String::from_utf8_lossy(&found).into_owned(),
+                            expected: chain_id.to_owned(),
+                        });
+                    }
+                    let version = meta
+                        .get("version")
+                        .ctx("reading journal_meta")?
+                        .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
+                        .map(u32::from_le_bytes);
+                    if version != Some(JOURNAL_VERSION) {
+                        return Err(StorageError::Corrupt(format!(
+                            "mempool journal layout version {version:?}, this node needs \
+                             {JOURNAL_VERSION}: move {} away (its pending transactions are lost) \
+                             or run the version that wrote it",
+                            path.as_deref().map_or("the journal".into(), |p| p
+                                .display()
+                                .to_string())
+                        )));
+                    }
+                }
+            }
+            txn.open_table(PENDING).ctx("creating journal pending")?;
+        }
+        txn.commit().ctx("committing journal_meta")?;
+        let store = JournalStore {
+            db,
+            path,
+            health,
+            index: Mutex::new(HashMap::new()),
+        };
+        let mut index = HashMap::new();
+        for (seq, tx) in store.load()? {
+            index.insert(tx.tx.id(), seq);
+        }
+        *store.index() = index;
+        Ok(store)
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, u64>> {
+        // The map is only replaced whole after a commit; a poisoned lock still holds a map
+        // that matches the file.
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The file, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The journal's health: failed for good after its first I/O error.
+    pub fn health(&self) -> Arc<StorageHealth> {
+        self.health.clone()
+    }
+
+    /// Rows in the journal.
+    pub fn len(&self) -> usize {
+        self.index().len()
+    }
+
+    /// True when the journal holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies `ops` in order in one durable transaction, all or nothing.
+    pub fn write(&self, ops: &[JournalOp]) -> Result<(), StorageError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = self.health.failure() {
+            return Err(StorageError::FailedEarlier(reason.to_owned()));
+        }
+        let mut index = self.index();
+        // Changes to the index, applied only once the transaction commits.
+        let mut overlay: HashMap<Hash, Option<u64>> = HashMap::new();
+        let txn = self.db.begin_write().ctx("beginning journal write")?;
+        {
+            let mut t = txn.open_table(PENDING).ctx("opening journal pending")?;
+            for op in ops {
+                match op {
+                    JournalOp::Put { seq, id, bytes } => {
+                        // The same id journaled again (it was removed and re-admitted) under a
+                        // new sequence: the old row goes.
+                        let old = match overlay.get(id) {
+                            Some(s) => *s,
+                            None => index.get(id).copied(),
+                        };
+                        if let Some(old) = old.filter(|o| o != seq) {
+                            t.remove(old).ctx("writing journal")?;
+                        }
+                        t.insert(*seq, bytes.as_slice()).ctx("writing journal")?;
+                        overlay.insert(*id, Some(*seq));
+                    }
+                    JournalOp::Remove(id) => {
+                        let old = match overlay.get(id) {
+                            Some(s) => *s,
+                            None => index.get(id).copied(),
+                        };
+                        if let Some(seq) = old {
+                            t.remove(seq).ctx("writing journal")?;
+                            overlay.insert(*id, None);
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit().ctx("committing journal")?;
+        for (id, seq) in overlay {
+            match seq {
+                Some(s) => index.insert(id, s),
+                None => index.remove(&id),
+            };
+        }
+        Ok(())
+    }
+
+    /// Every row in arrival order.
+    pub fn load(&self) -> Result<Vec<(u64, SignedTx)>, StorageError> {
+        let rtx = self.db.begin_read().ctx("beginning journal read")?;
+        let t = rtx.open_table(PENDING).ctx("opening journal pending")?;
+        let mut out = Vec::with_capacity(t.len().ctx("reading journal")? as usize);
+        for entry in t.iter().ctx("reading journal")? {
+            let (k, v) = entry.ctx("reading journal")?;
+            let tx: SignedTx = decode_trusted(v.value()).map_err(|source| StorageError::Decode {
+                table: "journal",
+                key: k.value().to_string(),
+                source,
+            })?;
+            out.push((k.value(), tx));
+        }
+        Ok(out)
+    }
+
+    /// Moves transactions journaled in the chain database by an older version
+    /// (`mempool_journal` / `mempool_order`) into this file, once: they are appended in the
+    /// order the old restore used (known arrival sequence first, then sender and nonce) after
+    /// every row here, skipping ids already here (a move cut short by a crash and repeated),
+    /// and only then cleared from the chain database. Returns how many were moved.
+    pub fn migrate_from(&self, storage: &Storage) -> Result<usize, StorageError> {
+        let mut old = storage.journal_all_ordered()?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        old.sort_by_key(|(seq, t)| (seq.unwrap_or(u64::MAX), t.tx.sender, t.tx.nonce));
+        let mut next = self.next_seq()?;
+        let ops: Vec<JournalOp> = {
+            let index = self.index();
+            old.iter()
+                .map(|(_, t)| (t.tx.id(), t))
+                .filter(|(id, _)| !index.contains_key(id))
+                .map(|(id, t)| {
+                    let seq = next;
+                    next += 1;
+                    JournalOp::Put {
+                        seq,
+                        id,
+                        bytes: encode(t),
+                    }
+                })
+                .collect()
+        };
+        let moved = ops.len();
+        self.write(&ops)?;
+        // Durable here first: a crash before the clear below repeats the move, which skips
+        // what is already here.
+        let ids: Vec<Hash> = old.iter().map(|(_, t)| t.tx.id()).collect();
+        storage.journal_remove(&ids)?;
+        tracing::info!(
+            moved,
+            "moved the mempool journal out of the chain database into its own file"
+        );
+        Ok(moved)
+    }
+
+    /// One past the largest sequence stored (0 for an empty journal).
+    pub fn next_seq(&self) -> Result<u64, StorageError> {
+        let rtx = self.db.begin_read().ctx("beginning journal read")?;
+        let t = rtx.open_table(PENDING).ctx("opening journal pending")?;
+        Ok(t.last()
+            .ctx("reading journal")?
+            .map_or(0, |(k, _)| k.value().saturating_add(1)))
+    }
+
+    /// `accumen db check` for the journal: every row decodes and holds a transaction not held
+    /// by another row; rows already committed in `storage` are counted, not reported (lazy
+    /// removal, see the module comment).
+    pub fn check(&self, storage: &Storage) -> Result<JournalCheck, StorageError> {
+        let rtx = self.db.begin_read().ctx("beginning journal read")?;
+        let t = match rtx.open_table(PENDING) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => {
+                return Err(StorageError::Corrupt("the journal has no pending table".into()));
+            }
+            Err(e) => return Err(e).ctx("opening journal pending"),
+        };
+        let mut out = JournalCheck::default();
+        let mut seen: HashMap<Hash, u64> = HashMap::new();
+        for entry in t.iter().ctx("reading journal")? {
+            let (k, v) = entry.ctx("reading journal")?;
+            let seq = k.value();
+            out.rows += 1;
+            match decode_trusted::<SignedTx>(v.value()) {
+                Err(e) => out.problems.push((seq, format!("does not decode: {e}"))),
+                Ok(tx) => {
+                    let id = tx.tx.id();
+                    if let Some(first) = seen.insert(id, seq) {
+                        out.problems
+                            .push((seq, format!("repeats transaction {id} of row {first}")));
+                    }
+                    if storage.tx_location(&id)?.is_some() {
+                        out.committed += 1;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{self, CHAIN};
+    use crate::types::Keypair;
+
+    fn tx(seed: u8, nonce: u64) -> SignedTx {
+        let kp = Keypair::from_seed([seed; 32]);
+        kp.sign(testkit::body(
+            CHAIN,
+            kp.public(),
+            nonce,
+            testkit::call(crate::types::Address([7; 32]), "increment", &[]),
+            1_000,
+        ))
+    }
+
+    fn put(seq: u64, t: &SignedTx) -> JournalOp {
+        JournalOp::Put {
+            seq,
+            id: t.tx.id(),
+            bytes: encode(t),
+        }
+    }
+
+    fn ids(j: &JournalStore) -> Vec<(u64, Hash)> {
+        j.load()
+            .unwrap()
+            .into_iter()
+            .map(|(s, t)| (s, t.tx.id()))
+            .collect()
+    }
+
+    #[test]
+    fn ops_apply_in_order_and_removal_is_by_id() {
+        let j = JournalStore::in_memory(CHAIN).unwrap();
+        let (a, b, c) = (tx(1, 0), tx(2, 0), tx(3, 0));
+        j.write(&[put(0, &a), put(1, &b)]).unwrap();
+        // Put then removal of the same id in one write leaves nothing of it.
+        j.write(&[put(2, &c), JournalOp::Remove(c.tx.id())]).unwrap();
+        assert_eq!(ids(&j), vec![(0, a.tx.id()), (1, b.tx.id())]);
+        // Unknown ids are ignored; removal by id finds the row's sequence.
+        j.write(&[JournalOp::Remove(Hash([9; 32])), JournalOp::Remove(a.tx.id())])
+            .unwrap();
+        assert_eq!(ids(&j), vec![(1, b.tx.id())]);
+        // Re-journaled under a new sequence: one row, the new one.
+        j.write(&[put(5, &b)]).unwrap();
+        assert_eq!(ids(&j), vec![(5, b.tx.id())]);
+        assert_eq!(j.len(), 1);
+        assert_eq!(j.next_seq().unwrap(), 6);
+        j.write(&[]).unwrap();
+    }
+
+    #[test]
+    fn the_file_keeps_rows_and_refuses_another_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let (a, b) = (tx(1, 0), tx(1, 1));
+        {
+            let j = JournalStore::open(&path, CHAIN, Arc::default()).unwrap();
+            j.write(&[put(3, &a), put(4, &b)]).unwrap();
+            j.write(&[JournalOp::Remove(a.tx.id())]).unwrap();
+        }
+        let j = JournalStore::open(&path, CHAIN, Arc::default()).unwrap();
+        assert_eq!(ids(&j), vec![(4, b.tx.id())]);
+        // The index came back with the file: removal by id works after a reopen.
+        j.write(&[JournalOp::Remove(b.tx.id())]).unwrap();
+        assert!(j.is_empty() && j.load().unwrap().is_empty());
+        drop(j);
+        let e = JournalStore::open(&path, "other-chain", Arc::default()).unwrap_err();
+        assert!(matches!(e, StorageError::ChainMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn old_journal_rows_move_once_in_the_old_restore_order() {
+        let storage = Storage::in_memory(CHAIN).unwrap();
+        let (a0, a1, b0) = (tx(1, 0), tx(1, 1), tx(2, 0));
+        // An older version's rows: two with arrival sequences (b0 first), one without.
+        storage.journal_write(&[(8, &b0), (9, &a0)], &[]).unwrap();
+        storage.journal_put(std::slice::from_ref(&a1)).unwrap();
+        let j = JournalStore::in_memory(CHAIN).unwrap();
+        let existing = tx(3, 0);
+        j.write(&[put(0, &existing)]).unwrap();
+        assert_eq!(j.migrate_from(&storage).unwrap(), 3);
+        assert_eq!(
+            ids(&j),
+            vec![
+                (0, existing.tx.id()),
+                (1, b0.tx.id()),
+                (2, a0.tx.id()),
+                (3, a1.tx.id())
+            ]
+        );
+        assert!(storage.journal_all().unwrap().is_empty(), "cleared");
+        assert_eq!(j.migrate_from(&storage).unwrap(), 0, "only once");
+
+        // A move cut short after the journal write (the chain database not yet cleared) is
+        // repeated without duplicating anything.
+        storage.journal_write(&[(1, &b0)], &[]).unwrap();
+        assert_eq!(j.migrate_from(&storage).unwrap(), 0);
+        assert_eq!(j.len(), 4);
+        assert!(storage.journal_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn check_counts_committed_rows_and_reports_repeats() {
+        let storage = Storage::in_memory(CHAIN).unwrap();
+        let j = JournalStore::in_memory(CHAIN).unwrap();
+        let a = tx(1, 0);
+        j.write(&[put(0, &a)]).unwrap();
+        let r = j.check(&storage).unwrap();
+        assert_eq!((r.rows, r.committed), (1, 0));
+        assert!(r.problems.is_empty());
+        // A repeated row can only come from damage (write() replaces by id).
+        {
+            let txn = j.db.begin_write().unwrap();
+            txn.open_table(PENDING)
+                .unwrap()
+                .insert(7, encode(&a).as_slice())
+                .unwrap();
+            txn.open_table(PENDING)
+                .unwrap()
+                .insert(8, [1u8, 2, 3].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let r = j.check(&storage).unwrap();
+        assert_eq!(r.rows, 3);
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+    }
+}
