@@ -27,6 +27,9 @@
 # Variables: RATE (3000), SENDERS (2000), CONTRACTS (4), BATCH (250), KILL_MIN (0.5), KILL_MAX
 # (5) seconds after the load starts sending, BLOCK_TIME (200ms), DRAIN (60), KEEP=1 keeps the
 # work dir, SEED (for $RANDOM: the same kill delays again).
+# Keep RATE below what the node commits (the progress lines show "errors 0"): a refused batch
+# leaves its senders a nonce gap, their later acknowledged transactions are evicted by
+# mempool.future_ttl as designed, and would be reported lost.
 # Prints one line per round and a summary; exits 1 on the first violated check (work dir kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
