@@ -293,7 +293,12 @@ fn singles(items: &[Prepared], range: Range<usize>, work: &mut Work, out: &mut [
 
 /// Single verification under the chain's rule: `sig` by `key` over `domain`'s message for
 /// `hash`.
-pub(crate) fn verify_with(key: &VerifyKey, domain: SigDomain, hash: &Hash, sig: &Signature) -> bool {
+pub(crate) fn verify_with(
+    key: &VerifyKey,
+    domain: SigDomain,
+    hash: &Hash,
+    sig: &Signature,
+) -> bool {
     Prepared::new(key, domain.message(hash).as_ref(), sig).is_some_and(|p| p.holds())
 }
 
@@ -350,7 +355,11 @@ struct Pending {
 impl Pending {
     /// Its signature parsed over its tx-domain message (`None`: invalid).
     fn prepare(&self) -> Option<Prepared> {
-        Prepared::new(&self.key, SigDomain::Tx.message(&self.id).as_ref(), &self.tx.signature)
+        Prepared::new(
+            &self.key,
+            SigDomain::Tx.message(&self.id).as_ref(),
+            &self.tx.signature,
+        )
     }
 }
 
