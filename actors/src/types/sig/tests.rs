@@ -545,10 +545,13 @@ fn bisection_one_bad_at_every_position() {
     }
 }
 
+/// A named set of bad positions.
+type Pattern = (&'static str, fn(usize) -> bool);
+
 #[test]
 fn bisection_all_bad_and_dense_patterns() {
     let n = BATCH_CHUNK;
-    let patterns: [(&str, fn(usize) -> bool); 8] = [
+    let patterns: [Pattern; 8] = [
         ("all bad", |_| true),
         ("every other", |i| i % 2 == 1),
         ("first half", |i| i < BATCH_CHUNK / 2),
