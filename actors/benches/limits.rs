@@ -264,7 +264,11 @@ fn main() {
         })
         .collect();
     for (name, txs, bad) in [
-        ("one_bad_per_chunk", &one_bad, few.len().div_ceil(BATCH_CHUNK)),
+        (
+            "one_bad_per_chunk",
+            &one_bad,
+            few.len().div_ceil(BATCH_CHUNK),
+        ),
         ("all_bad", &all_bad, few.len()),
     ] {
         let d = per_item(

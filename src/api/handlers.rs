@@ -10,8 +10,8 @@ use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
 use accumen_actors::metrics::NodeStats;
 use accumen_actors::types::MAX_ARGS_LEN;
 use accumen_actors::types::{
-    Action, Address, BATCH_CHUNK, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx, TxError,
-    VerifiedTx,
+    Action, Address, BATCH_CHUNK, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx,
+    TxError, VerifiedTx,
 };
 use accumen_actors::vm::gas::MAX_KEY_LEN;
 use accumen_actors::vm::{Query, VmError};

@@ -64,9 +64,9 @@ use super::tx::{SigDomain, SignedTx, TxError, VerifiedTx};
 
 /// Signatures per batch equation. A failing chunk is bisected, so this bounds the work one bad
 /// signature can cause, and a chunk is the unit of progress a follower reports. Measured
-/// (`make bench-limits`, bench profile, curve25519-dalek-ng before this backend): per signature
-/// 43 us in batches of 64, 37 us of 256, 31 us of 1024; 256 takes most of the gain while
-/// keeping a chunk to tens of milliseconds even in debug builds.
+/// (`make bench-limits`, bench profile, load average 7, 2026-12-02): per signature 44 us one by
+/// one, 27 us in batches of 64, 19 us of 256, 17 us of 1024; 256 takes most of the gain while
+/// keeping a chunk to a few milliseconds.
 pub const BATCH_CHUNK: usize = 256;
 
 /// Below this many signatures a batch saves nothing worth its setup: verify one by one.
@@ -293,7 +293,12 @@ fn singles(items: &[Prepared], range: Range<usize>, work: &mut Work, out: &mut [
 
 /// Single verification under the chain's rule: `sig` by `key` over `domain`'s message for
 /// `hash`.
-pub(crate) fn verify_with(key: &VerifyKey, domain: SigDomain, hash: &Hash, sig: &Signature) -> bool {
+pub(crate) fn verify_with(
+    key: &VerifyKey,
+    domain: SigDomain,
+    hash: &Hash,
+    sig: &Signature,
+) -> bool {
     Prepared::new(key, domain.message(hash).as_ref(), sig).is_some_and(|p| p.holds())
 }
 
@@ -350,7 +355,11 @@ struct Pending {
 impl Pending {
     /// Its signature parsed over its tx-domain message (`None`: invalid).
     fn prepare(&self) -> Option<Prepared> {
-        Prepared::new(&self.key, SigDomain::Tx.message(&self.id).as_ref(), &self.tx.signature)
+        Prepared::new(
+            &self.key,
+            SigDomain::Tx.message(&self.id).as_ref(),
+            &self.tx.signature,
+        )
     }
 }
 

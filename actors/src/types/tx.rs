@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::bytes::{Address, Bytes, Hash, HexError, PublicKey, Signature};
 use super::codec::{DecodeError, decode_canonical, encode, hash_of, sha256, sha256_parts};
-use super::sig::{VerifyKey, decompress, verify_with};
 pub use super::sig::{KeyCache, verify_hash};
+use super::sig::{VerifyKey, decompress, verify_with};
 
 /// Longest chain id, in bytes.
 pub const MAX_CHAIN_ID_LEN: usize = 64;

@@ -3,9 +3,9 @@
 //! item at each position of a batch).
 
 use super::*;
-use ed25519_consensus::VerificationKey;
 use crate::testkit::{CHAIN, body, call};
 use crate::types::{Address, Keypair, Tx};
+use ed25519_consensus::VerificationKey;
 
 /// The published ZIP-215 cases (see the fixture's header).
 const ZIP215: &str = include_str!("zip215.txt");
@@ -545,20 +545,23 @@ fn bisection_one_bad_at_every_position() {
     }
 }
 
+/// A named set of bad positions.
+type Pattern = (&'static str, fn(usize) -> bool);
+
 #[test]
 fn bisection_all_bad_and_dense_patterns() {
     let n = BATCH_CHUNK;
-    let patterns: Vec<(&str, Box<dyn Fn(usize) -> bool>)> = vec![
-        ("all bad", Box::new(|_| true)),
-        ("every other", Box::new(|i| i % 2 == 1)),
-        ("first half", Box::new(|i| i < BATCH_CHUNK / 2)),
-        ("last item", Box::new(|i| i == BATCH_CHUNK - 1)),
-        ("first and last", Box::new(|i| i == 0 || i == BATCH_CHUNK - 1)),
-        ("one per leaf", Box::new(|i| i % LEAF == 0)),
-        ("one per 32", Box::new(|i| i % 32 == 17)),
-        ("a run of 12", Box::new(|i| (100..112).contains(&i))),
+    let patterns: [Pattern; 8] = [
+        ("all bad", |_| true),
+        ("every other", |i| i % 2 == 1),
+        ("first half", |i| i < BATCH_CHUNK / 2),
+        ("last item", |i| i == BATCH_CHUNK - 1),
+        ("first and last", |i| i == 0 || i == BATCH_CHUNK - 1),
+        ("one per leaf", |i| i % LEAF == 0),
+        ("one per 32", |i| i % 32 == 17),
+        ("a run of 12", |i| (100..112).contains(&i)),
     ];
-    for (what, bad) in &patterns {
+    for (what, bad) in patterns {
         let items = prepared(n, bad);
         decide_and_check(&items, what);
     }
@@ -585,7 +588,9 @@ fn bisection_all_bad_and_dense_patterns() {
 fn batches_with_unparsable_items_equal_singles() {
     // Items that do not parse (R off the curve, s >= l) never enter an equation; the parsed
     // ones around them are still decided by batch and bisection.
-    let mut txs: Vec<SignedTx> = (0..BATCH_CHUNK as u64).map(|i| honest(3 + (i % 4) as u8, i)).collect();
+    let mut txs: Vec<SignedTx> = (0..BATCH_CHUNK as u64)
+        .map(|i| honest(3 + (i % 4) as u8, i))
+        .collect();
     txs[5].signature.0[..32].copy_from_slice(&undecompressible_key());
     txs[77].signature.0[32..].copy_from_slice(&L);
     txs[200].signature.0[40] ^= 0x10;
@@ -657,43 +662,8 @@ fn single_verification_matches_the_reference_on_random_inputs() {
         }
     }
     // Both answers are well represented.
-    assert!(valid > 200 && invalid > 500, "{valid} valid, {invalid} invalid");
-}
-
-#[test]
-#[ignore = "temporary timing probe"]
-fn zz_probe_costs() {
-    use std::time::Instant;
-    let items = prepared(256, |_| false);
-    let t = Instant::now();
-    for _ in 0..4 {
-        for p in &items {
-            assert!(p.holds());
-        }
-    }
-    eprintln!("single equation: {:?}/sig", t.elapsed() / 1024);
-    let txs: Vec<SignedTx> = (0..256u64).map(|i| honest(60 + (i % 9) as u8, i)).collect();
-    let pend: Vec<Pending> = txs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Pending { index: i, key: decompress(&t.tx.sender).unwrap(), id: t.tx.id(), tx: t.clone() })
-        .collect();
-    let t = Instant::now();
-    for _ in 0..4 {
-        for p in &pend {
-            assert!(p.prepare().is_some());
-        }
-    }
-    eprintln!("parse: {:?}/sig", t.elapsed() / 1024);
-    let mut rng = BatchRng::from_os().unwrap();
-    for m in [4usize, 8, 16, 32, 64, 128, 256] {
-        let t = Instant::now();
-        let reps = 1024 / m;
-        for r in 0..reps {
-            let start = (r * m) % 256;
-            let end = (start + m).min(256);
-            assert!(batch_holds(&items[start..end], &mut rng));
-        }
-        eprintln!("batch {m}: {:?}/sig", t.elapsed() / (reps * m) as u32);
-    }
+    assert!(
+        valid > 200 && invalid > 500,
+        "{valid} valid, {invalid} invalid"
+    );
 }
