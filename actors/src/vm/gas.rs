@@ -156,7 +156,8 @@ pub struct CompilePrices {
     /// pre-linking it. 0 in schedule 1 (its omission is what schedule 2 fixes).
     pub module: u64,
     /// Per function type the module declares (registered engine-wide, with its trampolines):
-    /// measured 78 µs each in the release build (1,000 types: 78 ms). 0 in schedule 1.
+    /// measured 78 to 130 µs each in the release build (1,000 types: 78 to 129 ms on the loaded
+    /// machine). 0 in schedule 1.
     pub func_type: u64,
     /// Per function compiled (function setup, trampolines, relocations).
     pub function: u64,
@@ -197,12 +198,12 @@ const COMPILE_V1: CompilePrices = CompilePrices {
 /// build (`cargo bench -p accumen-actors --bench compile`, with and without `--generated`;
 /// CONTRACT_ABI.md "Compile cost"). A module without functions compiled in 0.6 to 1.6 ms
 /// (84k to 224k gas at 140M gas per second): 400,000 covers it twice over at the 140M
-/// calibration rate. 1,000 types took 78 ms (11k gas each): 12,000 per type. The `br_table` and
-/// block terms were re-measured and kept: the shapes at the limits pay 0.6 to 2.4 billion gas per
-/// second of compile, well above the budget.
+/// calibration rate. 1,000 types took 78 to 129 ms (11k to 18k gas each): 20,000 per type. The
+/// `br_table` and block terms were re-measured and kept: the shapes at the limits pay 0.6 to 2.4
+/// billion gas per second of compile, well above the budget.
 const COMPILE_V2: CompilePrices = CompilePrices {
     module: 400_000,
-    func_type: 12_000,
+    func_type: 20_000,
     ..COMPILE_V1
 };
 
