@@ -295,6 +295,7 @@ pub fn validate(
         match payload.map_err(invalid)? {
             Payload::TypeSection(r) => {
                 check_count("type", u64::from(r.count()), u64::from(gas::MAX_TYPES))?;
+                stats.types = u64::from(r.count());
                 for t in r.into_iter_err_on_gc_types() {
                     let t = t.map_err(invalid)?;
                     check_count(
@@ -863,6 +864,90 @@ mod tests {
             &vm,
             &module("(table 2 funcref) (elem (i32.add (i32.const 1) (i32.const 0)) func 0)"),
         );
+    }
+
+    /// An engine pricing compiles with gas schedule `version`.
+    fn vm_on(version: u32) -> Vm {
+        Vm::new(VmConfig {
+            workers: 1,
+            gas_schedule: version,
+            ..VmConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Compile weights per schedule, golden. Schedule 1's are what the build before schedule 2
+    /// charged (printed by it at commit 5312fba): chains created with schedule 1 keep exactly
+    /// these charges. Schedule 2 adds the module base and a per-type charge
+    /// (`gas::GasSchedule`); everything else is the same.
+    const V2_COUNTER: u64 = 827_078;
+    const V2_TRAP: u64 = 500_300;
+    const V2_SMALL: u64 = 520_000;
+    const V2_SLOWEST: u64 = 5_979_336;
+    const V2_MUTATED: u64 = 8_130_271;
+
+    #[test]
+    fn compile_weights_per_schedule_are_golden() {
+        let corpus = |name: &str| {
+            let path = format!(
+                "{}/fuzz-corpus/wasm/{name}.wasm",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let fixture = crate::vm::tests::fixture;
+        let cases: [(&str, Vec<u8>, u64, u64); 5] = [
+            ("counter", fixture("counter"), 327_078, V2_COUNTER),
+            ("trap", fixture("trap"), 80_300, V2_TRAP),
+            (
+                "smith-small-over-budget",
+                corpus("smith-small-over-budget"),
+                0,
+                V2_SMALL,
+            ),
+            (
+                "smith-slowest",
+                corpus("smith-slowest"),
+                5_339_336,
+                V2_SLOWEST,
+            ),
+            (
+                "mutated-slow-compile",
+                corpus("mutated-slow-compile"),
+                7_710_271,
+                V2_MUTATED,
+            ),
+        ];
+        let (v1, v2) = (vm_on(1), vm_on(2));
+        assert_eq!(v1.gas_schedule(), gas::GasSchedule::V1);
+        assert_eq!(v2.gas_schedule(), gas::GasSchedule::V2);
+        let base = gas::GasSchedule::V2.compile().module;
+        let per_type = gas::GasSchedule::V2.compile().func_type;
+        for (name, code, w1, w2) in cases {
+            let i1 = v1.validate(&code).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let i2 = v2.validate(&code).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(i1.compile_weight, w1, "{name} under schedule 1");
+            assert_eq!(i2.compile_weight, w2, "{name} under schedule 2");
+            // The same code measured the same way; only the prices differ.
+            assert_eq!(i1.code_stats, i2.code_stats, "{name}");
+            assert_eq!(i1.code_stats.weight(gas::GasSchedule::V2), w2, "{name}");
+            let types = i2.code_stats.types;
+            assert!(types > 0, "{name}");
+            assert_eq!(w2, w1 + base + per_type * types, "{name}");
+        }
+        // The default engine is a new chain's: schedule 2.
+        assert_eq!(vm().gas_schedule(), gas::GasSchedule::CURRENT);
+        assert_eq!(
+            gas::GasSchedule::CURRENT.version(),
+            gas::GAS_SCHEDULE_VERSION
+        );
+        for &v in gas::GasSchedule::KNOWN_VERSIONS {
+            assert_eq!(
+                gas::GasSchedule::from_version(v).map(|s| s.version()),
+                Ok(v)
+            );
+        }
+        assert!(gas::GasSchedule::from_version(3).is_err());
     }
 
     #[test]
