@@ -85,9 +85,27 @@ pub struct CheckReport {
     /// Problems found (at most `MAX_PROBLEMS`; `problem_count` counts them all).
     pub problems: Vec<Problem>,
     pub problem_count: u64,
+    /// Rows in the mempool journal file (`journal.redb`), when one was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_rows: Option<u64>,
+    /// Of those, rows whose transaction is committed: removal is lazy (`storage::journal`),
+    /// so these are normal and restore forgets them; not problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_committed: Option<u64>,
 }
 
 impl CheckReport {
+    /// Folds in the check of the mempool journal file (`JournalStore::check`): its rows and
+    /// committed rows are reported, its problems (table `journal`, key the row's sequence)
+    /// added.
+    pub fn add_journal(&mut self, j: super::JournalCheck) {
+        self.journal_rows = Some(j.rows);
+        self.journal_committed = Some(j.committed);
+        for (seq, what) in j.problems {
+            self.add(None, "journal", Some(seq.to_string()), what);
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.problem_count == 0
     }
@@ -160,6 +178,8 @@ impl Storage {
             state_compared: false,
             problems: Vec::new(),
             problem_count: 0,
+            journal_rows: None,
+            journal_committed: None,
         };
         let blocks = rtx.open_table(BLOCKS).ctx("opening blocks")?;
         let index = rtx.open_table(BLOCK_INDEX).ctx("opening block_index")?;

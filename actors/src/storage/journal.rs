@@ -141,47 +141,57 @@ impl JournalStore {
         health: Arc<StorageHealth>,
         chain_id: &str,
     ) -> Result<Self, StorageError> {
-        let txn = db.begin_write().ctx("beginning journal write")?;
-        {
-            let mut meta = txn.open_table(JOURNAL_META).ctx("opening journal_meta")?;
-            let found = meta
-                .get("chain_id")
-                .ctx("reading journal_meta")?
-                .map(|g| g.value().to_vec());
-            match found {
-                None => {
-                    meta.insert("chain_id", chain_id.as_bytes())
-                        .ctx("writing journal_meta")?;
-                    meta.insert("version", JOURNAL_VERSION.to_le_bytes().as_slice())
-                        .ctx("writing journal_meta")?;
-                }
-                Some(found) => {
-                    if found != chain_id.as_bytes() {
-                        return Err(StorageError::ChainMismatch {
-                            found: String::from_utf8_lossy(&found).into_owned(),
-                            expected: chain_id.to_owned(),
-                        });
-                    }
+        // Read first: opening an existing journal (also `accumen db check`) writes nothing.
+        let found: Option<(Vec<u8>, Option<u32>)> = {
+            let rtx = db.begin_read().ctx("beginning journal read")?;
+            match rtx.open_table(JOURNAL_META) {
+                Ok(meta) => {
+                    let chain = meta
+                        .get("chain_id")
+                        .ctx("reading journal_meta")?
+                        .map(|g| g.value().to_vec());
                     let version = meta
                         .get("version")
                         .ctx("reading journal_meta")?
                         .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
                         .map(u32::from_le_bytes);
-                    if version != Some(JOURNAL_VERSION) {
-                        return Err(StorageError::Corrupt(format!(
-                            "mempool journal layout version {version:?}, this node needs \
-                             {JOURNAL_VERSION}: move {} away (its pending transactions are lost) \
-                             or run the version that wrote it",
-                            path.as_deref().map_or("the journal".into(), |p| p
-                                .display()
-                                .to_string())
-                        )));
-                    }
+                    chain.map(|c| (c, version))
+                }
+                Err(TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e).ctx("opening journal_meta"),
+            }
+        };
+        match found {
+            None => {
+                let txn = db.begin_write().ctx("beginning journal write")?;
+                {
+                    let mut meta = txn.open_table(JOURNAL_META).ctx("creating journal_meta")?;
+                    meta.insert("chain_id", chain_id.as_bytes())
+                        .ctx("writing journal_meta")?;
+                    meta.insert("version", JOURNAL_VERSION.to_le_bytes().as_slice())
+                        .ctx("writing journal_meta")?;
+                    txn.open_table(PENDING).ctx("creating journal pending")?;
+                }
+                txn.commit().ctx("committing journal_meta")?;
+            }
+            Some((found, version)) => {
+                if found != chain_id.as_bytes() {
+                    return Err(StorageError::ChainMismatch {
+                        found: String::from_utf8_lossy(&found).into_owned(),
+                        expected: chain_id.to_owned(),
+                    });
+                }
+                if version != Some(JOURNAL_VERSION) {
+                    return Err(StorageError::Corrupt(format!(
+                        "mempool journal layout version {version:?}, this node needs \
+                         {JOURNAL_VERSION}: move {} away (its pending transactions are lost) or \
+                         run the version that wrote it",
+                        path.as_deref()
+                            .map_or("the journal".into(), |p| p.display().to_string())
+                    )));
                 }
             }
-            txn.open_table(PENDING).ctx("creating journal pending")?;
         }
-        txn.commit().ctx("committing journal_meta")?;
         let store = JournalStore {
             db,
             path,
