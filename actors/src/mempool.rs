@@ -968,7 +968,10 @@ mod tests {
         assert_eq!(acked.len(), 40);
         assert_eq!(journal_ids(&journal), acked);
         let writes = journal.writes.load(Ordering::SeqCst);
-        assert!(writes <= 2, "8 batches queued during one write: {writes} writes");
+        assert!(
+            writes <= 2,
+            "8 batches queued during one write: {writes} writes"
+        );
         let mut selected = select_all(&m);
         selected.sort();
         assert_eq!(selected, acked);
@@ -1046,7 +1049,11 @@ mod tests {
             &writes,
         );
         storage.commit_block(&block, &receipts, &writes).unwrap();
-        assert_eq!(journal_ids(&journal).len(), 4, "the commit left the journal alone");
+        assert_eq!(
+            journal_ids(&journal).len(),
+            4,
+            "the commit left the journal alone"
+        );
         let check = journal.inner.check(&storage).unwrap();
         assert_eq!((check.rows, check.committed), (4, 2));
         assert!(check.problems.is_empty());
@@ -1056,7 +1063,11 @@ mod tests {
         let mut left = vec![txs[2].id(), txs[3].id()];
         assert_eq!(select_all(&m2), left);
         left.sort();
-        assert_eq!(journal_ids(&journal), left, "committed rows forgotten at restore");
+        assert_eq!(
+            journal_ids(&journal),
+            left,
+            "committed rows forgotten at restore"
+        );
         assert_eq!(journal.inner.check(&storage).unwrap().committed, 0);
     }
 

@@ -588,7 +588,10 @@ impl Pool {
     pub fn undo(&mut self, admitted: &[Hash], evicted: Vec<Evicted>) -> Vec<Hash> {
         let mut touched = BTreeSet::new();
         for id in admitted.iter().rev() {
-            if self.entries.get(id).is_some_and(|e| !e.durable && !e.in_flight)
+            if self
+                .entries
+                .get(id)
+                .is_some_and(|e| !e.durable && !e.in_flight)
                 && let Some(entry) = self.remove(id)
             {
                 touched.insert(entry.tx.tx().sender);

@@ -291,11 +291,12 @@ impl JournalStore {
         let mut out = Vec::with_capacity(t.len().ctx("reading journal")? as usize);
         for entry in t.iter().ctx("reading journal")? {
             let (k, v) = entry.ctx("reading journal")?;
-            let tx: SignedTx = decode_trusted(v.value()).map_err(|source| StorageError::Decode {
-                table: "journal",
-                key: k.value().to_string(),
-                source,
-            })?;
+            let tx: SignedTx =
+                decode_trusted(v.value()).map_err(|source| StorageError::Decode {
+                    table: "journal",
+                    key: k.value().to_string(),
+                    source,
+                })?;
             out.push((k.value(), tx));
         }
         Ok(out)
@@ -359,7 +360,9 @@ impl JournalStore {
         let t = match rtx.open_table(PENDING) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => {
-                return Err(StorageError::Corrupt("the journal has no pending table".into()));
+                return Err(StorageError::Corrupt(
+                    "the journal has no pending table".into(),
+                ));
             }
             Err(e) => return Err(e).ctx("opening journal pending"),
         };
@@ -426,11 +429,15 @@ mod tests {
         let (a, b, c) = (tx(1, 0), tx(2, 0), tx(3, 0));
         j.write(&[put(0, &a), put(1, &b)]).unwrap();
         // Put then removal of the same id in one write leaves nothing of it.
-        j.write(&[put(2, &c), JournalOp::Remove(c.tx.id())]).unwrap();
+        j.write(&[put(2, &c), JournalOp::Remove(c.tx.id())])
+            .unwrap();
         assert_eq!(ids(&j), vec![(0, a.tx.id()), (1, b.tx.id())]);
         // Unknown ids are ignored; removal by id finds the row's sequence.
-        j.write(&[JournalOp::Remove(Hash([9; 32])), JournalOp::Remove(a.tx.id())])
-            .unwrap();
+        j.write(&[
+            JournalOp::Remove(Hash([9; 32])),
+            JournalOp::Remove(a.tx.id()),
+        ])
+        .unwrap();
         assert_eq!(ids(&j), vec![(1, b.tx.id())]);
         // Re-journaled under a new sequence: one row, the new one.
         j.write(&[put(5, &b)]).unwrap();
