@@ -54,9 +54,11 @@
 //!   nonce at or above `cursor` is ready; `next_gap` is the least nonce `>= base` not pending.
 //!   (Nonces below `base` are stale: ready or in flight, they can no longer execute, and the
 //!   next `on_block` for the sender removes them.)
-//! - A sender has a key in `ready` iff it has a ready transaction at nonce `cursor`; so a
-//!   transaction behind a nonce gap is never selected, and a sender's transactions are selected
-//!   strictly in nonce order.
+//! - A sender has a key in `ready` iff it has a ready, durable transaction at nonce `cursor`;
+//!   so a transaction behind a nonce gap is never selected, a sender's transactions are
+//!   selected strictly in nonce order, and a transaction admitted with `admit_pending` (its
+//!   journal write still under way) is not selected, nor any later nonce of its sender, until
+//!   `mark_durable`.
 //! - A sender has a key in `victims` iff its highest pending nonce is not in flight, and it is
 //!   in `gapped` iff it has a pending nonce above `next_gap`.
 //! - Arrival sequence numbers are unique and never reused; a transaction keeps its own for its

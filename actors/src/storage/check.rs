@@ -9,7 +9,9 @@
 //! locations and stored receipts against the re-execution; the stored head against the last
 //! block; the state tables (contracts, code, contract state, nonces) equal, entry by entry, to
 //! the replayed state; no block, index, location or receipt the chain does not have; the
-//! mempool journal decodable and holding no committed transaction; the bridge's watermarks and
+//! legacy mempool journal table decodable and holding no committed transaction (an older
+//! version removed rows in the block's commit; the journal file, `journal.redb`, is checked by
+//! `JournalStore::check` and folded in with `CheckReport::add_journal`); the bridge's watermarks and
 //! outbox rows as `outbox` requires them.
 //!
 //! Invariants:
