@@ -193,10 +193,34 @@ pub fn run_check(args: CheckArgs) -> u8 {
     finish((|| {
         let r = args.target.resolve()?;
         let storage = open(&r.db())?;
-        let report = check(&r, &storage)?;
+        let mut report = check(&r, &storage)?;
+        check_journal(&r.db(), &storage, &mut report)?;
         let code = if report.ok() { EXIT_OK } else { EXIT_PROBLEMS };
         Ok((code, serde_json::to_value(&report)?))
     })())
+}
+
+/// The mempool journal file beside the database, if there is one (a sequencer with
+/// `mempool.persist`): every row decodes, none repeats; committed rows are counted (removal is
+/// lazy). It is not part of a backup (RUNBOOK "Backup and recovery").
+fn check_journal(db: &Path, storage: &Storage, report: &mut CheckReport) -> Result<(), Fail> {
+    let path = db.with_file_name(storage::JOURNAL_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let result = storage::JournalStore::open(&path, storage.chain_id(), Default::default())
+        .and_then(|j| j.check(storage));
+    let found = result.map_err(|e| {
+        Fail(
+            damage_code(&e),
+            anyhow::Error::new(e).context(format!("checking {}", path.display())),
+        )
+    })?;
+    for (seq, what) in &found.problems {
+        eprintln!("accumen: db check: table journal, key {seq}: {what}");
+    }
+    report.add_journal(found);
+    Ok(())
 }
 
 fn check(r: &Resolved, storage: &Storage) -> Result<CheckReport, Fail> {

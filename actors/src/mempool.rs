@@ -287,6 +287,9 @@ impl Admission {
         };
         let mut results = Vec::with_capacity(txs.len());
         let mut admitted: Vec<Hash> = Vec::new();
+        // Each admission as the pool names it (id, arrival sequence), for `mark_durable` and
+        // `undo`: the same id may be evicted and admitted again by another batch meanwhile.
+        let mut admissions: Vec<(Hash, u64)> = Vec::new();
         let mut evicted: Vec<Evicted> = Vec::new();
         let ticket = {
             let mut shared = self.pool();
@@ -331,6 +334,9 @@ impl Admission {
                     Ok(out) => {
                         evicted.extend(out);
                         admitted.push(id);
+                        if let Some(seq) = pool.seq_of(&id) {
+                            admissions.push((id, seq));
+                        }
                         if let Some(address) = creates {
                             deploys.insert(address, id);
                         }
@@ -389,7 +395,7 @@ impl Admission {
             let mut shared = self.pool();
             match written {
                 Ok(()) => {
-                    shared.pool.mark_durable(&admitted);
+                    shared.pool.mark_durable(&admissions);
                     self.count_evictions(&evicted);
                 }
                 Err(e) => {
@@ -402,7 +408,7 @@ impl Admission {
                             "mempool journal write failed; rejecting the batch"
                         );
                     }
-                    let lost = shared.pool.undo(&admitted, evicted);
+                    let lost = shared.pool.undo(&admissions, evicted);
                     // Their rows were to go in the failed write; they are no longer pending.
                     self.forget(&lost);
                     let err = MempoolError::Journal(e);
@@ -968,7 +974,10 @@ mod tests {
         assert_eq!(acked.len(), 40);
         assert_eq!(journal_ids(&journal), acked);
         let writes = journal.writes.load(Ordering::SeqCst);
-        assert!(writes <= 2, "8 batches queued during one write: {writes} writes");
+        assert!(
+            writes <= 2,
+            "8 batches queued during one write: {writes} writes"
+        );
         let mut selected = select_all(&m);
         selected.sort();
         assert_eq!(selected, acked);
@@ -1046,7 +1055,11 @@ mod tests {
             &writes,
         );
         storage.commit_block(&block, &receipts, &writes).unwrap();
-        assert_eq!(journal_ids(&journal).len(), 4, "the commit left the journal alone");
+        assert_eq!(
+            journal_ids(&journal).len(),
+            4,
+            "the commit left the journal alone"
+        );
         let check = journal.inner.check(&storage).unwrap();
         assert_eq!((check.rows, check.committed), (4, 2));
         assert!(check.problems.is_empty());
@@ -1056,7 +1069,11 @@ mod tests {
         let mut left = vec![txs[2].id(), txs[3].id()];
         assert_eq!(select_all(&m2), left);
         left.sort();
-        assert_eq!(journal_ids(&journal), left, "committed rows forgotten at restore");
+        assert_eq!(
+            journal_ids(&journal),
+            left,
+            "committed rows forgotten at restore"
+        );
         assert_eq!(journal.inner.check(&storage).unwrap().committed, 0);
     }
 

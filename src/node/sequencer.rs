@@ -52,13 +52,15 @@ pub(super) fn start(services: &Services) -> anyhow::Result<RoleParts> {
     let journal: Option<Arc<dyn accumen_actors::mempool::Journal>> = if settings.mempool.persist {
         let store = match settings.storage {
             StorageKind::Persistent => {
-                let path = settings.data_dir.join(accumen_actors::storage::JOURNAL_FILE);
+                let path = settings
+                    .data_dir
+                    .join(accumen_actors::storage::JOURNAL_FILE);
                 accumen_actors::storage::JournalStore::open(
                     &path,
                     &settings.chain_id,
                     services.storage.health(),
                 )
-                    .with_context(|| format!("opening the mempool journal {}", path.display()))?
+                .with_context(|| format!("opening the mempool journal {}", path.display()))?
             }
             StorageKind::Memory => {
                 accumen_actors::storage::JournalStore::in_memory(&settings.chain_id)

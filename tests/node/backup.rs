@@ -340,3 +340,31 @@ fn backup_with_the_config_of_a_running_node_asks_its_admin_listener() {
         "{check}"
     );
 }
+
+/// Issue 10: the mempool journal is its own file and forgets committed transactions lazily. A
+/// node killed right after its transactions committed may leave their rows behind: `db check`
+/// counts them as committed (not as problems), and the restart re-admits, refuses and forgets
+/// them, so the file is empty once the node has started again; nothing runs twice.
+#[test]
+fn committed_rows_left_in_the_journal_file_by_a_kill_are_dropped_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let persist = "storage: persistent\nmempool:\n  persist: true";
+    let mut node = TestNode::start_in(dir.path(), persist, &[]);
+    let counter = some_chain(&node);
+    node.kill();
+    assert!(dir.path().join("journal.redb").exists());
+    let config = dir.path().join("node.yaml");
+    let check = run_ok(&["db", "check", "--config", s(&config)]);
+    assert_eq!(check["problem_count"], 0, "{check}");
+    let rows = check["journal_rows"].as_u64().unwrap();
+    // Every transaction sent was committed, so every row left is a committed one.
+    assert_eq!(check["journal_committed"].as_u64(), Some(rows), "{check}");
+
+    let mut node = TestNode::start_in(dir.path(), persist, &[]);
+    assert_eq!(count(&node, &counter), hex::encode(5u64.to_le_bytes()));
+    assert_eq!(node.get("/mempool/stats").1["size"], 0);
+    node.terminate();
+    let check = run_ok(&["db", "check", "--config", s(&config)]);
+    assert_eq!(check["problem_count"], 0, "{check}");
+    assert_eq!(check["journal_rows"], 0, "forgotten at restart: {check}");
+}

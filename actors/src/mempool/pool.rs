@@ -54,9 +54,11 @@
 //!   nonce at or above `cursor` is ready; `next_gap` is the least nonce `>= base` not pending.
 //!   (Nonces below `base` are stale: ready or in flight, they can no longer execute, and the
 //!   next `on_block` for the sender removes them.)
-//! - A sender has a key in `ready` iff it has a ready transaction at nonce `cursor`; so a
-//!   transaction behind a nonce gap is never selected, and a sender's transactions are selected
-//!   strictly in nonce order.
+//! - A sender has a key in `ready` iff it has a ready, durable transaction at nonce `cursor`;
+//!   so a transaction behind a nonce gap is never selected, a sender's transactions are
+//!   selected strictly in nonce order, and a transaction admitted with `admit_pending` (its
+//!   journal write still under way) is not selected, nor any later nonce of its sender, until
+//!   `mark_durable`.
 //! - A sender has a key in `victims` iff its highest pending nonce is not in flight, and it is
 //!   in `gapped` iff it has a pending nonce above `next_gap`.
 //! - Arrival sequence numbers are unique and never reused; a transaction keeps its own for its
@@ -561,12 +563,21 @@ impl Pool {
         }
     }
 
-    /// The journal write of these `admit_pending` transactions is durable: they (and their
-    /// senders' later nonces) become selectable. Ids no longer pending are skipped.
-    pub fn mark_durable(&mut self, ids: &[Hash]) {
+    /// The arrival sequence of a pending transaction: with its id, it names one admission of
+    /// it (the same transaction evicted and admitted again gets a new one).
+    pub fn seq_of(&self, id: &Hash) -> Option<u64> {
+        self.entries.get(id).map(|e| e.seq)
+    }
+
+    /// The journal write of these `admit_pending` admissions (id and `seq_of` right after
+    /// admitting) is durable: they (and their senders' later nonces) become selectable.
+    /// Admissions no longer pending are skipped, and so is a later admission of the same id
+    /// (another batch's, whose own write decides).
+    pub fn mark_durable(&mut self, admitted: &[(Hash, u64)]) {
         let mut touched = BTreeSet::new();
-        for id in ids {
+        for (id, seq) in admitted {
             if let Some(e) = self.entries.get_mut(id)
+                && e.seq == *seq
                 && !e.durable
             {
                 e.durable = true;
@@ -585,16 +596,22 @@ impl Pool {
     /// its id and nonce are free, its nonce is not below its sender's committed nonce, and the
     /// pool has room for it; the ids that could not come back are returned (the caller forgets
     /// them from the journal, since they are no longer pending).
-    pub fn undo(&mut self, admitted: &[Hash], evicted: Vec<Evicted>) -> Vec<Hash> {
+    ///
+    /// `admitted` names admissions as for `mark_durable`: a later admission of the same id by
+    /// another batch (after this one's was evicted) is that batch's, and stays.
+    pub fn undo(&mut self, admitted: &[(Hash, u64)], evicted: Vec<Evicted>) -> Vec<Hash> {
         let mut touched = BTreeSet::new();
-        for id in admitted.iter().rev() {
-            if self.entries.get(id).is_some_and(|e| !e.durable && !e.in_flight)
+        for (id, seq) in admitted.iter().rev() {
+            if self
+                .entries
+                .get(id)
+                .is_some_and(|e| e.seq == *seq && !e.durable && !e.in_flight)
                 && let Some(entry) = self.remove(id)
             {
                 touched.insert(entry.tx.tx().sender);
             }
         }
-        let admitted: BTreeSet<&Hash> = admitted.iter().collect();
+        let admitted: BTreeSet<&Hash> = admitted.iter().map(|(id, _)| id).collect();
         let mut lost = Vec::new();
         for e in evicted.into_iter().rev() {
             // Admitted and then evicted within the same batch: never acknowledged.

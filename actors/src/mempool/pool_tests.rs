@@ -1073,6 +1073,136 @@ fn rollback_puts_the_pool_back_exactly() {
     pool.check_invariants();
 }
 
+/// A transaction whose journal write is under way holds its place (limits, duplicates, nonce)
+/// but is not selectable, nor is its sender's next nonce; `mark_durable` releases both.
+#[test]
+fn pending_admissions_are_not_selectable_until_durable() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(config());
+    let (a0, a1, b0) = (tx(&a, 0, 0), tx(&a, 1, 0), tx(&b, 0, 0));
+    pool.admit_pending(a0.clone(), 0, 0).unwrap();
+    pool.admit(a1.clone(), 0, 0).unwrap(); // durable, but behind a0
+    pool.admit(b0.clone(), 0, 0).unwrap();
+    pool.check_invariants();
+    assert_eq!(
+        pool.admit(a0.clone(), 0, 0).unwrap_err(),
+        AdmitError::Duplicate(a0.id())
+    );
+    assert_eq!(order(&sel(&mut pool, 10, 0)), vec![(b.public(), 0)]);
+    pool.check_invariants();
+    let a0_seq = pool.seq_of(&a0.id()).unwrap();
+    pool.mark_durable(&[(a0.id(), a0_seq + 1), (Hash([7; 32]), 0)]);
+    assert_eq!(
+        order(&sel(&mut pool, 10, 0)),
+        vec![],
+        "another admission's seq"
+    );
+    pool.mark_durable(&[(a0.id(), a0_seq)]);
+    pool.check_invariants();
+    assert_eq!(
+        order(&sel(&mut pool, 10, 0)),
+        vec![(a.public(), 0), (a.public(), 1)]
+    );
+    pool.check_invariants();
+}
+
+/// A failed journal write while other admissions went on: `undo` takes the batch out and puts
+/// back what it evicted only where that still fits; the rest is reported as lost.
+#[test]
+fn undo_after_concurrent_changes_keeps_the_pool_bounded() {
+    let (a, b, c, d) = (key(1), key(2), key(3), key(4));
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 3,
+        ..config()
+    });
+    pool.admit(tx(&a, 0, 0), 0, 0).unwrap();
+    let b3 = tx(&b, 3, 0); // future: the first to be evicted
+    let b4 = tx(&b, 4, 0);
+    pool.admit(b3.clone(), 0, 0).unwrap();
+    pool.admit(b4.clone(), 0, 0).unwrap();
+    // Batch 1 (its write will fail): c0 evicts b4.
+    let c0 = tx(&c, 0, 0);
+    let evicted1 = pool.admit_pending(c0.clone(), 0, 0).unwrap();
+    let c0_seq = pool.seq_of(&c0.id()).unwrap();
+    assert_eq!(evicted_ids(&evicted1), vec![b4.id()]);
+    // Batch 2 (another thread, durable later): d0 evicts b3 and takes the last place.
+    let d0 = tx(&d, 0, 0);
+    let evicted2 = pool.admit_pending(d0.clone(), 0, 0).unwrap();
+    let d0_seq = pool.seq_of(&d0.id()).unwrap();
+    assert_eq!(evicted_ids(&evicted2), vec![b3.id()]);
+    pool.check_invariants();
+    // Batch 1 fails: c0 goes; b4 would fit by count but is now behind a gap (b3 is gone)...
+    let lost = pool.undo(&[(c0.id(), c0_seq)], evicted1);
+    pool.check_invariants();
+    assert!(!pool.contains(&c0.id()));
+    // ...it still fits the pool (2 pending, max 3), so it comes back, as a future tx.
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(pool.contains(&b4.id()));
+    assert_eq!(pool.len(), 3);
+    // Batch 2 is durable: d0 is selectable; b4 stays behind its gap.
+    pool.mark_durable(&[(d0.id(), d0_seq)]);
+    let chosen = order(&sel(&mut pool, 10, 0));
+    assert_eq!(chosen.len(), 2);
+    assert!(chosen.contains(&(d.public(), 0)) && chosen.contains(&(a.public(), 0)));
+    pool.check_invariants();
+
+    // An undo whose evicted transaction no longer fits (its nonce was taken meanwhile) reports
+    // it lost.
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 2,
+        ..config()
+    });
+    let (a0, b1) = (tx(&a, 0, 0), tx(&b, 1, 0)); // b1: future
+    pool.admit(a0.clone(), 0, 0).unwrap();
+    pool.admit(b1.clone(), 0, 0).unwrap();
+    let c0 = tx(&c, 0, 0);
+    let evicted = pool.admit_pending(c0.clone(), 0, 0).unwrap();
+    let c0_seq = pool.seq_of(&c0.id()).unwrap();
+    assert_eq!(evicted_ids(&evicted), vec![b1.id()]);
+    // Meanwhile a block takes a0 and b sends another transaction at nonce 1.
+    assert_eq!(sel(&mut pool, 10, 0).len(), 1);
+    pool.on_block(&[a0.id()], &BTreeMap::new(), &[]);
+    let b1_again = tx(&b, 1, 1);
+    pool.admit(b1_again.clone(), 0, 0).unwrap();
+    let lost = pool.undo(&[(c0.id(), c0_seq)], evicted);
+    assert_eq!(lost, vec![b1.id()]);
+    assert!(pool.contains(&b1_again.id()) && !pool.contains(&c0.id()));
+    assert_eq!(pool.len(), 1);
+    pool.check_invariants();
+}
+
+/// The same transaction admitted by batch A, evicted by batch B and admitted again by batch C
+/// while A's journal write is still under way: A's failure must not take out C's admission,
+/// and only C's own success makes it selectable.
+#[test]
+fn undo_and_mark_durable_touch_only_their_own_admission() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 1,
+        ..config()
+    });
+    let x = tx(&a, 0, 0);
+    pool.admit_pending(x.clone(), 0, 0).unwrap();
+    let x_by_a = (x.id(), pool.seq_of(&x.id()).unwrap());
+    let y = tx(&b, 0, 1); // a higher band: evicts x
+    let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
+    assert_eq!(evicted_ids(&evicted), vec![x.id()]);
+    pool.mark_durable(&[(y.id(), pool.seq_of(&y.id()).unwrap())]);
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![y.id()]);
+    pool.on_block(&[y.id()], &BTreeMap::new(), &[]);
+    pool.admit_pending(x.clone(), 0, 0).unwrap();
+    let x_by_c = (x.id(), pool.seq_of(&x.id()).unwrap());
+    assert_ne!(x_by_a, x_by_c);
+    // A's write fails: C's admission stays, still not selectable.
+    assert!(pool.undo(&[x_by_a], Vec::new()).is_empty());
+    assert!(pool.contains(&x.id()));
+    pool.mark_durable(&[x_by_a]);
+    assert!(sel(&mut pool, 10, 0).is_empty(), "A's answer is not C's");
+    pool.mark_durable(&[x_by_c]);
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![x.id()]);
+    pool.check_invariants();
+}
+
 /// Priority is free: several keys flooding at priority 2^64-1 must not starve a priority-0
 /// sender. Blocks of 10 are taken from 6 flooders with 20 txs each and one honest sender who
 /// arrives late: it is in the next block.

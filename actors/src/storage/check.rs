@@ -9,7 +9,9 @@
 //! locations and stored receipts against the re-execution; the stored head against the last
 //! block; the state tables (contracts, code, contract state, nonces) equal, entry by entry, to
 //! the replayed state; no block, index, location or receipt the chain does not have; the
-//! mempool journal decodable and holding no committed transaction; the bridge's watermarks and
+//! legacy mempool journal table decodable and holding no committed transaction (an older
+//! version removed rows in the block's commit; the journal file, `journal.redb`, is checked by
+//! `JournalStore::check` and folded in with `CheckReport::add_journal`); the bridge's watermarks and
 //! outbox rows as `outbox` requires them.
 //!
 //! Invariants:
@@ -85,9 +87,27 @@ pub struct CheckReport {
     /// Problems found (at most `MAX_PROBLEMS`; `problem_count` counts them all).
     pub problems: Vec<Problem>,
     pub problem_count: u64,
+    /// Rows in the mempool journal file (`journal.redb`), when one was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_rows: Option<u64>,
+    /// Of those, rows whose transaction is committed: removal is lazy (`storage::journal`),
+    /// so these are normal and restore forgets them; not problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_committed: Option<u64>,
 }
 
 impl CheckReport {
+    /// Folds in the check of the mempool journal file (`JournalStore::check`): its rows and
+    /// committed rows are reported, its problems (table `journal`, key the row's sequence)
+    /// added.
+    pub fn add_journal(&mut self, j: super::JournalCheck) {
+        self.journal_rows = Some(j.rows);
+        self.journal_committed = Some(j.committed);
+        for (seq, what) in j.problems {
+            self.add(None, "journal", Some(seq.to_string()), what);
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.problem_count == 0
     }
@@ -160,6 +180,8 @@ impl Storage {
             state_compared: false,
             problems: Vec::new(),
             problem_count: 0,
+            journal_rows: None,
+            journal_committed: None,
         };
         let blocks = rtx.open_table(BLOCKS).ctx("opening blocks")?;
         let index = rtx.open_table(BLOCK_INDEX).ctx("opening block_index")?;

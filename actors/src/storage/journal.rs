@@ -141,47 +141,57 @@ impl JournalStore {
         health: Arc<StorageHealth>,
         chain_id: &str,
     ) -> Result<Self, StorageError> {
-        let txn = db.begin_write().ctx("beginning journal write")?;
-        {
-            let mut meta = txn.open_table(JOURNAL_META).ctx("opening journal_meta")?;
-            let found = meta
-                .get("chain_id")
-                .ctx("reading journal_meta")?
-                .map(|g| g.value().to_vec());
-            match found {
-                None => {
-                    meta.insert("chain_id", chain_id.as_bytes())
-                        .ctx("writing journal_meta")?;
-                    meta.insert("version", JOURNAL_VERSION.to_le_bytes().as_slice())
-                        .ctx("writing journal_meta")?;
-                }
-                Some(found) => {
-                    if found != chain_id.as_bytes() {
-                        return Err(StorageError::ChainMismatch {
-                            found: String::from_utf8_lossy(&found).into_owned(),
-                            expected: chain_id.to_owned(),
-                        });
-                    }
+        // Read first: opening an existing journal (also `accumen db check`) writes nothing.
+        let found: Option<(Vec<u8>, Option<u32>)> = {
+            let rtx = db.begin_read().ctx("beginning journal read")?;
+            match rtx.open_table(JOURNAL_META) {
+                Ok(meta) => {
+                    let chain = meta
+                        .get("chain_id")
+                        .ctx("reading journal_meta")?
+                        .map(|g| g.value().to_vec());
                     let version = meta
                         .get("version")
                         .ctx("reading journal_meta")?
                         .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
                         .map(u32::from_le_bytes);
-                    if version != Some(JOURNAL_VERSION) {
-                        return Err(StorageError::Corrupt(format!(
-                            "mempool journal layout version {version:?}, this node needs \
-                             {JOURNAL_VERSION}: move {} away (its pending transactions are lost) \
-                             or run the version that wrote it",
-                            path.as_deref().map_or("the journal".into(), |p| p
-                                .display()
-                                .to_string())
-                        )));
-                    }
+                    chain.map(|c| (c, version))
+                }
+                Err(TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e).ctx("opening journal_meta"),
+            }
+        };
+        match found {
+            None => {
+                let txn = db.begin_write().ctx("beginning journal write")?;
+                {
+                    let mut meta = txn.open_table(JOURNAL_META).ctx("creating journal_meta")?;
+                    meta.insert("chain_id", chain_id.as_bytes())
+                        .ctx("writing journal_meta")?;
+                    meta.insert("version", JOURNAL_VERSION.to_le_bytes().as_slice())
+                        .ctx("writing journal_meta")?;
+                    txn.open_table(PENDING).ctx("creating journal pending")?;
+                }
+                txn.commit().ctx("committing journal_meta")?;
+            }
+            Some((found, version)) => {
+                if found != chain_id.as_bytes() {
+                    return Err(StorageError::ChainMismatch {
+                        found: String::from_utf8_lossy(&found).into_owned(),
+                        expected: chain_id.to_owned(),
+                    });
+                }
+                if version != Some(JOURNAL_VERSION) {
+                    return Err(StorageError::Corrupt(format!(
+                        "mempool journal layout version {version:?}, this node needs \
+                         {JOURNAL_VERSION}: move {} away (its pending transactions are lost) or \
+                         run the version that wrote it",
+                        path.as_deref()
+                            .map_or("the journal".into(), |p| p.display().to_string())
+                    )));
                 }
             }
-            txn.open_table(PENDING).ctx("creating journal pending")?;
         }
-        txn.commit().ctx("committing journal_meta")?;
         let store = JournalStore {
             db,
             path,
@@ -281,11 +291,12 @@ impl JournalStore {
         let mut out = Vec::with_capacity(t.len().ctx("reading journal")? as usize);
         for entry in t.iter().ctx("reading journal")? {
             let (k, v) = entry.ctx("reading journal")?;
-            let tx: SignedTx = decode_trusted(v.value()).map_err(|source| StorageError::Decode {
-                table: "journal",
-                key: k.value().to_string(),
-                source,
-            })?;
+            let tx: SignedTx =
+                decode_trusted(v.value()).map_err(|source| StorageError::Decode {
+                    table: "journal",
+                    key: k.value().to_string(),
+                    source,
+                })?;
             out.push((k.value(), tx));
         }
         Ok(out)
@@ -349,7 +360,9 @@ impl JournalStore {
         let t = match rtx.open_table(PENDING) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => {
-                return Err(StorageError::Corrupt("the journal has no pending table".into()));
+                return Err(StorageError::Corrupt(
+                    "the journal has no pending table".into(),
+                ));
             }
             Err(e) => return Err(e).ctx("opening journal pending"),
         };
@@ -416,11 +429,15 @@ mod tests {
         let (a, b, c) = (tx(1, 0), tx(2, 0), tx(3, 0));
         j.write(&[put(0, &a), put(1, &b)]).unwrap();
         // Put then removal of the same id in one write leaves nothing of it.
-        j.write(&[put(2, &c), JournalOp::Remove(c.tx.id())]).unwrap();
+        j.write(&[put(2, &c), JournalOp::Remove(c.tx.id())])
+            .unwrap();
         assert_eq!(ids(&j), vec![(0, a.tx.id()), (1, b.tx.id())]);
         // Unknown ids are ignored; removal by id finds the row's sequence.
-        j.write(&[JournalOp::Remove(Hash([9; 32])), JournalOp::Remove(a.tx.id())])
-            .unwrap();
+        j.write(&[
+            JournalOp::Remove(Hash([9; 32])),
+            JournalOp::Remove(a.tx.id()),
+        ])
+        .unwrap();
         assert_eq!(ids(&j), vec![(1, b.tx.id())]);
         // Re-journaled under a new sequence: one row, the new one.
         j.write(&[put(5, &b)]).unwrap();

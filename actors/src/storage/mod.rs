@@ -1061,7 +1061,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Journals accepted transactions (keyed by tx id) so they survive a restart.
+    /// Journals transactions (keyed by tx id) in the chain database's legacy journal table, as
+    /// versions before `journal.redb` did: for migration tests. The node's journal is
+    /// `JournalStore`.
     pub fn journal_put(&self, txs: &[SignedTx]) -> Result<(), StorageError> {
         if txs.is_empty() {
             return Ok(());
@@ -1079,7 +1081,8 @@ impl Storage {
         txn.commit().ctx("committing mempool_journal")
     }
 
-    /// Forgets journaled transactions (dropped or expired); unknown ids are ignored.
+    /// Forgets rows of the legacy journal table; unknown ids are ignored (the migration clears
+    /// what it moved with this).
     pub fn journal_remove(&self, ids: &[Hash]) -> Result<(), StorageError> {
         self.journal_write(&[], ids)
     }

@@ -50,7 +50,10 @@ pub(super) const CONTRACT_STATE: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("contract_state");
 /// Sender public key -> next nonce.
 pub(super) const NONCES: TableDefinition<'static, Key32, u64> = TableDefinition::new("nonces");
-/// Tx id -> `encode(SignedTx)`: accepted but not yet committed transactions.
+/// Tx id -> `encode(SignedTx)`: the mempool journal as versions before `journal.redb` kept it
+/// (accepted, not yet committed transactions). Nothing writes it any more except the tests;
+/// `JournalStore::migrate_from` moves its rows to the journal file and clears it. Still created
+/// in new files so an older binary opening one finds it.
 pub(super) const MEMPOOL_JOURNAL: TableDefinition<'static, Key32, &[u8]> =
     TableDefinition::new("mempool_journal");
 /// Tx id -> arrival sequence of a journaled transaction, so a restart re-admits the journal in

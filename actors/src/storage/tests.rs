@@ -396,7 +396,11 @@ fn persistent_reopen_keeps_everything() {
         &WriteSet::default(),
     );
     s.commit_block(&b3, &r3, &WriteSet::default()).unwrap();
-    assert_eq!(s.journal_all().unwrap().len(), 2, "a commit leaves the journal alone");
+    assert_eq!(
+        s.journal_all().unwrap().len(),
+        2,
+        "a commit leaves the journal alone"
+    );
 }
 
 #[test]
