@@ -14,20 +14,38 @@
 #
 # Variables: PROFILE (cargo profile of the binaries, default bench: release optimizations
 # without LTO, builds much faster; BUILD=0 skips the build), CONFIG (default config/perf.yaml),
-# BLOCK_TIME (overrides block_time), PERF_PORT (API port, default a free one), STRESS_ARGS (passed to accumen-stress as is), SETTLE
-# (seconds to wait after the stress tool exits before the final RSS reading, default 5).
+# BLOCK_TIME (overrides block_time), PERF_PORT (API port, default a free one), STRESS_ARGS
+# (passed to accumen-stress as is), SETTLE (most seconds to wait, once the mempool is empty,
+# for the RSS to settle before the after-drain reading, default 30), CYCLES (MODE=mem: how many
+# backlogs to admit and drain one after another, default 1), FEATURES (cargo features of the
+# build: e.g. FEATURES=--no-default-features for glibc's malloc instead of jemalloc).
+#
+# Memory figures (RSS = VmRSS of /proc/PID/status; RssAnon beside it is the heap and stacks,
+# without the mapped binary):
+#   rss_baseline   the idle node 2 s after /health first answers, on an empty data dir: the
+#                  redb page cache is cold (a new chain has nothing to cache).
+#   rss_peak       the largest sample (every 0.5 s) of the whole run.
+#   peak_pending   the largest mempool size sampled, and the RSS at that sample.
+#   rss_after_drain  once the mempool is empty: sampled every second until it has changed by
+#                  less than 1 MiB over the last 10 s, for at most SETTLE s; the first reading
+#                  (rss_at_empty), the settled one and the seconds it took are printed.
+# The redb page cache (at most 64 MiB, storage) is warm after a drain and stays so; everything
+# else should come back (RUNBOOK "Performance", memory).
 #
 # MODE=mem: block_time 20s (override with BLOCK_TIME) so that the first block comes only after
 # the whole backlog is admitted: the peak mempool size and the RSS with it are read, then the
 # node drains the backlog (20,000 calls a block, the chain's gas limit) and the RSS after the
-# drain is read.
+# drain is read. With CYCLES=2 or more the same backlog (new transactions) is admitted and
+# drained again, and the RSS after each drain is printed: memory that comes back is reused, so
+# the later cycles must not add to it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-bench}
 CONFIG=${CONFIG:-config/perf.yaml}
 MODE=${MODE:-tps}
-SETTLE=${SETTLE:-5}
+SETTLE=${SETTLE:-30}
+CYCLES=${CYCLES:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 # cargo puts the built-in profiles in target/debug (dev, test) and target/release (release,
 # bench); a custom profile in target/<name>.
@@ -38,7 +56,8 @@ case "$PROFILE" in
 esac
 
 if [ "${BUILD:-1}" = 1 ]; then
-    cargo build --profile "$PROFILE" --bin accumen --bin accumen-stress >&2
+    # shellcheck disable=SC2086 # FEATURES is a list of flags
+    cargo build --profile "$PROFILE" ${FEATURES:-} --bin accumen --bin accumen-stress >&2
 fi
 
 if [ "$MODE" = mem ]; then
@@ -89,9 +108,14 @@ if ! kill -0 "$node_pid" 2>/dev/null; then
 fi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status"; }
+anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$node_pid/status"; }
 pending() { curl -sf "$API/mempool/stats" | sed -n 's/.*"size":\([0-9]*\).*/\1/p'; }
+mib() { echo $(($1 / 1024)); }
 
+# The idle node's footprint: threads started, pools allocated, nothing cached yet.
+sleep 2
 baseline=$(rss_kib)
+baseline_anon=$(anon_kib)
 echo "t_s,rss_kib,pending" >"$SAMPLES"
 (
     start=$SECONDS
@@ -102,30 +126,63 @@ echo "t_s,rss_kib,pending" >"$SAMPLES"
 ) &
 sampler=$!
 
-# shellcheck disable=SC2086 # STRESS_ARGS is a list of flags
-"$BIN_DIR/accumen-stress" --api "$API" $STRESS_ARGS >"$DATA/stress.json" 2>"$DATA/stress.err" || {
-    echo "accumen-stress failed:" >&2
-    tail -20 "$DATA/stress.err" >&2
-    kill "$sampler" 2>/dev/null || true
-    exit 1
+# settle: prints "first settled seconds" (KiB): the RSS now, then once a second until the last
+# 10 s moved it by less than 1 MiB (an allocator returning memory does so over seconds:
+# jemalloc purges freed pages along a 10 s decay curve), for at most SETTLE seconds.
+settle() {
+    local t=0 lo hi v
+    local -a hist
+    hist=("$(rss_kib)")
+    while [ "$t" -lt "$SETTLE" ]; do
+        sleep 1
+        t=$((t + 1))
+        hist+=("$(rss_kib)")
+        if [ "${#hist[@]}" -ge 11 ]; then
+            lo=${hist[-1]}
+            hi=${hist[-1]}
+            for v in "${hist[@]: -11}"; do
+                [ "$v" -lt "$lo" ] && lo=$v
+                [ "$v" -gt "$hi" ] && hi=$v
+            done
+            [ $((hi - lo)) -lt 1024 ] && break
+        fi
+    done
+    echo "${hist[0]} ${hist[-1]} $t"
 }
-# Let the node finish what is pending (MODE=mem: the whole drain) before the last reading.
-deadline=$((SECONDS + 600))
-while [ "$(pending || echo 0)" != 0 ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
-sleep "$SETTLE"
-after=$(rss_kib)
+
+after_lines=()
+for cycle in $(seq 1 "$CYCLES"); do
+    # shellcheck disable=SC2086 # STRESS_ARGS is a list of flags
+    "$BIN_DIR/accumen-stress" --api "$API" $STRESS_ARGS >"$DATA/stress-$cycle.json" 2>"$DATA/stress-$cycle.err" || {
+        echo "accumen-stress failed (cycle $cycle):" >&2
+        tail -20 "$DATA/stress-$cycle.err" >&2
+        kill "$sampler" 2>/dev/null || true
+        exit 1
+    }
+    # Let the node finish what is pending (MODE=mem: the whole drain) before the last reading.
+    deadline=$((SECONDS + 600))
+    while [ "$(pending || echo 0)" != 0 ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+    read -r at_empty after settle_s < <(settle)
+    after_anon=$(anon_kib)
+    after_lines+=("cycle $cycle: rss_at_empty_mib $(mib "$at_empty") rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon")) settled_after_s $settle_s")
+done
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 
 peak=$(awk -F, 'NR > 1 && $2 > m {m = $2} END {print m + 0}' "$SAMPLES")
 peak_pending=$(awk -F, 'NR > 1 && $3 > m {m = $3; r = $2} END {print m + 0, r + 0}' "$SAMPLES")
-echo "== accumen-stress ($STRESS_ARGS) on $CONFIG, block_time ${BLOCK_TIME:-from config}, profile $PROFILE"
-cat "$DATA/stress.json"
-echo "== memory"
-echo "rss_baseline_mib $((baseline / 1024))"
-echo "rss_peak_mib $((peak / 1024))"
-echo "peak_pending ${peak_pending% *} at_rss_mib $((${peak_pending#* } / 1024))"
-echo "rss_after_drain_mib $((after / 1024))"
+echo "== accumen-stress ($STRESS_ARGS) on $CONFIG, block_time ${BLOCK_TIME:-from config}, profile $PROFILE${FEATURES:+ $FEATURES}"
+for cycle in $(seq 1 "$CYCLES"); do
+    [ "$CYCLES" = 1 ] || echo "-- cycle $cycle"
+    cat "$DATA/stress-$cycle.json"
+done
+echo "== memory (MiB; RSS of /proc/PID/status, anon = RssAnon)"
+echo "rss_baseline_mib $(mib "$baseline") (anon $(mib "$baseline_anon"))"
+echo "rss_peak_mib $(mib "$peak")"
+echo "peak_pending ${peak_pending% *} at_rss_mib $(mib "${peak_pending#* }")"
+echo "rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon"), settled after ${settle_s} s of at most $SETTLE)"
+echo "rss_after_drain_over_baseline_mib $(mib $((after - baseline))) (the redb page cache alone may hold up to 64)"
+[ "$CYCLES" = 1 ] || printf '%s\n' "${after_lines[@]}"
 echo "== machine"
 echo "cores $(nproc)  load $(cut -d' ' -f1-3 /proc/loadavg)  $(uname -sr)"
 # grep -c exits 1 when it counts 0: that is a clean run, not a failure.

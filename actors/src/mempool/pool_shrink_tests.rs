@@ -162,7 +162,10 @@ fn a_busy_pool_is_not_shrunk_and_a_shrunk_one_is_stable() {
     block(&mut pool, 8_000);
     assert!(pool.is_empty());
     let shrunk = pool.capacities();
-    assert!(shrunk.0 < full.0 && shrunk.0 <= 4 * SHRINK_FLOOR, "{shrunk:?} of {full:?}");
+    assert!(
+        shrunk.0 < full.0 && shrunk.0 <= 4 * SHRINK_FLOOR,
+        "{shrunk:?} of {full:?}"
+    );
     assert!(!pool.shrink_if_sparse());
     assert_eq!(pool.capacities(), shrunk);
 }
