@@ -32,13 +32,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::backends::{FileBackend, InMemoryBackend};
+use redb::backends::InMemoryBackend;
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableError,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
 };
 
-use super::health::{self, StorageHealth};
+use super::health::StorageHealth;
 use super::{Ctx, Storage, StorageError};
 use crate::types::{Hash, SignedTx, decode_trusted, encode};
 
@@ -100,30 +99,7 @@ impl JournalStore {
         chain_id: &str,
         health: Arc<StorageHealth>,
     ) -> Result<Self, StorageError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|source| StorageError::Io {
-                what: format!("opening {}", path.display()),
-                source,
-            })?;
-        let backend = health::Watched::new(
-            FileBackend::new(file).ctx(&format!("locking {}", path.display()))?,
-            health.clone(),
-            path.display().to_string(),
-        );
-        let db = match Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(backend)
-        {
-            Err(DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StorageError::Locked(path.to_path_buf()));
-            }
-            other => other.ctx(&format!("opening {}", path.display()))?,
-        };
+        let db = Storage::open_watched(path, true, CACHE_BYTES, &health)?;
         Self::init(db, Some(path.to_path_buf()), health, chain_id)
     }
 

@@ -464,6 +464,21 @@ impl Storage {
         path: &Path,
         create: bool,
     ) -> Result<(Database, Arc<StorageHealth>), StorageError> {
+        let health = Arc::new(StorageHealth::default());
+        let db = Self::open_watched(path, create, CACHE_BYTES, &health)?;
+        Ok((db, health))
+    }
+
+    /// Opens the redb file at `path` (creating it if `create`) with its file backend wrapped so
+    /// that I/O errors mark `health` failed; one place for the chain store and the mempool
+    /// journal (`journal.rs`), which share one health. A second open of the same file is
+    /// `StorageError::Locked`.
+    pub(crate) fn open_watched(
+        path: &Path,
+        create: bool,
+        cache_bytes: usize,
+        health: &Arc<StorageHealth>,
+    ) -> Result<Database, StorageError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -474,22 +489,20 @@ impl Storage {
                 what: format!("opening {}", path.display()),
                 source,
             })?;
-        let health = Arc::new(StorageHealth::default());
         let backend = health::Watched::new(
             FileBackend::new(file).ctx(&format!("locking {}", path.display()))?,
             health.clone(),
             path.display().to_string(),
         );
-        let db = match Database::builder()
-            .set_cache_size(CACHE_BYTES)
+        match Database::builder()
+            .set_cache_size(cache_bytes)
             .create_with_backend(backend)
         {
             Err(DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StorageError::Locked(path.to_path_buf()));
+                Err(StorageError::Locked(path.to_path_buf()))
             }
-            other => other.ctx(&format!("opening {}", path.display()))?,
-        };
-        Ok((db, health))
+            other => other.ctx(&format!("opening {}", path.display())),
+        }
     }
 
     /// A new chain in memory with `params` (the node's `storage: memory`): same tables and code
