@@ -224,8 +224,7 @@ fn check_accepting(state: &State) -> ApiResult<()> {
 /// item's answer is its own single verification whatever the split (the chunking never changes
 /// a decision).
 async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let jobs = verify_parts(txs, cores).into_iter().map(|part| {
+    let jobs = verify_parts(txs, cores()).into_iter().map(|part| {
         let keys = state.keys.clone();
         let vm = state.vm.clone();
         web::block(move || {
@@ -252,6 +251,13 @@ async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResul
         out.extend(part.map_err(|e| ApiError::internal(format!("verification pool: {e}")))?);
     }
     Ok(out)
+}
+
+/// The cores this process may use, read once: `available_parallelism` reads the cgroup's CPU
+/// quota files on every call, which is file I/O that does not belong on every submission.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Splits `txs`, in order, into at most `cores` parts of whole [`BATCH_CHUNK`]s (at least two
