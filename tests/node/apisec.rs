@@ -221,12 +221,7 @@ fn a_bad_token_file_stops_the_node_at_start() {
     let config = dir.path().join("node.yaml");
     let extra = format!("api:\n  auth:\n    token_file: \"{}\"", tokens.display());
     std::fs::write(&config, merge_yaml(&base_config(dir.path()), &extra)).unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--role=sequencer")
-        .arg(format!("--config={}", config.display()))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = run_to_exit("sequencer", &config, &[]);
     assert!(!out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("api.auth.token_file"), "{err}");

@@ -19,8 +19,8 @@ use accumen_actors::types::Action;
 use accumen_actors::vm::gas::{self, GasSchedule};
 
 use crate::harness::{
-    BIN, CHAIN, Sender, TestNode, base_config, deploy, error_code, fixture, submit, submit_ok,
-    wait_for,
+    CHAIN, Sender, TestNode, base_config, deploy, error_code, fixture, run_to_exit, submit,
+    submit_ok, wait_for,
 };
 
 /// Submits a deploy that must be refused at admission with a message containing `reason`,
@@ -182,12 +182,7 @@ fn a_chain_with_an_unknown_gas_schedule_is_refused_with_exit_2() {
         base_config(dir.path()).replace("storage: memory", "storage: persistent"),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--role=sequencer")
-        .arg(format!("--config={}", config.display()))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = run_to_exit("sequencer", &config, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for part in [

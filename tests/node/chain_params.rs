@@ -101,13 +101,11 @@ fn a_chain_this_node_cannot_honour_is_refused_with_exit_2() {
             + "wasm:\n  max_memory_pages: 64\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--role=sequencer")
-        .arg(format!("--config={}", config.display()))
-        .env("ACCUMEN_EXECUTION__MEMORY_LIMIT", "64")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = run_to_exit(
+        "sequencer",
+        &config,
+        &[("ACCUMEN_EXECUTION__MEMORY_LIMIT", "64")],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for part in [

@@ -227,6 +227,19 @@ impl Drop for TestNode {
     }
 }
 
+/// Runs the node with `--role=ROLE --config=CONFIG` (and `env`, without `RUST_LOG`) until it
+/// exits: for a start the test expects to be refused, whose exit code and stderr it checks.
+pub fn run_to_exit(role: &str, config: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg(format!("--role={role}"))
+        .arg(format!("--config={}", config.display()))
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
 /// Appends `extra` to `base`, replacing top-level sections that `extra` redefines.
 pub fn merge_yaml(base: &str, extra: &str) -> String {
     let redefined: Vec<&str> = extra

@@ -424,12 +424,7 @@ fn sighup_without_anything_to_reload_is_harmless() {
 fn refused(dir: &Path, extra: &str) -> String {
     let config = dir.join("node.yaml");
     std::fs::write(&config, merge_yaml(&base_config(dir), extra)).unwrap();
-    let out = Command::new(BIN)
-        .arg("--role=sequencer")
-        .arg(format!("--config={}", config.display()))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = run_to_exit("sequencer", &config, &[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("listening"), "{err}");
@@ -567,12 +562,7 @@ fn a_follower_follows_an_https_sequencer_with_its_ca() {
     );
     let config = f_dir.path().join("untrusting.yaml");
     std::fs::write(&config, merge_yaml(&base_config(f_dir.path()), &untrusting)).unwrap();
-    let out = Command::new(BIN)
-        .arg("--role=follower")
-        .arg(format!("--config={}", config.display()))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = run_to_exit("follower", &config, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("certificate"), "{err}");
@@ -585,12 +575,7 @@ fn a_follower_follows_an_https_sequencer_with_its_ca() {
         merge_yaml(&base_config(f_dir.path()), &yaml(&missing)),
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("--role=follower")
-        .arg(format!("--config={}", config.display()))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = run_to_exit("follower", &config, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("follower.ca_cert_file"), "{err}");
