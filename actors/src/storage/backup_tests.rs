@@ -145,13 +145,13 @@ fn check_names_a_flipped_byte_in_a_receipt() {
     let s = chain_at(&dir.path().join(DB_FILE), &vm);
     let block = s.block_by_height(2).unwrap().unwrap();
     let id = block.txs[3].tx.id();
-    flip(&s, RECEIPTS, &id.0);
+    flip(&s, RECEIPTS, (2, 3));
     let report = s.check(&vm, None).unwrap();
     assert_eq!(report.problem_count, 1, "{:?}", report.problems);
     let p = &report.problems[0];
     assert_eq!(
         (p.height, p.table, p.key.clone()),
-        (Some(2), "receipts", Some(id.to_string())),
+        (Some(2), "block_receipts", Some(id.to_string())),
         "{p}"
     );
 }

@@ -186,7 +186,7 @@ impl Storage {
         let blocks = rtx.open_table(BLOCKS).ctx("opening blocks")?;
         let index = rtx.open_table(BLOCK_INDEX).ctx("opening block_index")?;
         let locations = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
-        let receipts = rtx.open_table(RECEIPTS).ctx("opening receipts")?;
+        let receipts = rtx.open_table(RECEIPTS).ctx("opening block_receipts")?;
 
         let read_block = |r: &mut CheckReport, h: u64| -> Result<Option<Block>, StorageError> {
             match blocks.get(h).ctx("reading blocks")? {
@@ -274,11 +274,11 @@ impl Storage {
                     }
                     None => r.add(Some(h), "tx_locations", key.clone(), "missing".into()),
                 }
-                match receipts.get(&id.0).ctx("reading receipts")? {
-                    None => r.add(Some(h), "receipts", key, "missing".into()),
+                match receipts.get(expected).ctx("reading block_receipts")? {
+                    None => r.add(Some(h), "block_receipts", key, "missing".into()),
                     Some(g) => match decode_trusted::<Receipt>(g.value()) {
-                        Err(e) => r.add(Some(h), "receipts", key, format!("does not decode: {e}")),
-                        Ok(stored) if stored != *receipt => r.add(Some(h), "receipts", key, format!(
+                        Err(e) => r.add(Some(h), "block_receipts", key, format!("does not decode: {e}")),
+                        Ok(stored) if stored != *receipt => r.add(Some(h), "block_receipts", key, format!(
                             "differs from the re-executed receipt (stored {stored:?}, re-executed {receipt:?})"
                         )),
                         Ok(_) => {}
@@ -337,8 +337,8 @@ impl Storage {
             );
             count(
                 &mut r,
-                "receipts",
-                receipts.len().ctx("reading receipts")?,
+                "block_receipts",
+                receipts.len().ctx("reading block_receipts")?,
                 txs,
             );
             self.compare_state(&mut r, &rtx, &replay)?;

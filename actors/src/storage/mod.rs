@@ -75,21 +75,27 @@ use crate::types::{
 use tables::{
     BLOCK_INDEX, BLOCKS, BRIDGE, CODE, CONTRACT_STATE, CONTRACTS, Key32, MEMPOOL_JOURNAL,
     MEMPOOL_ORDER, META, META_CHAIN_ID, META_CHAIN_PARAMS, META_HEAD, META_SCHEMA_VERSION, NONCES,
-    OUTBOX, RECEIPTS, TX_LOCATIONS,
+    OUTBOX, RECEIPTS, RECEIPTS_BY_ID, TX_LOCATIONS,
 };
 
 /// Version of the on-disk layout in `tables`. Bump it on any change to a table's name, key or
 /// value format; a file with another version is refused on open.
 ///
 /// History: 1, the first layout; 2, the chain's parameters recorded at genesis
-/// (`META_CHAIN_PARAMS`) and a genesis block that commits to them.
+/// (`META_CHAIN_PARAMS`) and a genesis block that commits to them; 3, receipts keyed by block
+/// position (`RECEIPTS`) instead of by tx id. A version-2 file is migrated in place on open
+/// (`Storage::migrate_receipts`); nothing else changed, so blocks, hashes and state are the same.
 ///
 /// The bridge's state (the `bridge` table, the outbox row format) was added within version 2
 /// rather than as a version 3: version 2 was never released, the outbox table existed but no
 /// build ever wrote a row to it, and the `bridge` table is purely additive (created on open when
 /// missing; a missing key reads as 0, which is exactly "nothing anchored or staged yet"). A bump
 /// would have refused every data dir made by this version's own development builds for no gain.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// Receipts moved per write transaction by the schema 2 -> 3 migration: bounds the memory one
+/// transaction holds on a large chain, and a crash loses at most one chunk's work.
+const MIGRATION_CHUNK: usize = 100_000;
 
 pub use backup::{BackupError, BackupStats, DB_FILE, RestoreStats, restore};
 pub use check::{CheckReport, MAX_PROBLEMS, Problem};
@@ -559,15 +565,23 @@ impl Storage {
         let rtx = storage.begin_read()?;
         match rtx.open_table(META) {
             Ok(meta) => {
-                storage.params = storage.check_meta(&meta)?;
-                let has_bridge = rtx
+                let (params, version) = storage.check_meta(&meta)?;
+                storage.params = params;
+                let tables: Vec<String> = rtx
                     .list_tables()
                     .ctx("listing tables")?
-                    .any(|t| t.name() == BRIDGE.name());
+                    .map(|t| t.name().to_owned())
+                    .collect();
+                let has = |name: &str| tables.iter().any(|t| t == name);
+                let (has_bridge, old_receipts) = (has(BRIDGE.name()), has(RECEIPTS_BY_ID.name()));
                 drop(meta);
                 drop(rtx);
                 if !has_bridge {
                     storage.create_bridge_table()?;
+                }
+                // Schema 2, or a migration to 3 that a crash or stop cut short.
+                if version == 2 || old_receipts {
+                    storage.migrate_receipts(MIGRATION_CHUNK)?;
                 }
             }
             Err(TableError::TableDoesNotExist(_)) => {
@@ -595,17 +609,19 @@ impl Storage {
         Ok(storage)
     }
 
-    /// Checks an existing file's schema version and chain id; returns its recorded parameters.
+    /// Checks an existing file's schema version and chain id; returns its recorded parameters and
+    /// its version (this one's, or 2, which `init` migrates).
     fn check_meta(
         &self,
         meta: &impl ReadableTable<&'static str, &'static [u8]>,
-    ) -> Result<ChainParams, StorageError> {
+    ) -> Result<(ChainParams, u32), StorageError> {
         // Version first: a file from another schema may not even encode the chain id the same way.
         let version: u32 = match meta.get(META_SCHEMA_VERSION).ctx("reading meta")? {
             Some(g) => decode("meta", META_SCHEMA_VERSION, g.value())?,
             None => return Err(StorageError::Corrupt("meta has no schema_version".into())),
         };
-        if version != SCHEMA_VERSION {
+        // Version 2 differs only in how receipts are keyed: `init` migrates it.
+        if version != SCHEMA_VERSION && version != 2 {
             return Err(StorageError::SchemaMismatch {
                 found: version,
                 expected: SCHEMA_VERSION,
@@ -631,7 +647,7 @@ impl Storage {
                 params.chain_id
             )));
         }
-        Ok(params)
+        Ok((params, version))
     }
 
     /// Creates every table and stores the chain parameters and the genesis block (which commits
@@ -659,7 +675,7 @@ impl Storage {
                 .ctx("writing genesis")?;
             // The remaining tables start empty but must exist, so reads never meet a missing table.
             txn.open_table(TX_LOCATIONS).ctx("creating tx_locations")?;
-            txn.open_table(RECEIPTS).ctx("creating receipts")?;
+            txn.open_table(RECEIPTS).ctx("creating block_receipts")?;
             txn.open_table(CONTRACTS).ctx("creating contracts")?;
             txn.open_table(CODE).ctx("creating code")?;
             txn.open_table(CONTRACT_STATE)
@@ -678,6 +694,62 @@ impl Storage {
             hash = %genesis.hash(),
             params_hash = %self.params.hash(),
             "created new chain database with genesis block"
+        );
+        Ok(())
+    }
+
+    /// Schema 2 -> 3: moves every receipt from `receipts` (by tx id) to `block_receipts` (by
+    /// the position `tx_locations` gives), then deletes the old table. In chunks of
+    /// `chunk_size` receipts ([`MIGRATION_CHUNK`] on open), each its own write transaction; the first also records
+    /// schema 3, so an older binary refuses a half-migrated file instead of missing receipts,
+    /// and an open that finds the old table still there (a crash mid-way) carries on from where
+    /// it stopped: each chunk removes the rows it moved.
+    fn migrate_receipts(&self, chunk_size: usize) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let mut moved = 0u64;
+        tracing::info!("migrating storage schema 2 to 3: receipts keyed by block position");
+        loop {
+            let done = self.write_all("migrating receipts", |txn| {
+                txn.open_table(META)
+                    .ctx("opening meta")?
+                    .insert(META_SCHEMA_VERSION, encode(&SCHEMA_VERSION).as_slice())
+                    .ctx("writing meta")?;
+                let locations = txn.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
+                let mut old = txn.open_table(RECEIPTS_BY_ID).ctx("opening receipts")?;
+                let mut new = txn.open_table(RECEIPTS).ctx("opening block_receipts")?;
+                let mut chunk = Vec::with_capacity(chunk_size);
+                for item in old.iter().ctx("reading receipts")?.take(chunk_size) {
+                    let (k, v) = item.ctx("reading receipts")?;
+                    chunk.push((*k.value(), v.value().to_vec()));
+                }
+                for (id, receipt) in &chunk {
+                    let Some(at) = locations.get(id).ctx("reading tx_locations")? else {
+                        return Err(StorageError::Corrupt(format!(
+                            "receipts holds tx {} which tx_locations does not know",
+                            Hash(*id)
+                        )));
+                    };
+                    new.insert(at.value(), receipt.as_slice())
+                        .ctx("writing block_receipts")?;
+                    old.remove(id).ctx("removing receipts")?;
+                }
+                let done = chunk.len() < chunk_size;
+                drop((old, new, locations));
+                if done {
+                    txn.delete_table(RECEIPTS_BY_ID).ctx("deleting receipts")?;
+                }
+                Ok((chunk.len() as u64, done))
+            })?;
+            moved += done.0;
+            if done.1 {
+                break;
+            }
+            tracing::info!(moved, "migrating receipts");
+        }
+        tracing::info!(
+            receipts = moved,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "migrated storage schema 2 to 3"
         );
         Ok(())
     }
@@ -771,11 +843,30 @@ impl Storage {
     /// The receipt of a committed transaction.
     pub fn receipt(&self, id: &Hash) -> Result<Option<Receipt>, StorageError> {
         let rtx = self.begin_read()?;
-        let t = rtx.open_table(RECEIPTS).ctx("opening receipts")?;
-        match t.get(&id.0).ctx("reading receipts")? {
-            Some(g) => Ok(Some(decode("receipts", id, g.value())?)),
-            None => Ok(None),
+        let locations = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
+        let Some((height, index)) = locations
+            .get(&id.0)
+            .ctx("reading tx_locations")?
+            .map(|g| g.value())
+        else {
+            return Ok(None);
+        };
+        let t = rtx.open_table(RECEIPTS).ctx("opening block_receipts")?;
+        let receipt: Receipt = match t.get((height, index)).ctx("reading block_receipts")? {
+            Some(g) => decode("block_receipts", id, g.value())?,
+            None => {
+                return Err(StorageError::Corrupt(format!(
+                    "tx {id} is at height {height} index {index}, which has no receipt"
+                )));
+            }
+        };
+        if receipt.tx_id != *id {
+            return Err(StorageError::Corrupt(format!(
+                "the receipt at height {height} index {index} is tx {}'s, not {id}'s",
+                receipt.tx_id
+            )));
         }
+        Ok(Some(receipt))
     }
 
     /// The receipts of the block at `height`, in block order; empty if there is no such block.
@@ -785,18 +876,31 @@ impl Storage {
         else {
             return Ok(Vec::new());
         };
-        let t = rtx.open_table(RECEIPTS).ctx("opening receipts")?;
+        let t = rtx.open_table(RECEIPTS).ctx("opening block_receipts")?;
         block
             .txs
             .iter()
-            .map(|tx| {
+            .enumerate()
+            .map(|(index, tx)| {
                 let id = tx.tx.id();
-                match t.get(&id.0).ctx("reading receipts")? {
-                    Some(g) => decode("receipts", id, g.value()),
-                    None => Err(StorageError::Corrupt(format!(
-                        "block {height} holds tx {id} but receipts has no entry for it"
-                    ))),
+                // A block holds at most u32::MAX transactions (`write_block` checks it).
+                let at = (height, index as u32);
+                let receipt: Receipt = match t.get(at).ctx("reading block_receipts")? {
+                    Some(g) => decode("block_receipts", id, g.value())?,
+                    None => {
+                        return Err(StorageError::Corrupt(format!(
+                            "block {height} holds tx {id} at index {index} but block_receipts \
+                             has no entry there"
+                        )));
+                    }
+                };
+                if receipt.tx_id != id {
+                    return Err(StorageError::Corrupt(format!(
+                        "block {height} index {index} holds tx {id} but its receipt is tx {}'s",
+                        receipt.tx_id
+                    )));
                 }
+                Ok(receipt)
             })
             .collect()
     }
@@ -1018,18 +1122,19 @@ impl Storage {
             for (index, (id, receipt)) in ids.iter().zip(&encoded.receipts).enumerate() {
                 // Checked above that the count fits in u32.
                 let index = index as u32;
+                let at = (height, index);
                 // The previous value tells us about duplicates (already committed, or twice in
                 // this block) without a separate lookup.
                 if locations
-                    .insert(&id.0, (height, index))
+                    .insert(&id.0, at)
                     .ctx("writing tx_locations")?
                     .is_some()
                 {
                     return Err(StorageError::DuplicateTx(*id));
                 }
                 receipts_t
-                    .insert(&id.0, receipt.as_slice())
-                    .ctx("writing receipts")?;
+                    .insert(at, receipt.as_slice())
+                    .ctx("writing block_receipts")?;
             }
         }
         Self::apply_writes(txn, writes)?;

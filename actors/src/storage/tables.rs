@@ -36,8 +36,16 @@ pub(super) const BLOCK_INDEX: TableDefinition<'static, Key32, u64> =
 /// Tx id -> (block height, index in the block).
 pub(super) const TX_LOCATIONS: TableDefinition<'static, Key32, (u64, u32)> =
     TableDefinition::new("tx_locations");
-/// Tx id -> `encode(Receipt)`.
-pub(super) const RECEIPTS: TableDefinition<'static, Key32, &[u8]> =
+/// (block height, index in the block) -> `encode(Receipt)` (schema 3). Keyed by position, not
+/// by tx id: a block's receipts are appended at the right edge of the tree, a few pages per
+/// block, where id-keyed rows land on a random leaf each (the ids are hashes), which made every
+/// block rewrite one 4 KiB page per transaction once the table outgrew the block. A receipt by
+/// id is `TX_LOCATIONS` then this table.
+pub(super) const RECEIPTS: TableDefinition<'static, (u64, u32), &[u8]> =
+    TableDefinition::new("block_receipts");
+/// Tx id -> `encode(Receipt)`: receipts as schema 2 kept them. Read only by the migration to
+/// schema 3 (`Storage::migrate_receipts`), which empties it and then deletes it.
+pub(super) const RECEIPTS_BY_ID: TableDefinition<'static, Key32, &[u8]> =
     TableDefinition::new("receipts");
 /// Contract address -> `encode(ContractInfo)`.
 pub(super) const CONTRACTS: TableDefinition<'static, Key32, &[u8]> =

@@ -29,6 +29,52 @@ impl Storage {
         txn.commit().unwrap();
     }
 
+    /// Rewrites receipts as schema 2 kept them (by tx id, in `receipts`): all of them with
+    /// version 2 recorded (`moved: None`), or, to fake a migration cut short, only those at
+    /// `index >= keep` of each block, leaving the rest where schema 3 keeps them.
+    fn receipts_to_v2(&self, keep: Option<u32>) {
+        let txn = self.db.begin_write().unwrap();
+        {
+            let mut new = txn.open_table(RECEIPTS).unwrap();
+            let mut old = txn.open_table(RECEIPTS_BY_ID).unwrap();
+            let rows: Vec<((u64, u32), Vec<u8>)> = new
+                .iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            for ((h, i), v) in rows {
+                if keep.is_some_and(|keep| i < keep) {
+                    continue;
+                }
+                let r: Receipt = decode_trusted(&v).unwrap();
+                old.insert(&r.tx_id.0, v.as_slice()).unwrap();
+                new.remove((h, i)).unwrap();
+            }
+        }
+        if keep.is_none() {
+            txn.delete_table(RECEIPTS).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA_VERSION, encode(&2u32).as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    fn schema_version(&self) -> u32 {
+        let rtx = self.db.begin_read().unwrap();
+        let meta = rtx.open_table(META).unwrap();
+        decode_trusted(meta.get(META_SCHEMA_VERSION).unwrap().unwrap().value()).unwrap()
+    }
+
+    fn has_table(&self, name: &str) -> bool {
+        let rtx = self.db.begin_read().unwrap();
+        rtx.list_tables().unwrap().any(|t| t.name() == name)
+    }
+
     /// Removes a raw meta entry (to fake a file from another version).
     fn remove_meta_raw(&self, key: &str) {
         let txn = self.db.begin_write().unwrap();
@@ -436,7 +482,7 @@ fn open_checks_schema_version_and_chain_id() {
         ) => {
             let msg = e.to_string();
             assert!(
-                msg.contains("version 99 found, this node needs 2") && msg.contains("newer"),
+                msg.contains("version 99 found, this node needs 3") && msg.contains("newer"),
                 "{msg}"
             );
             assert!(msg.contains("data_dir"), "{msg}");
@@ -678,12 +724,12 @@ fn schema_v1_data_dir_is_refused_with_what_to_do() {
         Err(
             e @ StorageError::SchemaMismatch {
                 found: 1,
-                expected: 2,
+                expected: SCHEMA_VERSION,
             },
         ) => {
             let msg = e.to_string();
             for part in [
-                "storage schema version 1 found, this node needs 2",
+                "storage schema version 1 found, this node needs 3",
                 "cannot be upgraded in place",
                 "accumen version that wrote it",
                 "start a new chain",
@@ -699,6 +745,83 @@ fn schema_v1_data_dir_is_refused_with_what_to_do() {
         Storage::open(&path, &params()),
         Err(StorageError::SchemaMismatch { found: 1, .. })
     ));
+}
+
+#[test]
+fn a_schema_2_data_dir_is_migrated_to_receipts_by_position_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    let before = {
+        let s = Storage::open(&path, &params()).unwrap();
+        commit_two(&s);
+        let before = observe(&s);
+        s.receipts_to_v2(None);
+        assert_eq!(s.schema_version(), 2);
+        assert!(!s.has_table(RECEIPTS.name()));
+        before
+    };
+    let s = Storage::open(&path, &params()).unwrap();
+    assert_eq!(s.schema_version(), SCHEMA_VERSION);
+    assert!(!s.has_table(RECEIPTS_BY_ID.name()), "the old table is gone");
+    assert_eq!(observe(&s), before, "every receipt, block and state as before");
+    assert_eq!(s.block_receipts(1).unwrap().len(), 2);
+    // The chain goes on in the new layout.
+    let head = s.head().unwrap();
+    let (b3, r3) = make_block(&head, vec![call_tx(&kp(2), 0)], &WriteSet::default());
+    s.commit_block(&b3, &r3, &WriteSet::default()).unwrap();
+    assert_eq!(s.receipt(&b3.txs[0].tx.id()).unwrap(), Some(r3[0].clone()));
+}
+
+#[test]
+fn a_migration_cut_short_is_finished_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    let before = {
+        let s = Storage::open(&path, &params()).unwrap();
+        commit_two(&s);
+        let before = observe(&s);
+        // What a crash after the first chunk leaves: version 3 recorded, block 1's first
+        // receipt moved, the others still keyed by id.
+        s.receipts_to_v2(Some(1));
+        assert_eq!(s.schema_version(), SCHEMA_VERSION);
+        assert!(s.has_table(RECEIPTS_BY_ID.name()));
+        before
+    };
+    let s = Storage::open(&path, &params()).unwrap();
+    assert!(!s.has_table(RECEIPTS_BY_ID.name()));
+    assert_eq!(observe(&s), before);
+}
+
+#[test]
+fn the_migration_moves_receipts_chunk_by_chunk() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    commit_two(&s);
+    let before = observe(&s);
+    s.receipts_to_v2(None);
+    // One receipt per write transaction: three chunks and an empty one that ends it.
+    s.migrate_receipts(1).unwrap();
+    assert_eq!(s.schema_version(), SCHEMA_VERSION);
+    assert!(!s.has_table(RECEIPTS_BY_ID.name()));
+    assert_eq!(observe(&s), before);
+}
+
+#[test]
+fn a_schema_2_receipt_without_a_location_stops_the_migration_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    {
+        let s = Storage::open(&path, &params()).unwrap();
+        commit_two(&s);
+        s.receipts_to_v2(None);
+        let txn = s.db.begin_write().unwrap();
+        let id = call_tx(&kp(1), 0).tx.id();
+        txn.open_table(TX_LOCATIONS).unwrap().remove(&id.0).unwrap();
+        txn.commit().unwrap();
+    }
+    match Storage::open(&path, &params()) {
+        Err(StorageError::Corrupt(msg)) => assert!(msg.contains("tx_locations"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }
 
 #[test]
