@@ -1119,22 +1119,29 @@ impl Storage {
         {
             let mut locations = txn.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
             let mut receipts_t = txn.open_table(RECEIPTS).ctx("opening receipts")?;
-            for (index, (id, receipt)) in ids.iter().zip(&encoded.receipts).enumerate() {
+            // Receipts in block order: appended at the right edge of their table.
+            for (index, receipt) in encoded.receipts.iter().enumerate() {
                 // Checked above that the count fits in u32.
-                let index = index as u32;
-                let at = (height, index);
+                receipts_t
+                    .insert((height, index as u32), receipt.as_slice())
+                    .ctx("writing block_receipts")?;
+            }
+            // Locations in id order: the ids are hashes, so block order is random order for
+            // this table; sorted, consecutive inserts walk the tree left to right and find
+            // their path and leaf in the cache instead of a random one each time.
+            let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+            order.sort_unstable_by_key(|&i| ids[i as usize].0);
+            for index in order {
+                let id = &ids[index as usize];
                 // The previous value tells us about duplicates (already committed, or twice in
                 // this block) without a separate lookup.
                 if locations
-                    .insert(&id.0, at)
+                    .insert(&id.0, (height, index))
                     .ctx("writing tx_locations")?
                     .is_some()
                 {
                     return Err(StorageError::DuplicateTx(*id));
                 }
-                receipts_t
-                    .insert(at, receipt.as_slice())
-                    .ctx("writing block_receipts")?;
             }
         }
         Self::apply_writes(txn, writes)?;
