@@ -162,7 +162,7 @@ pub(super) fn answer(
     state: &State,
     req: &actix_web::HttpRequest,
     status: actix_web::http::StatusCode,
-    v: &Value,
+    v: &impl serde::Serialize,
 ) -> ApiResult<HttpResponse> {
     let bytes = json_bytes(v)?;
     let mut res = HttpResponse::build(status);

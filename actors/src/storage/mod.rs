@@ -813,6 +813,14 @@ impl Storage {
         read_block(&rtx.open_table(BLOCKS).ctx("opening blocks")?, h)
     }
 
+    /// The block at height `h` in its canonical encoding, as stored (checked when it was
+    /// committed), for answers that pass it on without looking inside (`/v1/sync/blocks`).
+    pub fn block_bytes(&self, h: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let rtx = self.begin_read()?;
+        let t = rtx.open_table(BLOCKS).ctx("opening blocks")?;
+        Ok(t.get(h).ctx("reading blocks")?.map(|g| g.value().to_vec()))
+    }
+
     /// The block with this hash, if committed.
     pub fn block_by_hash(&self, h: &Hash) -> Result<Option<Block>, StorageError> {
         let rtx = self.begin_read()?;
