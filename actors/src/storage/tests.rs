@@ -763,7 +763,11 @@ fn a_schema_2_data_dir_is_migrated_to_receipts_by_position_on_open() {
     let s = Storage::open(&path, &params()).unwrap();
     assert_eq!(s.schema_version(), SCHEMA_VERSION);
     assert!(!s.has_table(RECEIPTS_BY_ID.name()), "the old table is gone");
-    assert_eq!(observe(&s), before, "every receipt, block and state as before");
+    assert_eq!(
+        observe(&s),
+        before,
+        "every receipt, block and state as before"
+    );
     assert_eq!(s.block_receipts(1).unwrap().len(), 2);
     // The chain goes on in the new layout.
     let head = s.head().unwrap();
