@@ -68,7 +68,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::types::{Action, Address, Hash, PublicKey, VerifiedTx};
+use crate::types::{Action, Address, FastMap, Hash, PublicKey, VerifiedTx};
 use crate::vm::DropReason;
 
 /// Priority bands: `priority` values above `BANDS - 1` count as the top band.
@@ -329,8 +329,8 @@ fn first_gap(txs: &BTreeMap<u64, Hash>, from: u64) -> u64 {
 #[derive(Debug)]
 pub struct Pool {
     config: PoolConfig,
-    entries: HashMap<Hash, Entry>,
-    accounts: HashMap<PublicKey, Account>,
+    entries: FastMap<Hash, Entry>,
+    accounts: FastMap<PublicKey, Account>,
     ready: BTreeMap<ReadyKey, Hash>,
     victims: BTreeMap<VictimKey, PublicKey>,
     sizes: BTreeMap<SizeKey, PublicKey>,
@@ -350,8 +350,8 @@ impl Pool {
     pub fn new(config: PoolConfig) -> Pool {
         Pool {
             config,
-            entries: HashMap::new(),
-            accounts: HashMap::new(),
+            entries: FastMap::default(),
+            accounts: FastMap::default(),
             ready: BTreeMap::new(),
             victims: BTreeMap::new(),
             sizes: BTreeMap::new(),
@@ -1315,7 +1315,9 @@ impl Pool {
 }
 
 /// `Pool::shrink_if_sparse` for one map.
-fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) -> bool {
+fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, S>,
+) -> bool {
     let keep = map.len().max(SHRINK_FLOOR);
     if map.capacity() <= keep.saturating_mul(4) {
         return false;

@@ -39,7 +39,7 @@ use redb::{
 
 use super::health::StorageHealth;
 use super::{Ctx, Storage, StorageError};
-use crate::types::{Hash, SignedTx, decode_trusted, encode};
+use crate::types::{FastMap, Hash, SignedTx, decode_trusted, encode};
 
 /// Arrival sequence -> `encode(SignedTx)`.
 const PENDING: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("pending");
@@ -80,7 +80,7 @@ pub struct JournalStore {
     path: Option<PathBuf>,
     health: Arc<StorageHealth>,
     /// Id -> sequence of every row; the lock also serializes writes.
-    index: Mutex<HashMap<Hash, u64>>,
+    index: Mutex<FastMap<Hash, u64>>,
 }
 
 impl std::fmt::Debug for JournalStore {
@@ -172,9 +172,9 @@ impl JournalStore {
             db,
             path,
             health,
-            index: Mutex::new(HashMap::new()),
+            index: Mutex::new(FastMap::default()),
         };
-        let mut index = HashMap::new();
+        let mut index = FastMap::default();
         for (seq, tx) in store.load()? {
             index.insert(tx.tx.id(), seq);
         }
@@ -182,7 +182,7 @@ impl JournalStore {
         Ok(store)
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, u64>> {
+    fn index(&self) -> std::sync::MutexGuard<'_, FastMap<Hash, u64>> {
         // The map is only replaced whole after a commit; a poisoned lock still holds a map
         // that matches the file.
         self.index.lock().unwrap_or_else(|p| p.into_inner())
@@ -218,7 +218,7 @@ impl JournalStore {
         }
         let mut index = self.index();
         // Changes to the index, applied only once the transaction commits.
-        let mut overlay: HashMap<Hash, Option<u64>> = HashMap::new();
+        let mut overlay: FastMap<Hash, Option<u64>> = FastMap::default();
         let txn = self.db.begin_write().ctx("beginning journal write")?;
         {
             let mut t = txn.open_table(PENDING).ctx("opening journal pending")?;
