@@ -17,7 +17,7 @@
 //! Invariants:
 //! - Read only: the check itself writes nothing to the checked file (the replay writes its own
 //!   in-memory store); opening it is a node's open (`Storage::open_existing`), which lets redb
-//!   recover a file that was not closed cleanly.
+//!   recover a file that was not closed cleanly and migrates a schema-2 file to schema 3.
 //! - Every problem is reported with what it concerns (height, table, key) and the check goes
 //!   on, except that a block that cannot be re-executed ends the replay (no later state can be
 //!   computed without it) and the state comparison is then skipped.

@@ -747,19 +747,32 @@ fn schema_v1_data_dir_is_refused_with_what_to_do() {
     ));
 }
 
+/// A data file with `commit_two`'s blocks whose receipts `receipts_to_v2(keep)` moved back to
+/// schema 2's table; with what `observe` saw before, and the file's path.
+fn v2_file(dir: &tempfile::TempDir, keep: Option<u32>) -> (std::path::PathBuf, String) {
+    let path = dir.path().join("accumen.redb");
+    let s = Storage::open(&path, &params()).unwrap();
+    commit_two(&s);
+    let before = observe(&s);
+    s.receipts_to_v2(keep);
+    if keep.is_none() {
+        assert_eq!(s.schema_version(), 2);
+        assert!(!s.has_table(RECEIPTS.name()));
+    } else {
+        assert_eq!(s.schema_version(), SCHEMA_VERSION);
+    }
+    assert!(s.has_table(RECEIPTS_BY_ID.name()));
+    (path, before)
+}
+
 #[test]
 fn a_schema_2_data_dir_is_migrated_to_receipts_by_position_on_open() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("accumen.redb");
-    let before = {
-        let s = Storage::open(&path, &params()).unwrap();
-        commit_two(&s);
-        let before = observe(&s);
-        s.receipts_to_v2(None);
-        assert_eq!(s.schema_version(), 2);
-        assert!(!s.has_table(RECEIPTS.name()));
-        before
-    };
+    let (path, before) = v2_file(&dir, None);
+    {
+        let s = Storage::open_existing(&path).unwrap();
+        assert_eq!(s.schema_version(), SCHEMA_VERSION, "opening migrated it");
+    }
     let s = Storage::open(&path, &params()).unwrap();
     assert_eq!(s.schema_version(), SCHEMA_VERSION);
     assert!(!s.has_table(RECEIPTS_BY_ID.name()), "the old table is gone");
@@ -779,18 +792,9 @@ fn a_schema_2_data_dir_is_migrated_to_receipts_by_position_on_open() {
 #[test]
 fn a_migration_cut_short_is_finished_on_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("accumen.redb");
-    let before = {
-        let s = Storage::open(&path, &params()).unwrap();
-        commit_two(&s);
-        let before = observe(&s);
-        // What a crash after the first chunk leaves: version 3 recorded, block 1's first
-        // receipt moved, the others still keyed by id.
-        s.receipts_to_v2(Some(1));
-        assert_eq!(s.schema_version(), SCHEMA_VERSION);
-        assert!(s.has_table(RECEIPTS_BY_ID.name()));
-        before
-    };
+    // What a crash after the first chunk leaves: version 3 recorded, block 1's first receipt
+    // moved, the others still keyed by id.
+    let (path, before) = v2_file(&dir, Some(1));
     let s = Storage::open(&path, &params()).unwrap();
     assert!(!s.has_table(RECEIPTS_BY_ID.name()));
     assert_eq!(observe(&s), before);
