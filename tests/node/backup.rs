@@ -1,7 +1,8 @@
 //! Backups of a real node: one taken over the admin listener while transactions flow restores
 //! elsewhere and starts on the same chain and state; `db check` passes on a good data dir and
 //! names a flipped byte; restore refuses a data dir that holds a database; a tar of a STOPPED
-//! node's data dir (the seed runbook's way) restores too.
+//! node's data dir (the seed runbook's way) restores too; a data dir left by the previous
+//! storage schema (2) is migrated at start and serves the same chain and receipts.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -367,4 +368,49 @@ fn committed_rows_left_in_the_journal_file_by_a_kill_are_dropped_at_restart() {
     let check = run_ok(&["db", "check", "--config", s(&config)]);
     assert_eq!(check["problem_count"], 0, "{check}");
     assert_eq!(check["journal_rows"], 0, "forgotten at restart: {check}");
+}
+
+#[test]
+fn a_schema_2_data_dir_is_migrated_at_start_and_serves_the_same_chain_and_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start_in(dir.path(), PERSISTENT, &[]);
+    let mut deployer = Sender::new(1);
+    let counter = deploy(&node, &mut deployer, fixture("counter"));
+    let last = submit_ok(&node, &deployer.call(counter, "increment", &[]));
+    let status = node.wait_included(&last);
+    let height = node.height();
+    let chain = hashes(&node, height);
+    let value = count(&node, &counter);
+    node.terminate();
+
+    // The data dir as the previous version (storage schema 2: receipts keyed by tx id) left it.
+    {
+        let db = accumen_actors::storage::Storage::open_existing(&dir.path().join("accumen.redb"))
+            .unwrap();
+        db.receipts_to_schema_2(None).unwrap();
+    }
+
+    let mut node = TestNode::start_in(dir.path(), PERSISTENT, &[]);
+    let line = node
+        .find_log("migrated storage schema 2 to 3")
+        .unwrap_or_else(|| panic!("no migration line:\n{}", node.logs()));
+    assert!(
+        line.contains("receipts=2"),
+        "the deploy's and the call's: {line}"
+    );
+    assert_eq!(hashes(&node, height), chain);
+    assert_eq!(node.get(&format!("/v1/tx/{last}")).1, status);
+    assert_eq!(count(&node, &counter), value);
+    // The chain goes on, and its new receipts are served too.
+    let next = submit_ok(&node, &deployer.call(counter, "increment", &[]));
+    assert_eq!(node.wait_included(&next)["receipt"]["status"], "success");
+    node.terminate();
+
+    // Migrated once: a second start has nothing to move, and the data dir checks clean.
+    let mut node = TestNode::start_in(dir.path(), PERSISTENT, &[]);
+    assert!(node.find_log("migrat").is_none(), "{}", node.logs());
+    node.terminate();
+    let config = dir.path().join("node.yaml");
+    let check = run_ok(&["db", "check", "--config", s(&config)]);
+    assert_eq!(check["problem_count"], 0, "{check}");
 }

@@ -754,6 +754,42 @@ impl Storage {
         Ok(())
     }
 
+    /// Test hook: rewrites receipts as schema 2 kept them (by tx id, in `receipts`): all of
+    /// them, with version 2 recorded (`keep: None`), or, to fake a migration cut short, only
+    /// those at `index >= keep` of each block, leaving the rest where schema 3 keeps them. For
+    /// the migration tests (unit and whole-node): a data dir as the previous version left it.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn receipts_to_schema_2(&self, keep: Option<u32>) -> Result<(), StorageError> {
+        self.write_all("rewriting receipts as schema 2", |txn| {
+            {
+                let mut new = txn.open_table(RECEIPTS).ctx("opening block_receipts")?;
+                let mut old = txn.open_table(RECEIPTS_BY_ID).ctx("opening receipts")?;
+                let mut rows: Vec<((u64, u32), Vec<u8>)> = Vec::new();
+                for row in new.iter().ctx("reading block_receipts")? {
+                    let (k, v) = row.ctx("reading block_receipts")?;
+                    rows.push((k.value(), v.value().to_vec()));
+                }
+                for ((h, i), v) in rows {
+                    if keep.is_some_and(|keep| i < keep) {
+                        continue;
+                    }
+                    let r: Receipt = decode("block_receipts", h, &v)?;
+                    old.insert(&r.tx_id.0, v.as_slice())
+                        .ctx("writing receipts")?;
+                    new.remove((h, i)).ctx("removing block_receipts")?;
+                }
+            }
+            if keep.is_none() {
+                txn.delete_table(RECEIPTS).ctx("deleting block_receipts")?;
+                txn.open_table(META)
+                    .ctx("opening meta")?
+                    .insert(META_SCHEMA_VERSION, encode(&2u32).as_slice())
+                    .ctx("writing meta")?;
+            }
+            Ok(())
+        })
+    }
+
     /// Adds the `bridge` table to a schema-2 file made before it existed (see `SCHEMA_VERSION`),
     /// so every read can rely on it.
     fn create_bridge_table(&self) -> Result<(), StorageError> {

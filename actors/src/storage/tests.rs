@@ -29,41 +29,6 @@ impl Storage {
         txn.commit().unwrap();
     }
 
-    /// Rewrites receipts as schema 2 kept them (by tx id, in `receipts`): all of them with
-    /// version 2 recorded (`moved: None`), or, to fake a migration cut short, only those at
-    /// `index >= keep` of each block, leaving the rest where schema 3 keeps them.
-    fn receipts_to_v2(&self, keep: Option<u32>) {
-        let txn = self.db.begin_write().unwrap();
-        {
-            let mut new = txn.open_table(RECEIPTS).unwrap();
-            let mut old = txn.open_table(RECEIPTS_BY_ID).unwrap();
-            let rows: Vec<((u64, u32), Vec<u8>)> = new
-                .iter()
-                .unwrap()
-                .map(|r| {
-                    let (k, v) = r.unwrap();
-                    (k.value(), v.value().to_vec())
-                })
-                .collect();
-            for ((h, i), v) in rows {
-                if keep.is_some_and(|keep| i < keep) {
-                    continue;
-                }
-                let r: Receipt = decode_trusted(&v).unwrap();
-                old.insert(&r.tx_id.0, v.as_slice()).unwrap();
-                new.remove((h, i)).unwrap();
-            }
-        }
-        if keep.is_none() {
-            txn.delete_table(RECEIPTS).unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert(META_SCHEMA_VERSION, encode(&2u32).as_slice())
-                .unwrap();
-        }
-        txn.commit().unwrap();
-    }
-
     fn schema_version(&self) -> u32 {
         let rtx = self.db.begin_read().unwrap();
         let meta = rtx.open_table(META).unwrap();
@@ -754,7 +719,7 @@ fn v2_file(dir: &tempfile::TempDir, keep: Option<u32>) -> (std::path::PathBuf, S
     let s = Storage::open(&path, &params()).unwrap();
     commit_two(&s);
     let before = observe(&s);
-    s.receipts_to_v2(keep);
+    s.receipts_to_schema_2(keep).unwrap();
     if keep.is_none() {
         assert_eq!(s.schema_version(), 2);
         assert!(!s.has_table(RECEIPTS.name()));
@@ -805,7 +770,7 @@ fn the_migration_moves_receipts_chunk_by_chunk() {
     let s = Storage::in_memory(CHAIN).unwrap();
     commit_two(&s);
     let before = observe(&s);
-    s.receipts_to_v2(None);
+    s.receipts_to_schema_2(None).unwrap();
     // One receipt per write transaction: three chunks and an empty one that ends it.
     s.migrate_receipts(1).unwrap();
     assert_eq!(s.schema_version(), SCHEMA_VERSION);
@@ -820,7 +785,7 @@ fn a_schema_2_receipt_without_a_location_stops_the_migration_as_corrupt() {
     {
         let s = Storage::open(&path, &params()).unwrap();
         commit_two(&s);
-        s.receipts_to_v2(None);
+        s.receipts_to_schema_2(None).unwrap();
         let txn = s.db.begin_write().unwrap();
         let id = call_tx(&kp(1), 0).tx.id();
         txn.open_table(TX_LOCATIONS).unwrap().remove(&id.0).unwrap();
