@@ -583,12 +583,9 @@ pub async fn tx_status(
     req: actix_web::HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let id = parse_hash(&path, "transaction hash")?;
-    if let Some((height, index)) = state.storage.tx_location(&id).map_err(storage_err)? {
-        let receipt = state
-            .storage
-            .receipt(&id)
-            .map_err(storage_err)?
-            .ok_or_else(|| ApiError::internal("receipt missing for an included transaction"))?;
+    if let Some(((height, index), receipt)) =
+        state.storage.located_receipt(&id).map_err(storage_err)?
+    {
         return answer(
             &state,
             &req,

@@ -353,6 +353,9 @@ fn read_block(
     }
 }
 
+/// Where a committed transaction is: (block height, index in the block).
+pub type TxLocation = (u64, u32);
+
 /// Which redb backend a `Storage` runs on (for logs and `Debug`).
 #[derive(Debug, Clone)]
 enum Backend {
@@ -886,6 +889,15 @@ impl Storage {
 
     /// The receipt of a committed transaction.
     pub fn receipt(&self, id: &Hash) -> Result<Option<Receipt>, StorageError> {
+        Ok(self.located_receipt(id)?.map(|(_, r)| r))
+    }
+
+    /// Where a committed transaction is (block height, index) and its receipt, from one read
+    /// transaction: the location is read once (it also keys the receipt).
+    pub fn located_receipt(
+        &self,
+        id: &Hash,
+    ) -> Result<Option<(TxLocation, Receipt)>, StorageError> {
         let rtx = self.begin_read()?;
         let locations = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
         let Some((height, index)) = locations
@@ -910,7 +922,7 @@ impl Storage {
                 receipt.tx_id
             )));
         }
-        Ok(Some(receipt))
+        Ok(Some(((height, index), receipt)))
     }
 
     /// The receipts of the block at `height`, in block order; empty if there is no such block.
