@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use accumen_actors::chain::Head;
-use accumen_actors::chain::sync::{MAX_BATCH_BYTES, SyncState, SyncStatus, encode_answer_raw};
+use accumen_actors::chain::sync::{MAX_BATCH_BYTES, SyncState, SyncStatus, encode_answer};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -152,6 +152,6 @@ pub async fn blocks(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     // The stored bytes as they are: the canonical encoding, checked when the block was
     // committed; decoding and re-encoding them cost more than the rest of the answer.
     let blocks = (p.from..=last).map_while(|h| storage.block_bytes(h).ok().flatten());
-    let answer = encode_answer_raw(head, blocks, MAX_BATCH_BYTES);
+    let answer = encode_answer(head, blocks, MAX_BATCH_BYTES);
     super::handlers::answer(&state, &req, actix_web::http::StatusCode::OK, &answer)
 }

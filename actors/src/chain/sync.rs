@@ -128,22 +128,9 @@ pub fn parse_batch(body: &[u8], from: u64, asked: u32) -> Result<Batch, SyncErro
 }
 
 /// Encodes blocks as a [`SyncAnswer`] (the sequencer's side), stopping before `max_bytes` of
-/// hex once at least one block is in.
-pub fn encode_answer(
-    sequencer_height: u64,
-    blocks: impl IntoIterator<Item = Block>,
-    max_bytes: usize,
-) -> SyncAnswer {
-    encode_answer_raw(
-        sequencer_height,
-        blocks.into_iter().map(|b| b.encode()),
-        max_bytes,
-    )
-}
-
-/// [`encode_answer`] from blocks already in their canonical encoding (as storage keeps them:
-/// `Storage::block_bytes`), so serving a block costs no decode and re-encode.
-pub fn encode_answer_raw<B: AsRef<[u8]>>(
+/// hex once at least one block is in. The blocks come in their canonical encoding, as storage
+/// keeps them (`Storage::block_bytes`), so serving one costs no decode and re-encode.
+pub fn encode_answer<B: AsRef<[u8]>>(
     sequencer_height: u64,
     encoded: impl IntoIterator<Item = B>,
     max_bytes: usize,
@@ -336,7 +323,7 @@ mod tests {
     #[test]
     fn an_answer_round_trips() {
         let blocks = chain(3);
-        let a = encode_answer(7, blocks.clone(), MAX_BATCH_BYTES);
+        let a = encode_answer(7, blocks.iter().map(Block::encode), MAX_BATCH_BYTES);
         let b = parse_batch(&body(&a), 1, 3).unwrap();
         assert_eq!(b.sequencer_height, 7);
         assert_eq!(b.blocks, blocks);
@@ -351,7 +338,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_keeps_at_least_one_block() {
-        let a = encode_answer(3, chain(3), 1);
+        let a = encode_answer(3, chain(3).iter().map(Block::encode), 1);
         assert_eq!(a.blocks.len(), 1);
     }
 
@@ -359,7 +346,7 @@ mod tests {
     fn a_skipped_height_is_refused() {
         let mut blocks = chain(3);
         blocks.remove(1);
-        let a = encode_answer(3, blocks, MAX_BATCH_BYTES);
+        let a = encode_answer(3, blocks.iter().map(Block::encode), MAX_BATCH_BYTES);
         let e = parse_batch(&body(&a), 1, 3).unwrap_err();
         assert!(
             matches!(
@@ -374,7 +361,7 @@ mod tests {
         );
         assert!(e.is_verdict());
         // Starting elsewhere than asked is a skip too.
-        let a = encode_answer(3, chain(3), MAX_BATCH_BYTES);
+        let a = encode_answer(3, chain(3).iter().map(Block::encode), MAX_BATCH_BYTES);
         assert!(matches!(
             parse_batch(&body(&a), 2, 3),
             Err(SyncError::SkippedHeight { index: 0, .. })
@@ -383,7 +370,7 @@ mod tests {
 
     #[test]
     fn undecodable_oversized_and_malformed_answers_are_refused() {
-        let mut a = encode_answer(3, chain(2), MAX_BATCH_BYTES);
+        let mut a = encode_answer(3, chain(2).iter().map(Block::encode), MAX_BATCH_BYTES);
         let mut bytes = hex::decode(&a.blocks[1]).unwrap();
         bytes.push(0);
         a.blocks[1] = hex::encode(bytes);
@@ -396,7 +383,7 @@ mod tests {
             parse_batch(&body(&a), 1, 2),
             Err(SyncError::Undecodable { index: 1, .. })
         ));
-        let a = encode_answer(3, chain(3), MAX_BATCH_BYTES);
+        let a = encode_answer(3, chain(3).iter().map(Block::encode), MAX_BATCH_BYTES);
         assert!(matches!(
             parse_batch(&body(&a), 1, 2),
             Err(SyncError::TooMany { asked: 2, got: 3 })
