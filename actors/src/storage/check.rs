@@ -6,7 +6,8 @@
 //! decoded and re-executed on the state its parent left with `chain::verify` (sequencer
 //! signature, parent link and height, tx root, receipts and state roots), exactly as a follower
 //! does, on a fresh in-memory store that replays the chain; each block's hash index, tx
-//! locations and stored receipts against the re-execution; the stored head against the last
+//! locations (a location written late, `locations`, may be absent until its height) and stored
+//! receipts against the re-execution; the stored head against the last
 //! block; the state tables (contracts, code, contract state, nonces) equal, entry by entry, to
 //! the replayed state; no block, index, location or receipt the chain does not have; the
 //! legacy mempool journal table decodable and holding no committed transaction (an older
@@ -17,7 +18,7 @@
 //! Invariants:
 //! - Read only: the check itself writes nothing to the checked file (the replay writes its own
 //!   in-memory store); opening it is a node's open (`Storage::open_existing`), which lets redb
-//!   recover a file that was not closed cleanly and migrates a schema-2 file to schema 3.
+//!   recover a file that was not closed cleanly and migrates a schema-2 or 3 file to schema 4.
 //! - Every problem is reported with what it concerns (height, table, key) and the check goes
 //!   on, except that a block that cannot be re-executed ends the replay (no later state can be
 //!   computed without it) and the state comparison is then skipped.
@@ -35,7 +36,7 @@ use super::tables::{
     BLOCK_INDEX, BLOCKS, CODE, CONTRACT_STATE, CONTRACTS, MEMPOOL_JOURNAL, META, NONCES, RECEIPTS,
     TX_LOCATIONS,
 };
-use super::{Ctx, OutboxState, Storage, StorageError, read_head};
+use super::{Ctx, OutboxState, Storage, StorageError, locations, read_head};
 use crate::chain::{self, Verified};
 use crate::types::{Block, BlockHeader, Hash, PublicKey, Receipt, SignedTx, decode_trusted};
 use crate::vm::{StateView, Vm};
@@ -232,6 +233,9 @@ impl Storage {
         let mut sequencer = sequencer;
         let mut replayed_all = true;
         let mut last = genesis.header.clone();
+        // Transactions `tx_locations` holds: all but those written late and not yet due, or
+        // every one in a file from schema 3 or older (`locations`).
+        let mut located = 0u64;
         for h in 1..=head.height {
             let Some(block) = read_block(&mut r, h)? else {
                 replayed_all = false;
@@ -261,10 +265,14 @@ impl Storage {
                 let id = tx.tx.id();
                 let key = Some(id.to_string());
                 let expected = (h, i as u32);
-                match locations.get(&id.0).ctx("reading tx_locations")? {
-                    Some(g) if g.value() == expected => {}
-                    Some(g) => {
-                        let (gh, gi) = g.value();
+                let stored = locations
+                    .get(&id.0)
+                    .ctx("reading tx_locations")?
+                    .map(|g| g.value());
+                located += u64::from(stored.is_some());
+                match stored {
+                    Some(at) if at == expected => {}
+                    Some((gh, gi)) => {
                         r.add(
                             Some(h),
                             "tx_locations",
@@ -272,6 +280,8 @@ impl Storage {
                             format!("says height {gh} index {gi}, the block has it at index {i}"),
                         );
                     }
+                    // Written late (`locations`): not there yet is right until its height.
+                    None if !locations::is_written(h, &id, head.height) => {}
                     None => r.add(Some(h), "tx_locations", key.clone(), "missing".into()),
                 }
                 match receipts.get(expected).ctx("reading block_receipts")? {
@@ -333,7 +343,7 @@ impl Storage {
                 &mut r,
                 "tx_locations",
                 locations.len().ctx("reading tx_locations")?,
-                txs,
+                located,
             );
             count(
                 &mut r,
@@ -420,7 +430,6 @@ impl Storage {
         r: &mut CheckReport,
         rtx: &ReadTransaction,
     ) -> Result<(), StorageError> {
-        let locations = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
         let k32 = |k: &[u8; 32]| k.to_vec();
         for item in entries(rtx, MEMPOOL_JOURNAL, k32, |v: &[u8]| v.to_vec())? {
             let (k, v) = item?;
@@ -439,12 +448,12 @@ impl Storage {
                     format!("holds transaction {}", tx.tx.id()),
                 ),
                 Ok(tx) => {
-                    if let Some(g) = locations.get(&tx.tx.id().0).ctx("reading tx_locations")? {
+                    if let Some((height, _)) = self.tx_location(&tx.tx.id())? {
                         r.add(
                             None,
                             "mempool_journal",
                             key,
-                            format!("is committed at height {} but still journaled", g.value().0),
+                            format!("is committed at height {height} but still journaled"),
                         );
                     }
                 }

@@ -8,8 +8,8 @@
 //! other part of the node reads through `Storage` / `Snapshot` and writes through the few
 //! methods below, so the invariants can be kept here:
 //!
-//! - One write transaction per block (`commit_block`): the block, its hash index, tx locations,
-//!   receipts, every state write, the nonce updates and the new head are committed together or not at all. Every check runs inside that transaction and any error
+//! - One write transaction per block (`commit_block`): the block, its hash index, the tx
+//!   locations due at its height (written late, see `locations`), receipts, every state write, the nonce updates and the new head are committed together or not at all. Every check runs inside that transaction and any error
 //!   aborts it, so a failed or crashed commit leaves the previous head and state untouched.
 //! - The chain is linear and gap-free: a block is accepted only at `head + 1` on top of the head's
 //!   hash, and no transaction id is ever stored twice.
@@ -43,6 +43,7 @@ mod backup;
 mod check;
 mod health;
 mod journal;
+mod locations;
 mod outbox;
 mod tables;
 
@@ -57,7 +58,7 @@ pub(crate) mod tests;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use redb::backends::{FileBackend, InMemoryBackend};
@@ -85,13 +86,18 @@ use tables::{
 /// (`META_CHAIN_PARAMS`) and a genesis block that commits to them; 3, receipts keyed by block
 /// position (`RECEIPTS`) instead of by tx id. A version-2 file is migrated in place on open
 /// (`Storage::migrate_receipts`); nothing else changed, so blocks, hashes and state are the same.
+/// 4, `tx_locations` written late: the location of an id included at height `h` is written by
+/// the commit of `locations::merge_height(h, id)`, at most 31 blocks later, and held in memory
+/// until then (`locations`). A version-3 (or 2) file holds every location already, which is a
+/// valid version-4 file: opening it only records version 4. The bump keeps an older binary
+/// from opening a version-4 file and missing the recent locations.
 ///
 /// The bridge's state (the `bridge` table, the outbox row format) was added within version 2
 /// rather than as a version 3: version 2 was never released, the outbox table existed but no
 /// build ever wrote a row to it, and the `bridge` table is purely additive (created on open when
 /// missing; a missing key reads as 0, which is exactly "nothing anchored or staged yet"). A bump
 /// would have refused every data dir made by this version's own development builds for no gain.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Receipts moved per write transaction by the schema 2 -> 3 migration: bounds the memory one
 /// transaction holds on a large chain, and a crash loses at most one chunk's work.
@@ -372,6 +378,9 @@ pub struct Storage {
     backend: Backend,
     /// Marked failed by the backend on the first I/O error; shared with `NodeStats`.
     health: Arc<StorageHealth>,
+    /// The tx locations committed but not yet written to `tx_locations` (`locations`): added by
+    /// a block's commit just before it, forgotten once written (or if the commit fails).
+    recent: RwLock<locations::Recent>,
     /// Test-only fail-point: when set, `commit_block` does every write and then fails instead of
     /// committing, to prove that a late failure leaves nothing behind.
     #[cfg(test)]
@@ -562,6 +571,7 @@ impl Storage {
             params: params.clone(),
             backend,
             health,
+            recent: RwLock::new(locations::Recent::new()),
             #[cfg(test)]
             fail_before_commit: std::sync::atomic::AtomicBool::new(false),
         };
@@ -585,6 +595,16 @@ impl Storage {
                 // Schema 2, or a migration to 3 that a crash or stop cut short.
                 if version == 2 || old_receipts {
                     storage.migrate_receipts(MIGRATION_CHUNK)?;
+                } else if version == 3 {
+                    // Every location is written already: a valid version-4 file.
+                    storage.write_all("recording schema 4", |txn| {
+                        txn.open_table(META)
+                            .ctx("opening meta")?
+                            .insert(META_SCHEMA_VERSION, encode(&SCHEMA_VERSION).as_slice())
+                            .ctx("writing meta")?;
+                        Ok(())
+                    })?;
+                    tracing::info!("storage schema 3 recorded as 4: tx locations written late");
                 }
             }
             Err(TableError::TableDoesNotExist(_)) => {
@@ -601,6 +621,7 @@ impl Storage {
             Err(e) => return Err(e).ctx("opening table meta"),
         }
         let head = storage.head()?;
+        storage.load_recent(head.height)?;
         tracing::info!(
             chain_id = %storage.params.chain_id,
             params_hash = %storage.params.hash(),
@@ -613,7 +634,7 @@ impl Storage {
     }
 
     /// Checks an existing file's schema version and chain id; returns its recorded parameters and
-    /// its version (this one's, or 2, which `init` migrates).
+    /// its version (this one's, or 2 or 3, which `init` migrates).
     fn check_meta(
         &self,
         meta: &impl ReadableTable<&'static str, &'static [u8]>,
@@ -623,8 +644,9 @@ impl Storage {
             Some(g) => decode("meta", META_SCHEMA_VERSION, g.value())?,
             None => return Err(StorageError::Corrupt("meta has no schema_version".into())),
         };
-        // Version 2 differs only in how receipts are keyed: `init` migrates it.
-        if version != SCHEMA_VERSION && version != 2 {
+        // Versions 2 and 3 differ only in how receipts are keyed and when locations are
+        // written: `init` migrates them.
+        if version != SCHEMA_VERSION && version != 2 && version != 3 {
             return Err(StorageError::SchemaMismatch {
                 found: version,
                 expected: SCHEMA_VERSION,
@@ -757,12 +779,69 @@ impl Storage {
         Ok(())
     }
 
+    /// Rebuilds the in-memory locations (`recent`) from the file: the ids of the last
+    /// `RANGES - 1` blocks (read from their receipts, which name their tx) whose write height is
+    /// above `head`. Older blocks are written whole. Ids of a file from schema 3 or older are in
+    /// `tx_locations` already; holding them here too only means their write finds them there.
+    fn load_recent(&self, head: u64) -> Result<(), StorageError> {
+        let from = head
+            .saturating_add(2)
+            .saturating_sub(locations::RANGES)
+            .max(1);
+        let mut recent = locations::Recent::new();
+        if from <= head {
+            let rtx = self.begin_read()?;
+            let t = rtx.open_table(RECEIPTS).ctx("opening block_receipts")?;
+            for entry in t.range((from, 0)..).ctx("reading block_receipts")? {
+                let (k, v) = entry.ctx("reading block_receipts")?;
+                let (height, index) = k.value();
+                let receipt: Receipt =
+                    decode("block_receipts", format!("{height}/{index}"), v.value())?;
+                if !locations::is_written(height, &receipt.tx_id, head) {
+                    recent.insert(receipt.tx_id, (height, index));
+                }
+            }
+        }
+        tracing::debug!(ids = recent.len(), from, head, "recent tx locations loaded");
+        *self.recent_mut() = recent;
+        Ok(())
+    }
+
+    fn recent(&self) -> std::sync::RwLockReadGuard<'_, locations::Recent> {
+        // A panic while holding the lock leaves at worst an id too many or too few in memory;
+        // reads confirm every entry against the receipts, so go on rather than poison readers.
+        self.recent.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn recent_mut(&self) -> std::sync::RwLockWriteGuard<'_, locations::Recent> {
+        self.recent.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Test hook: writes every location held in memory to `tx_locations`, as schema 3 and older
+    /// kept them (all of them), so a file can be turned into an older version's.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn write_all_locations(&self) -> Result<(), StorageError> {
+        let held: Vec<(Hash, TxLocation)> = {
+            let recent = self.recent();
+            (0..locations::RANGES).flat_map(|r| recent.due(r)).collect()
+        };
+        self.write_all("writing every location", |txn| {
+            let mut t = txn.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
+            for (id, at) in &held {
+                t.insert(&id.0, *at).ctx("writing tx_locations")?;
+            }
+            Ok(())
+        })
+    }
+
     /// Test hook: rewrites receipts as schema 2 kept them (by tx id, in `receipts`): all of
     /// them, with version 2 recorded (`keep: None`), or, to fake a migration cut short, only
     /// those at `index >= keep` of each block, leaving the rest where schema 3 keeps them. For
     /// the migration tests (unit and whole-node): a data dir as the previous version left it.
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn receipts_to_schema_2(&self, keep: Option<u32>) -> Result<(), StorageError> {
+        // Schema 2 and 3 wrote every location at once: the migration reads them.
+        self.write_all_locations()?;
         self.write_all("rewriting receipts as schema 2", |txn| {
             {
                 let mut new = txn.open_table(RECEIPTS).ctx("opening block_receipts")?;
@@ -882,9 +961,7 @@ impl Storage {
 
     /// Where a committed transaction is: (block height, index in the block).
     pub fn tx_location(&self, id: &Hash) -> Result<Option<(u64, u32)>, StorageError> {
-        let rtx = self.begin_read()?;
-        let t = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
-        Ok(t.get(&id.0).ctx("reading tx_locations")?.map(|g| g.value()))
+        Ok(self.located_receipt(id)?.map(|(at, _)| at))
     }
 
     /// The receipt of a committed transaction.
@@ -894,11 +971,28 @@ impl Storage {
 
     /// Where a committed transaction is (block height, index) and its receipt, from one read
     /// transaction: the location is read once (it also keys the receipt).
+    ///
+    /// A location not yet written to `tx_locations` is held in memory (`recent`). That is read
+    /// first, before the read transaction begins: a commit writes a location to the table before
+    /// it forgets it in memory, so an id missing from memory was either never committed when
+    /// memory was read or is in the table of any later read transaction. An id found in memory
+    /// is confirmed by its receipt in the read transaction, because memory gets a block's ids
+    /// just before its commit (or keeps them for a moment after a failed one).
     pub fn located_receipt(
         &self,
         id: &Hash,
     ) -> Result<Option<(TxLocation, Receipt)>, StorageError> {
+        let held = self.recent().get(id);
         let rtx = self.begin_read()?;
+        let receipts = rtx.open_table(RECEIPTS).ctx("opening block_receipts")?;
+        if let Some(at) = held
+            && let Some(g) = receipts.get(at).ctx("reading block_receipts")?
+        {
+            let receipt: Receipt = decode("block_receipts", id, g.value())?;
+            if receipt.tx_id == *id {
+                return Ok(Some((at, receipt)));
+            }
+        }
         let locations = rtx.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
         let Some((height, index)) = locations
             .get(&id.0)
@@ -907,8 +1001,10 @@ impl Storage {
         else {
             return Ok(None);
         };
-        let t = rtx.open_table(RECEIPTS).ctx("opening block_receipts")?;
-        let receipt: Receipt = match t.get((height, index)).ctx("reading block_receipts")? {
+        let receipt: Receipt = match receipts
+            .get((height, index))
+            .ctx("reading block_receipts")?
+        {
             Some(g) => decode("block_receipts", id, g.value())?,
             None => {
                 return Err(StorageError::Corrupt(format!(
@@ -1057,12 +1153,27 @@ impl Storage {
             block: block.encode(),
             receipts: receipts.iter().map(encode).collect(),
         };
-        self.write_all("committing block", |txn| {
-            Self::write_block(txn, block, tx_ids, receipts, &encoded, writes)
-        })?;
+        // Whether `write_block` put this block's ids in `recent`: they must come out again if
+        // the commit fails (and only then: a duplicate found before leaves `recent` as it was).
+        let mut held = false;
+        let written = self.write_all("committing block", |txn| {
+            self.write_block(txn, block, tx_ids, receipts, &encoded, writes, &mut held)
+        });
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                if held {
+                    self.recent_mut().remove(tx_ids);
+                }
+                return Err(e);
+            }
+        };
+        // Only now, once they are in the table for every later read (see `located_receipt`).
+        self.recent_mut().remove(written.iter().map(|(id, _)| id));
         tracing::debug!(
             height = block.header.height,
             txs = block.txs.len(),
+            locations_written = written.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "block committed to storage"
         );
@@ -1103,14 +1214,20 @@ impl Storage {
         }
     }
 
+    /// Writes `block` in `txn`; returns the locations it wrote to `tx_locations` (this height's
+    /// range: see `locations`), for the caller to forget in `recent` once committed. Sets
+    /// `held` once the block's ids are in `recent`.
+    #[allow(clippy::too_many_arguments)]
     fn write_block(
+        &self,
         txn: &WriteTransaction,
         block: &Block,
         ids: &[Hash],
         receipts: &[Receipt],
         encoded: &Encoded,
         writes: &WriteSet,
-    ) -> Result<(), StorageError> {
+        held: &mut bool,
+    ) -> Result<Vec<(Hash, TxLocation)>, StorageError> {
         let header = &block.header;
         let mut meta = txn.open_table(META).ctx("opening meta")?;
         let head = read_head(&meta)?;
@@ -1172,33 +1289,50 @@ impl Storage {
             .ctx("opening block_index")?
             .insert(&hash.0, height)
             .ctx("writing block_index")?;
-        {
+        let written = {
             let mut locations = txn.open_table(TX_LOCATIONS).ctx("opening tx_locations")?;
-            let mut receipts_t = txn.open_table(RECEIPTS).ctx("opening block_receipts")?;
-            // Receipts go in by position: appended at the right edge of their table. The
-            // locations stay keyed by id (random leaves: the one per-transaction page a commit
-            // still rewrites; inserting them in sorted order was measured and changed little).
-            for (index, (id, receipt)) in ids.iter().zip(&encoded.receipts).enumerate() {
-                // Checked above that the count fits in u32.
-                let at = (height, index as u32);
-                // The previous value tells us about duplicates (already committed, or twice in
-                // this block) without a separate lookup.
-                if locations
-                    .insert(&id.0, at)
-                    .ctx("writing tx_locations")?
-                    .is_some()
-                {
+            // No id stored twice: not in the table, not among the recent ones held in memory,
+            // not twice in this block (`insert_block` refuses the last two).
+            for id in ids {
+                if locations.get(&id.0).ctx("reading tx_locations")?.is_some() {
                     return Err(StorageError::DuplicateTx(*id));
                 }
+            }
+            self.recent_mut()
+                .insert_block(height, ids)
+                .map_err(StorageError::DuplicateTx)?;
+            *held = true;
+            // The locations due at this height: this range's ids of the last `RANGES` blocks,
+            // this one's included, in key order.
+            let due = self.recent().due(height);
+            for (id, at) in &due {
+                if let Some(prev) = locations.insert(&id.0, *at).ctx("writing tx_locations")?
+                    && prev.value() != *at
+                {
+                    // Only a file from schema 3 or older has them already, at the same place.
+                    let (h, i) = prev.value();
+                    return Err(StorageError::Corrupt(format!(
+                        "tx_locations has tx {id} at height {h} index {i}, the chain at {}/{}",
+                        at.0, at.1
+                    )));
+                }
+            }
+            due
+        };
+        {
+            let mut receipts_t = txn.open_table(RECEIPTS).ctx("opening block_receipts")?;
+            // Receipts go in by position: appended at the right edge of their table.
+            for (index, receipt) in encoded.receipts.iter().enumerate() {
+                // Checked above that the count fits in u32.
                 receipts_t
-                    .insert(at, receipt.as_slice())
+                    .insert((height, index as u32), receipt.as_slice())
                     .ctx("writing block_receipts")?;
             }
         }
         Self::apply_writes(txn, writes)?;
         meta.insert(META_HEAD, encode(header).as_slice())
             .ctx("writing head")?;
-        Ok(())
+        Ok(written)
     }
 
     fn apply_writes(txn: &WriteTransaction, writes: &WriteSet) -> Result<(), StorageError> {

@@ -33,7 +33,9 @@ pub(super) const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition:
 /// Block hash -> height.
 pub(super) const BLOCK_INDEX: TableDefinition<'static, Key32, u64> =
     TableDefinition::new("block_index");
-/// Tx id -> (block height, index in the block).
+/// Tx id -> (block height, index in the block). Written late (schema 4): the commit of
+/// `locations::merge_height(h, id)`, at most 31 blocks after the id's block `h`, writes it;
+/// until then `Storage` holds it in memory (see `locations`: random keys cost one page each).
 pub(super) const TX_LOCATIONS: TableDefinition<'static, Key32, (u64, u32)> =
     TableDefinition::new("tx_locations");
 /// (block height, index in the block) -> `encode(Receipt)` (schema 3). Keyed by position, not

@@ -447,7 +447,7 @@ fn open_checks_schema_version_and_chain_id() {
         ) => {
             let msg = e.to_string();
             assert!(
-                msg.contains("version 99 found, this node needs 3") && msg.contains("newer"),
+                msg.contains("version 99 found, this node needs 4") && msg.contains("newer"),
                 "{msg}"
             );
             assert!(msg.contains("data_dir"), "{msg}");
@@ -694,7 +694,7 @@ fn schema_v1_data_dir_is_refused_with_what_to_do() {
         ) => {
             let msg = e.to_string();
             for part in [
-                "storage schema version 1 found, this node needs 3",
+                "storage schema version 1 found, this node needs 4",
                 "cannot be upgraded in place",
                 "accumen version that wrote it",
                 "start a new chain",
@@ -844,4 +844,194 @@ fn redb_and_io_errors_keep_their_source() {
     let e = crate::vm::StateError::new(s.head().unwrap_err());
     let source = std::error::Error::source(&e).expect("a source");
     assert!(source.downcast_ref::<StorageError>().is_some(), "{source}");
+}
+
+// Locations written late (`locations`, schema 4).
+
+fn table_locations(s: &Storage) -> u64 {
+    let rtx = s.db.begin_read().unwrap();
+    rtx.open_table(TX_LOCATIONS).unwrap().len().unwrap()
+}
+
+/// Commits a block at the head with a call from each of `senders` (sender `n` at nonce `nonce`);
+/// returns each tx's id, location and receipt.
+fn commit_calls(s: &Storage, senders: u8, nonce: u64) -> Vec<(Hash, TxLocation, Receipt)> {
+    let txs: Vec<SignedTx> = (1..=senders).map(|n| call_tx(&kp(n), nonce)).collect();
+    let (b, r) = make_block(&s.head().unwrap(), txs, &WriteSet::default());
+    s.commit_block(&b, &r, &WriteSet::default()).unwrap();
+    let h = b.header.height;
+    b.txs
+        .iter()
+        .zip(r)
+        .enumerate()
+        .map(|(i, (t, r))| (t.tx.id(), (h, i as u32), r))
+        .collect()
+}
+
+fn assert_all_found(s: &Storage, all: &[(Hash, TxLocation, Receipt)]) {
+    for (id, at, receipt) in all {
+        assert_eq!(
+            s.located_receipt(id).unwrap(),
+            Some((*at, receipt.clone())),
+            "tx {id} at {at:?}"
+        );
+        assert_eq!(s.tx_location(id).unwrap(), Some(*at));
+    }
+}
+
+#[test]
+fn locations_are_found_before_and_after_they_are_written_and_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    let s = Storage::open(&path, &params()).unwrap();
+    let mut all = Vec::new();
+    let heights = 2 * locations::RANGES + 5;
+    for h in 1..=heights {
+        all.extend(commit_calls(&s, 6, h));
+        assert_all_found(&s, &all);
+        // The table holds exactly the locations due by now, memory the rest.
+        let written = all
+            .iter()
+            .filter(|(id, (bh, _), _)| locations::is_written(*bh, id, h))
+            .count();
+        assert_eq!(table_locations(&s), written as u64, "height {h}");
+        assert_eq!(s.recent().len(), all.len() - written, "height {h}");
+        assert!(
+            all.len() - written > 0,
+            "some are always held at height {h}"
+        );
+    }
+    assert_eq!(s.tx_location(&call_tx(&kp(9), 0).tx.id()).unwrap(), None);
+    let held = s.recent().len();
+    drop(s);
+
+    // A reopen rebuilds memory from the receipts: the same answers.
+    let s = Storage::open(&path, &params()).unwrap();
+    assert_eq!(s.recent().len(), held);
+    assert_all_found(&s, &all);
+    // RANGES more blocks (empty ones too) write every location of the earlier ones.
+    for h in 0..locations::RANGES {
+        let (b, r) = make_block(&s.head().unwrap(), Vec::new(), &WriteSet::default());
+        s.commit_block(&b, &r, &WriteSet::default()).unwrap();
+        assert_all_found(&s, &all);
+        assert!(s.recent().len() < held || h == 0 || held == 0);
+    }
+    assert_eq!(s.recent().len(), 0, "memory gives everything back");
+    assert_eq!(table_locations(&s), all.len() as u64);
+}
+
+/// A call of sender `n` whose id is not written by the commit of `height` (its range is
+/// another): it stays in memory for at least one more block.
+fn held_call(n: u8, height: u64) -> SignedTx {
+    (0..)
+        .map(|nonce| call_tx(&kp(n), nonce))
+        .find(|t| !locations::is_written(height, &t.tx.id(), height))
+        .unwrap()
+}
+
+#[test]
+fn an_id_held_in_memory_or_written_is_never_stored_twice() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let a = held_call(1, 1);
+    let (b1, r1) = make_block(&s.head().unwrap(), vec![a.clone()], &WriteSet::default());
+    s.commit_block(&b1, &r1, &WriteSet::default()).unwrap();
+    let id = a.tx.id();
+    assert_eq!(s.recent().get(&id), Some((1, 0)), "held in memory");
+    let head = s.head().unwrap();
+    let b = call_tx(&kp(2), 0);
+
+    // Again in the next block, after another tx: refused, and nothing of the block is kept.
+    let (b2, r2) = make_block(&head, vec![b.clone(), a.clone()], &WriteSet::default());
+    assert!(matches!(
+        s.commit_block(&b2, &r2, &WriteSet::default()),
+        Err(StorageError::DuplicateTx(d)) if d == id
+    ));
+    // Twice in one block.
+    let (b2, r2) = make_block(&head, vec![b.clone(), b.clone()], &WriteSet::default());
+    assert!(matches!(
+        s.commit_block(&b2, &r2, &WriteSet::default()),
+        Err(StorageError::DuplicateTx(d)) if d == b.tx.id()
+    ));
+    assert_eq!(s.head().unwrap(), head);
+    assert_eq!(s.tx_location(&b.tx.id()).unwrap(), None);
+    assert_eq!(s.recent().len(), 1);
+    assert_eq!(
+        s.located_receipt(&id).unwrap(),
+        Some(((1, 0), r1[0].clone()))
+    );
+
+    // Once written to the table, still refused.
+    while s.recent().get(&id).is_some() {
+        let (e, r) = make_block(&s.head().unwrap(), Vec::new(), &WriteSet::default());
+        s.commit_block(&e, &r, &WriteSet::default()).unwrap();
+    }
+    let head = s.head().unwrap();
+    let (again, r) = make_block(&head, vec![a], &WriteSet::default());
+    assert!(matches!(
+        s.commit_block(&again, &r, &WriteSet::default()),
+        Err(StorageError::DuplicateTx(d)) if d == id
+    ));
+    assert_eq!(s.head().unwrap(), head);
+    assert_eq!(s.tx_location(&id).unwrap(), Some((1, 0)));
+}
+
+#[test]
+fn a_failed_commit_leaves_no_location_in_memory_and_writes_none() {
+    let s = Storage::in_memory(CHAIN).unwrap();
+    let mut all = Vec::new();
+    for h in 1..=3 {
+        all.extend(commit_calls(&s, 8, h));
+    }
+    let (held, written) = (s.recent().len(), table_locations(&s));
+    let head = s.head().unwrap();
+    let txs: Vec<SignedTx> = (1..=8).map(|n| call_tx(&kp(n), 4)).collect();
+    let (b, r) = make_block(&head, txs, &WriteSet::default());
+    s.set_fail_before_commit(true);
+    assert!(matches!(
+        s.commit_block(&b, &r, &WriteSet::default()),
+        Err(StorageError::Injected)
+    ));
+    s.set_fail_before_commit(false);
+    assert_eq!(
+        s.recent().len(),
+        held,
+        "the failed block's ids are gone again"
+    );
+    assert_eq!(table_locations(&s), written);
+    for t in &b.txs {
+        assert_eq!(s.tx_location(&t.tx.id()).unwrap(), None);
+    }
+    assert_all_found(&s, &all);
+    // The same block then commits.
+    s.commit_block(&b, &r, &WriteSet::default()).unwrap();
+    assert_eq!(s.tx_location(&b.txs[7].tx.id()).unwrap(), Some((4, 7)));
+}
+
+#[test]
+fn a_schema_3_file_is_recorded_as_4_and_its_locations_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accumen.redb");
+    let mut all = Vec::new();
+    {
+        let s = Storage::open(&path, &params()).unwrap();
+        for h in 1..=locations::RANGES + 3 {
+            all.extend(commit_calls(&s, 4, h));
+        }
+        // What schema 3 left: every location in the table.
+        s.write_all_locations().unwrap();
+        s.write_meta_raw(tables::META_SCHEMA_VERSION, &encode(&3u32));
+        assert_eq!(table_locations(&s), all.len() as u64);
+    }
+    let s = Storage::open(&path, &params()).unwrap();
+    assert_eq!(s.schema_version(), SCHEMA_VERSION);
+    assert_all_found(&s, &all);
+    // Writing a location the table has already (at the same place) is no error.
+    for h in 0..locations::RANGES + 2 {
+        all.extend(commit_calls(&s, 4, locations::RANGES + 4 + h));
+        assert_all_found(&s, &all);
+    }
+    assert_eq!(
+        table_locations(&s) + s.recent().len() as u64,
+        all.len() as u64
+    );
 }
