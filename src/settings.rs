@@ -182,6 +182,10 @@ pub struct ApiSettings {
     /// Queries share the executor with block execution, and a block waits behind the queries
     /// queued before it: this bounds that wait to a few queries, whatever clients send.
     pub max_queued_queries: usize,
+    /// Nice value (0 to 19) the threads that verify and admit submissions take, so that block
+    /// production gets the cores first under a flood (`api::priority`); 0 leaves them at the
+    /// node's own priority. Read at start.
+    pub admission_nice: i32,
     /// Per-client rate limits (`api.rate_limit.*`); off by default.
     pub rate_limit: RateLimitSettings,
     /// Optional bearer tokens (`api.auth.*`); off by default.
@@ -285,6 +289,7 @@ impl Default for ApiSettings {
             idle_timeout: Duration::from_secs(10),
             query_gas_limit: 10_000_000,
             max_queued_queries: 8,
+            admission_nice: crate::api::priority::ADMISSION_NICE,
             rate_limit: RateLimitSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
@@ -1267,6 +1272,14 @@ impl Settings {
             api.max_queued_queries >= 1,
             "api.max_queued_queries",
             "api.max_queued_queries must be at least 1".to_owned(),
+        );
+        rule(
+            (0..=19).contains(&api.admission_nice),
+            "api.admission_nice",
+            format!(
+                "api.admission_nice = {} must be between 0 (off) and 19",
+                api.admission_nice
+            ),
         );
         rule(
             !api.auth.protect_reads || api.auth.token_file.is_some(),

@@ -224,10 +224,13 @@ fn check_accepting(state: &State) -> ApiResult<()> {
 /// item's answer is its own single verification whatever the split (the chunking never changes
 /// a decision).
 async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
+    let nice = state.settings.api.admission_nice;
     let jobs = verify_parts(txs, cores()).into_iter().map(|part| {
         let keys = state.keys.clone();
         let vm = state.vm.clone();
         web::block(move || {
+            // Behind block production under a flood (see `priority`).
+            crate::api::priority::lower_this_thread(nice);
             accumen_actors::types::verify_batch(part, &keys)
                 .into_iter()
                 .map(|r| {
@@ -281,9 +284,13 @@ async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash
     if let Some(admission) = intake.admission.clone() {
         // On the blocking pool: admission waits for its journal write (shared with concurrent
         // requests' batches, one fsync for all), which must not stall an HTTP worker.
-        return web::block(move || admission.admit(txs))
-            .await
-            .map_err(|e| ApiError::internal(format!("admission pool: {e}")));
+        let nice = state.settings.api.admission_nice;
+        return web::block(move || {
+            crate::api::priority::lower_this_thread(nice);
+            admission.admit(txs)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("admission pool: {e}")));
     }
     intake
         .admit

@@ -47,6 +47,7 @@ mod conn;
 mod error;
 mod handlers;
 mod http_metrics;
+pub mod priority;
 pub mod ratelimit;
 pub mod sync;
 #[cfg(test)]

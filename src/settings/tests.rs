@@ -730,6 +730,10 @@ fn api_limit_rules() {
         ["api.max_queued_queries"]
     );
     assert!(keys("api.max_queued_queries: 1").is_empty());
+    assert_eq!(keys("api.admission_nice: -1"), ["api.admission_nice"]);
+    assert_eq!(keys("api.admission_nice: 20"), ["api.admission_nice"]);
+    assert!(keys("api.admission_nice: 0").is_empty());
+    assert!(keys("api.admission_nice: 19").is_empty());
     assert_eq!(
         keys("api.rate_limit.max_clients: 0"),
         ["api.rate_limit.max_clients"]
