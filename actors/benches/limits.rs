@@ -28,7 +28,7 @@
 //!
 //! The `busy_` stages are decode, batched verification and the call again, timed on both cores
 //! at once (one thread each, started together; each call thread with its own engine, as the
-//! node's execution lanes): two busy virtual cores each run 10 to 40% slower than one alone,
+//! node's execution lanes): two busy virtual cores each ran 8 to 63% slower than one alone,
 //! so `bare-pipeline ceiling, both cores busy` (the same sum over the busy costs) is what the
 //! two cores deliver together, and the plain ceiling an upper bound no run reaches.
 //!
@@ -125,7 +125,7 @@ fn per_item<I>(items: usize, mut prepare: impl FnMut() -> I, mut run: impl FnMut
 
 /// `per_item` on `threads` threads at once (started together; `run` gets its thread's index):
 /// what a stage costs one thread while the other cores run it too. On this kind of machine
-/// (virtual cores) two busy cores each run a stage 10 to 40% slower than one core alone
+/// (virtual cores) two busy cores each ran a stage 8 to 63% slower than one core alone
 /// (shared caches and memory bandwidth, the host's scheduling), so `2 / cost alone`
 /// overstates what two cores deliver. The mean over the threads.
 fn per_item_busy<I>(
