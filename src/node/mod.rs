@@ -223,7 +223,9 @@ fn open_storage(settings: &Settings, genesis: &ChainParams) -> anyhow::Result<St
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
             let path = dir.join("accumen.redb");
             // The config's chain parameters are used only if this creates the chain.
-            Storage::open(&path, genesis)
+            let cache_bytes = usize::try_from(settings.storage_cache_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX);
+            Storage::open_with_cache(&path, genesis, cache_bytes)
                 .with_context(|| format!("opening storage {}", path.display()))
         }
     }

@@ -683,6 +683,34 @@ fn duplicate_yaml_key_is_an_error() {
 }
 
 #[test]
+fn storage_cache_rule() {
+    let keys = |text: &str| -> Vec<String> {
+        let (_dir, path) = write(text);
+        match Settings::load_from(&path, no_env()) {
+            Ok(s) => {
+                assert!((4..=4096).contains(&s.storage_cache_mb));
+                Vec::new()
+            }
+            Err(e) => e
+                .errors()
+                .iter()
+                .map(|e| match e {
+                    SettingsError::Invalid { key, .. } => key.clone(),
+                    other => panic!("unexpected {other}"),
+                })
+                .collect(),
+        }
+    };
+    assert_eq!(Settings::default().storage_cache_mb, 64);
+    assert_eq!(keys("storage_cache_mb: 0"), ["storage_cache_mb"]);
+    assert_eq!(keys("storage_cache_mb: 3"), ["storage_cache_mb"]);
+    assert_eq!(keys("storage_cache_mb: 4097"), ["storage_cache_mb"]);
+    assert!(keys("storage_cache_mb: 4").is_empty());
+    assert!(keys("storage_cache_mb: 4096").is_empty());
+    assert!(keys("storage: persistent\nstorage_cache_mb: 16\n").is_empty());
+}
+
+#[test]
 fn api_limit_rules() {
     let keys = |text: &str| -> Vec<String> {
         let (_dir, path) = write(text);
