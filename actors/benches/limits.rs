@@ -203,15 +203,12 @@ fn main() {
         .iter()
         .map(|t| serde_json::to_vec(t).unwrap_or_else(|e| panic!("{e}")))
         .collect();
-    let d = per_item(
-        binary.len(),
-        || (),
-        |()| {
-            for b in &binary {
-                black_box(SignedTx::decode(b).unwrap_or_else(|e| panic!("{e}")));
-            }
-        },
-    );
+    let decode_all = || {
+        for b in &binary {
+            black_box(SignedTx::decode(b).unwrap_or_else(|e| panic!("{e}")));
+        }
+    };
+    let d = per_item(binary.len(), || (), |()| decode_all());
     row("decode_binary", d, 2.0);
     let d = per_item(
         jsons.len(),
@@ -263,17 +260,14 @@ fn main() {
         },
     );
     row("ref_dalek_strict_nocache", d, 2.0);
+    let verify_all = |txs: Vec<SignedTx>, chunk: usize| {
+        let out = verify_batch_chunked(txs, &cache, chunk);
+        assert!(out.iter().all(Result::is_ok));
+        black_box(out);
+    };
     let mut batched = Duration::ZERO;
     for chunk in [64usize, 256, 1024] {
-        let d = per_item(
-            few.len(),
-            || few.to_vec(),
-            |txs| {
-                let out = verify_batch_chunked(txs, &cache, chunk);
-                assert!(out.iter().all(Result::is_ok));
-                black_box(out);
-            },
-        );
+        let d = per_item(few.len(), || few.to_vec(), |txs| verify_all(txs, chunk));
         row(&format!("verify_batch_{chunk}"), d, 2.0);
         if chunk == BATCH_CHUNK {
             batched = d;
@@ -384,42 +378,30 @@ fn main() {
         .take(2000)
         .map(|t| t.clone().verify().unwrap_or_else(|e| panic!("{e}")))
         .collect();
+    let call_all = |vm: &Vm, txs: Vec<VerifiedTx>| {
+        let out = vm
+            .execute_block(base.clone(), &ctx(2), txs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.receipts.len(), 2000);
+        black_box(out);
+    };
     let d = per_item(
         verified.len(),
         || verified.clone(),
-        |txs| {
-            let out = vm
-                .execute_block(base.clone(), &ctx(2), txs)
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(out.receipts.len(), 2000);
-            black_box(out);
-        },
+        |txs| call_all(&vm, txs),
     );
     row("call_fresh_store", d, 2.0);
 
     // The same CPU stages with both cores busy: each core runs the stage at the same time,
     // as the node runs them (verification on the API's threads, execution on two lanes, each
     // lane its own engine, as `Vm` does). The commit has one writer either way.
-    let d = per_item_busy(
-        BUSY_THREADS,
-        binary.len(),
-        || (),
-        |_, ()| {
-            for b in &binary {
-                black_box(SignedTx::decode(b).unwrap_or_else(|e| panic!("{e}")));
-            }
-        },
-    );
+    let d = per_item_busy(BUSY_THREADS, binary.len(), || (), |_, ()| decode_all());
     row("busy_decode_binary", d, 2.0);
     let d = per_item_busy(
         BUSY_THREADS,
         few.len(),
         || few.to_vec(),
-        |_, txs| {
-            let out = verify_batch_chunked(txs, &cache, BATCH_CHUNK);
-            assert!(out.iter().all(Result::is_ok));
-            black_box(out);
-        },
+        |_, txs| verify_all(txs, BATCH_CHUNK),
     );
     row(&format!("busy_verify_batch_{BATCH_CHUNK}"), d, 2.0);
     let lanes: Vec<Vm> = (0..BUSY_THREADS)
@@ -435,13 +417,7 @@ fn main() {
         BUSY_THREADS,
         verified.len(),
         || verified.clone(),
-        |t, txs| {
-            let out = lanes[t]
-                .execute_block(base.clone(), &ctx(2), txs)
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(out.receipts.len(), 2000);
-            black_box(out);
-        },
+        |t, txs| call_all(&lanes[t], txs),
     );
     row("busy_call_fresh_store", d, 2.0);
 

@@ -74,17 +74,16 @@ fn set_this_thread_nice(_nice: i32) -> std::io::Result<()> {
     ))
 }
 
-/// This thread's nice value (tests, and the check that the call did what it says).
-#[cfg(target_os = "linux")]
-pub fn this_thread_nice() -> std::io::Result<i32> {
-    Ok(rustix::process::getpriority_process(Some(
-        rustix::thread::gettid(),
-    ))?)
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// This thread's nice value.
+    fn this_thread_nice() -> std::io::Result<i32> {
+        Ok(rustix::process::getpriority_process(Some(
+            rustix::thread::gettid(),
+        ))?)
+    }
 
     #[test]
     fn lowers_only_the_calling_thread_once() {

@@ -314,6 +314,26 @@ impl Account {
 }
 
 /// The least nonce `>= from` not in `txs`.
+/// Moves `sender`'s entry in the ordered set `set` from the key in `slot` to `new`, touching the
+/// set only if the key changed.
+fn rekey<K: Ord + Copy>(
+    set: &mut BTreeMap<K, PublicKey>,
+    slot: &mut Option<K>,
+    new: Option<K>,
+    sender: &PublicKey,
+) {
+    if *slot == new {
+        return;
+    }
+    if let Some(k) = slot.take() {
+        set.remove(&k);
+    }
+    if let Some(k) = new {
+        set.insert(k, *sender);
+    }
+    *slot = new;
+}
+
 fn first_gap(txs: &BTreeMap<u64, Hash>, from: u64) -> u64 {
     let mut n = from;
     while txs.contains_key(&n) {
@@ -1160,24 +1180,8 @@ impl Pool {
         // Most refreshes (a tx made durable, a head selected) leave the tail's keys as they
         // were: the ordered sets are touched only when a key changed (about 8% of the node's
         // CPU went to refreshes that removed and re-inserted the same keys).
-        if a.victim != victim {
-            if let Some(k) = a.victim.take() {
-                self.victims.remove(&k);
-            }
-            if let Some(k) = victim {
-                self.victims.insert(k, *sender);
-            }
-            a.victim = victim;
-        }
-        if a.size != size {
-            if let Some(k) = a.size.take() {
-                self.sizes.remove(&k);
-            }
-            if let Some(k) = size {
-                self.sizes.insert(k, *sender);
-            }
-            a.size = size;
-        }
+        rekey(&mut self.victims, &mut a.victim, victim, sender);
+        rekey(&mut self.sizes, &mut a.size, size, sender);
     }
 
     /// Removes one tx from every index (and its account if that empties it). The caller
