@@ -18,7 +18,10 @@
 # (passed to accumen-stress as is), SETTLE (most seconds to wait, once the mempool is empty,
 # for the RSS to settle before the after-drain reading, default 30), CYCLES (MODE=mem: how many
 # backlogs to admit and drain one after another, default 1), FEATURES (cargo features of the
-# build: e.g. FEATURES=--no-default-features for glibc's malloc instead of jemalloc).
+# build: e.g. FEATURES=--no-default-features for glibc's malloc instead of jemalloc), WINDOW
+# (1: after each drain, also wait for 32 more blocks and read the RSS again; below), LIMITS
+# (1, the default in the throughput mode: once the node is stopped, run `make bench-limits` and
+# print the node's committed tx/s as a fraction of its two ceilings; 0 skips it, about 90 s).
 #
 # Memory figures (RSS = VmRSS of /proc/PID/status; RssAnon beside it is the heap and stacks,
 # without the mapped binary):
@@ -29,8 +32,13 @@
 #   rss_after_drain  once the mempool is empty: sampled every second until it has changed by
 #                  less than 1 MiB over the last 10 s, for at most SETTLE s; the first reading
 #                  (rss_at_empty), the settled one and the seconds it took are printed.
-# The redb page cache (at most 64 MiB, storage) is warm after a drain and stays so; everything
-# else should come back (RUNBOOK "Performance", memory).
+#   rss_after_window  (WINDOW=1) the same reading once 32 more blocks are committed after the
+#                  mempool emptied: the storage keeps the locations of the last 32 blocks' txs in
+#                  memory (actors/src/storage/locations.rs, `RANGES`) and writes them to the file
+#                  one range per block, so only then has the backlog left that index. At 250 ms
+#                  blocks that is 8 s; at MODE=mem's 20 s blocks, 640 s.
+# The redb page cache (at most storage_cache_mb, default 64 MiB) is warm after a drain and stays
+# so; everything else should come back (RUNBOOK "Performance", memory).
 #
 # MODE=mem: block_time 20s (override with BLOCK_TIME) so that the first block comes only after
 # the whole backlog is admitted: the peak mempool size and the RSS with it are read, then the
@@ -46,6 +54,7 @@ CONFIG=${CONFIG:-config/perf.yaml}
 MODE=${MODE:-tps}
 SETTLE=${SETTLE:-30}
 CYCLES=${CYCLES:-1}
+LIMITS=${LIMITS:-$([ "$MODE" = tps ] && echo 1 || echo 0)}
 TARGET=${CARGO_TARGET_DIR:-target}
 # cargo puts the built-in profiles in target/debug (dev, test) and target/release (release,
 # bench); a custom profile in target/<name>.
@@ -58,6 +67,8 @@ esac
 if [ "${BUILD:-1}" = 1 ]; then
     # shellcheck disable=SC2086 # FEATURES is a list of flags
     cargo build --profile "$PROFILE" ${FEATURES:-} --bin accumen --bin accumen-stress >&2
+    # Built now, so that it runs as soon as the node stops instead of compiling first.
+    if [ "$LIMITS" = 1 ]; then cargo bench --no-run -q -p accumen-actors --bench limits >&2; fi
 fi
 
 if [ "$MODE" = mem ]; then
@@ -110,6 +121,7 @@ fi
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status"; }
 anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$node_pid/status"; }
 pending() { curl -sf "$API/mempool/stats" | sed -n 's/.*"size":\([0-9]*\).*/\1/p'; }
+height() { curl -sf "$API/stats" | sed -n 's/.*"block_height":\([0-9]*\).*/\1/p'; }
 mib() { echo $(($1 / 1024)); }
 
 # The idle node's footprint: threads started, pools allocated, nothing cached yet.
@@ -164,10 +176,44 @@ for cycle in $(seq 1 "$CYCLES"); do
     while [ "$(pending || echo 0)" != 0 ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
     read -r at_empty after settle_s < <(settle)
     after_anon=$(anon_kib)
-    after_lines+=("cycle $cycle: rss_at_empty_mib $(mib "$at_empty") rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon")) settled_after_s $settle_s")
+    line="cycle $cycle: rss_at_empty_mib $(mib "$at_empty") rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon")) settled_after_s $settle_s"
+    if [ "${WINDOW:-0}" = 1 ]; then
+        # 32 = RANGES in actors/src/storage/locations.rs: the blocks an id's location waits in
+        # memory at most before its range is written.
+        target=$(($(height || echo 0) + 32))
+        deadline=$((SECONDS + 3600))
+        while [ "$(height || echo 0)" -lt "$target" ] && [ $SECONDS -lt $deadline ]; do sleep 1; done
+        read -r _ window _ < <(settle)
+        window_anon=$(anon_kib)
+        line+=" rss_after_window_mib $(mib "$window") (anon $(mib "$window_anon"))"
+    fi
+    after_lines+=("$line")
 done
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
+
+# The bare-pipeline limit in the same run: right after the node stops, on the same machine and
+# minute, so both figures see the same load (stage costs drift by tens of percent from one
+# minute to the next on a shared VM; a ceiling from another hour says little).
+limits_line=""
+if [ "$LIMITS" = 1 ]; then
+    kill -TERM "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+    cargo bench -q -p accumen-actors --bench limits -- --json >"$DATA/limits.txt" 2>"$DATA/limits.err" || {
+        echo "bench-limits failed:" >&2
+        tail -20 "$DATA/limits.err" >&2
+        exit 1
+    }
+    limits_line=$(python3 - "$DATA/limits.txt" "$DATA/stress-$CYCLES.json" <<'PY'
+import json, sys
+limits = next(json.loads(l.split(":", 1)[1]) for l in open(sys.argv[1]) if l.startswith("limits-json:"))
+node = json.load(open(sys.argv[2]))["committed_tps"]
+one, busy = limits["ceiling_tps"], limits["ceiling_busy_tps"]
+print(f"ceiling_tps {one:.0f} ceiling_busy_tps {busy:.0f} (load before {limits['load_before']}, after {limits['load_after']})")
+print(f"node_committed_tps {node:.0f} = {100 * node / one:.0f}% of ceiling_tps, {100 * node / busy:.0f}% of ceiling_busy_tps")
+PY
+)
+fi
 
 peak=$(awk -F, 'NR > 1 && $2 > m {m = $2} END {print m + 0}' "$SAMPLES")
 peak_pending=$(awk -F, 'NR > 1 && $3 > m {m = $3; r = $2} END {print m + 0, r + 0}' "$SAMPLES")
@@ -182,7 +228,11 @@ echo "rss_peak_mib $(mib "$peak")"
 echo "peak_pending ${peak_pending% *} at_rss_mib $(mib "${peak_pending#* }")"
 echo "rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon"), settled after ${settle_s} s of at most $SETTLE)"
 echo "rss_after_drain_over_baseline_mib $(mib $((after - baseline))) (the redb page cache alone may hold up to ${ACCUMEN_STORAGE_CACHE_MB:-64}: storage_cache_mb)"
-[ "$CYCLES" = 1 ] || printf '%s\n' "${after_lines[@]}"
+[ "$CYCLES" = 1 ] && [ "${WINDOW:-0}" != 1 ] || printf '%s\n' "${after_lines[@]}"
+if [ -n "$limits_line" ]; then
+    echo "== bare-pipeline limit (make bench-limits, run as soon as the node stopped)"
+    echo "$limits_line"
+fi
 echo "== machine"
 echo "cores $(nproc)  load $(cut -d' ' -f1-3 /proc/loadavg)  $(uname -sr)"
 # grep -c exits 1 when it counts 0: that is a clean run, not a failure.
