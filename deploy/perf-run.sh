@@ -21,7 +21,7 @@
 # build: e.g. FEATURES=--no-default-features for glibc's malloc instead of jemalloc), WINDOW
 # (1: after each drain, also wait for 32 more blocks and read the RSS again; below), LIMITS
 # (1, the default in the throughput mode: once the node is stopped, run `make bench-limits` and
-# print the node's committed tx/s as a fraction of its two ceilings; 0 skips it, about 90 s).
+# print the node's committed tx/s as a fraction of its two ceilings; 0 skips it, about 15 s).
 #
 # Memory figures (RSS = VmRSS of /proc/PID/status; RssAnon beside it is the heap and stacks,
 # without the mapped binary):

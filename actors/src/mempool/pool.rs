@@ -313,7 +313,6 @@ impl Account {
     }
 }
 
-/// The least nonce `>= from` not in `txs`.
 /// Moves `sender`'s entry in the ordered set `set` from the key in `slot` to `new`, touching the
 /// set only if the key changed.
 fn rekey<K: Ord + Copy>(
@@ -334,6 +333,7 @@ fn rekey<K: Ord + Copy>(
     *slot = new;
 }
 
+/// The least nonce `>= from` not in `txs`.
 fn first_gap(txs: &BTreeMap<u64, Hash>, from: u64) -> u64 {
     let mut n = from;
     while txs.contains_key(&n) {
