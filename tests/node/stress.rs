@@ -116,5 +116,11 @@ fn stress_tool_reports_consistent_counts_in_both_formats() {
         // At 400/s for 2 s the schedule offers at most 800 (the last batch may start late).
         assert!(s["offered"].as_u64().unwrap() <= 800, "{s}");
         assert_eq!(s["config"]["payload_bytes"], 64, "{s}");
+        // 800 calls drain in well under the 30 s deadline, so the watcher (which finds its
+        // transactions by sender and nonce) must have seen every accepted one committed, and
+        // nothing it did not send (the second run's fresh senders share the node's chain
+        // with the first run's).
+        assert_eq!(s["committed"], s["accepted"], "{s}");
+        assert_eq!(s["committed_unacknowledged"], 0, "{s}");
     }
 }
