@@ -263,14 +263,32 @@ impl Admission {
     /// `mempool.persist`, returns once the accepted ones are durable in the journal (or
     /// refused because that failed). Blocks on the journal: call it off the async threads.
     pub fn admit(&self, txs: Vec<VerifiedTx>) -> Vec<Result<Hash, MempoolError>> {
-        self.admit_batch(txs, true)
+        self.admit_batch(txs, Vec::new(), true)
+    }
+
+    /// `admit`, with the bytes each transaction was received in where the caller has them:
+    /// `encoded[i]`, when `Some`, must be the canonical encoding of `txs[i]` (the bytes that
+    /// `SignedTx::decode` accepted, which it checks are exactly `encode(tx)`). The journal
+    /// stores them as they are instead of encoding each transaction again. Missing entries (or
+    /// a shorter `encoded`) are encoded here.
+    pub fn admit_encoded(
+        &self,
+        txs: Vec<VerifiedTx>,
+        encoded: Vec<Option<Vec<u8>>>,
+    ) -> Vec<Result<Hash, MempoolError>> {
+        self.admit_batch(txs, encoded, true)
     }
 
     /// Admits a batch; with `journal` (and `mempool.persist`) journals what it accepted and
     /// forgets what that evicted in one queued write, waits for it, and undoes the batch if it
     /// failed. Without `journal` (restore: the rows are journaled already) admitted
     /// transactions are durable at once and evictions are forgotten.
-    fn admit_batch(&self, txs: Vec<VerifiedTx>, journal: bool) -> Vec<Result<Hash, MempoolError>> {
+    fn admit_batch(
+        &self,
+        txs: Vec<VerifiedTx>,
+        encoded: Vec<Option<Vec<u8>>>,
+        journal: bool,
+    ) -> Vec<Result<Hash, MempoolError>> {
         let now = now_ms();
         let view = match self.read_state(&txs) {
             Ok(v) => v,
@@ -280,13 +298,20 @@ impl Admission {
             }
         };
         let group = self.journal.as_ref().filter(|_| journal);
-        // Encoded before the lock; refused transactions' encodings are simply dropped.
-        let mut encoded: HashMap<Hash, Vec<u8>> = match group {
-            Some(_) => txs.iter().map(|t| (t.id(), encode(t.signed()))).collect(),
-            None => HashMap::new(),
+        // Encoded before the lock (where the caller did not pass the bytes received), by
+        // position in `txs`; refused transactions' encodings are simply dropped.
+        let mut encoded: Vec<Option<Vec<u8>>> = match group {
+            Some(_) => {
+                let mut given = encoded.into_iter();
+                txs.iter()
+                    .map(|t| Some(given.next().flatten().unwrap_or_else(|| encode(t.signed()))))
+                    .collect()
+            }
+            None => Vec::new(),
         };
         let mut results = Vec::with_capacity(txs.len());
-        let mut admitted: Vec<Hash> = Vec::new();
+        // Position in `txs` and id of each admitted transaction.
+        let mut admitted: Vec<(usize, Hash)> = Vec::new();
         // Each admission as the pool names it (id, arrival sequence), for `mark_durable` and
         // `undo`: the same id may be evicted and admitted again by another batch meanwhile.
         let mut admissions: Vec<(Hash, u64)> = Vec::new();
@@ -298,7 +323,7 @@ impl Admission {
                 deploys,
                 journal_seq,
             } = &mut *shared;
-            for tx in txs {
+            for (position, tx) in txs.into_iter().enumerate() {
                 let id = tx.id();
                 let sender = tx.tx().sender;
                 if let Action::Call { contract, .. } = &tx.tx().action {
@@ -333,7 +358,7 @@ impl Admission {
                 match outcome {
                     Ok(out) => {
                         evicted.extend(out);
-                        admitted.push(id);
+                        admitted.push((position, id));
                         if let Some(seq) = pool.seq_of(&id) {
                             admissions.push((id, seq));
                         }
@@ -359,8 +384,8 @@ impl Admission {
                         .iter()
                         .map(|id| JournalOp::Remove(*id))
                         .collect();
-                    for id in admitted.iter().filter(|id| !gone.contains(id)) {
-                        let Some(bytes) = encoded.remove(id) else {
+                    for (position, id) in admitted.iter().filter(|(_, id)| !gone.contains(id)) {
+                        let Some(bytes) = encoded.get_mut(*position).and_then(Option::take) else {
                             continue; // unreachable: every tx of the batch was encoded
                         };
                         let seq = *journal_seq;
@@ -455,7 +480,7 @@ impl Admission {
             .collect();
         let ids: Vec<Hash> = verified.iter().map(|t| t.id()).collect();
         // Already journaled (with their sequences): admit without writing them again.
-        let results = self.admit_batch(verified, false);
+        let results = self.admit_batch(verified, Vec::new(), false);
         let stale: Vec<Hash> = ids
             .iter()
             .zip(&results)
@@ -815,6 +840,37 @@ mod tests {
             .collect()
     }
 
+    /// `admit_encoded` journals the bytes given for the transaction at the same position, and
+    /// encodes those given none; a refused transaction's bytes are never journaled.
+    #[test]
+    fn received_bytes_are_journaled_by_position() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
+        let m = admission(&storage, journal.clone(), 10);
+        let (a, b) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+        // Refused: nothing is deployed at this address.
+        let refused = call(&a, 0, Address([7; 32]));
+        let (da, db) = (deploy(&a, 0), deploy(&b, 0));
+        let results = m.admit_encoded(
+            vec![refused.clone(), da.clone(), db.clone()],
+            vec![
+                Some(refused.signed().encode()),
+                Some(da.signed().encode()),
+                None,
+            ],
+        );
+        assert!(matches!(results[0], Err(MempoolError::UnknownContract(_))));
+        assert_eq!(results[1].as_ref().ok(), Some(&da.id()));
+        assert_eq!(results[2].as_ref().ok(), Some(&db.id()));
+        let rows: Vec<SignedTx> = journal
+            .load()
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(rows, vec![da.signed().clone(), db.signed().clone()]);
+    }
+
     /// Issue 6 §8: a failed journal write used to run the block-commit clean-up, which raised
     /// the sender's base nonce and dropped its earlier, acknowledged transactions. Now it
     /// refuses the new batch with a 503 and changes nothing else, evictions included.
@@ -924,7 +980,7 @@ mod tests {
         }
         assert_eq!(select_all(&m), Vec::<Hash>::new(), "not durable yet");
         assert!(matches!(
-            m.admit_batch(vec![d0.clone()], false)[0],
+            m.admit_batch(vec![d0.clone()], Vec::new(), false)[0],
             Err(MempoolError::Rejected(AdmitError::Duplicate(_)))
         ));
         m.pool().pool.check_invariants();

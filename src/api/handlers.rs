@@ -10,8 +10,8 @@ use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
 use accumen_actors::metrics::NodeStats;
 use accumen_actors::types::MAX_ARGS_LEN;
 use accumen_actors::types::{
-    Action, Address, BATCH_CHUNK, Block, Hash, PublicKey, Receipt, ReceiptStatus, SignedTx,
-    TxError, VerifiedTx,
+    Action, Address, BATCH_CHUNK, Block, Hash, IdentifiedTx, PublicKey, Receipt, ReceiptStatus,
+    SignedTx, TxError, VerifiedTx,
 };
 use accumen_actors::vm::gas::MAX_KEY_LEN;
 use accumen_actors::vm::{Query, VmError};
@@ -223,7 +223,10 @@ fn check_accepting(state: &State) -> ApiResult<()> {
 /// is verified on every core instead of one; the answers are concatenated in order, and each
 /// item's answer is its own single verification whatever the split (the chunking never changes
 /// a decision).
-async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
+async fn verify_all(
+    state: &State,
+    txs: Vec<IdentifiedTx>,
+) -> ApiResult<Vec<ApiResult<VerifiedTx>>> {
     let nice = state.settings.api.admission_nice;
     let jobs = verify_parts(txs, cores()).into_iter().map(|part| {
         let keys = state.keys.clone();
@@ -231,7 +234,7 @@ async fn verify_all(state: &State, txs: Vec<SignedTx>) -> ApiResult<Vec<ApiResul
         web::block(move || {
             // Behind block production under a flood (see `priority`).
             crate::api::priority::lower_this_thread(nice);
-            accumen_actors::types::verify_batch(part, &keys)
+            accumen_actors::types::verify_identified(part, &keys)
                 .into_iter()
                 .map(|r| {
                     let v = r.map_err(|e| tx_error(&e))?;
@@ -265,7 +268,7 @@ fn cores() -> usize {
 
 /// Splits `txs`, in order, into at most `cores` parts of whole [`BATCH_CHUNK`]s (at least two
 /// chunks before splitting at all), so every part keeps full batch equations.
-fn verify_parts(mut txs: Vec<SignedTx>, cores: usize) -> Vec<Vec<SignedTx>> {
+fn verify_parts<T>(mut txs: Vec<T>, cores: usize) -> Vec<Vec<T>> {
     let chunks = txs.len().div_ceil(BATCH_CHUNK);
     let parts = cores.clamp(1, chunks.max(1));
     let per_part = chunks.div_ceil(parts) * BATCH_CHUNK;
@@ -279,7 +282,13 @@ fn verify_parts(mut txs: Vec<SignedTx>, cores: usize) -> Vec<Vec<SignedTx>> {
     out
 }
 
-async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
+/// Admits `txs`; `encoded` as for `Admission::admit_encoded` (the bytes each was received in,
+/// where at hand).
+async fn admit(
+    state: &State,
+    txs: Vec<VerifiedTx>,
+    encoded: Vec<Option<Vec<u8>>>,
+) -> ApiResult<Vec<Result<Hash, MempoolError>>> {
     let intake = state.intake()?;
     if let Some(admission) = intake.admission.clone() {
         // On the blocking pool: admission waits for its journal write (shared with concurrent
@@ -287,7 +296,7 @@ async fn admit(state: &State, txs: Vec<VerifiedTx>) -> ApiResult<Vec<Result<Hash
         let nice = state.settings.api.admission_nice;
         return web::block(move || {
             crate::api::priority::lower_this_thread(nice);
-            admission.admit(txs)
+            admission.admit_encoded(txs, encoded)
         })
         .await
         .map_err(|e| ApiError::internal(format!("admission pool: {e}")));
@@ -357,16 +366,19 @@ pub async fn submit_tx(
     let body = body::accept(&state, body)?;
     let format = body_format(&req)?;
     check_accepting(&state)?;
-    let tx: SignedTx = match format {
-        Format::Json => parse_json(&body)?,
+    let (tx, encoded) = match format {
+        Format::Json => (IdentifiedTx::new(parse_json::<SignedTx>(&body)?), None),
         // One transaction's canonical bytes, unframed (the batch framing is for /v1/txs).
-        Format::Binary => SignedTx::decode(&body).map_err(|e| malformed_tx("request body", &e))?,
+        Format::Binary => (
+            SignedTx::decode_identified(&body).map_err(|e| malformed_tx("request body", &e))?,
+            Some(body.to_vec()),
+        ),
     };
     let verified = verify_all(&state, vec![tx])
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("verification returned nothing"))??;
-    let result = admit(&state, vec![verified])
+    let result = admit(&state, vec![verified], vec![encoded])
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("admission returned nothing"))?;
@@ -428,30 +440,39 @@ pub async fn submit_txs(
     // Each element stands alone: a malformed one is rejected with its own reason.
     let mut results: Vec<ElementResult> = Vec::with_capacity(items.len());
     results.resize_with(items.len(), ElementResult::default);
-    let mut parsed = Vec::with_capacity(items.len());
+    // Parsed elements: position in the batch, the transaction with its id, and (binary) the
+    // bytes it came in, which the journal stores as they are.
+    let mut positions = Vec::with_capacity(items.len());
+    let mut txs = Vec::with_capacity(items.len());
+    let mut frames = Vec::with_capacity(items.len());
     for (i, tx) in items.parse().into_iter().enumerate() {
         match tx {
-            Ok(tx) => parsed.push((i, tx)),
+            Ok((tx, frame)) => {
+                positions.push(i);
+                txs.push(tx);
+                frames.push(frame);
+            }
             Err(err) => results[i] = ElementResult::rejected(None, err),
         }
     }
-    drop(items);
-    let (positions, txs): (Vec<usize>, Vec<SignedTx>) = parsed.into_iter().unzip();
-    let ids: Vec<Hash> = txs.iter().map(|t| t.tx.id()).collect();
+    let ids: Vec<Hash> = txs.iter().map(IdentifiedTx::id).collect();
     let verified = verify_all(&state, txs).await?;
     let mut good = Vec::new();
     let mut good_pos = Vec::new();
-    for ((pos, id), v) in positions.iter().zip(&ids).zip(verified) {
+    let mut encoded = Vec::new();
+    for (((pos, id), v), frame) in positions.iter().zip(&ids).zip(verified).zip(frames) {
         match v {
             Ok(t) => {
                 good.push(t);
                 good_pos.push((*pos, *id));
+                encoded.push(frame.map(<[u8]>::to_vec));
             }
             Err(e) => results[*pos] = ElementResult::rejected(Some(*id), e),
         }
     }
+    drop(items);
     if !good.is_empty() {
-        let admitted = admit(&state, good).await?;
+        let admitted = admit(&state, good, encoded).await?;
         for ((pos, id), r) in good_pos.into_iter().zip(admitted) {
             results[pos] = match r {
                 Ok(_) => ElementResult {
@@ -479,6 +500,9 @@ pub async fn submit_txs(
         }))
 }
 
+/// One parsed element: the transaction with its id, and (binary) the bytes it came in.
+type Parsed<'a> = (IdentifiedTx, Option<&'a [u8]>);
+
 /// The elements of a batch body, split but not yet parsed.
 enum Items<'a> {
     Json(Vec<&'a serde_json::value::RawValue>),
@@ -494,23 +518,28 @@ impl Items<'_> {
     }
 
     /// Each element parsed on its own: a malformed one gets its own reason (`malformed_json`,
-    /// or `malformed_tx` for binary bytes that are not one canonical transaction).
-    fn parse(&self) -> Vec<ApiResult<SignedTx>> {
+    /// or `malformed_tx` for binary bytes that are not one canonical transaction). A binary
+    /// element comes with its bytes, which are its canonical encoding (checked by the decode):
+    /// its id is hashed from them, and the journal stores them, so neither encodes it again.
+    fn parse(&self) -> Vec<ApiResult<Parsed<'_>>> {
         match self {
             Items::Json(v) => v
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    serde_json::from_str::<SignedTx>(item.get()).map_err(|e| {
-                        ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"))
-                    })
+                    serde_json::from_str::<SignedTx>(item.get())
+                        .map(|t| (IdentifiedTx::new(t), None))
+                        .map_err(|e| {
+                            ApiError::bad_request("malformed_json", format!("transaction {i}: {e}"))
+                        })
                 })
                 .collect(),
             Items::Binary(v) => v
                 .iter()
                 .enumerate()
                 .map(|(i, frame)| {
-                    SignedTx::decode(frame)
+                    SignedTx::decode_identified(frame)
+                        .map(|t| (t, Some(*frame)))
                         .map_err(|e| malformed_tx(&format!("transaction {i}"), &e))
                 })
                 .collect(),

@@ -21,12 +21,14 @@ pub use codec::{
 };
 pub use merkle::merkle_root;
 pub use receipt::{Event, Receipt, ReceiptStatus, revert_reason, trap_kind};
-pub use sig::{BATCH_CHUNK, verify_batch, verify_batch_chunked};
+pub use sig::{
+    BATCH_CHUNK, verify_batch, verify_batch_chunked, verify_identified, verify_identified_chunked,
+};
 pub use state::{ContractInfo, WriteSet, genesis_state_root, state_root};
 pub use tx::{
-    Action, KeyCache, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN, MAX_CODE_LEN,
-    MAX_ENTRY_LEN, MAX_TX_BYTES, SigDomain, SigMessage, SignedTx, Tx, TxError, VerifiedTx,
-    contract_address, valid_entry, verify_hash,
+    Action, IdentifiedTx, KeyCache, KeyError, Keypair, MAX_ARGS_LEN, MAX_CHAIN_ID_LEN,
+    MAX_CODE_LEN, MAX_ENTRY_LEN, MAX_TX_BYTES, SigDomain, SigMessage, SignedTx, Tx, TxError,
+    VerifiedTx, contract_address, valid_entry, verify_hash,
 };
 
 /// A `HashMap` for the hot per-transaction maps (mempool entries and accounts, the journal's

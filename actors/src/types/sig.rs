@@ -60,7 +60,7 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use sha2::{Digest, Sha512};
 
 use super::bytes::{Hash, PublicKey, Signature};
-use super::tx::{SigDomain, SignedTx, TxError, VerifiedTx};
+use super::tx::{IdentifiedTx, SigDomain, SignedTx, TxError, VerifiedTx};
 
 /// Signatures per batch equation. A failing chunk is bisected, so this bounds the work one bad
 /// signature can cause, and a chunk is the unit of progress a follower reports. Measured
@@ -373,6 +373,15 @@ pub fn verify_batch(txs: Vec<SignedTx>, cache: &KeyCache) -> Vec<Result<Verified
     verify_batch_chunked(txs, cache, BATCH_CHUNK)
 }
 
+/// `verify_batch` on transactions whose ids are known already (`SignedTx::decode_identified`
+/// takes them from the bytes received): the same answers, without hashing each body again.
+pub fn verify_identified(
+    txs: Vec<IdentifiedTx>,
+    cache: &KeyCache,
+) -> Vec<Result<VerifiedTx, TxError>> {
+    verify_identified_chunked(txs, cache, BATCH_CHUNK)
+}
+
 /// `verify_batch` with `chunk` signatures per batch equation (at least 1). The chunk size
 /// changes only the speed, never an answer; the benchmarks use it to choose [`BATCH_CHUNK`].
 pub fn verify_batch_chunked(
@@ -380,17 +389,27 @@ pub fn verify_batch_chunked(
     cache: &KeyCache,
     chunk: usize,
 ) -> Vec<Result<VerifiedTx, TxError>> {
+    let txs = txs.into_iter().map(IdentifiedTx::new).collect();
+    verify_identified_chunked(txs, cache, chunk)
+}
+
+/// `verify_batch_chunked` on transactions with their ids.
+pub fn verify_identified_chunked(
+    txs: Vec<IdentifiedTx>,
+    cache: &KeyCache,
+    chunk: usize,
+) -> Vec<Result<VerifiedTx, TxError>> {
     let chunk = chunk.max(1);
     let mut out: Vec<Option<Result<VerifiedTx, TxError>>> = Vec::with_capacity(txs.len());
     let mut pending = Vec::with_capacity(txs.len());
     for (index, tx) in txs.into_iter().enumerate() {
+        let (id, tx) = tx.into_parts();
         let checked = cache
             .key(&tx.tx.sender)
             .and_then(|key| tx.tx.check_shape().map(|()| key));
         match checked {
             Ok(key) => {
                 out.push(None);
-                let id = tx.tx.id();
                 pending.push(Pending { index, key, id, tx });
             }
             Err(e) => out.push(Some(Err(e))),

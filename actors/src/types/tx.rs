@@ -177,6 +177,25 @@ impl SignedTx {
         encode(self)
     }
 
+    /// Decodes a transaction from its canonical binary form and takes its id from those
+    /// bytes, without encoding the body again.
+    ///
+    /// Why the id is the same as `tx.id()` on every machine: canonical bytes are exactly
+    /// `encode(self)` (`decode_canonical` checks it), and postcard encodes a struct as its
+    /// fields in order with nothing around them, so `encode(SignedTx)` is `encode(Tx)` followed
+    /// by the signature, which is a fixed-size array (`Signature::LEN` bytes, no length
+    /// prefix). The id, SHA-256 of `encode(Tx)`, is therefore SHA-256 of all but the last
+    /// `Signature::LEN` bytes (tested against `Tx::id` in `decoded_ids_are_the_body_hash`).
+    pub fn decode_identified(bytes: &[u8]) -> Result<IdentifiedTx, TxError> {
+        let tx = Self::decode(bytes)?;
+        // A decoded SignedTx always holds a whole signature, so this never saturates.
+        let body = bytes.len().saturating_sub(Signature::LEN);
+        Ok(IdentifiedTx {
+            id: sha256(&bytes[..body]),
+            tx,
+        })
+    }
+
     /// Checks shape and signature; returns the transaction with its id computed once.
     ///
     /// Order of the checks (the same in `verify_cached` and `verify_batch`): the sender key must
@@ -200,6 +219,37 @@ impl SignedTx {
             return Err(TxError::BadSignature);
         }
         Ok(VerifiedTx { id, tx: self })
+    }
+}
+
+/// A transaction with its id, before any check: what the verifiers take, so an id computed
+/// once (by `SignedTx::decode_identified`, from the bytes received) is not computed again.
+/// The fields are private, so the id is always the transaction's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentifiedTx {
+    id: Hash,
+    tx: SignedTx,
+}
+
+impl IdentifiedTx {
+    /// Computes the id (one encoding of the body).
+    pub fn new(tx: SignedTx) -> Self {
+        Self { id: tx.tx.id(), tx }
+    }
+
+    /// The transaction id.
+    pub fn id(&self) -> Hash {
+        self.id
+    }
+
+    /// The signed transaction.
+    pub fn signed(&self) -> &SignedTx {
+        &self.tx
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (Hash, SignedTx) {
+        (self.id, self.tx)
     }
 }
 
@@ -472,6 +522,42 @@ mod tests {
             SigDomain::Tx.message(&h).as_ref(),
             SigDomain::Block.message(&h).as_ref()
         );
+    }
+
+    #[test]
+    fn decoded_ids_are_the_body_hash() {
+        let kp = Keypair::from_seed([4; 32]);
+        let mut txs = Vec::new();
+        // Lengths on both sides of postcard's varint boundaries (127, 16,383), every optional
+        // field set and unset, both actions, extreme integers.
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 70_000] {
+            let mut t = call(&kp, len as u64);
+            t.action = crate::testkit::call(Address([len as u8; 32]), "e", &vec![0xa5; len]);
+            txs.push(t.clone());
+            t.action = crate::testkit::deploy(vec![1; len.max(1)]);
+            t.expiry = Some(u64::MAX);
+            t.priority = u64::MAX;
+            t.nonce = u64::MAX;
+            t.gas_limit = 1;
+            t.chain_id = "c".repeat(len.clamp(1, MAX_CHAIN_ID_LEN));
+            txs.push(t);
+        }
+        for t in txs {
+            let stx = kp.sign(t);
+            let got = SignedTx::decode_identified(&stx.encode()).unwrap();
+            assert_eq!(got.id(), stx.tx.id());
+            assert_eq!(got.signed(), &stx);
+            assert_eq!(IdentifiedTx::new(stx.clone()), got);
+        }
+        // Bytes that are not one canonical transaction give decode's error.
+        let mut bytes = kp.sign(call(&kp, 1)).encode();
+        bytes.push(0);
+        assert_eq!(
+            SignedTx::decode_identified(&bytes).map(|t| t.id()),
+            SignedTx::decode(&bytes).map(|t| t.tx.id())
+        );
+        assert!(SignedTx::decode_identified(&[]).is_err());
+        assert!(SignedTx::decode_identified(&bytes[..10]).is_err());
     }
 
     #[test]

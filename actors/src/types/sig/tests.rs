@@ -393,8 +393,21 @@ fn decisions_do_not_depend_on_randomness_cache_or_chunking() {
     }
     // A cache of one key (constantly emptied) and a large one decide the same.
     assert_eq!(verify_batch(txs.clone(), &KeyCache::new(1)), expected);
-    assert_eq!(verify_batch(txs, &KeyCache::new(10_000)), expected);
+    assert_eq!(verify_batch(txs.clone(), &KeyCache::new(10_000)), expected);
     assert!(verify_batch(Vec::new(), &KeyCache::new(1)).is_empty());
+    // The ids taken from the received bytes (the API's path) decide the same, for every item.
+    let identified: Vec<IdentifiedTx> = txs
+        .iter()
+        .map(|t| SignedTx::decode_identified(&t.encode()).unwrap())
+        .collect();
+    assert_eq!(verify_identified(identified, &KeyCache::new(16)), expected);
+    for chunk in [1, 3, BATCH_CHUNK] {
+        let identified = txs.iter().cloned().map(IdentifiedTx::new).collect();
+        assert_eq!(
+            verify_identified_chunked(identified, &KeyCache::new(16), chunk),
+            expected
+        );
+    }
 }
 
 #[test]
