@@ -23,6 +23,11 @@
 # (1, the default in the throughput mode: once the node is stopped, run `make bench-limits` and
 # print the node's committed tx/s as a fraction of its two ceilings; 0 skips it, about 15 s).
 #
+# CPU: the node's CPU time (utime + stime) from the stress tool's start to the empty mempool,
+# per committed transaction (node_cpu_us_per_committed_tx): the node's efficiency, unlike the
+# tx/s independent of how many cores the load generator took. With LIMITS, the bare stages'
+# cost per transaction on busy cores (2 cores / ceiling_busy_tps) is printed as a fraction of it.
+#
 # Memory figures (RSS = VmRSS of /proc/PID/status; RssAnon beside it is the heap and stacks,
 # without the mapped binary):
 #   rss_baseline   the idle node 2 s after /health first answers, on an empty data dir: the
@@ -123,6 +128,9 @@ anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$node_pid/status"; }
 pending() { curl -sf "$API/mempool/stats" | sed -n 's/.*"size":\([0-9]*\).*/\1/p'; }
 height() { curl -sf "$API/stats" | sed -n 's/.*"block_height":\([0-9]*\).*/\1/p'; }
 mib() { echo $(($1 / 1024)); }
+# The node's CPU time so far in clock ticks (utime + stime of /proc/PID/stat; the command name
+# in field 2 has no spaces here).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$node_pid/stat"; }
 
 # The idle node's footprint: threads started, pools allocated, nothing cached yet.
 sleep 2
@@ -163,7 +171,9 @@ settle() {
 }
 
 after_lines=()
+cpu_lines=()
 for cycle in $(seq 1 "$CYCLES"); do
+    cpu_before=$(cpu_ticks)
     # shellcheck disable=SC2086 # STRESS_ARGS is a list of flags
     "$BIN_DIR/accumen-stress" --api "$API" $STRESS_ARGS >"$DATA/stress-$cycle.json" 2>"$DATA/stress-$cycle.err" || {
         echo "accumen-stress failed (cycle $cycle):" >&2
@@ -174,6 +184,15 @@ for cycle in $(seq 1 "$CYCLES"); do
     # Let the node finish what is pending (MODE=mem: the whole drain) before the last reading.
     deadline=$((SECONDS + 600))
     while [ "$(pending || echo 0)" != 0 ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+    cpu_lines+=("$(python3 - "$DATA/stress-$cycle.json" "$cpu_before" "$(cpu_ticks)" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+committed = json.load(open(sys.argv[1]))["committed"]
+seconds = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+per_tx = f"{1e6 * seconds / committed:.1f}" if committed else "n/a"
+print(f"node_cpu_seconds {seconds:.1f} node_cpu_us_per_committed_tx {per_tx}")
+open(sys.argv[1] + ".cpu", "w").write(per_tx)
+PY
+)")
     read -r at_empty after settle_s < <(settle)
     after_anon=$(anon_kib)
     line="cycle $cycle: rss_at_empty_mib $(mib "$at_empty") rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon")) settled_after_s $settle_s"
@@ -211,6 +230,14 @@ node = json.load(open(sys.argv[2]))["committed_tps"]
 one, busy = limits["ceiling_tps"], limits["ceiling_busy_tps"]
 print(f"ceiling_tps {one:.0f} ceiling_busy_tps {busy:.0f} (load before {limits['load_before']}, after {limits['load_after']})")
 print(f"node_committed_tps {node:.0f} = {100 * node / one:.0f}% of ceiling_tps, {100 * node / busy:.0f}% of ceiling_busy_tps")
+# The same comparison in CPU per transaction, which leaves out the cores the stress tool took
+# and any idle time: the bare stages' cost on busy cores against what the node spent.
+try:
+    node_us = float(open(sys.argv[2] + ".cpu").read())
+    bare_us = 2e6 / busy
+    print(f"bare_cpu_us_per_tx {bare_us:.1f} (busy) = {100 * bare_us / node_us:.0f}% of the node's {node_us:.1f}")
+except ValueError:
+    pass
 PY
 )
 fi
@@ -229,6 +256,9 @@ echo "peak_pending ${peak_pending% *} at_rss_mib $(mib "${peak_pending#* }")"
 echo "rss_after_drain_mib $(mib "$after") (anon $(mib "$after_anon"), settled after ${settle_s} s of at most $SETTLE)"
 echo "rss_after_drain_over_baseline_mib $(mib $((after - baseline))) (the redb page cache alone may hold up to ${ACCUMEN_STORAGE_CACHE_MB:-64}: storage_cache_mb)"
 [ "$CYCLES" = 1 ] && [ "${WINDOW:-0}" != 1 ] || printf '%s\n' "${after_lines[@]}"
+echo "== node CPU (from the stress tool's start to the empty mempool; its signing phase, before"
+echo "   the first request, costs the idle node next to nothing)"
+printf '%s\n' "${cpu_lines[@]}"
 if [ -n "$limits_line" ]; then
     echo "== bare-pipeline limit (make bench-limits, run as soon as the node stopped)"
     echo "$limits_line"

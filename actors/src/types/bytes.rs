@@ -45,7 +45,20 @@ macro_rules! fixed_bytes {
 
             /// Lowercase hex, no prefix.
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                self.with_hex(str::to_string)
+            }
+
+            /// Calls `f` with the lowercase hex, written on the stack: Display and JSON use it,
+            /// so an id in an answer costs no allocation (a `POST /v1/txs` answer holds up to
+            /// `api.max_batch` of them), and `encode_to_slice` writes by table where
+            /// `hex::encode` goes through a char iterator.
+            pub fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+                let mut buf = [0u8; 2 * $len];
+                // The buffer is exactly twice the input, the only way this can fail.
+                let ok = hex::encode_to_slice(self.0, &mut buf).is_ok();
+                debug_assert!(ok);
+                // Hex digits are ASCII, so this never fails either.
+                f(std::str::from_utf8(&buf).unwrap_or_default())
             }
 
             /// Parses exactly `2 * LEN` hex digits.
@@ -82,7 +95,7 @@ macro_rules! fixed_bytes {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.to_hex())
+                self.with_hex(|h| f.write_str(h))
             }
         }
 
@@ -102,7 +115,7 @@ macro_rules! fixed_bytes {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 if s.is_human_readable() {
-                    s.serialize_str(&self.to_hex())
+                    self.with_hex(|h| s.serialize_str(h))
                 } else {
                     let mut t = s.serialize_tuple($len)?;
                     for b in &self.0 {
