@@ -291,6 +291,9 @@ struct Account {
     victim: Option<VictimKey>,
     /// This sender's key in `sizes`, if its tail may be evicted and is executable.
     size: Option<SizeKey>,
+    /// Whether this sender is in `gapped`: a refresh touches that set only when this changes
+    /// (a search of it by 32-byte key on every refresh was a visible share of the pool's CPU).
+    gapped: bool,
 }
 
 impl Account {
@@ -304,6 +307,7 @@ impl Account {
             head: None,
             victim: None,
             size: None,
+            gapped: false,
         }
     }
 
@@ -594,16 +598,21 @@ impl Pool {
     /// Admissions no longer pending are skipped, and so is a later admission of the same id
     /// (another batch's, whose own write decides).
     pub fn mark_durable(&mut self, admitted: &[(Hash, u64)]) {
-        let mut touched = BTreeSet::new();
+        // A sorted, deduplicated Vec rather than a BTreeSet: one allocation for the batch, not
+        // a tree insert per transaction. Senders' refreshes are independent of one another, so
+        // their order does not matter.
+        let mut touched = Vec::with_capacity(admitted.len());
         for (id, seq) in admitted {
             if let Some(e) = self.entries.get_mut(id)
                 && e.seq == *seq
                 && !e.durable
             {
                 e.durable = true;
-                touched.insert(e.tx.tx().sender);
+                touched.push(e.tx.tx().sender);
             }
         }
+        touched.sort_unstable();
+        touched.dedup();
         for sender in &touched {
             self.refresh(sender);
         }
@@ -1136,10 +1145,14 @@ impl Pool {
         };
         a.cursor = a.cursor.max(a.base);
         a.next_gap = first_gap(&a.txs, a.next_gap.max(a.cursor));
-        if a.txs.range(a.next_gap..).next().is_some() {
-            self.gapped.insert(*sender);
-        } else {
-            self.gapped.remove(sender);
+        let gapped = a.txs.range(a.next_gap..).next().is_some();
+        if gapped != a.gapped {
+            a.gapped = gapped;
+            if gapped {
+                self.gapped.insert(*sender);
+            } else {
+                self.gapped.remove(sender);
+            }
         }
 
         let head = a
@@ -1213,7 +1226,9 @@ impl Pool {
                 if let Some(k) = a.size.take() {
                     self.sizes.remove(&k);
                 }
-                self.gapped.remove(&tx.sender);
+                if a.gapped {
+                    self.gapped.remove(&tx.sender);
+                }
                 self.accounts.remove(&tx.sender);
             }
         }
@@ -1287,6 +1302,11 @@ impl Pool {
                 self.gapped.contains(sender),
                 a.txs.range(a.next_gap..).next().is_some(),
                 "gapped {sender}"
+            );
+            assert_eq!(
+                a.gapped,
+                self.gapped.contains(sender),
+                "gapped flag {sender}"
             );
         }
         assert_eq!(count, self.entries.len());
