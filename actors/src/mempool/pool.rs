@@ -242,7 +242,14 @@ type VictimKey = (bool, u8, Reverse<usize>, u64);
 
 #[derive(Debug)]
 struct Entry {
-    tx: VerifiedTx,
+    /// Boxed, so that the map's buckets hold only what the ordering keys need (about 90
+    /// bytes with the id, instead of about 360 with the transaction inline): a refresh reads
+    /// the head and tail entries of its sender, and with the transactions inline those reads
+    /// missed the CPU caches at every turn (the pool's largest cost at the peak), rehashes
+    /// moved whole transactions, and a drained map's empty buckets kept 5.8 MiB.
+    tx: Box<VerifiedTx>,
+    /// `band(tx.priority)`, kept here so the ordering keys never read the boxed transaction.
+    band: u8,
     /// Arrival sequence number.
     seq: u64,
     /// Canonical encoded size.
@@ -260,7 +267,7 @@ struct Entry {
 
 impl Entry {
     fn band(&self) -> u8 {
-        band(self.tx.tx().priority)
+        self.band
     }
 
     fn expiry_key(&self) -> Option<(u64, Hash)> {
@@ -545,7 +552,8 @@ impl Pool {
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = Entry {
-            tx,
+            band: band(tx.tx().priority),
+            tx: Box::new(tx),
             seq,
             bytes,
             admitted_ms: now_ms,
@@ -753,7 +761,7 @@ impl Pool {
             entry.in_flight = true;
             entry.tag = Some(key.0);
             let cost = band_cost(entry.band());
-            out.txs.push(entry.tx.clone());
+            out.txs.push(VerifiedTx::clone(&entry.tx));
             self.in_flight.push(id);
             self.vclock = self.vclock.max(key.0);
             if let Some(a) = self.accounts.get_mut(&sender) {
@@ -918,7 +926,7 @@ impl Pool {
 
     /// A pending transaction (ready or in flight) by id.
     pub fn get(&self, id: &Hash) -> Option<&VerifiedTx> {
-        self.entries.get(id).map(|e| &e.tx)
+        self.entries.get(id).map(|e| &*e.tx)
     }
 
     /// Whether a transaction with this id is pending (ready or in flight).
@@ -1257,6 +1265,7 @@ impl Pool {
                 assert_eq!(e.tx.tx().sender, *sender);
                 assert_eq!(e.tx.tx().nonce, *nonce);
                 assert_eq!(e.bytes, tx_bytes(&e.tx));
+                assert_eq!(e.band, band(e.tx.tx().priority), "band of {id}");
                 bytes += e.bytes;
                 if *nonce >= a.base {
                     assert_eq!(e.in_flight, *nonce < a.cursor, "in-flight flag vs cursor");
@@ -1323,15 +1332,16 @@ impl Pool {
 }
 
 /// Below this many entries the pool's hash maps are never shrunk (`types::shrink_sparse`). An
-/// entry holds its transaction inline, about 350 bytes a bucket: the room an empty pool keeps
-/// at this floor is about 1.4 MiB (at 4,096 it was 5.8 MiB, heaptrack after a drain).
+/// entry's bucket is about 90 bytes (its transaction is boxed): the room an empty pool keeps at
+/// this floor is well under 1 MiB (with the transactions inline and a floor of 4,096 it was
+/// 5.8 MiB, heaptrack after a drain).
 const SHRINK_FLOOR: usize = 1024;
 
 impl Pool {
     /// Gives back the room a drained backlog left in the pool's hash maps; returns whether it
-    /// did. `entries` holds each transaction inline, so a map that once held 100,000 keeps
-    /// about 46 MiB of empty buckets after the backlog is gone unless it is shrunk (measured
-    /// with heaptrack, RUNBOOK "Performance"). The ordered indexes (`BTreeMap`/`BTreeSet`)
+    /// did. A map that once held 100,000 keeps its empty buckets after the backlog is gone
+    /// unless it is shrunk (46 MiB of them when entries held their transactions inline,
+    /// measured with heaptrack, RUNBOOK "Performance"). The ordered indexes (`BTreeMap`/`BTreeSet`)
     /// free their nodes as they empty and need nothing.
     ///
     /// Each map goes through `types::shrink_sparse` with `SHRINK_FLOOR`: shrunk only when its
