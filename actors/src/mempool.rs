@@ -259,6 +259,12 @@ impl Admission {
         Ok(view)
     }
 
+    /// Whether admitted transactions are journaled (`mempool.persist`): only then are the bytes
+    /// passed to `admit_encoded` used, so a caller without a journal need not keep them.
+    pub fn journals(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Admits verified transactions; one result per transaction, in order. With
     /// `mempool.persist`, returns once the accepted ones are durable in the journal (or
     /// refused because that failed). Blocks on the journal: call it off the async threads.
@@ -847,6 +853,15 @@ mod tests {
         let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
         let journal = FlakyJournal::new();
         let m = admission(&storage, journal.clone(), 10);
+        assert!(m.journals());
+        let unjournaled = Admission::new(
+            Arc::new(Mutex::new(Shared::new(Pool::new(config(10))))),
+            storage.clone(),
+            None,
+            Arc::new(NodeStats::default()),
+            NodeMetrics::default(),
+        );
+        assert!(!unjournaled.journals());
         let (a, b) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
         // Refused: nothing is deployed at this address.
         let refused = call(&a, 0, Address([7; 32]));

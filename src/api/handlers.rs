@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use accumen_actors::executor::{RunQuery, enqueue};
-use accumen_actors::mempool::{AccountPending, Admit, IsPending, MempoolError};
+use accumen_actors::mempool::{AccountPending, Admission, Admit, IsPending, MempoolError};
 use accumen_actors::metrics::NodeStats;
 use accumen_actors::types::MAX_ARGS_LEN;
 use accumen_actors::types::{
@@ -282,6 +282,16 @@ fn verify_parts<T>(mut txs: Vec<T>, cores: usize) -> Vec<Vec<T>> {
     out
 }
 
+/// Whether admission journals what it admits: only then are the bytes transactions came in
+/// copied for it (`admit`'s `encoded`), since nothing else uses them.
+fn journals(state: &State) -> ApiResult<bool> {
+    Ok(state
+        .intake()?
+        .admission
+        .as_ref()
+        .is_some_and(Admission::journals))
+}
+
 /// Admits `txs`; `encoded` as for `Admission::admit_encoded` (the bytes each was received in,
 /// where at hand).
 async fn admit(
@@ -371,9 +381,11 @@ pub async fn submit_tx(
         // One transaction's canonical bytes, unframed (the batch framing is for /v1/txs).
         Format::Binary => (
             SignedTx::decode_identified(&body).map_err(|e| malformed_tx("request body", &e))?,
-            Some(body.to_vec()),
+            Some(&body[..]),
         ),
     };
+    let journals = journals(&state)?;
+    let encoded = encoded.filter(|_| journals).map(<[u8]>::to_vec);
     let verified = verify_all(&state, vec![tx])
         .await?
         .pop()
@@ -457,6 +469,7 @@ pub async fn submit_txs(
     }
     let ids: Vec<Hash> = txs.iter().map(IdentifiedTx::id).collect();
     let verified = verify_all(&state, txs).await?;
+    let journals = journals(&state)?;
     let mut good = Vec::new();
     let mut good_pos = Vec::new();
     let mut encoded = Vec::new();
@@ -465,7 +478,7 @@ pub async fn submit_txs(
             Ok(t) => {
                 good.push(t);
                 good_pos.push((*pos, *id));
-                encoded.push(frame.map(<[u8]>::to_vec));
+                encoded.push(frame.filter(|_| journals).map(<[u8]>::to_vec));
             }
             Err(e) => results[*pos] = ElementResult::rejected(Some(*id), e),
         }
