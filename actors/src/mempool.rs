@@ -54,7 +54,7 @@ use crate::storage::{JournalOp, JournalStore, Storage, StorageError};
 use crate::types::{Action, Address, Hash, PublicKey, SignedTx, VerifiedTx, encode};
 use crate::vm::DropReason;
 use group::GroupCommit;
-use pool::{AdmitError, BlockLimits, EvictReason, Evicted, Pool};
+use pool::{AdmitError, Admitted, BlockLimits, EvictReason, Evicted, Pool};
 
 /// How often expired transactions are removed (and queued journal removals written).
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -320,7 +320,7 @@ impl Admission {
         let mut admitted: Vec<(usize, Hash)> = Vec::new();
         // Each admission as the pool names it (id, arrival sequence), for `mark_durable` and
         // `undo`: the same id may be evicted and admitted again by another batch meanwhile.
-        let mut admissions: Vec<(Hash, u64)> = Vec::new();
+        let mut admissions: Vec<Admitted> = Vec::new();
         let mut evicted: Vec<Evicted> = Vec::new();
         let ticket = {
             let mut shared = self.pool();
@@ -365,8 +365,8 @@ impl Admission {
                     Ok(out) => {
                         evicted.extend(out);
                         admitted.push((position, id));
-                        if let Some(seq) = pool.seq_of(&id) {
-                            admissions.push((id, seq));
+                        if let Some(adm) = pool.admitted(&id) {
+                            admissions.push(adm);
                         }
                         if let Some(address) = creates {
                             deploys.insert(address, id);

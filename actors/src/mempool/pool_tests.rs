@@ -1090,14 +1090,23 @@ fn pending_admissions_are_not_selectable_until_durable() {
     );
     assert_eq!(order(&sel(&mut pool, 10, 0)), vec![(b.public(), 0)]);
     pool.check_invariants();
-    let a0_seq = pool.seq_of(&a0.id()).unwrap();
-    pool.mark_durable(&[(a0.id(), a0_seq + 1), (Hash([7; 32]), 0)]);
+    let a0_adm = pool.admitted(&a0.id()).unwrap();
+    pool.mark_durable(&[
+        Admitted {
+            seq: a0_adm.seq + 1,
+            ..a0_adm
+        },
+        Admitted {
+            id: Hash([7; 32]),
+            ..a0_adm
+        },
+    ]);
     assert_eq!(
         order(&sel(&mut pool, 10, 0)),
         vec![],
         "another admission's seq"
     );
-    pool.mark_durable(&[(a0.id(), a0_seq)]);
+    pool.mark_durable(&[a0_adm]);
     pool.check_invariants();
     assert_eq!(
         order(&sel(&mut pool, 10, 0)),
@@ -1123,16 +1132,16 @@ fn undo_after_concurrent_changes_keeps_the_pool_bounded() {
     // Batch 1 (its write will fail): c0 evicts b4.
     let c0 = tx(&c, 0, 0);
     let evicted1 = pool.admit_pending(c0.clone(), 0, 0).unwrap();
-    let c0_seq = pool.seq_of(&c0.id()).unwrap();
+    let c0_adm = pool.admitted(&c0.id()).unwrap();
     assert_eq!(evicted_ids(&evicted1), vec![b4.id()]);
     // Batch 2 (another thread, durable later): d0 evicts b3 and takes the last place.
     let d0 = tx(&d, 0, 0);
     let evicted2 = pool.admit_pending(d0.clone(), 0, 0).unwrap();
-    let d0_seq = pool.seq_of(&d0.id()).unwrap();
+    let d0_adm = pool.admitted(&d0.id()).unwrap();
     assert_eq!(evicted_ids(&evicted2), vec![b3.id()]);
     pool.check_invariants();
     // Batch 1 fails: c0 goes; b4 would fit by count but is now behind a gap (b3 is gone)...
-    let lost = pool.undo(&[(c0.id(), c0_seq)], evicted1);
+    let lost = pool.undo(&[c0_adm], evicted1);
     pool.check_invariants();
     assert!(!pool.contains(&c0.id()));
     // ...it still fits the pool (2 pending, max 3), so it comes back, as a future tx.
@@ -1140,7 +1149,7 @@ fn undo_after_concurrent_changes_keeps_the_pool_bounded() {
     assert!(pool.contains(&b4.id()));
     assert_eq!(pool.len(), 3);
     // Batch 2 is durable: d0 is selectable; b4 stays behind its gap.
-    pool.mark_durable(&[(d0.id(), d0_seq)]);
+    pool.mark_durable(&[d0_adm]);
     let chosen = order(&sel(&mut pool, 10, 0));
     assert_eq!(chosen.len(), 2);
     assert!(chosen.contains(&(d.public(), 0)) && chosen.contains(&(a.public(), 0)));
@@ -1157,14 +1166,14 @@ fn undo_after_concurrent_changes_keeps_the_pool_bounded() {
     pool.admit(b1.clone(), 0, 0).unwrap();
     let c0 = tx(&c, 0, 0);
     let evicted = pool.admit_pending(c0.clone(), 0, 0).unwrap();
-    let c0_seq = pool.seq_of(&c0.id()).unwrap();
+    let c0_adm = pool.admitted(&c0.id()).unwrap();
     assert_eq!(evicted_ids(&evicted), vec![b1.id()]);
     // Meanwhile a block takes a0 and b sends another transaction at nonce 1.
     assert_eq!(sel(&mut pool, 10, 0).len(), 1);
     pool.on_block(&[a0.id()], &BTreeMap::new(), &[]);
     let b1_again = tx(&b, 1, 1);
     pool.admit(b1_again.clone(), 0, 0).unwrap();
-    let lost = pool.undo(&[(c0.id(), c0_seq)], evicted);
+    let lost = pool.undo(&[c0_adm], evicted);
     assert_eq!(lost, vec![b1.id()]);
     assert!(pool.contains(&b1_again.id()) && !pool.contains(&c0.id()));
     assert_eq!(pool.len(), 1);
@@ -1183,15 +1192,15 @@ fn undo_and_mark_durable_touch_only_their_own_admission() {
     });
     let x = tx(&a, 0, 0);
     pool.admit_pending(x.clone(), 0, 0).unwrap();
-    let x_by_a = (x.id(), pool.seq_of(&x.id()).unwrap());
+    let x_by_a = pool.admitted(&x.id()).unwrap();
     let y = tx(&b, 0, 1); // a higher band: evicts x
     let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
     assert_eq!(evicted_ids(&evicted), vec![x.id()]);
-    pool.mark_durable(&[(y.id(), pool.seq_of(&y.id()).unwrap())]);
+    pool.mark_durable(&[pool.admitted(&y.id()).unwrap()]);
     assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![y.id()]);
     pool.on_block(&[y.id()], &BTreeMap::new(), &[]);
     pool.admit_pending(x.clone(), 0, 0).unwrap();
-    let x_by_c = (x.id(), pool.seq_of(&x.id()).unwrap());
+    let x_by_c = pool.admitted(&x.id()).unwrap();
     assert_ne!(x_by_a, x_by_c);
     // A's write fails: C's admission stays, still not selectable.
     assert!(pool.undo(&[x_by_a], Vec::new()).is_empty());
