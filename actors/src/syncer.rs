@@ -6,7 +6,7 @@
 //! Invariants:
 //! - Nothing unverified is committed: a block is committed only after `chain::verify` accepted
 //!   it as the child of the stored head, with the receipts and writes the follower computed
-//!   itself. A whole answer is checked (`chain::sync::parse_batch`) before its first block is
+//!   itself. A whole answer is checked (`chain::sync::parse_answer`) before its first block is
 //!   verified.
 //! - The stored head is the only progress marker: every fetch starts at `head + 1`, so a
 //!   restarted Syncer (supervisor restart or a new process after SIGKILL) resumes exactly where
@@ -33,7 +33,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::chain::sync::{Backoff, Batch, SyncError, SyncState, SyncStatus, parse_batch};
+use crate::chain::sync::{
+    AnswerBody, Backoff, Batch, SyncError, SyncState, SyncStatus, parse_answer,
+};
 use crate::chain::{ChainParams, Committed, Recorder};
 use crate::executor::{VerifyBlock, enqueue};
 use crate::metrics::{NodeMetrics, NodeStats};
@@ -47,11 +49,11 @@ use crate::types::{Block, PublicKey};
 pub struct SourceError(pub String);
 
 /// A fetch's future.
-pub type Fetch = Pin<Box<dyn Future<Output = Result<Vec<u8>, SourceError>>>>;
+pub type Fetch = Pin<Box<dyn Future<Output = Result<AnswerBody, SourceError>>>>;
 
 /// Where blocks come from: the body of `GET /v1/sync/blocks?from=..&limit=..&wait_ms=..` on the
-/// sequencer (at most `chain::sync::MAX_ANSWER_BYTES`). The daemon implements it over HTTP; tests
-/// can serve anything.
+/// sequencer (at most `chain::sync::MAX_ANSWER_BYTES`), in the encoding its `Content-Type`
+/// names. The daemon implements it over HTTP; tests can serve anything.
 pub trait BlockSource: Send + Sync + 'static {
     fn fetch(&self, from: u64, limit: u32, wait: Duration) -> Fetch;
 }
@@ -280,7 +282,7 @@ async fn round(deps: &SyncerDeps) -> Result<(), RoundError> {
     let Batch {
         sequencer_height,
         blocks,
-    } = parse_batch(&body, from, limit)?;
+    } = parse_answer(&body, from, limit)?;
     show_progress(deps, head.height, sequencer_height);
     if blocks.is_empty() {
         // A long poll that ended without a block: at the sequencer's head, or it is behind us

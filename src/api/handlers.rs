@@ -165,8 +165,19 @@ pub(super) fn answer(
     v: &impl serde::Serialize,
 ) -> ApiResult<HttpResponse> {
     let bytes = json_bytes(v)?;
+    answer_bytes(state, req, status, "application/json", bytes)
+}
+
+/// [`answer`] for a body already encoded, of media type `content_type`.
+pub(super) fn answer_bytes(
+    state: &State,
+    req: &actix_web::HttpRequest,
+    status: actix_web::http::StatusCode,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+) -> ApiResult<HttpResponse> {
     let mut res = HttpResponse::build(status);
-    res.content_type(actix_web::http::header::ContentType::json());
+    res.content_type(content_type);
     if bytes.len() <= SMALL_ANSWER {
         return Ok(res.body(bytes));
     }

@@ -2,7 +2,9 @@
 //! every role), and the follower's view that `/stats` and `/health` read.
 //!
 //! The answer is `chain::sync::SyncAnswer`: blocks `from..` in canonical bytes (hex), with the
-//! node's height. If `from` is above the head and `wait_ms > 0`, the request waits on the
+//! node's height; or the same blocks in the binary framing (`chain::sync::BINARY_ANSWER`) when
+//! the request's `Accept` names `application/octet-stream`, as followers and the stress tool's
+//! watcher ask (no hex and no JSON to write: half the bytes). If `from` is above the head and `wait_ms > 0`, the request waits on the
 //! Recorder's head watch until a block at `from` is committed or `wait_ms` passes (then the
 //! answer has no blocks), so a caught-up follower sees a block as soon as it is committed.
 //!
@@ -20,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use accumen_actors::chain::Head;
-use accumen_actors::chain::sync::{MAX_BATCH_BYTES, SyncState, SyncStatus, encode_answer};
+use accumen_actors::chain::sync::{
+    BINARY_ANSWER, MAX_BATCH_BYTES, SyncState, SyncStatus, encode_answer, encode_binary_answer,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -152,6 +156,26 @@ pub async fn blocks(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     // The stored bytes as they are: the canonical encoding, checked when the block was
     // committed; decoding and re-encoding them cost more than the rest of the answer.
     let blocks = (p.from..=last).map_while(|h| storage.block_bytes(h).ok().flatten());
-    let answer = encode_answer(head, blocks, MAX_BATCH_BYTES);
-    super::handlers::answer(&state, &req, actix_web::http::StatusCode::OK, &answer)
+    let ok = actix_web::http::StatusCode::OK;
+    if wants_binary(&req) {
+        let answer = encode_binary_answer(head, blocks, MAX_BATCH_BYTES);
+        super::handlers::answer_bytes(&state, &req, ok, BINARY_ANSWER, answer)
+    } else {
+        let answer = encode_answer(head, blocks, MAX_BATCH_BYTES);
+        super::handlers::answer(&state, &req, ok, &answer)
+    }
+}
+
+/// Whether the request's `Accept` names the binary answer (with any parameters); JSON for
+/// everything else, as before the binary answer existed.
+fn wants_binary(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER))
+        })
 }

@@ -265,6 +265,16 @@ impl HttpClient {
         self.request("GET", path, None)
     }
 
+    /// `GET path` asking for the media type `accept` (e.g. the binary sync answer); the status,
+    /// the answer's `Content-Type` (empty if none) and the raw answer.
+    pub fn get_accepting(
+        &self,
+        path: &str,
+        accept: &str,
+    ) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        self.send("GET", path, None, accept)
+    }
+
     /// `POST path` with a JSON body; the answer parsed as JSON (an empty body is `null`).
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let bytes = serde_json::to_vec(body).context("encoding the request body as JSON")?;
@@ -335,6 +345,17 @@ impl HttpClient {
         path: &str,
         body: Option<(&str, &[u8])>,
     ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let (status, _, body) = self.send(method, path, body, "application/json")?;
+        Ok((status, body))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        accept: &str,
+    ) -> anyhow::Result<(u16, String, Vec<u8>)> {
         let target = self.target(path);
         // `./` keeps a path with a colon from reading as a scheme; a query string is kept.
         let url = self
@@ -351,7 +372,7 @@ impl HttpClient {
         };
         req = req
             .header(CONNECTION, "close")
-            .header(ACCEPT, "application/json")
+            .header(ACCEPT, accept)
             .header(
                 USER_AGENT,
                 concat!("accumen-cli/", env!("CARGO_PKG_VERSION")),
@@ -361,6 +382,12 @@ impl HttpClient {
         }
         let mut resp = req.send().map_err(|e| self.error(&e, method, &target))?;
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         if let Some(len) = resp.content_length()
             && len > MAX_RESPONSE_BYTES
         {
@@ -382,7 +409,7 @@ impl HttpClient {
                 self.base
             );
         }
-        Ok((status, buf))
+        Ok((status, content_type, buf))
     }
 
     /// One message per kind of failure, naming the node and the request; the underlying cause

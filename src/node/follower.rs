@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use accumen_actors::anchor_watcher::{AnchorWatcher, AnchorWatcherDeps};
 use accumen_actors::bridge::{AccUrl, L0Client};
 use accumen_actors::chain::ChainParams;
-use accumen_actors::chain::sync::{MAX_ANSWER_BYTES, SyncStatus};
+use accumen_actors::chain::sync::{AnswerBody, BINARY_ANSWER, MAX_ANSWER_BYTES, SyncStatus};
 use accumen_actors::executor::{RunQuery, VerifyBlock};
 use accumen_actors::supervisor::{Child, ChildSpec};
 use accumen_actors::syncer::{
@@ -151,7 +151,9 @@ pub(super) fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
         .context("HTTP client")
 }
 
-/// Fetches `GET /v1/sync/blocks` from the sequencer, reading at most `MAX_ANSWER_BYTES`.
+/// Fetches `GET /v1/sync/blocks` from the sequencer, reading at most `MAX_ANSWER_BYTES`: asks
+/// for the binary answer and reads whichever encoding the answer's `Content-Type` names (a
+/// sequencer without the binary answer sends JSON).
 #[derive(Debug)]
 struct HttpSource {
     api: String,
@@ -170,6 +172,10 @@ impl BlockSource for HttpSource {
             let err = |e: String| SourceError(format!("{url}: {e}"));
             let mut res = client
                 .get(&url)
+                .header(
+                    reqwest::header::ACCEPT,
+                    format!("{BINARY_ANSWER}, application/json;q=0.5"),
+                )
                 .send()
                 .await
                 .map_err(|e| err(e.to_string()))?;
@@ -177,6 +183,12 @@ impl BlockSource for HttpSource {
             if !status.is_success() {
                 return Err(err(format!("status {status}")));
             }
+            let binary = res
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER));
             // Bounded before it is read (chain::sync: one answer, one batch).
             if res
                 .content_length()
@@ -191,7 +203,11 @@ impl BlockSource for HttpSource {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(body)
+            Ok(if binary {
+                AnswerBody::Binary(body)
+            } else {
+                AnswerBody::Json(body)
+            })
         })
     }
 }

@@ -1,15 +1,20 @@
 //! The follower role against a real sequencer: catching up on a busy chain and agreeing byte for
 //! byte (blocks, receipts, state), whatever its own workers and limits; refusing tampered
-//! answers (served through a small tampering proxy) and halting with nothing committed;
+//! answers (served through a small tampering proxy, in the binary and the JSON answer) and
+//! halting with nothing committed;
 //! resuming after SIGKILL; going stale while the sequencer is down and catching up after.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use accumen::client::HttpClient;
+use accumen_actors::chain::sync::{
+    BINARY_ANSWER, encode_binary_answer, parse_binary_batch, split_binary_answer,
+};
 use accumen_actors::testkit::call;
 use accumen_actors::types::{Address, Block, Keypair};
 use serde_json::{Value, json};
@@ -291,6 +296,9 @@ struct Proxy {
     url: String,
     target: Arc<Mutex<String>>,
     tamper: Arc<Mutex<Tamper>>,
+    /// Sync answers go out in the binary encoding (as the sequencer answers followers) rather
+    /// than JSON (as a sequencer without the binary answer would).
+    binary: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -299,12 +307,13 @@ impl Proxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let target = Arc::new(Mutex::new(target.to_owned()));
         let tamper = Arc::new(Mutex::new(Tamper::None));
+        let binary = Arc::new(AtomicBool::new(false));
         let key = Arc::new(key);
-        let (t, tm) = (target.clone(), tamper.clone());
+        let (t, tm, bin) = (target.clone(), tamper.clone(), binary.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let (t, tm, key) = (t.clone(), tm.clone(), key.clone());
+                let (t, tm, key, bin) = (t.clone(), tm.clone(), key.clone(), bin.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut line = String::new();
@@ -323,12 +332,17 @@ impl Proxy {
                         Ok(r) => r,
                         Err(_) => (502, b"{}".to_vec()),
                     };
+                    let mut content_type = "application/json";
                     if code == 200 && path.starts_with(SYNC) {
                         let tamper = *tm.lock().unwrap();
                         body = alter(&body, tamper, key.as_ref().as_ref());
+                        if bin.load(Ordering::Relaxed) {
+                            body = to_binary(&body);
+                            content_type = BINARY_ANSWER;
+                        }
                     }
                     let head = format!(
-                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {code} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()
                     );
                     let _ = conn.write_all(head.as_bytes());
@@ -340,8 +354,20 @@ impl Proxy {
             url,
             target,
             tamper,
+            binary,
         }
     }
+}
+
+/// A JSON sync answer in the binary encoding, block bytes as they are (altered or not).
+fn to_binary(json_body: &[u8]) -> Vec<u8> {
+    let v: Value = serde_json::from_slice(json_body).unwrap();
+    let blocks = v["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| hex::decode(b.as_str().unwrap()).unwrap());
+    encode_binary_answer(v["sequencer_height"].as_u64().unwrap(), blocks, usize::MAX)
 }
 
 fn alter(body: &[u8], tamper: Tamper, key: Option<&Keypair>) -> Vec<u8> {
@@ -402,15 +428,20 @@ fn tampered_answers_halt_the_follower_with_nothing_committed() {
     wait_for("a few blocks more", Duration::from_secs(10), || {
         (seq.height() > target + 3).then_some(())
     });
-    for tamper in [
-        Tamper::FlipByte(target),
-        Tamper::StateRoot(target),
-        Tamper::ReceiptsRoot(target),
-        Tamper::Foreign(target),
-        Tamper::Skip(target),
+    // Every tamper in the binary answer followers ask for; two also in JSON, as a sequencer
+    // without the binary answer sends.
+    for (tamper, binary) in [
+        (Tamper::FlipByte(target), true),
+        (Tamper::StateRoot(target), true),
+        (Tamper::ReceiptsRoot(target), true),
+        (Tamper::Foreign(target), true),
+        (Tamper::Skip(target), true),
+        (Tamper::FlipByte(target), false),
+        (Tamper::Skip(target), false),
     ] {
         let proxy = Proxy::start(&seq.api, Some(accumen::keyfile::read(&key_file).unwrap()));
         *proxy.tamper.lock().unwrap() = tamper;
+        proxy.binary.store(binary, Ordering::Relaxed);
         let dir = tempfile::tempdir().unwrap();
         let f = start_follower(dir.path(), &proxy.url, &key.public().to_string(), "");
         let s = wait_state(&f, "halted");
@@ -539,4 +570,53 @@ fn the_sync_endpoint_bounds_what_it_serves_and_waits_for_new_blocks() {
     assert!(!blocks.is_empty(), "{v}");
     let b = Block::decode(&hex::decode(blocks[0].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(b.header.height, next);
+
+    // The binary answer (Accept: application/octet-stream, with parameters or among other
+    // types) carries the same blocks as the JSON one; anything else gets JSON.
+    let client = HttpClient::new(&seq.api).unwrap();
+    let path = format!("{SYNC}?from=10&limit=20");
+    let (_, json) = seq.get(&path);
+    let want: Vec<Vec<u8>> = json["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| hex::decode(b.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(want.len(), 20);
+    for accept in [
+        BINARY_ANSWER,
+        "application/octet-stream; q=1",
+        "application/json;q=0.5, Application/Octet-Stream",
+    ] {
+        let (code, content_type, body) = client.get_accepting(&path, accept).unwrap();
+        assert_eq!(
+            (code, content_type.as_str()),
+            (200, BINARY_ANSWER),
+            "{accept}"
+        );
+        let batch = parse_binary_batch(&body, 10, 20).unwrap();
+        assert!(batch.sequencer_height >= next);
+        let got: Vec<Vec<u8>> = batch.blocks.iter().map(Block::encode).collect();
+        assert_eq!(got, want, "{accept}");
+        let (_, frames) = split_binary_answer(&body, 20).unwrap();
+        assert_eq!(frames, want, "stored bytes as they are");
+    }
+    for accept in ["application/json", "*/*", "text/plain"] {
+        let (code, content_type, body) = client.get_accepting(&path, accept).unwrap();
+        assert_eq!(
+            (code, content_type.as_str()),
+            (200, "application/json"),
+            "{accept}"
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["blocks"], json["blocks"], "{accept}");
+    }
+    // Bad queries are refused the same way whatever the answer's encoding.
+    let (code, content_type, body) = client
+        .get_accepting(&format!("{SYNC}?from=0"), BINARY_ANSWER)
+        .unwrap();
+    assert_eq!(code, 400);
+    assert_eq!(content_type, "application/json");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&v), "invalid_query", "{v}");
 }
