@@ -20,8 +20,9 @@
 # backlogs to admit and drain one after another, default 1), FEATURES (cargo features of the
 # build: e.g. FEATURES=--no-default-features for glibc's malloc instead of jemalloc), WINDOW
 # (1: after each drain, also wait for 32 more blocks and read the RSS again; below), LIMITS
-# (1, the default in the throughput mode: once the node is stopped, run `make bench-limits` and
-# print the node's committed tx/s as a fraction of its two ceilings; 0 skips it, about 15 s).
+# (1, the default in the throughput mode: run `make bench-limits` before the node starts and
+# again once it is stopped, and print the node's committed tx/s as a fraction of the two
+# ceilings, each the mean of the two readings; 0 skips it, about 30 s).
 #
 # CPU: the node's CPU time (utime + stime) from the stress tool's start to the empty mempool,
 # per committed transaction (node_cpu_us_per_committed_tx): the node's efficiency, unlike the
@@ -105,6 +106,21 @@ export ACCUMEN_API_ADDR=127.0.0.1:$PERF_PORT
 # The other listeners on free ports, so a run does not collide with a node already running.
 export ACCUMEN_METRICS_ADDR=127.0.0.1:0 ACCUMEN_HEALTH_ADDR=127.0.0.1:0 ACCUMEN_ADMIN_ADDR=127.0.0.1:0
 [ -n "${BLOCK_TIME:-}" ] && export ACCUMEN_BLOCK_TIME=$BLOCK_TIME
+
+# The bare-pipeline limit in the same run, measured on both sides of it: the machine's speed
+# drifts by tens of percent from one minute to the next on a shared VM (a busy ceiling of
+# 59,827 and 76,420 tx/s in two consecutive runs, 2026-12-03), so one reading after the run says
+# as much about that minute as about the node; the mean of a reading before and one after
+# stands for the minutes in between.
+run_limits() {
+    cargo bench -q -p accumen-actors --bench limits -- --json >"$DATA/limits-$1.txt" 2>"$DATA/limits-$1.err" || {
+        echo "bench-limits failed:" >&2
+        tail -20 "$DATA/limits-$1.err" >&2
+        exit 1
+    }
+}
+[ "$LIMITS" = 1 ] && run_limits before
+
 "$BIN_DIR/accumen" --role=sequencer --config="$CONFIG" >"$LOG" 2>&1 &
 node_pid=$!
 
@@ -211,29 +227,26 @@ done
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 
-# The bare-pipeline limit in the same run: right after the node stops, on the same machine and
-# minute, so both figures see the same load (stage costs drift by tens of percent from one
-# minute to the next on a shared VM; a ceiling from another hour says little).
+# The second reading of the bare-pipeline limit, once the node has stopped (see run_limits).
 limits_line=""
 if [ "$LIMITS" = 1 ]; then
     kill -TERM "$node_pid" 2>/dev/null || true
     wait "$node_pid" 2>/dev/null || true
-    cargo bench -q -p accumen-actors --bench limits -- --json >"$DATA/limits.txt" 2>"$DATA/limits.err" || {
-        echo "bench-limits failed:" >&2
-        tail -20 "$DATA/limits.err" >&2
-        exit 1
-    }
-    limits_line=$(python3 - "$DATA/limits.txt" "$DATA/stress-$CYCLES.json" <<'PY'
+    run_limits after
+    limits_line=$(python3 - "$DATA/limits-before.txt" "$DATA/limits-after.txt" "$DATA/stress-$CYCLES.json" <<'PY'
 import json, sys
-limits = next(json.loads(l.split(":", 1)[1]) for l in open(sys.argv[1]) if l.startswith("limits-json:"))
-node = json.load(open(sys.argv[2]))["committed_tps"]
-one, busy = limits["ceiling_tps"], limits["ceiling_busy_tps"]
-print(f"ceiling_tps {one:.0f} ceiling_busy_tps {busy:.0f} (load before {limits['load_before']}, after {limits['load_after']})")
-print(f"node_committed_tps {node:.0f} = {100 * node / one:.0f}% of ceiling_tps, {100 * node / busy:.0f}% of ceiling_busy_tps")
+def read(path):
+    return next(json.loads(l.split(":", 1)[1]) for l in open(path) if l.startswith("limits-json:"))
+before, after = read(sys.argv[1]), read(sys.argv[2])
+node = json.load(open(sys.argv[3]))["committed_tps"]
+one = (before["ceiling_tps"] + after["ceiling_tps"]) / 2
+busy = (before["ceiling_busy_tps"] + after["ceiling_busy_tps"]) / 2
+print(f"ceiling_tps {one:.0f} ceiling_busy_tps {busy:.0f} (means of before/after: {before['ceiling_tps']:.0f}/{after['ceiling_tps']:.0f} and {before['ceiling_busy_tps']:.0f}/{after['ceiling_busy_tps']:.0f}; load before {before['load_before']}, after {after['load_after']})")
+print(f"node_committed_tps {node:.0f} = {100 * node / one:.0f}% of ceiling_tps, {100 * node / busy:.0f}% of ceiling_busy_tps (against the reading after alone: {100 * node / after['ceiling_busy_tps']:.0f}%)")
 # The same comparison in CPU per transaction, which leaves out the cores the stress tool took
 # and any idle time: the bare stages' cost on busy cores against what the node spent.
 try:
-    node_us = float(open(sys.argv[2] + ".cpu").read())
+    node_us = float(open(sys.argv[3] + ".cpu").read())
     bare_us = 2e6 / busy
     print(f"bare_cpu_us_per_tx {bare_us:.1f} (busy) = {100 * bare_us / node_us:.0f}% of the node's {node_us:.1f}")
 except ValueError:
@@ -260,7 +273,7 @@ echo "== node CPU (from the stress tool's start to the empty mempool; its signin
 echo "   the first request, costs the idle node next to nothing)"
 printf '%s\n' "${cpu_lines[@]}"
 if [ -n "$limits_line" ]; then
-    echo "== bare-pipeline limit (make bench-limits, run as soon as the node stopped)"
+    echo "== bare-pipeline limit (make bench-limits, run before the node started and as soon as it stopped)"
     echo "$limits_line"
 fi
 echo "== machine"

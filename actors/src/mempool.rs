@@ -318,8 +318,9 @@ impl Admission {
         let mut results = Vec::with_capacity(txs.len());
         // Position in `txs` and id of each admitted transaction.
         let mut admitted: Vec<(usize, Hash)> = Vec::new();
-        // Each admission as the pool names it (id, arrival sequence), for `mark_durable` and
-        // `undo`: the same id may be evicted and admitted again by another batch meanwhile.
+        // Each admission as the pool names it (id, arrival sequence, sender and nonce), for
+        // `mark_durable` and `undo`: the same id may be evicted and admitted again by another
+        // batch meanwhile.
         let mut admissions: Vec<Admitted> = Vec::new();
         let mut evicted: Vec<Evicted> = Vec::new();
         let ticket = {

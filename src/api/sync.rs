@@ -157,25 +157,39 @@ pub async fn blocks(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     // committed; decoding and re-encoding them cost more than the rest of the answer.
     let blocks = (p.from..=last).map_while(|h| storage.block_bytes(h).ok().flatten());
     let ok = actix_web::http::StatusCode::OK;
-    if wants_binary(&req) {
+    let mut res = if wants_binary(&req) {
         let answer = encode_binary_answer(head, blocks, MAX_BATCH_BYTES);
-        super::handlers::answer_bytes(&state, &req, ok, BINARY_ANSWER, answer)
+        super::handlers::answer_bytes(&state, &req, ok, BINARY_ANSWER, answer)?
     } else {
         let answer = encode_answer(head, blocks, MAX_BATCH_BYTES);
-        super::handlers::answer(&state, &req, ok, &answer)
-    }
+        super::handlers::answer(&state, &req, ok, &answer)?
+    };
+    // The encoding depends on `Accept`: a cache in front must not serve one for the other.
+    res.headers_mut().insert(
+        actix_web::http::header::VARY,
+        actix_web::http::header::HeaderValue::from_static("accept"),
+    );
+    Ok(res)
 }
 
-/// Whether the request's `Accept` names the binary answer (with any parameters); JSON for
-/// everything else, as before the binary answer existed.
+/// Whether the request's `Accept` names the binary answer (any parameters, but not `q=0`,
+/// which says "not this one"); JSON for everything else, as before the binary answer existed.
 fn wants_binary(req: &HttpRequest) -> bool {
     req.headers()
         .get_all(actix_web::http::header::ACCEPT)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
+        .any(|range| {
+            let mut parts = range.split(';');
+            let binary = parts
                 .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER))
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER));
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            binary && !refused
         })
 }

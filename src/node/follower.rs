@@ -21,7 +21,9 @@ use std::sync::atomic::Ordering;
 use accumen_actors::anchor_watcher::{AnchorWatcher, AnchorWatcherDeps};
 use accumen_actors::bridge::{AccUrl, L0Client};
 use accumen_actors::chain::ChainParams;
-use accumen_actors::chain::sync::{AnswerBody, BINARY_ANSWER, MAX_ANSWER_BYTES, SyncStatus};
+use accumen_actors::chain::sync::{
+    AnswerBody, BINARY_ANSWER, MAX_ANSWER_BYTES, MAX_BINARY_ANSWER_BYTES, SyncStatus,
+};
 use accumen_actors::executor::{RunQuery, VerifyBlock};
 use accumen_actors::supervisor::{Child, ChildSpec};
 use accumen_actors::syncer::{
@@ -189,16 +191,19 @@ impl BlockSource for HttpSource {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(';').next())
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER));
-            // Bounded before it is read (chain::sync: one answer, one batch).
-            if res
-                .content_length()
-                .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-            {
+            // Bounded before it is read (chain::sync: one answer, one batch); a binary answer
+            // by its own, smaller bound.
+            let max = if binary {
+                MAX_BINARY_ANSWER_BYTES
+            } else {
+                MAX_ANSWER_BYTES
+            };
+            if res.content_length().is_some_and(|n| n > max as u64) {
                 return Err(err("answer too large".into()));
             }
             let mut body = Vec::new();
             while let Some(chunk) = res.chunk().await.map_err(|e| err(e.to_string()))? {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                if body.len() + chunk.len() > max {
                     return Err(err("answer too large".into()));
                 }
                 body.extend_from_slice(&chunk);

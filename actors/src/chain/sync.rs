@@ -20,12 +20,15 @@
 //!
 //! Invariants:
 //! - An answer is accepted only whole: every block decodes, and the heights are exactly
-//!   `from, from + 1, ...` ([`parse_batch`]); any other answer is a [`SyncError`] and nothing of it
+//!   `from, from + 1, ...` ([`parse_batch`], [`parse_binary_batch`]); any other answer is a
+//!   [`SyncError`] and nothing of it
 //!   is committed. Such an answer, like a block that fails `chain::verify`, is a verdict on the
 //!   sequencer ([`SyncError::is_verdict`]): the follower halts and stays halted.
 //! - An answer is bounded before it is parsed (the fetcher caps the body at
-//!   [`MAX_ANSWER_BYTES`]) and [`parse_batch`] refuses more than the blocks asked for, so one
-//!   sequencer answer cannot make a follower hold or compute more than one batch.
+//!   [`MAX_ANSWER_BYTES`], a binary one at [`MAX_BINARY_ANSWER_BYTES`]: the same blocks at most,
+//!   without hex) and both parsers refuse more than the blocks asked for (the binary one before
+//!   reading any frame), so one sequencer answer cannot make a follower hold or compute more
+//!   than one batch.
 //! - Transport trouble (no connection, a timeout, a 5xx) is never a verdict: the follower is
 //!   `stale` and retries with [`Backoff`].
 
@@ -45,6 +48,12 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Largest answer body a follower reads: the largest possible block (its transactions are at
 /// most `MAX_BLOCK_TX_BYTES`) in hex, with room for its header and the JSON framing.
 pub const MAX_ANSWER_BYTES: usize = 2 * crate::vm::gas::MAX_BLOCK_TX_BYTES as usize + 1024 * 1024;
+
+/// Largest binary answer body a follower reads: the same largest block, not hex, with the same
+/// room for its header and the framing. (A binary answer carries what a JSON one of half its
+/// hex would: `MAX_ANSWER_BYTES` would let a sequencer send twice the blocks' bytes.)
+pub const MAX_BINARY_ANSWER_BYTES: usize =
+    crate::vm::gas::MAX_BLOCK_TX_BYTES as usize + 1024 * 1024;
 
 /// `GET /v1/sync/blocks` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +157,12 @@ pub fn parse_batch(body: &[u8], from: u64, asked: u32) -> Result<Batch, SyncErro
 /// blocks from height `from`: the same checks as [`parse_batch`], and the framing must be
 /// exact (no bytes after the last block).
 pub fn parse_binary_batch(body: &[u8], from: u64, asked: u32) -> Result<Batch, SyncError> {
+    if body.len() > MAX_BINARY_ANSWER_BYTES {
+        return Err(SyncError::Malformed(format!(
+            "binary answer of {} bytes, more than {MAX_BINARY_ANSWER_BYTES}",
+            body.len()
+        )));
+    }
     let (sequencer_height, frames) = split_binary_answer(body, asked)?;
     let blocks = frames
         .iter()
@@ -179,7 +194,8 @@ pub fn split_binary_answer(body: &[u8], asked: u32) -> Result<(u64, Vec<&[u8]>),
             got: count as usize,
         });
     }
-    let mut frames = Vec::with_capacity(count as usize);
+    // At most one frame per 4 bytes left, whatever `asked` allows.
+    let mut frames = Vec::with_capacity((count as usize).min(rest.len() / 4));
     for index in 0..count {
         let (len, tail) = rest
             .split_first_chunk::<4>()
