@@ -4,9 +4,10 @@
 //! The answer is `chain::sync::SyncAnswer`: blocks `from..` in canonical bytes (hex), with the
 //! node's height; or the same blocks in the binary framing (`chain::sync::BINARY_ANSWER`) when
 //! the request's `Accept` names `application/octet-stream`, as followers and the stress tool's
-//! watcher ask (no hex and no JSON to write: half the bytes). If `from` is above the head and `wait_ms > 0`, the request waits on the
-//! Recorder's head watch until a block at `from` is committed or `wait_ms` passes (then the
-//! answer has no blocks), so a caught-up follower sees a block as soon as it is committed.
+//! watcher ask (no hex and no JSON to write: half the bytes). If `from` is above the head and
+//! `wait_ms > 0`, the request waits on the Recorder's head watch until a block at `from` is
+//! committed or `wait_ms` passes (then the answer has no blocks), so a caught-up follower sees a
+//! block as soon as it is committed.
 //!
 //! What one client can cause (attacker's view):
 //! - At most `MAX_SYNC_BATCH` blocks and about `MAX_BATCH_BYTES` of answer per request (blocks

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use accumen::api::batch::frame_encoded;
 use accumen::client::HttpClient;
 use accumen_actors::chain::sync::{
-    BINARY_ANSWER, SyncAnswer, decode_hex_block, split_binary_answer,
+    BINARY_ANSWER, SyncAnswer, decode_hex_block, is_binary_answer, split_binary_answer,
 };
 use accumen_actors::types::{
     Action, Address, Block, Bytes, FastMap, Hash, Keypair, MAX_ARGS_LEN, PublicKey, SignedTx, Tx,
@@ -681,11 +681,7 @@ fn watch_blocks(client: &HttpClient, mut from: u64, run: &Run) {
 /// `decode_trusted` skips the canonical re-encoding that `chain::sync::parse_answer` (a
 /// follower's check) does, and only the framing and the heights are checked.
 fn committed_blocks(body: &[u8], content_type: &str, from: u64) -> anyhow::Result<Vec<Block>> {
-    let binary = content_type
-        .split(';')
-        .next()
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER));
-    let blocks: Vec<Block> = if binary {
+    let blocks: Vec<Block> = if is_binary_answer(content_type) {
         let (_, frames) = split_binary_answer(body, WATCH_BLOCKS)?;
         frames
             .into_iter()

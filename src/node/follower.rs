@@ -23,6 +23,7 @@ use accumen_actors::bridge::{AccUrl, L0Client};
 use accumen_actors::chain::ChainParams;
 use accumen_actors::chain::sync::{
     AnswerBody, BINARY_ANSWER, MAX_ANSWER_BYTES, MAX_BINARY_ANSWER_BYTES, SyncStatus,
+    is_binary_answer,
 };
 use accumen_actors::executor::{RunQuery, VerifyBlock};
 use accumen_actors::supervisor::{Child, ChildSpec};
@@ -189,8 +190,7 @@ impl BlockSource for HttpSource {
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(';').next())
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER));
+                .is_some_and(is_binary_answer);
             // Bounded before it is read (chain::sync: one answer, one batch); a binary answer
             // by its own, smaller bound.
             let max = if binary {

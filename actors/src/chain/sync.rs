@@ -21,9 +21,9 @@
 //! Invariants:
 //! - An answer is accepted only whole: every block decodes, and the heights are exactly
 //!   `from, from + 1, ...` ([`parse_batch`], [`parse_binary_batch`]); any other answer is a
-//!   [`SyncError`] and nothing of it
-//!   is committed. Such an answer, like a block that fails `chain::verify`, is a verdict on the
-//!   sequencer ([`SyncError::is_verdict`]): the follower halts and stays halted.
+//!   [`SyncError`] and nothing of it is committed. Such an answer, like a block that fails
+//!   `chain::verify`, is a verdict on the sequencer ([`SyncError::is_verdict`]): the follower
+//!   halts and stays halted.
 //! - An answer is bounded before it is parsed (the fetcher caps the body at
 //!   [`MAX_ANSWER_BYTES`], a binary one at [`MAX_BINARY_ANSWER_BYTES`]: the same blocks at most,
 //!   without hex) and both parsers refuse more than the blocks asked for (the binary one before
@@ -67,6 +67,14 @@ pub struct SyncAnswer {
 
 /// The media type of the binary answer (module comment).
 pub const BINARY_ANSWER: &str = "application/octet-stream";
+
+/// Whether an answer's `Content-Type` value names the binary answer (parameters ignored).
+pub fn is_binary_answer(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER))
+}
 
 /// A fetched answer's body, in the encoding its `Content-Type` named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -585,6 +593,25 @@ mod tests {
         let empty = encode_binary_answer(9, Vec::<Vec<u8>>::new(), MAX_BATCH_BYTES);
         let b = parse_binary_batch(&empty, 10, 3).unwrap();
         assert_eq!((b.sequencer_height, b.blocks.len()), (9, 0));
+    }
+
+    #[test]
+    fn the_binary_content_type_is_recognized_with_any_parameters() {
+        for t in [
+            BINARY_ANSWER,
+            "Application/Octet-Stream",
+            " application/octet-stream; x=1",
+        ] {
+            assert!(is_binary_answer(t), "{t}");
+        }
+        for t in [
+            "",
+            "application/json",
+            "application/octet-streamx",
+            "text/plain; application/octet-stream",
+        ] {
+            assert!(!is_binary_answer(t), "{t}");
+        }
     }
 
     #[test]

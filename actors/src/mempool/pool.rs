@@ -645,14 +645,7 @@ impl Pool {
         // their order does not matter.
         let mut touched = Vec::with_capacity(admitted.len());
         for adm in admitted {
-            // Found through the account (small, cache-warm) rather than `entries`: the same
-            // admission is there iff the slot at its nonce has its id and sequence.
-            if let Some(slot) = self
-                .accounts
-                .get_mut(&adm.sender)
-                .and_then(|a| a.txs.get_mut(&adm.nonce))
-                && slot.id == adm.id
-                && slot.seq == adm.seq
+            if let Some(slot) = self.admission_slot(adm)
                 && !slot.durable
             {
                 slot.durable = true;
@@ -680,10 +673,8 @@ impl Pool {
         let mut touched = BTreeSet::new();
         for adm in admitted.iter().rev() {
             if self
-                .accounts
-                .get(&adm.sender)
-                .and_then(|a| a.txs.get(&adm.nonce))
-                .is_some_and(|s| s.id == adm.id && s.seq == adm.seq && !s.durable && !s.in_flight)
+                .admission_slot(adm)
+                .is_some_and(|s| !s.durable && !s.in_flight)
                 && let Some(entry) = self.remove(&adm.id)
             {
                 touched.insert(entry.tx.tx().sender);
@@ -1202,6 +1193,17 @@ impl Pool {
             .or_insert_with(|| Account::new(base))
             .txs
             .insert(nonce, slot);
+    }
+
+    /// The slot of `adm` if that admission is still pending: the slot at its sender's nonce
+    /// holds its id and sequence. Found through the account (small, cache-warm) rather than
+    /// `entries`.
+    fn admission_slot(&mut self, adm: &Admitted) -> Option<&mut Slot> {
+        self.accounts
+            .get_mut(&adm.sender)?
+            .txs
+            .get_mut(&adm.nonce)
+            .filter(|s| s.id == adm.id && s.seq == adm.seq)
     }
 
     /// The account slot of a pending transaction.
