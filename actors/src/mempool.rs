@@ -428,6 +428,7 @@ impl Admission {
             match written {
                 Ok(()) => {
                     shared.pool.mark_durable(&admissions);
+                    shared.pool.settle(&evicted);
                     self.count_evictions(&evicted);
                 }
                 Err(e) => {

@@ -66,6 +66,9 @@
 //! - Arrival sequence numbers are unique and never reused; a transaction keeps its own for its
 //!   whole life in the pool, and a head keeps its tag until it is selected, so a transaction
 //!   returned to the ready set keeps its old place.
+//! - A transaction put back by `undo` is durable iff its own admission's journal write
+//!   succeeded, whenever that write ended (before or after the eviction): its outcome is kept
+//!   in `awaiting` while the transaction is out. No transaction in the pool is awaited.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -405,6 +408,16 @@ pub struct Pool {
     bytes: u64,
     /// Fair-queueing clock: the tag of the last selected transaction.
     vclock: u64,
+    /// Transactions evicted while not durable, by the arrival sequence of the admission whose
+    /// journal write was still under way, with that write's outcome once it is known
+    /// (`Some(durable)`). The evicting batch's `undo` reads it: a transaction it puts back is
+    /// durable if that write succeeded meanwhile, and stays out if it failed (its
+    /// acknowledgement was withdrawn). Without it, the admission's `mark_durable` or `undo`
+    /// found nothing to mark (the transaction was evicted) and the put-back transaction stayed
+    /// unselectable, or came back unacknowledged. An entry lives only while the evicting
+    /// batch is unresolved (`undo` and `settle` remove it), so this holds at most the
+    /// evictions of the batches in flight.
+    awaiting: FastMap<u64, Option<bool>>,
 }
 
 impl Pool {
@@ -423,6 +436,7 @@ impl Pool {
             next_seq: 0,
             bytes: 0,
             vclock: 0,
+            awaiting: FastMap::default(),
         }
     }
 
@@ -445,7 +459,11 @@ impl Pool {
         state_nonce: u64,
         now_ms: u64,
     ) -> Result<Vec<Evicted>, AdmitError> {
-        self.admit_as(tx, state_nonce, now_ms, true)
+        let evicted = self.admit_as(tx, state_nonce, now_ms, true)?;
+        // Durable at once: nothing will `undo` this admission, so what it evicted stays out
+        // whatever the evicted admissions' writes do.
+        self.settle(&evicted);
+        Ok(evicted)
     }
 
     /// [`Pool::admit`] for a transaction whose journal write is still under way: it counts
@@ -645,11 +663,15 @@ impl Pool {
         // their order does not matter.
         let mut touched = Vec::with_capacity(admitted.len());
         for adm in admitted {
-            if let Some(slot) = self.admission_slot(adm)
-                && !slot.durable
-            {
-                slot.durable = true;
-                touched.push(adm.sender);
+            match self.admission_slot(adm) {
+                Some(slot) => {
+                    if !slot.durable {
+                        slot.durable = true;
+                        touched.push(adm.sender);
+                    }
+                }
+                // Evicted meanwhile: the evicting batch's `undo` may put it back, durable.
+                None => self.resolve_evicted(adm.seq, true),
             }
         }
         touched.sort_unstable();
@@ -665,30 +687,52 @@ impl Pool {
     /// run concurrently with the journal write), so an evicted transaction comes back only if
     /// its id and nonce are free, its nonce is not below its sender's committed nonce, and the
     /// pool has room for it; the ids that could not come back are returned (the caller forgets
-    /// them from the journal, since they are no longer pending).
+    /// them from the journal, since they are no longer pending). One evicted while its own
+    /// admission's write was under way comes back as that write left it (`awaiting`):
+    /// durable if it succeeded, not at all if it failed, and pending if it has not ended.
     ///
     /// `admitted` names admissions as for `mark_durable`: a later admission of the same id by
     /// another batch (after this one's was evicted) is that batch's, and stays.
     pub fn undo(&mut self, admitted: &[Admitted], evicted: Vec<Evicted>) -> Vec<Hash> {
         let mut touched = BTreeSet::new();
         for adm in admitted.iter().rev() {
-            if self
-                .admission_slot(adm)
-                .is_some_and(|s| !s.durable && !s.in_flight)
-                && let Some(entry) = self.remove(&adm.id)
-            {
-                touched.insert(entry.tx.tx().sender);
+            match self.admission_slot(adm) {
+                Some(s) => {
+                    if !s.durable
+                        && !s.in_flight
+                        && let Some(entry) = self.remove(&adm.id)
+                    {
+                        touched.insert(entry.tx.tx().sender);
+                    }
+                }
+                // Evicted meanwhile: the evicting batch's `undo` must not put it back.
+                None => self.resolve_evicted(adm.seq, false),
             }
         }
         let admitted: BTreeSet<&Hash> = admitted.iter().map(|adm| &adm.id).collect();
         let mut lost = Vec::new();
-        for e in evicted.into_iter().rev() {
+        for mut e in evicted.into_iter().rev() {
+            // What this batch evicted is settled here whichever way it goes.
+            let outcome = self.awaiting.remove(&e.entry.seq).flatten();
             // Admitted and then evicted within the same batch: never acknowledged.
             if admitted.contains(&e.id) {
                 continue;
             }
             if self.entries.contains_key(&e.id) {
                 continue;
+            }
+            match outcome {
+                // Its admission's write failed after the eviction: its acknowledgement was
+                // withdrawn, so it must not come back (its row was never written).
+                Some(false) => {
+                    lost.push(e.id);
+                    continue;
+                }
+                // That write succeeded after the eviction: its row is there, and the failed
+                // write that would have removed it did not happen.
+                Some(true) => e.durable = true,
+                // Still under way (or it was durable when evicted): as it was.
+                None => {}
             }
             let tx = e.entry.tx.tx();
             let (sender, nonce) = (tx.sender, tx.nonce);
@@ -711,6 +755,26 @@ impl Pool {
             self.refresh(sender);
         }
         lost
+    }
+
+    /// The batch that evicted `evicted` is durable: they stay out, so the outcomes of their
+    /// admissions' writes are no longer awaited (see `awaiting`). `undo` settles a failed
+    /// batch's evictions itself.
+    pub fn settle(&mut self, evicted: &[Evicted]) {
+        if self.awaiting.is_empty() {
+            return;
+        }
+        for e in evicted {
+            self.awaiting.remove(&e.entry.seq);
+        }
+    }
+
+    /// Records the outcome of admission `seq`'s journal write if its transaction was evicted
+    /// while the write was under way and the evicting batch is unresolved.
+    fn resolve_evicted(&mut self, seq: u64, durable: bool) {
+        if let Some(outcome) = self.awaiting.get_mut(&seq) {
+            *outcome = Some(durable);
+        }
     }
 
     /// Up to `limits` worth of executable txs for the next block, removed from the ready set
@@ -1160,12 +1224,16 @@ impl Pool {
         let (entry, slot) = self.take(id)?;
         debug_assert!(slot.is_some(), "a pending entry has its account's slot");
         self.refresh(&sender);
+        let durable = slot.is_none_or(|s| s.durable);
+        if !durable {
+            self.awaiting.insert(entry.seq, None);
+        }
         Some(Evicted {
             id: *id,
             reason,
             entry,
             base,
-            durable: slot.is_none_or(|s| s.durable),
+            durable,
         })
     }
 
@@ -1403,6 +1471,20 @@ impl Pool {
         assert_eq!(flying, self.in_flight.len());
         let with_expiry = self.entries.values().filter(|e| e.tx.tx().expiry.is_some());
         assert_eq!(with_expiry.count(), self.expiries.len());
+        // An awaited admission's transaction is out of the pool until its evicting batch's
+        // `undo` settles it.
+        assert!(
+            self.entries
+                .values()
+                .all(|e| !self.awaiting.contains_key(&e.seq)),
+            "a pending transaction is awaited as evicted"
+        );
+    }
+
+    /// How many evicted admissions' outcomes are awaited (see `awaiting`).
+    #[cfg(test)]
+    pub(crate) fn awaiting(&self) -> usize {
+        self.awaiting.len()
     }
 }
 

@@ -717,6 +717,129 @@ proptest! {
     }
 }
 
+/// What happens to batches admitted with `admit_pending` while their journal writes are
+/// under way (`batches_resolved_in_any_order_leave_acknowledged_durable_transactions`).
+#[derive(Debug, Clone)]
+enum BatchOp {
+    /// A new batch admits a transaction of a new sender at each priority given.
+    Admit(Vec<u8>),
+    /// The oldest batch not written yet is written (the journal writes in that order).
+    Write { ok: bool },
+    /// One written batch's admission thread takes the pool lock again: `mark_durable` and
+    /// `settle`, or `undo`. Threads wake in any order.
+    Resolve(u8),
+}
+
+fn batch_op() -> impl Strategy<Value = BatchOp> {
+    prop_oneof![
+        3 => prop::collection::vec(0u8..4, 1..4).prop_map(BatchOp::Admit),
+        2 => any::<bool>().prop_map(|ok| BatchOp::Write { ok }),
+        2 => any::<u8>().prop_map(BatchOp::Resolve),
+    ]
+}
+
+/// A batch as `Admission::admit_batch` holds it: its admissions and what they evicted.
+struct Batch {
+    admissions: Vec<Admitted>,
+    evicted: Vec<Evicted>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Batches evict one another's transactions while their writes are under way, the writes
+    /// succeed or fail, and each batch's thread comes back in any order. Once every batch is
+    /// resolved, every transaction the pool holds has its journal row and is selectable, and
+    /// nothing is awaited.
+    #[test]
+    fn batches_resolved_in_any_order_leave_acknowledged_durable_transactions(
+        ops in prop::collection::vec(batch_op(), 1..40),
+        last_ok in any::<bool>(),
+    ) {
+        let mut pool = Pool::new(PoolConfig {
+            max_size: 3,
+            ..config()
+        });
+        let mut next_key = 10u8;
+        let mut unwritten: std::collections::VecDeque<Batch> = Default::default();
+        let mut written: Vec<(Batch, bool)> = Vec::new();
+        // The journal's rows, by id, as the writes leave them.
+        let mut rows: BTreeSet<Hash> = BTreeSet::new();
+        let resolve = |pool: &mut Pool, rows: &mut BTreeSet<Hash>, (batch, ok): (Batch, bool)| {
+            if ok {
+                pool.mark_durable(&batch.admissions);
+                pool.settle(&batch.evicted);
+            } else {
+                // The node queues removals of what could not come back.
+                for id in pool.undo(&batch.admissions, batch.evicted) {
+                    rows.remove(&id);
+                }
+            }
+        };
+        let write = |rows: &mut BTreeSet<Hash>, batch: &Batch, ok: bool| {
+            if ok {
+                // As `admit_batch` queues them: the removals, then what it admitted and did
+                // not itself evict.
+                for e in &batch.evicted {
+                    rows.remove(&e.id);
+                }
+                for adm in &batch.admissions {
+                    if !batch.evicted.iter().any(|e| e.id == adm.id) {
+                        rows.insert(adm.id);
+                    }
+                }
+            }
+        };
+        for op in ops {
+            match op {
+                BatchOp::Admit(priorities) => {
+                    let mut batch = Batch { admissions: Vec::new(), evicted: Vec::new() };
+                    for p in priorities {
+                        let t = tx(&key(next_key), 0, u64::from(p));
+                        next_key += 1;
+                        if let Ok(evicted) = pool.admit_pending(t.clone(), 0, 0) {
+                            batch.evicted.extend(evicted);
+                            if let Some(adm) = pool.admitted(&t.id()) {
+                                batch.admissions.push(adm);
+                            }
+                        }
+                    }
+                    unwritten.push_back(batch);
+                }
+                BatchOp::Write { ok } => {
+                    if let Some(batch) = unwritten.pop_front() {
+                        write(&mut rows, &batch, ok);
+                        written.push((batch, ok));
+                    }
+                }
+                BatchOp::Resolve(i) => {
+                    if !written.is_empty() {
+                        let done = written.remove(usize::from(i) % written.len());
+                        resolve(&mut pool, &mut rows, done);
+                    }
+                }
+            }
+            pool.check_invariants();
+        }
+        // The rest are written (all succeeding or all failing) and resolved.
+        for batch in unwritten.drain(..) {
+            write(&mut rows, &batch, last_ok);
+            written.push((batch, last_ok));
+        }
+        for done in written.drain(..) {
+            resolve(&mut pool, &mut rows, done);
+            pool.check_invariants();
+        }
+        prop_assert_eq!(pool.awaiting(), 0);
+        let held = pool.len();
+        let picked = sel(&mut pool, 100, 0);
+        prop_assert_eq!(picked.len(), held, "every pending transaction is durable");
+        for t in &picked {
+            prop_assert!(rows.contains(&t.id()), "held without its journal row");
+        }
+    }
+}
+
 /// A call with `args` bytes of arguments, to make big transactions.
 fn big(kp: &Keypair, nonce: u64, priority: u64, args: usize) -> VerifiedTx {
     let mut b = body(kp, nonce, priority);
@@ -1209,6 +1332,79 @@ fn undo_and_mark_durable_touch_only_their_own_admission() {
     assert!(sel(&mut pool, 10, 0).is_empty(), "A's answer is not C's");
     pool.mark_durable(&[x_by_c]);
     assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![x.id()]);
+    pool.check_invariants();
+}
+
+/// Batch A admits x (its write under way) and batch B evicts x; then A's write ends and B's
+/// fails. B's `undo` puts x back as A's write left it: durable and selectable if that write
+/// succeeded, not at all if it failed (A's acknowledgement was withdrawn). Before, x came back
+/// not durable either way: unselectable for good after A's success, back unacknowledged after
+/// A's failure. If B fails before A's write ends, x comes back pending and A decides.
+#[test]
+fn an_evicted_admission_comes_back_as_its_own_write_left_it() {
+    let (a, b) = (key(1), key(2));
+    // A and B admitted; x evicted by y. Returns the pool, x, y and their admissions.
+    let setup = || {
+        let mut pool = Pool::new(PoolConfig {
+            max_size: 1,
+            ..config()
+        });
+        let x = tx(&a, 0, 0);
+        pool.admit_pending(x.clone(), 0, 0).unwrap();
+        let x_by_a = pool.admitted(&x.id()).unwrap();
+        let y = tx(&b, 0, 1); // a higher band: evicts x
+        let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
+        let y_by_b = pool.admitted(&y.id()).unwrap();
+        assert_eq!(evicted_ids(&evicted), vec![x.id()]);
+        assert_eq!(pool.awaiting(), 1);
+        pool.check_invariants();
+        (pool, x, x_by_a, y, y_by_b, evicted)
+    };
+
+    // A's write succeeded, then B's failed: x is back, durable.
+    let (mut pool, x, x_by_a, y, y_by_b, evicted) = setup();
+    pool.mark_durable(&[x_by_a]);
+    assert!(!pool.contains(&x.id()));
+    assert!(pool.undo(&[y_by_b], evicted).is_empty());
+    assert!(!pool.contains(&y.id()));
+    assert_eq!(pool.awaiting(), 0);
+    pool.check_invariants();
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![x.id()]);
+
+    // A's write failed, then B's: x stays out and is reported lost (for the journal).
+    let (mut pool, x, x_by_a, y, y_by_b, evicted) = setup();
+    assert!(pool.undo(&[x_by_a], Vec::new()).is_empty());
+    assert_eq!(pool.undo(&[y_by_b], evicted), vec![x.id()]);
+    assert!(pool.is_empty() && !pool.contains(&y.id()));
+    assert_eq!(pool.awaiting(), 0);
+    pool.check_invariants();
+
+    // B's write failed first: x comes back pending, and A's outcome decides later.
+    for a_succeeds in [true, false] {
+        let (mut pool, x, x_by_a, _, y_by_b, evicted) = setup();
+        assert!(pool.undo(&[y_by_b], evicted).is_empty());
+        assert!(pool.contains(&x.id()));
+        assert_eq!(pool.awaiting(), 0);
+        assert!(sel(&mut pool, 10, 0).is_empty(), "not durable yet");
+        if a_succeeds {
+            pool.mark_durable(&[x_by_a]);
+            assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![x.id()]);
+        } else {
+            assert!(pool.undo(&[x_by_a], Vec::new()).is_empty());
+            assert!(pool.is_empty());
+        }
+        pool.check_invariants();
+    }
+
+    // B's write succeeded: x stays out whatever A's write does, and nothing is awaited.
+    let (mut pool, x, x_by_a, y, y_by_b, evicted) = setup();
+    pool.mark_durable(&[y_by_b]);
+    pool.settle(&evicted);
+    assert_eq!(pool.awaiting(), 0);
+    pool.mark_durable(&[x_by_a]);
+    assert_eq!(pool.awaiting(), 0);
+    assert!(!pool.contains(&x.id()));
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![y.id()]);
     pool.check_invariants();
 }
 
