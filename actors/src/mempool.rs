@@ -316,8 +316,8 @@ impl Admission {
             None => Vec::new(),
         };
         let mut results = Vec::with_capacity(txs.len());
-        // Position in `txs` and id of each admitted transaction.
-        let mut admitted: Vec<(usize, Hash)> = Vec::new();
+        // Position in `txs`, id and arrival sequence of each admitted transaction.
+        let mut admitted: Vec<(usize, Hash, Option<u64>)> = Vec::new();
         // Each admission as the pool names it (id, arrival sequence, sender and nonce), for
         // `mark_durable` and `undo`: the same id may be evicted and admitted again by another
         // batch meanwhile.
@@ -365,10 +365,11 @@ impl Admission {
                 match outcome {
                     Ok(out) => {
                         evicted.extend(out);
-                        admitted.push((position, id));
-                        if let Some(adm) = pool.admitted(&id) {
+                        let seq = pool.admitted(&id).map(|adm| {
                             admissions.push(adm);
-                        }
+                            adm.seq
+                        });
+                        admitted.push((position, id, seq));
                         if let Some(address) = creates {
                             deploys.insert(address, id);
                         }
@@ -384,14 +385,19 @@ impl Admission {
             let ticket = match group {
                 Some(g) if !(admitted.is_empty() && evicted.is_empty()) => {
                     // Arrival sequences in admission order; a tx evicted later in the same
-                    // batch is not journaled at all. Queued under the pool lock: the journal
-                    // sees this batch after every pool change before it.
-                    let gone: HashSet<&Hash> = evicted_ids.iter().collect();
+                    // batch is not journaled at all (by admission: another batch's tx evicted
+                    // here and then resubmitted in this batch is journaled, after the removal
+                    // of its old row). Queued under the pool lock: the journal sees this batch
+                    // after every pool change before it.
+                    let gone: HashSet<u64> = evicted.iter().map(Evicted::seq).collect();
                     let mut ops: Vec<JournalOp> = evicted_ids
                         .iter()
                         .map(|id| JournalOp::Remove(*id))
                         .collect();
-                    for (position, id) in admitted.iter().filter(|(_, id)| !gone.contains(id)) {
+                    let journaled = admitted
+                        .iter()
+                        .filter(|(_, _, seq)| !seq.is_some_and(|s| gone.contains(&s)));
+                    for (position, id, _) in journaled {
                         let Some(bytes) = encoded.get_mut(*position).and_then(Option::take) else {
                             continue; // unreachable: every tx of the batch was encoded
                         };
@@ -846,6 +852,48 @@ mod tests {
             .iter()
             .map(VerifiedTx::id)
             .collect()
+    }
+
+    /// A transaction a batch evicts and then admits again (resubmitted, in the room the
+    /// eviction left) is journaled by that batch, after the removal of its old row: it is
+    /// pending and acknowledged. Only a transaction admitted and then evicted within one batch
+    /// goes unjournaled. (By id, the resubmission's row was dropped with the eviction's.)
+    #[test]
+    fn evicted_and_resubmitted_in_one_batch_is_journaled() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
+        let sized = |seed: u8, code: usize, priority: u64| {
+            let kp = Keypair::from_seed([seed; 32]);
+            let action = testkit::deploy(vec![0; code]);
+            let mut body = testkit::body(CHAIN, kp.public(), 0, action, 1_000);
+            body.priority = priority;
+            testkit::verified(kp.sign(body))
+        };
+        let x = sized(1, 10, 0);
+        let w = sized(2, 400, 0);
+        let y = sized(3, 200, 1); // a higher band; larger than the room x alone leaves
+        let config = PoolConfig {
+            max_bytes: pool::tx_bytes(&x) + pool::tx_bytes(&w) + 10,
+            ..config(10)
+        };
+        let m = Admission::new(
+            Arc::new(Mutex::new(Shared::new(Pool::new(config)))),
+            storage.clone(),
+            Some(journal.clone() as Arc<dyn Journal>),
+            Arc::new(NodeStats::default()),
+            NodeMetrics::default(),
+        );
+        assert!(m.admit(vec![x.clone()])[0].is_ok());
+        assert!(m.admit(vec![w.clone()])[0].is_ok());
+        // y evicts x and w; x fits again after it.
+        let results = m.admit(vec![y.clone(), x.clone()]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let mut want = vec![x.id(), y.id()];
+        want.sort();
+        assert_eq!(journal_ids(&journal), want);
+        let mut selected = select_all(&m);
+        selected.sort();
+        assert_eq!(selected, want);
     }
 
     /// `admit_encoded` journals the bytes given for the transaction at the same position, and

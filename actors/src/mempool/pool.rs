@@ -66,9 +66,10 @@
 //! - Arrival sequence numbers are unique and never reused; a transaction keeps its own for its
 //!   whole life in the pool, and a head keeps its tag until it is selected, so a transaction
 //!   returned to the ready set keeps its old place.
-//! - A transaction put back by `undo` is durable iff its own admission's journal write
-//!   succeeded, whenever that write ended (before or after the eviction): its outcome is kept
-//!   in `awaiting` while the transaction is out. No transaction in the pool is awaited.
+//! - A transaction put back by `undo` ends up durable iff its own admission's journal write
+//!   succeeded, whenever that outcome reached the pool: before the eviction (the slot's flag),
+//!   while it was out (kept in `awaiting`), or after it came back (its own `mark_durable` or
+//!   `undo` finds it again). No transaction in the pool is awaited.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -191,6 +192,14 @@ pub struct Evicted {
     base: u64,
     /// Whether it was durable (the flag lives in its account's slot, gone with it).
     durable: bool,
+}
+
+impl Evicted {
+    /// The arrival sequence of the admission it ended (see [`Admitted`]): the same id may be
+    /// admitted again, even later in the batch that evicted it, and that is another admission.
+    pub fn seq(&self) -> u64 {
+        self.entry.seq
+    }
 }
 
 impl PartialEq for Evicted {
@@ -409,10 +418,11 @@ pub struct Pool {
     /// Fair-queueing clock: the tag of the last selected transaction.
     vclock: u64,
     /// Transactions evicted while not durable, by the arrival sequence of the admission whose
-    /// journal write was still under way, with that write's outcome once it is known
-    /// (`Some(durable)`). The evicting batch's `undo` reads it: a transaction it puts back is
-    /// durable if that write succeeded meanwhile, and stays out if it failed (its
-    /// acknowledgement was withdrawn). Without it, the admission's `mark_durable` or `undo`
+    /// journal write had not been applied to the pool yet (`mark_durable` or `undo` by its
+    /// batch's thread, which runs after the write, in any order with other batches), with that
+    /// write's outcome once applied (`Some(durable)`). The evicting batch's `undo` reads it: a
+    /// transaction it puts back is durable if that write succeeded, and stays out if it failed
+    /// (its acknowledgement was withdrawn). Without it, the admission's `mark_durable` or `undo`
     /// found nothing to mark (the transaction was evicted) and the put-back transaction stayed
     /// unselectable, or came back unacknowledged. An entry lives only while the evicting
     /// batch is unresolved (`undo` and `settle` remove it), so this holds at most the
@@ -621,7 +631,8 @@ impl Pool {
     }
 
     /// Undoes admissions whose journal write failed: removes `admitted` (ids `admit`
-    /// accepted) and puts back what those admissions evicted, so the pool is as it was.
+    /// accepted) and puts back what those admissions evicted, so the pool is as it was. For
+    /// [`Pool::admit`]'s admissions; `admit_pending`'s are undone by [`Pool::undo`].
     pub fn rollback(&mut self, admitted: &[Hash], evicted: Vec<Evicted>) {
         for id in admitted.iter().rev() {
             if let Some(entry) = self.remove(id) {
@@ -631,6 +642,8 @@ impl Pool {
         }
         let admitted: BTreeSet<&Hash> = admitted.iter().collect();
         for e in evicted.into_iter().rev() {
+            // Nothing is awaited for `admit`'s evictions (it settles them); kept exact anyway.
+            self.awaiting.remove(&e.entry.seq);
             // A transaction admitted and then evicted within the same batch was never
             // acknowledged: it stays out.
             if admitted.contains(&e.id) || self.entries.contains_key(&e.id) {
@@ -687,9 +700,10 @@ impl Pool {
     /// run concurrently with the journal write), so an evicted transaction comes back only if
     /// its id and nonce are free, its nonce is not below its sender's committed nonce, and the
     /// pool has room for it; the ids that could not come back are returned (the caller forgets
-    /// them from the journal, since they are no longer pending). One evicted while its own
-    /// admission's write was under way comes back as that write left it (`awaiting`):
-    /// durable if it succeeded, not at all if it failed, and pending if it has not ended.
+    /// them from the journal, since they are no longer pending). One evicted before its own
+    /// admission's write outcome reached the pool comes back as that write left it
+    /// (`awaiting`): durable if it succeeded, not at all if it failed, and pending if that
+    /// outcome has not reached the pool yet.
     ///
     /// `admitted` names admissions as for `mark_durable`: a later admission of the same id by
     /// another batch (after this one's was evicted) is that batch's, and stays.
@@ -709,13 +723,15 @@ impl Pool {
                 None => self.resolve_evicted(adm.seq, false),
             }
         }
-        let admitted: BTreeSet<&Hash> = admitted.iter().map(|adm| &adm.id).collect();
+        // By admission, not id: a transaction of another batch that this one evicted and then
+        // admitted again (the same id, resubmitted) is that batch's to put back.
+        let ours: BTreeSet<u64> = admitted.iter().map(|adm| adm.seq).collect();
         let mut lost = Vec::new();
         for mut e in evicted.into_iter().rev() {
             // What this batch evicted is settled here whichever way it goes.
             let outcome = self.awaiting.remove(&e.entry.seq).flatten();
             // Admitted and then evicted within the same batch: never acknowledged.
-            if admitted.contains(&e.id) {
+            if ours.contains(&e.entry.seq) {
                 continue;
             }
             if self.entries.contains_key(&e.id) {
@@ -731,7 +747,8 @@ impl Pool {
                 // That write succeeded after the eviction: its row is there, and the failed
                 // write that would have removed it did not happen.
                 Some(true) => e.durable = true,
-                // Still under way (or it was durable when evicted): as it was.
+                // Not applied yet (or it was durable when evicted): as it was; its own batch's
+                // `mark_durable` or `undo` will find it again.
                 None => {}
             }
             let tx = e.entry.tx.tx();

@@ -721,7 +721,8 @@ proptest! {
 /// under way (`batches_resolved_in_any_order_leave_acknowledged_durable_transactions`).
 #[derive(Debug, Clone)]
 enum BatchOp {
-    /// A new batch admits a transaction of a new sender at each priority given.
+    /// A new batch admits, for each value `v`: below 4, a transaction of a new sender at
+    /// priority `v`; from 4, an earlier transaction again (the same id, resubmitted).
     Admit(Vec<u8>),
     /// The oldest batch not written yet is written (the journal writes in that order).
     Write { ok: bool },
@@ -732,7 +733,7 @@ enum BatchOp {
 
 fn batch_op() -> impl Strategy<Value = BatchOp> {
     prop_oneof![
-        3 => prop::collection::vec(0u8..4, 1..4).prop_map(BatchOp::Admit),
+        3 => prop::collection::vec(0u8..8, 1..4).prop_map(BatchOp::Admit),
         2 => any::<bool>().prop_map(|ok| BatchOp::Write { ok }),
         2 => any::<u8>().prop_map(BatchOp::Resolve),
     ]
@@ -749,8 +750,8 @@ proptest! {
 
     /// Batches evict one another's transactions while their writes are under way, the writes
     /// succeed or fail, and each batch's thread comes back in any order. Once every batch is
-    /// resolved, every transaction the pool holds has its journal row and is selectable, and
-    /// nothing is awaited.
+    /// resolved, the journal's rows are exactly the transactions the pool holds, every one of
+    /// them is selectable, and nothing is awaited.
     #[test]
     fn batches_resolved_in_any_order_leave_acknowledged_durable_transactions(
         ops in prop::collection::vec(batch_op(), 1..40),
@@ -761,6 +762,7 @@ proptest! {
             ..config()
         });
         let mut next_key = 10u8;
+        let mut made: Vec<VerifiedTx> = Vec::new();
         let mut unwritten: std::collections::VecDeque<Batch> = Default::default();
         let mut written: Vec<(Batch, bool)> = Vec::new();
         // The journal's rows, by id, as the writes leave them.
@@ -784,7 +786,7 @@ proptest! {
                     rows.remove(&e.id);
                 }
                 for adm in &batch.admissions {
-                    if !batch.evicted.iter().any(|e| e.id == adm.id) {
+                    if !batch.evicted.iter().any(|e| e.seq() == adm.seq) {
                         rows.insert(adm.id);
                     }
                 }
@@ -794,9 +796,15 @@ proptest! {
             match op {
                 BatchOp::Admit(priorities) => {
                     let mut batch = Batch { admissions: Vec::new(), evicted: Vec::new() };
-                    for p in priorities {
-                        let t = tx(&key(next_key), 0, u64::from(p));
-                        next_key += 1;
+                    for v in priorities {
+                        let t = if v < 4 || made.is_empty() {
+                            let t = tx(&key(next_key), 0, u64::from(v % 4));
+                            next_key += 1;
+                            made.push(t.clone());
+                            t
+                        } else {
+                            made[usize::from(v) % made.len()].clone()
+                        };
                         if let Ok(evicted) = pool.admit_pending(t.clone(), 0, 0) {
                             batch.evicted.extend(evicted);
                             if let Some(adm) = pool.admitted(&t.id()) {
@@ -834,9 +842,8 @@ proptest! {
         let held = pool.len();
         let picked = sel(&mut pool, 100, 0);
         prop_assert_eq!(picked.len(), held, "every pending transaction is durable");
-        for t in &picked {
-            prop_assert!(rows.contains(&t.id()), "held without its journal row");
-        }
+        let picked: BTreeSet<Hash> = picked.iter().map(VerifiedTx::id).collect();
+        prop_assert_eq!(&rows, &picked, "the journal holds exactly what the pool holds");
     }
 }
 
@@ -1320,6 +1327,8 @@ fn undo_and_mark_durable_touch_only_their_own_admission() {
     let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
     assert_eq!(evicted_ids(&evicted), vec![x.id()]);
     pool.mark_durable(&[pool.admitted(&y.id()).unwrap()]);
+    pool.settle(&evicted);
+    assert_eq!(pool.awaiting(), 0);
     assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![y.id()]);
     pool.on_block(&[y.id()], &BTreeMap::new(), &[]);
     pool.admit_pending(x.clone(), 0, 0).unwrap();
@@ -1339,7 +1348,8 @@ fn undo_and_mark_durable_touch_only_their_own_admission() {
 /// fails. B's `undo` puts x back as A's write left it: durable and selectable if that write
 /// succeeded, not at all if it failed (A's acknowledgement was withdrawn). Before, x came back
 /// not durable either way: unselectable for good after A's success, back unacknowledged after
-/// A's failure. If B fails before A's write ends, x comes back pending and A decides.
+/// A's failure. If B's `undo` runs before A's outcome reaches the pool, x comes back pending
+/// and A's own `mark_durable` or `undo` decides.
 #[test]
 fn an_evicted_admission_comes_back_as_its_own_write_left_it() {
     let (a, b) = (key(1), key(2));
@@ -1379,7 +1389,7 @@ fn an_evicted_admission_comes_back_as_its_own_write_left_it() {
     assert_eq!(pool.awaiting(), 0);
     pool.check_invariants();
 
-    // B's write failed first: x comes back pending, and A's outcome decides later.
+    // B's undo runs first: x comes back pending, and A's outcome decides when it arrives.
     for a_succeeds in [true, false] {
         let (mut pool, x, x_by_a, _, y_by_b, evicted) = setup();
         assert!(pool.undo(&[y_by_b], evicted).is_empty());
@@ -1406,6 +1416,43 @@ fn an_evicted_admission_comes_back_as_its_own_write_left_it() {
     assert!(!pool.contains(&x.id()));
     assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![y.id()]);
     pool.check_invariants();
+}
+
+/// Batch B evicts A's pending x and then admits x again (resubmitted, in the room the eviction
+/// left), and B's write fails. B's `undo` takes out its own admission of x and puts A's back
+/// as A's write left it: the shared id must not make A's admission count as B's (by id, A's x
+/// was skipped as "admitted and evicted within the batch" and silently lost).
+#[test]
+fn undo_tells_a_resubmitted_transaction_from_the_one_it_evicted() {
+    let (a, b, c) = (key(1), key(2), key(3));
+    let x = tx(&a, 0, 0);
+    let w = big(&c, 0, 0, 400);
+    let y = big(&b, 0, 1, 200); // a higher band; larger than the room x alone leaves
+    let mut pool = Pool::new(PoolConfig {
+        max_bytes: tx_bytes(&x) + tx_bytes(&w) + 10,
+        ..config()
+    });
+    pool.admit_pending(x.clone(), 0, 0).unwrap();
+    let x_by_a = pool.admitted(&x.id()).unwrap();
+    pool.admit(w.clone(), 0, 0).unwrap();
+    let mut evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
+    let y_by_b = pool.admitted(&y.id()).unwrap();
+    assert_eq!(evicted_ids(&evicted), vec![x.id(), w.id()]);
+    evicted.extend(pool.admit_pending(x.clone(), 0, 0).unwrap());
+    let x_by_b = pool.admitted(&x.id()).unwrap();
+    assert_ne!(x_by_a, x_by_b);
+    pool.check_invariants();
+    // A's write succeeded (its slot is B's admission now, so the outcome is kept for B).
+    pool.mark_durable(&[x_by_a]);
+    let lost = pool.undo(&[y_by_b, x_by_b], evicted);
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(pool.awaiting(), 0);
+    pool.check_invariants();
+    let mut held = ids(&sel(&mut pool, 10, 0));
+    held.sort();
+    let mut want = vec![x.id(), w.id()];
+    want.sort();
+    assert_eq!(held, want, "A's x and w are back, both durable");
 }
 
 /// Priority is free: several keys flooding at priority 2^64-1 must not starve a priority-0
