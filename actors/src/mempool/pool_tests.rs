@@ -1310,23 +1310,38 @@ fn undo_after_concurrent_changes_keeps_the_pool_bounded() {
     pool.check_invariants();
 }
 
+/// A pool of one place where batch A admitted x (pending) and batch B's y (a higher band)
+/// evicted it: the pool, x, A's admission, y, B's admission and what B evicted.
+fn x_evicted_by_y() -> (
+    Pool,
+    VerifiedTx,
+    Admitted,
+    VerifiedTx,
+    Admitted,
+    Vec<Evicted>,
+) {
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 1,
+        ..config()
+    });
+    let x = tx(&key(1), 0, 0);
+    pool.admit_pending(x.clone(), 0, 0).unwrap();
+    let x_by_a = pool.admitted(&x.id()).unwrap();
+    let y = tx(&key(2), 0, 1);
+    let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
+    let y_by_b = pool.admitted(&y.id()).unwrap();
+    assert_eq!(evicted_ids(&evicted), vec![x.id()]);
+    pool.check_invariants();
+    (pool, x, x_by_a, y, y_by_b, evicted)
+}
+
 /// The same transaction admitted by batch A, evicted by batch B and admitted again by batch C
 /// while A's journal write is still under way: A's failure must not take out C's admission,
 /// and only C's own success makes it selectable.
 #[test]
 fn undo_and_mark_durable_touch_only_their_own_admission() {
-    let (a, b) = (key(1), key(2));
-    let mut pool = Pool::new(PoolConfig {
-        max_size: 1,
-        ..config()
-    });
-    let x = tx(&a, 0, 0);
-    pool.admit_pending(x.clone(), 0, 0).unwrap();
-    let x_by_a = pool.admitted(&x.id()).unwrap();
-    let y = tx(&b, 0, 1); // a higher band: evicts x
-    let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
-    assert_eq!(evicted_ids(&evicted), vec![x.id()]);
-    pool.mark_durable(&[pool.admitted(&y.id()).unwrap()]);
+    let (mut pool, x, x_by_a, y, y_by_b, evicted) = x_evicted_by_y();
+    pool.mark_durable(&[y_by_b]);
     pool.settle(&evicted);
     assert_eq!(pool.awaiting(), 0);
     assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![y.id()]);
@@ -1352,23 +1367,10 @@ fn undo_and_mark_durable_touch_only_their_own_admission() {
 /// and A's own `mark_durable` or `undo` decides.
 #[test]
 fn an_evicted_admission_comes_back_as_its_own_write_left_it() {
-    let (a, b) = (key(1), key(2));
-    // A and B admitted; x evicted by y. Returns the pool, x, y and their admissions.
     let setup = || {
-        let mut pool = Pool::new(PoolConfig {
-            max_size: 1,
-            ..config()
-        });
-        let x = tx(&a, 0, 0);
-        pool.admit_pending(x.clone(), 0, 0).unwrap();
-        let x_by_a = pool.admitted(&x.id()).unwrap();
-        let y = tx(&b, 0, 1); // a higher band: evicts x
-        let evicted = pool.admit_pending(y.clone(), 0, 0).unwrap();
-        let y_by_b = pool.admitted(&y.id()).unwrap();
-        assert_eq!(evicted_ids(&evicted), vec![x.id()]);
-        assert_eq!(pool.awaiting(), 1);
-        pool.check_invariants();
-        (pool, x, x_by_a, y, y_by_b, evicted)
+        let set = x_evicted_by_y();
+        assert_eq!(set.0.awaiting(), 1);
+        set
     };
 
     // A's write succeeded, then B's failed: x is back, durable.
