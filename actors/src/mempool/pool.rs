@@ -702,8 +702,8 @@ impl Pool {
     /// pool has room for it; the ids that could not come back are returned (the caller forgets
     /// them from the journal, since they are no longer pending). One evicted before its own
     /// admission's write outcome reached the pool comes back as that write left it
-    /// (`awaiting`): durable if it succeeded, not at all if it failed, and pending if that
-    /// outcome has not reached the pool yet.
+    /// (`awaiting`): durable if it succeeded, not at all (and not in the answer: it has no
+    /// row) if it failed, and pending if that outcome has not reached the pool yet.
     ///
     /// `admitted` names admissions as for `mark_durable`: a later admission of the same id by
     /// another batch (after this one's was evicted) is that batch's, and stays.
@@ -739,11 +739,9 @@ impl Pool {
             }
             match outcome {
                 // Its admission's write failed after the eviction: its acknowledgement was
-                // withdrawn, so it must not come back (its row was never written).
-                Some(false) => {
-                    lost.push(e.id);
-                    continue;
-                }
+                // withdrawn, so it must not come back. Not `lost` either: that write put no
+                // row, and a removal by id could only hit another admission's row.
+                Some(false) => continue,
                 // That write succeeded after the eviction: its row is there, and the failed
                 // write that would have removed it did not happen.
                 Some(true) => e.durable = true,
