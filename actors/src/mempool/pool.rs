@@ -668,8 +668,9 @@ impl Pool {
 
     /// The journal write of these `admit_pending` admissions (`admitted` right after
     /// admitting) is durable: they (and their senders' later nonces) become selectable.
-    /// Admissions no longer pending are skipped, and so is a later admission of the same id
-    /// (another batch's, whose own write decides).
+    /// A later admission of the same id (another batch's, whose own write decides) is left
+    /// alone; an admission whose transaction was evicted meanwhile leaves its outcome for the
+    /// evicting batch's `undo` (`awaiting`).
     pub fn mark_durable(&mut self, admitted: &[Admitted]) {
         // A sorted, deduplicated Vec rather than a BTreeSet: one allocation for the batch, not
         // a tree insert per transaction. Senders' refreshes are independent of one another, so
@@ -738,12 +739,12 @@ impl Pool {
                 continue;
             }
             match outcome {
-                // Its admission's write failed after the eviction: its acknowledgement was
-                // withdrawn, so it must not come back. Not `lost` either: that write put no
+                // Its admission's write failed, and that reached the pool after the eviction:
+                // its acknowledgement was withdrawn, so it must not come back. Not `lost` either: that write put no
                 // row, and a removal by id could only hit another admission's row.
                 Some(false) => continue,
-                // That write succeeded after the eviction: its row is there, and the failed
-                // write that would have removed it did not happen.
+                // That write succeeded, and that reached the pool after the eviction: its row is
+                // there, and the failed write that would have removed it did not happen.
                 Some(true) => e.durable = true,
                 // Not applied yet (or it was durable when evicted): as it was; its own batch's
                 // `mark_durable` or `undo` will find it again.
@@ -785,7 +786,7 @@ impl Pool {
     }
 
     /// Records the outcome of admission `seq`'s journal write if its transaction was evicted
-    /// while the write was under way and the evicting batch is unresolved.
+    /// before that outcome reached the pool and the evicting batch is unresolved.
     fn resolve_evicted(&mut self, seq: u64, durable: bool) {
         if let Some(outcome) = self.awaiting.get_mut(&seq) {
             *outcome = Some(durable);
