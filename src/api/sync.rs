@@ -25,6 +25,7 @@ use std::time::Duration;
 use accumen_actors::chain::Head;
 use accumen_actors::chain::sync::{
     BINARY_ANSWER, MAX_BATCH_BYTES, SyncState, SyncStatus, encode_answer, encode_binary_answer,
+    is_binary_answer,
 };
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -181,16 +182,13 @@ fn wants_binary(req: &HttpRequest) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|range| {
-            let mut parts = range.split(';');
-            let binary = parts
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case(BINARY_ANSWER));
-            let refused = parts.any(|p| {
+            // The media type as a `Content-Type` names it; then its parameters, after the type.
+            let refused = range.split(';').skip(1).any(|p| {
                 p.trim()
                     .strip_prefix("q=")
                     .and_then(|q| q.trim().parse::<f32>().ok())
                     .is_some_and(|q| q <= 0.0)
             });
-            binary && !refused
+            is_binary_answer(range) && !refused
         })
 }

@@ -740,8 +740,9 @@ impl Pool {
             }
             match outcome {
                 // Its admission's write failed, and that reached the pool after the eviction:
-                // its acknowledgement was withdrawn, so it must not come back. Not `lost` either: that write put no
-                // row, and a removal by id could only hit another admission's row.
+                // its acknowledgement was withdrawn, so it must not come back. Not `lost`
+                // either: that write put no row, and a removal by id could only hit another
+                // admission's row.
                 Some(false) => continue,
                 // That write succeeded, and that reached the pool after the eviction: its row is
                 // there, and the failed write that would have removed it did not happen.
