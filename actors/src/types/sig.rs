@@ -14,7 +14,9 @@
 //! `decompress` is exactly ZIP-215's decoding (`y` read as 255 bits and reduced mod p, the sign
 //! bit applied even to `x = 0`, no canonicity or order check) and it picks its AVX2 backend at
 //! run time on x86_64, where the multiscalar and double-scalar multiplications run about twice as
-//! fast as `ed25519-consensus`'s portable `curve25519-dalek-ng` that we used before. The tests
+//! fast as `ed25519-consensus`'s portable `curve25519-dalek-ng` that we used before; its AVX-512
+//! IFMA backend where the CPU has it (compiled in by `.cargo/config.toml`; on the x86_64 CPUs
+//! without IFMA it falls back to AVX2, then to the portable code). The tests
 //! check every decision against `ed25519-consensus` (a dev-dependency kept as the reference) on
 //! the 196 published ZIP-215 vectors and on adversarial and random inputs.
 //!
@@ -34,8 +36,9 @@
 //!   cofactorless check has no batch equation that agrees with it on every input.
 //! - Deterministic across machines: no decision depends on the RNG (see above), on the chunk
 //!   size, on the bisection (its order and budget only change which equations are computed), on
-//!   the AVX2/serial backend (the same group arithmetic), on thread count or on the key cache's
-//!   contents; the cache only saves decompression.
+//!   the IFMA/AVX2/serial backend (the same group arithmetic; the tests compare every decision
+//!   with `ed25519-consensus`, whose arithmetic is portable), on thread count or on the key
+//!   cache's contents; the cache only saves decompression.
 //! - Compatible: every signature valid under the old rule (`verify_strict`: cofactorless, no
 //!   small-order `A` or `R`, canonical encodings) is valid here (cofactorless implies cofactored),
 //!   so chains written under the old rule replay unchanged. The converse does not hold: a
