@@ -6,6 +6,7 @@
 //! (`decode_canonical`), so one value has one encoding and one hash; trailing bytes, truncation
 //! and over-long varints are typed errors, never panics.
 
+use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -49,10 +50,46 @@ pub fn decode_canonical<T: Serialize + DeserializeOwned>(
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
-    if encode(&value) != bytes {
+    if !encodes_to(&value, bytes) {
         return Err(DecodeError::NonCanonical);
     }
     Ok(value)
+}
+
+/// Whether `encode(value) == bytes`, found by comparing the encoding byte by byte as it is
+/// produced: no buffer is allocated, and the first differing byte ends it.
+fn encodes_to<T: Serialize + ?Sized>(value: &T, bytes: &[u8]) -> bool {
+    /// A postcard output that checks each byte against the expected ones instead of storing it.
+    struct Compare<'a> {
+        expected: &'a [u8],
+        at: usize,
+    }
+    impl Flavor for Compare<'_> {
+        type Output = bool;
+        fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+            self.try_extend(&[byte])
+        }
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            let end = self.at.saturating_add(data.len());
+            if self.expected.get(self.at..end) != Some(data) {
+                // Any error stops the serializer; which one does not matter here.
+                return Err(postcard::Error::SerializeBufferFull);
+            }
+            self.at = end;
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<bool> {
+            Ok(self.at == self.expected.len())
+        }
+    }
+    postcard::serialize_with_flavor(
+        value,
+        Compare {
+            expected: bytes,
+            at: 0,
+        },
+    )
+    .unwrap_or(false)
 }
 
 /// Decodes bytes this node wrote itself (storage); skips the canonical re-encoding check.
@@ -79,9 +116,57 @@ pub fn sha256_parts(parts: &[&[u8]]) -> Hash {
     Hash(h.finalize().into())
 }
 
-/// SHA-256 of a value's canonical encoding.
+/// SHA-256 of a value's canonical encoding: `sha256(&encode(value))`, with the encoding fed to
+/// the hasher as it is produced (through a small buffer, since postcard writes fixed-size arrays
+/// byte by byte) instead of collected in a `Vec` first. Block hashing encodes every receipt and a
+/// block's whole write set this way.
 pub fn hash_of<T: Serialize + ?Sized>(value: &T) -> Hash {
-    sha256(&encode(value))
+    /// A postcard output that hashes what it is given, `BUF` bytes at a time.
+    struct Hasher {
+        sha: Sha256,
+        buf: [u8; BUF],
+        len: usize,
+    }
+    const BUF: usize = 128;
+    impl Hasher {
+        fn drain(&mut self) {
+            self.sha.update(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+    impl Flavor for Hasher {
+        type Output = Hash;
+        fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+            if self.len == BUF {
+                self.drain();
+            }
+            self.buf[self.len] = byte;
+            self.len += 1;
+            Ok(())
+        }
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            if self.len + data.len() <= BUF {
+                self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+                self.len += data.len();
+            } else {
+                self.drain();
+                self.sha.update(data);
+            }
+            Ok(())
+        }
+        fn finalize(mut self) -> postcard::Result<Hash> {
+            self.drain();
+            Ok(Hash(self.sha.finalize().into()))
+        }
+    }
+    let hasher = Hasher {
+        sha: Sha256::new(),
+        buf: [0; BUF],
+        len: 0,
+    };
+    // Hashing never fails and the chain types always serialize (see `encode`).
+    #[allow(clippy::expect_used)]
+    postcard::serialize_with_flavor(value, hasher).expect("chain types always encode")
 }
 
 #[cfg(test)]
