@@ -262,7 +262,10 @@ impl JournalStore {
         }
         let mut index = self.index();
         // Changes to the index, applied only once the transaction commits.
-        let mut overlay: FastMap<Hash, Option<u64>> = FastMap::default();
+        // Sized for the write up front: a batch's write holds about a thousand operations, and
+        // growing a map that far rehashes it ten times.
+        let mut overlay: FastMap<Hash, Option<u64>> =
+            FastMap::with_capacity_and_hasher(ops.len(), Default::default());
         // Rows to delete, deleted after the puts (`delete_rows`). The same as deleting each in
         // its place: sequences are unique and never reused, so no put of this write lands on a
         // row deleted here, except a row put and then removed in this same write, which must
