@@ -703,8 +703,12 @@ impl Handler<ReturnInFlight> for Mempool {
     type Result = ();
     fn handle(&mut self, _: ReturnInFlight, _: &mut Context<Self>) {
         let mut shared = self.pool();
-        shared.pool.return_in_flight();
-        self.publish(&shared.pool);
+        let Shared { pool, deploys, .. } = &mut *shared;
+        let removed = pool.return_in_flight();
+        deploys.retain(|_, id| pool.contains(id));
+        self.publish(pool);
+        // Dropped for good by a committed block while a later attempt held their senders.
+        self.admission.forget(&removed);
     }
 }
 

@@ -72,7 +72,7 @@
 //!   `undo` finds it again). No transaction in the pool is awaited.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::types::{Action, Address, FastMap, Hash, PublicKey, VerifiedTx, shrink_sparse};
 use crate::vm::DropReason;
@@ -399,6 +399,23 @@ fn first_gap<V>(txs: &BTreeMap<u64, V>, from: u64) -> u64 {
     n
 }
 
+/// One block attempt's share of the in-flight transactions (see `Pool::on_block`).
+#[derive(Debug, Default)]
+struct Attempt {
+    /// Its selection, in order, and the transactions an earlier block left out that wait for
+    /// this attempt to settle (their senders have transactions in it).
+    ids: Vec<Hash>,
+    /// Transactions an earlier committed block dropped for good, whose removal waits for this
+    /// attempt to settle for the same reason. Still flagged in flight until then.
+    doomed: Vec<Hash>,
+}
+
+impl Attempt {
+    fn len(&self) -> usize {
+        self.ids.len() + self.doomed.len()
+    }
+}
+
 /// Pending transactions, see the module comment.
 #[derive(Debug)]
 pub struct Pool {
@@ -410,8 +427,10 @@ pub struct Pool {
     sizes: BTreeMap<SizeKey, PublicKey>,
     expiries: BTreeSet<(u64, Hash)>,
     gapped: BTreeSet<PublicKey>,
-    /// Ids selected since the last `on_block`/`return_in_flight`, in selection order.
-    in_flight: Vec<Hash>,
+    /// The block attempts in flight, oldest first: one per `select` not yet settled by its
+    /// `on_block` (which settles the oldest) or by `return_in_flight` (all of them). The block
+    /// producer selects block N+1 while N commits, so two may be in flight.
+    in_flight: VecDeque<Attempt>,
     next_seq: u64,
     /// Sum of the entries' sizes.
     bytes: u64,
@@ -442,7 +461,7 @@ impl Pool {
             sizes: BTreeMap::new(),
             expiries: BTreeSet::new(),
             gapped: BTreeSet::new(),
-            in_flight: Vec::new(),
+            in_flight: VecDeque::new(),
             next_seq: 0,
             bytes: 0,
             vclock: 0,
@@ -816,6 +835,10 @@ impl Pool {
             txs: Vec::with_capacity(limits.txs.min(self.ready.len())),
             expired: Vec::new(),
         };
+        let mut attempt = Attempt {
+            ids: Vec::with_capacity(out.txs.capacity()),
+            doomed: Vec::new(),
+        };
         let (mut gas, mut bytes) = (limits.gas, limits.bytes);
         let mut passed: Vec<(ReadyKey, Hash)> = Vec::new();
         let mut waiting: Vec<(Address, ReadyKey, Hash)> = Vec::new();
@@ -875,7 +898,7 @@ impl Pool {
             let cost = band_cost(entry.band());
             let nonce = entry.tx.tx().nonce;
             out.txs.push(VerifiedTx::clone(&entry.tx));
-            self.in_flight.push(id);
+            attempt.ids.push(id);
             self.vclock = self.vclock.max(key.0);
             if let Some(a) = self.accounts.get_mut(&sender) {
                 if let Some(slot) = a.txs.get_mut(&nonce) {
@@ -894,20 +917,32 @@ impl Pool {
         {
             self.ready.insert(key, id);
         }
+        // Even an empty selection is an attempt: each `select` is settled by one `on_block`
+        // (or by `return_in_flight`), so the two stay paired.
+        self.in_flight.push_back(attempt);
         out
     }
 
-    /// After a block commits: `included` ids leave the pool; `new_nonces` are the senders'
-    /// next nonces from the committed write set; `dropped` ones that are retryable (a future
-    /// nonce) stay, the rest are removed, and so is every pending tx whose nonce is now below
-    /// its sender's next nonce. In-flight txs neither included nor dropped become selectable
-    /// again. Returns the ids removed as no longer valid (not the included ones).
+    /// After a block commits, settles the oldest attempt in flight (the block's selection):
+    /// `included` ids leave the pool; `new_nonces` are the senders' next nonces from the
+    /// committed write set; `dropped` ones that are retryable (a future nonce, a full block) stay,
+    /// the rest are removed, and so is every pending tx whose nonce is now below its sender's
+    /// next nonce. The attempt's txs neither included nor removed become selectable again.
+    /// Returns the ids removed as no longer valid (not the included ones).
+    ///
+    /// A sender that also has txs in a later attempt (selected while this block was built and
+    /// committed) is settled with that attempt instead: its left-out and dropped txs stay in
+    /// flight, carried to the next attempt, and its cursor stays past everything in flight. Its
+    /// in-flight txs always run from its committed nonce without a gap (nothing in the middle
+    /// leaves the pool or the flight), and none of its later txs can be included anyway: the
+    /// block that left one out fixed the sender's nonce below them.
     pub fn on_block(
         &mut self,
         included: &[Hash],
         new_nonces: &BTreeMap<PublicKey, u64>,
         dropped: &[(Hash, DropReason)],
     ) -> Vec<Hash> {
+        let attempt = self.in_flight.pop_front().unwrap_or_default();
         let mut removed = Vec::new();
         let mut touched: BTreeSet<PublicKey> = BTreeSet::new();
         for id in included {
@@ -927,19 +962,66 @@ impl Pool {
             }
             self.remove(id);
         }
-        for (id, reason) in dropped {
-            if reason.is_retryable() {
-                continue; // stays; made ready again with the other in-flight txs below
-            }
-            if let Some(entry) = self.remove(id) {
-                touched.insert(entry.tx.tx().sender);
-                removed.push(*id);
-            }
-        }
         for (sender, nonce) in new_nonces {
             if let Some(a) = self.accounts.get_mut(sender) {
                 a.base = a.base.max(*nonce);
                 touched.insert(*sender);
+            }
+        }
+        let mut doomed = attempt.doomed;
+        doomed.extend(
+            dropped
+                .iter()
+                .filter(|(_, reason)| !reason.is_retryable())
+                .map(|(id, _)| *id),
+        );
+        // What is left of this attempt: still pending, still flagged in flight.
+        let left: HashSet<Hash, foldhash::fast::RandomState> = attempt
+            .ids
+            .iter()
+            .chain(&doomed)
+            .filter(|id| self.entries.contains_key(*id))
+            .copied()
+            .collect();
+        for id in &left {
+            if let Some(e) = self.entries.get(id) {
+                touched.insert(e.tx.tx().sender);
+            }
+        }
+        // Senders with txs in a later attempt: the last of their in-flight run (`base..cursor`)
+        // is not this attempt's.
+        let later: BTreeSet<PublicKey> = touched
+            .iter()
+            .filter(|sender| {
+                self.accounts.get(*sender).is_some_and(|a| {
+                    a.cursor > a.base
+                        && a.txs
+                            .get(&(a.cursor - 1))
+                            .is_some_and(|s| s.in_flight && !left.contains(&s.id))
+                })
+            })
+            .copied()
+            .collect();
+        let sender_of = |pool: &Pool, id: &Hash| pool.entries.get(id).map(|e| e.tx.tx().sender);
+        let mut carried = Attempt::default();
+        for id in doomed {
+            match sender_of(self, &id) {
+                Some(sender) if later.contains(&sender) => carried.doomed.push(id),
+                Some(_) if self.remove(&id).is_some() => removed.push(id),
+                _ => {}
+            }
+        }
+        let mut back = Vec::new();
+        let doomed_ids: HashSet<Hash, foldhash::fast::RandomState> =
+            carried.doomed.iter().copied().collect();
+        for id in attempt.ids {
+            if doomed_ids.contains(&id) {
+                continue; // carried above, as doomed
+            }
+            match sender_of(self, &id) {
+                Some(sender) if later.contains(&sender) => carried.ids.push(id),
+                Some(_) => back.push(id),
+                None => {}
             }
         }
         for sender in &touched {
@@ -953,15 +1035,37 @@ impl Pool {
                 }
             }
         }
-        self.reset_in_flight(touched);
+        if let Some(next) = self.in_flight.front_mut() {
+            next.ids.append(&mut carried.ids);
+            next.doomed.append(&mut carried.doomed);
+        }
+        let settled: BTreeSet<PublicKey> = touched.difference(&later).copied().collect();
+        self.reset_in_flight(back, settled);
+        for sender in &later {
+            self.refresh(sender);
+        }
         self.shrink_if_sparse();
         removed
     }
 
-    /// A block attempt failed (e.g. a storage error): every in-flight tx becomes selectable
-    /// again, in its old order.
-    pub fn return_in_flight(&mut self) {
-        self.reset_in_flight(BTreeSet::new());
+    /// Every block attempt in flight failed (e.g. a storage error), or their producer was
+    /// replaced: every in-flight tx becomes selectable again, in its old order, except those
+    /// a committed block dropped for good, which are removed and returned.
+    pub fn return_in_flight(&mut self) -> Vec<Hash> {
+        let mut ids = Vec::new();
+        let mut removed = Vec::new();
+        let mut touched = BTreeSet::new();
+        for attempt in std::mem::take(&mut self.in_flight) {
+            ids.extend(attempt.ids);
+            for id in attempt.doomed {
+                if let Some(e) = self.remove(&id) {
+                    touched.insert(e.tx.tx().sender);
+                    removed.push(id);
+                }
+            }
+        }
+        self.reset_in_flight(ids, touched);
+        removed
     }
 
     /// Removes txs whose expiry < now_ms; returns their ids. In-flight txs are left alone:
@@ -1037,6 +1141,11 @@ impl Pool {
 
     /// Transactions selected and not yet settled by `on_block` or `return_in_flight`.
     pub fn in_flight(&self) -> usize {
+        self.in_flight.iter().map(Attempt::len).sum()
+    }
+
+    /// Block attempts selected and not yet settled.
+    pub fn attempts(&self) -> usize {
         self.in_flight.len()
     }
 
@@ -1070,12 +1179,13 @@ impl Pool {
         self.accounts.get(sender).map_or(0, Account::futures)
     }
 
-    /// Makes every in-flight tx ready again, resets the cursors of their senders and of
+    /// Makes the in-flight txs `ids` ready again, resets the cursors of their senders and of
     /// `touched` to the committed nonce, and recomputes those senders' heads. A returned tx
     /// gets back the fair-queueing tag it was selected with (and the clock is wound back to
-    /// the least of those), so a failed attempt costs nobody their place.
-    fn reset_in_flight(&mut self, mut touched: BTreeSet<PublicKey>) {
-        for id in std::mem::take(&mut self.in_flight) {
+    /// the least of those), so a failed attempt costs nobody their place. The caller never
+    /// passes a sender with txs still in flight in another attempt.
+    fn reset_in_flight(&mut self, ids: Vec<Hash>, mut touched: BTreeSet<PublicKey>) {
+        for id in ids {
             if let Some(e) = self.entries.get(&id) {
                 let tx = e.tx.tx();
                 if let Some(slot) = self
@@ -1485,7 +1595,23 @@ impl Pool {
         assert_eq!(sizes, self.sizes.len());
         assert_eq!(bytes, self.bytes);
         assert!(self.gapped.iter().all(|s| self.accounts.contains_key(s)));
-        assert_eq!(flying, self.in_flight.len());
+        assert_eq!(flying, self.in_flight());
+        let listed: Vec<&Hash> = self
+            .in_flight
+            .iter()
+            .flat_map(|a| a.ids.iter().chain(&a.doomed))
+            .collect();
+        assert_eq!(
+            listed.iter().collect::<BTreeSet<_>>().len(),
+            listed.len(),
+            "an id in two attempts"
+        );
+        for id in listed {
+            assert!(
+                self.slot(id).is_some_and(|s| s.in_flight),
+                "listed {id} not in flight"
+            );
+        }
         let with_expiry = self.entries.values().filter(|e| e.tx.tx().expiry.is_some());
         assert_eq!(with_expiry.count(), self.expiries.len());
         // An awaited admission's transaction is out of the pool until its evicting batch's

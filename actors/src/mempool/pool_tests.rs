@@ -421,6 +421,120 @@ fn on_block_returns_unsettled_in_flight_and_infers_nonces() {
     assert_eq!(pool.pending_nonce(&a.public(), 0), 2);
 }
 
+/// Block N+1 is selected while N commits: N's settlement must not free N+1's selection.
+#[test]
+fn settling_a_block_leaves_the_next_attempt_in_flight() {
+    let (a, b) = (key(1), key(2));
+    let mut pool = Pool::new(config());
+    let a_txs: Vec<VerifiedTx> = (0..5).map(|n| tx(&a, n, 1)).collect();
+    let b0 = tx(&b, 0, 1);
+    for t in a_txs.iter().chain([&b0]) {
+        pool.admit(t.clone(), 0, 0).unwrap();
+    }
+    let n = ids(&sel(&mut pool, 2, 0)); // a0, b0 (fair order)
+    let n1 = ids(&sel(&mut pool, 2, 0)); // a1, a2
+    assert_eq!(n, vec![a_txs[0].id(), b0.id()]);
+    assert_eq!(n1, vec![a_txs[1].id(), a_txs[2].id()]);
+    assert_eq!((pool.attempts(), pool.in_flight()), (2, 4));
+
+    let nonces = BTreeMap::from([(a.public(), 1), (b.public(), 1)]);
+    assert!(pool.on_block(&n, &nonces, &[]).is_empty());
+    pool.check_invariants();
+    assert_eq!((pool.attempts(), pool.in_flight()), (1, 2));
+    // a1 and a2 are still in N+1: the next selection goes on after them.
+    assert_eq!(
+        ids(&sel(&mut pool, 10, 0)),
+        vec![a_txs[3].id(), a_txs[4].id()]
+    );
+    pool.check_invariants();
+    let nonces = BTreeMap::from([(a.public(), 3)]);
+    assert!(pool.on_block(&n1, &nonces, &[]).is_empty());
+    pool.check_invariants();
+    assert_eq!((pool.attempts(), pool.len()), (1, 2));
+}
+
+/// Block N leaves out a sender's tx (a full block) while N+1 holds the sender's later ones:
+/// it waits in flight until N+1 settles (N+1 cannot include them), then comes back in order.
+#[test]
+fn a_left_out_transaction_waits_for_its_senders_later_attempt() {
+    let a = key(1);
+    let mut pool = Pool::new(config());
+    let t: Vec<VerifiedTx> = (0..3).map(|n| tx(&a, n, 1)).collect();
+    for x in &t {
+        pool.admit(x.clone(), 0, 0).unwrap();
+    }
+    assert_eq!(ids(&sel(&mut pool, 2, 0)), vec![t[0].id(), t[1].id()]);
+    assert_eq!(ids(&sel(&mut pool, 2, 0)), vec![t[2].id()]);
+    let full = DropReason::BlockFull(crate::vm::BlockLimit::Gas);
+    let removed = pool.on_block(
+        &[t[0].id()],
+        &BTreeMap::from([(a.public(), 1)]),
+        &[(t[1].id(), full)],
+    );
+    assert!(removed.is_empty());
+    pool.check_invariants();
+    assert_eq!(pool.in_flight(), 2, "t1 waits, in flight, for N+1");
+    assert!(
+        sel(&mut pool, 10, 0).is_empty(),
+        "nothing of a's is selectable"
+    );
+    // N+1 (t2) runs on a's nonce 1: a future nonce.
+    let future = DropReason::Nonce {
+        expected: 1,
+        got: 2,
+    };
+    // The second (empty) selection settles first in the mempool's order: N+1, then it.
+    assert!(
+        pool.on_block(&[], &BTreeMap::new(), &[(t[2].id(), future)])
+            .is_empty()
+    );
+    pool.check_invariants();
+    pool.on_block(&[], &BTreeMap::new(), &[]);
+    pool.check_invariants();
+    assert_eq!(pool.in_flight(), 0);
+    assert_eq!(ids(&sel(&mut pool, 10, 0)), vec![t[1].id(), t[2].id()]);
+}
+
+/// A tx that block N drops for good while N+1 holds its sender's later txs is removed when
+/// N+1 settles (or when everything in flight is returned), never while a later tx of its
+/// sender is in flight.
+#[test]
+fn a_tx_dropped_for_good_leaves_once_its_senders_later_attempt_settles() {
+    let a = key(1);
+    for fail in [false, true] {
+        let mut pool = Pool::new(config());
+        let t: Vec<VerifiedTx> = (0..3).map(|n| tx(&a, n, 1)).collect();
+        for x in &t {
+            pool.admit(x.clone(), 0, 0).unwrap();
+        }
+        sel(&mut pool, 2, 0);
+        sel(&mut pool, 2, 0);
+        let removed = pool.on_block(
+            &[t[0].id()],
+            &BTreeMap::from([(a.public(), 1)]),
+            &[(t[1].id(), DropReason::Timeout)],
+        );
+        assert!(removed.is_empty(), "t1 waits for N+1");
+        assert!(pool.contains(&t[1].id()));
+        pool.check_invariants();
+        let removed = if fail {
+            pool.return_in_flight()
+        } else {
+            let future = DropReason::Nonce {
+                expected: 1,
+                got: 2,
+            };
+            pool.on_block(&[], &BTreeMap::new(), &[(t[2].id(), future)])
+        };
+        assert_eq!(removed, vec![t[1].id()]);
+        pool.check_invariants();
+        assert_eq!(pool.in_flight(), 0);
+        // t2 is behind the gap t1 left.
+        assert_eq!(pool.futures_of(&a.public()), 1);
+        assert!(sel(&mut pool, 10, 0).is_empty());
+    }
+}
+
 #[test]
 fn return_in_flight_restores_old_order() {
     let (a, b) = (key(1), key(2));
@@ -585,10 +699,13 @@ enum Op {
     },
     /// Select up to `.0` txs with room for `.1` txs' worth of gas (each declares 1,000).
     Select(u8, u8),
-    /// Execute the in-flight txs like the block executor: include those at the sender's next
-    /// nonce, drop the rest; `fail` turns it into a failed attempt instead.
+    /// Settle the oldest attempt like a committed block: include its txs at the sender's next
+    /// nonce, drop the rest, and also drop the tx at position `drop.0` (if any) for good
+    /// (a timeout) or, with `drop.1`, to retry (a full block). `fail` instead fails every
+    /// attempt in flight (the producer discards them all).
     Block {
         fail: bool,
+        drop: Option<(u8, bool)>,
     },
     Expire,
     /// Evict everything behind a gap (all txs arrive at time 0, the TTL is 60 s).
@@ -603,7 +720,8 @@ fn op() -> impl Strategy<Value = Op> {
             priority
         }),
         2 => (0u8..6, 0u8..8).prop_map(|(n, g)| Op::Select(n, g)),
-        2 => any::<bool>().prop_map(|fail| Op::Block { fail }),
+        2 => (prop::bool::weighted(0.2), prop::option::of((0u8..6, any::<bool>())))
+            .prop_map(|(fail, drop)| Op::Block { fail, drop }),
         1 => Just(Op::Expire),
         1 => Just(Op::FutureTtl),
     ]
@@ -624,8 +742,9 @@ proptest! {
         // Committed next nonce per sender (the chain), and the pending ids the pool should hold.
         let mut state: BTreeMap<PublicKey, u64> = BTreeMap::new();
         let mut pending: BTreeSet<Hash> = BTreeSet::new();
-        // Selected since the last settlement, in selection order.
-        let mut flying: Vec<VerifiedTx> = Vec::new();
+        // The selections not settled yet, oldest first: the producer selects block N+1 while
+        // N commits (this goes deeper than it does).
+        let mut attempts: std::collections::VecDeque<Vec<VerifiedTx>> = Default::default();
         for op in ops {
             match op {
                 Op::Admit { sender, ahead, priority } => {
@@ -639,7 +758,10 @@ proptest! {
                             pending.insert(t.id());
                             for e in &evicted {
                                 prop_assert!(pending.remove(&e.id), "evicted an unknown id");
-                                prop_assert!(!flying.iter().any(|f| f.id() == e.id), "evicted in flight");
+                                prop_assert!(
+                                    !attempts.iter().flatten().any(|f| f.id() == e.id),
+                                    "evicted in flight"
+                                );
                             }
                         }
                         Err(_) => prop_assert_eq!((pool.len(), pool.bytes()), (len, bytes)),
@@ -654,28 +776,45 @@ proptest! {
                     let picked = pool.select(limits, 0, &HashMap::new()).txs;
                     prop_assert!(picked.len() <= usize::from(max));
                     prop_assert!(picked.len() <= usize::from(gas));
-                    flying.extend(picked);
-                    // Per sender, everything selected since the last block runs from the
-                    // committed nonce without a gap.
-                    let mut expect = state.clone();
-                    for t in &flying {
-                        let n = expect.entry(t.tx().sender).or_insert(0);
-                        prop_assert_eq!(t.tx().nonce, *n, "out of order");
-                        *n += 1;
+                    attempts.push_back(picked);
+                    // Per sender, the selections in flight run on without a gap, from at or
+                    // above the committed nonce (above it when a settled block left txs out
+                    // that wait, still in flight, for a later attempt of the same sender).
+                    let mut last: BTreeMap<PublicKey, u64> = BTreeMap::new();
+                    for t in attempts.iter().flatten() {
+                        let s = t.tx().sender;
+                        let committed = *state.get(&s).unwrap_or(&0);
+                        match last.get(&s) {
+                            Some(prev) => prop_assert_eq!(t.tx().nonce, prev + 1, "out of order"),
+                            None => prop_assert!(t.tx().nonce >= committed, "stale selected"),
+                        }
+                        last.insert(s, t.tx().nonce);
                     }
                 }
-                Op::Block { fail: true } => {
-                    pool.return_in_flight();
-                    flying.clear();
+                Op::Block { fail: true, .. } => {
+                    for id in pool.return_in_flight() {
+                        prop_assert!(pending.remove(&id), "returned an unknown id as removed");
+                    }
+                    attempts.clear();
                 }
-                Op::Block { fail: false } => {
+                Op::Block { fail: false, drop } => {
                     let mut included = Vec::new();
                     let mut dropped = Vec::new();
                     let mut nonces = BTreeMap::new();
-                    for t in flying.drain(..) {
+                    let block = attempts.pop_front().unwrap_or_default();
+                    for (i, t) in block.into_iter().enumerate() {
                         let s = t.tx().sender;
                         let expected = *state.get(&s).unwrap_or(&0);
-                        if t.tx().nonce == expected {
+                        if let Some((at, retry)) = drop
+                            && usize::from(at) == i
+                        {
+                            let reason = if retry {
+                                DropReason::BlockFull(crate::vm::BlockLimit::Gas)
+                            } else {
+                                DropReason::Timeout
+                            };
+                            dropped.push((t.id(), reason));
+                        } else if t.tx().nonce == expected {
                             state.insert(s, expected + 1);
                             nonces.insert(s, expected + 1);
                             included.push(t.id());
@@ -704,6 +843,10 @@ proptest! {
                 }
             }
             pool.check_invariants();
+            prop_assert_eq!(pool.attempts(), attempts.len());
+            if attempts.is_empty() {
+                prop_assert_eq!(pool.in_flight(), 0, "settled, yet in flight");
+            }
             prop_assert_eq!(pool.len(), pending.len());
             for id in &pending {
                 prop_assert!(pool.contains(id));

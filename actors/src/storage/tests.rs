@@ -18,7 +18,7 @@ fn params() -> ChainParams {
 
 impl Storage {
     /// Test fail-point: make `commit_block` fail after all writes, before the commit.
-    pub(super) fn set_fail_before_commit(&self, on: bool) {
+    pub(crate) fn set_fail_before_commit(&self, on: bool) {
         self.fail_before_commit.store(on, Ordering::SeqCst);
     }
 

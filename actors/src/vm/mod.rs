@@ -21,5 +21,5 @@ pub use block::{
     VERIFY_ATTEMPTS, VERIFY_DEADLINE_FACTOR,
 };
 pub use engine::{ConfigError, PAGE_BYTES, Vm, VmConfig, VmError};
-pub use state::{MemState, StateError, StateView};
+pub use state::{Layered, MemState, StateError, StateView};
 pub use validate::{ABI_IMPORTS, ModuleInfo, ValidationError, validate};

@@ -1,5 +1,6 @@
-//! What the VM reads from the chain: the `StateView` trait, and an in-memory implementation
-//! for tests, benchmarks and read-only queries.
+//! What the VM reads from the chain: the `StateView` trait, an in-memory implementation for
+//! tests, benchmarks and read-only queries, and `Layered`, a parent's state made of the state
+//! before it and its write set (a block built while its parent is still being committed).
 //!
 //! Invariant: the VM never writes through a `StateView`. Writes are collected in overlays and
 //! returned as a `WriteSet`, which the block producer commits in one storage transaction. A view
@@ -7,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::types::{Address, ContractInfo, Hash, PublicKey};
+use crate::types::{Address, Bytes, ContractInfo, Hash, PublicKey, WriteSet};
 
 /// A storage failure while executing: a node fault, never a contract result. It keeps the
 /// store's own error as its `source` (shared, so the error stays `Clone` for the engine, which
@@ -98,5 +99,159 @@ impl StateView for MemState {
     }
     fn nonce(&self, sender: &PublicKey) -> Result<u64, StateError> {
         Ok(self.nonces.get(sender).copied().unwrap_or(0))
+    }
+}
+
+/// The state after a block that is built but not yet committed: that block's write set over
+/// the state before it. The block producer executes block N+1 on it while N's commit runs.
+///
+/// Reads the same values as the state N's commit leaves, because a commit applies exactly the
+/// write set (`Storage::commit_block`: every storage, contract, code and nonce entry, a `None`
+/// storage value removing the key) and nothing else the VM can read. `base` may already include
+/// N (the commit landed before the snapshot was taken): the write set then repeats what `base`
+/// holds, which reads the same.
+pub struct Layered {
+    base: std::sync::Arc<dyn StateView>,
+    writes: std::sync::Arc<WriteSet>,
+}
+
+impl Layered {
+    /// `writes` (block N's) over `base` (the state before N, or already after it).
+    pub fn new(base: std::sync::Arc<dyn StateView>, writes: std::sync::Arc<WriteSet>) -> Self {
+        Layered { base, writes }
+    }
+}
+
+impl std::fmt::Debug for Layered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layered")
+            .field("storage_writes", &self.writes.storage.len())
+            .field("nonces", &self.writes.nonces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateView for Layered {
+    fn storage_get(&self, contract: &Address, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        // The write set keys own their bytes; one copy of the key per read is the price of
+        // looking it up (the engine caches what a block reads).
+        match self.writes.storage.get(&(*contract, Bytes(key.to_vec()))) {
+            Some(written) => Ok(written.as_ref().map(|v| v.0.clone())),
+            None => self.base.storage_get(contract, key),
+        }
+    }
+    fn contract(&self, address: &Address) -> Result<Option<ContractInfo>, StateError> {
+        match self.writes.contracts.get(address) {
+            Some(info) => Ok(Some(info.clone())),
+            None => self.base.contract(address),
+        }
+    }
+    fn code(&self, code_hash: &Hash) -> Result<Option<Vec<u8>>, StateError> {
+        match self.writes.code.get(code_hash) {
+            Some(code) => Ok(Some(code.0.clone())),
+            None => self.base.code(code_hash),
+        }
+    }
+    fn nonce(&self, sender: &PublicKey) -> Result<u64, StateError> {
+        match self.writes.nonces.get(sender) {
+            Some(n) => Ok(*n),
+            None => self.base.nonce(sender),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn addr(n: u8) -> Address {
+        Address([n; 32])
+    }
+
+    fn key(n: u8) -> PublicKey {
+        crate::types::Keypair::from_seed([n; 32]).public()
+    }
+
+    /// A state with a little of everything, and a write set that sets, removes and adds.
+    fn before_and_writes() -> (MemState, WriteSet) {
+        let mut before = MemState::default();
+        let info = |n: u8| ContractInfo {
+            address: addr(n),
+            code_hash: Hash([n; 32]),
+            deployer: key(n),
+            height: u64::from(n),
+            tx_id: Hash([n + 100; 32]),
+        };
+        before
+            .storage
+            .insert((addr(1), b"kept".to_vec()), b"old".to_vec());
+        before
+            .storage
+            .insert((addr(1), b"changed".to_vec()), b"old".to_vec());
+        before
+            .storage
+            .insert((addr(1), b"removed".to_vec()), b"old".to_vec());
+        before.contracts.insert(addr(1), info(1));
+        before.code.insert(Hash([1; 32]), b"code one".to_vec());
+        before.nonces.insert(key(1), 4);
+        before.nonces.insert(key(2), 9);
+        let mut writes = WriteSet::default();
+        let b = |s: &[u8]| Bytes(s.to_vec());
+        writes
+            .storage
+            .insert((addr(1), b(b"changed")), Some(b(b"new")));
+        writes.storage.insert((addr(1), b(b"removed")), None);
+        writes.storage.insert((addr(2), b(b"fresh")), Some(b(b"v")));
+        writes.contracts.insert(addr(2), info(2));
+        writes.code.insert(Hash([2; 32]), b(b"code two"));
+        writes.nonces.insert(key(1), 7);
+        writes.nonces.insert(key(3), 1);
+        (before, writes)
+    }
+
+    #[test]
+    fn layered_reads_what_the_committed_block_leaves() {
+        let (before, writes) = before_and_writes();
+        let mut after = before.clone();
+        after.apply(&writes);
+        let writes = Arc::new(writes);
+        // Whether the snapshot under the layer was taken before the commit landed or after it,
+        // the reads are the committed state's.
+        for base in [before, after.clone()] {
+            let layered = Layered::new(Arc::new(base), writes.clone());
+            for (a, k) in [
+                (1, &b"kept"[..]),
+                (1, b"changed"),
+                (1, b"removed"),
+                (2, b"fresh"),
+                (3, b"never"),
+            ] {
+                assert_eq!(
+                    layered.storage_get(&addr(a), k).unwrap(),
+                    after.storage_get(&addr(a), k).unwrap(),
+                    "storage {a} {k:?}"
+                );
+            }
+            for a in 1..=3 {
+                assert_eq!(
+                    layered.contract(&addr(a)).unwrap(),
+                    after.contract(&addr(a)).unwrap()
+                );
+            }
+            for h in 1..=3 {
+                assert_eq!(
+                    layered.code(&Hash([h; 32])).unwrap(),
+                    after.code(&Hash([h; 32])).unwrap()
+                );
+            }
+            for s in 1..=4 {
+                assert_eq!(
+                    layered.nonce(&key(s)).unwrap(),
+                    after.nonce(&key(s)).unwrap()
+                );
+            }
+        }
     }
 }
