@@ -933,8 +933,12 @@ fn held_call(n: u8, height: u64) -> SignedTx {
 fn an_id_held_in_memory_or_written_is_never_stored_twice() {
     let s = Storage::in_memory(CHAIN).unwrap();
     let a = held_call(1, 1);
-    let (b1, r1) = make_block(&s.head().unwrap(), vec![a.clone()], &WriteSet::default());
-    s.commit_block(&b1, &r1, &WriteSet::default()).unwrap();
+    // As execution does: including `a` raises its sender's next nonce past it (the table is
+    // searched only for transactions below that nonce; see `write_block`).
+    let mut w1 = WriteSet::default();
+    w1.nonces.insert(a.tx.sender, a.tx.nonce + 1);
+    let (b1, r1) = make_block(&s.head().unwrap(), vec![a.clone()], &w1);
+    s.commit_block(&b1, &r1, &w1).unwrap();
     let id = a.tx.id();
     assert_eq!(s.recent().get(&id), Some((1, 0)), "held in memory");
     let head = s.head().unwrap();
