@@ -975,19 +975,15 @@ impl Pool {
                 .filter(|(_, reason)| !reason.is_retryable())
                 .map(|(id, _)| *id),
         );
-        // What is left of this attempt: still pending, still flagged in flight.
-        let left: HashSet<Hash, foldhash::fast::RandomState> = attempt
+        // What is left of this attempt (still pending, still flagged in flight), with the
+        // sender: every id of the attempt is looked up once, here (most were just included).
+        let left: FastMap<Hash, PublicKey> = attempt
             .ids
             .iter()
             .chain(&doomed)
-            .filter(|id| self.entries.contains_key(*id))
-            .copied()
+            .filter_map(|id| self.entries.get(id).map(|e| (*id, e.tx.tx().sender)))
             .collect();
-        for id in &left {
-            if let Some(e) = self.entries.get(id) {
-                touched.insert(e.tx.tx().sender);
-            }
-        }
+        touched.extend(left.values().copied());
         // Senders with txs in a later attempt: the last of their in-flight run (`base..cursor`)
         // is not this attempt's.
         let later: BTreeSet<PublicKey> = touched
@@ -997,31 +993,31 @@ impl Pool {
                     a.cursor > a.base
                         && a.txs
                             .get(&(a.cursor - 1))
-                            .is_some_and(|s| s.in_flight && !left.contains(&s.id))
+                            .is_some_and(|s| s.in_flight && !left.contains_key(&s.id))
                 })
             })
             .copied()
             .collect();
-        let sender_of = |pool: &Pool, id: &Hash| pool.entries.get(id).map(|e| e.tx.tx().sender);
         let mut carried = Attempt::default();
-        for id in doomed {
-            match sender_of(self, &id) {
-                Some(sender) if later.contains(&sender) => carried.doomed.push(id),
-                Some(_) if self.remove(&id).is_some() => removed.push(id),
+        for id in &doomed {
+            match left.get(id) {
+                Some(sender) if later.contains(sender) => carried.doomed.push(*id),
+                Some(_) if self.remove(id).is_some() => removed.push(*id),
                 _ => {}
             }
         }
+        let doomed: HashSet<Hash, foldhash::fast::RandomState> = doomed.into_iter().collect();
         let mut back = Vec::new();
-        let doomed_ids: HashSet<Hash, foldhash::fast::RandomState> =
-            carried.doomed.iter().copied().collect();
-        for id in attempt.ids {
-            if doomed_ids.contains(&id) {
-                continue; // carried above, as doomed
+        // Order does not matter from here: a returned tx gets its own tag back, and an
+        // attempt's ids are a set.
+        for (id, sender) in left {
+            if doomed.contains(&id) {
+                continue; // removed or carried above
             }
-            match sender_of(self, &id) {
-                Some(sender) if later.contains(&sender) => carried.ids.push(id),
-                Some(_) => back.push(id),
-                None => {}
+            if later.contains(&sender) {
+                carried.ids.push(id);
+            } else {
+                back.push(id);
             }
         }
         for sender in &touched {
