@@ -1318,9 +1318,9 @@ impl Storage {
             // page cache, and that search read a random leaf from the file per transaction:
             // 6% of the node's CPU at the peak (RUNBOOK "What bounds the node now").
             let stored = txn.open_table(NONCES).ctx("opening nonces")?;
-            let mut next: FastMap<PublicKey, u64> = FastMap::default();
+            let mut next_nonces: FastMap<PublicKey, u64> = FastMap::default();
             for (t, id) in block.txs.iter().zip(ids) {
-                let next = match next.entry(t.tx.sender) {
+                let next = match next_nonces.entry(t.tx.sender) {
                     std::collections::hash_map::Entry::Occupied(e) => *e.get(),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         *e.insert(read_nonce(&stored, &t.tx.sender)?)
