@@ -16,7 +16,7 @@ const L: [u8; 32] = [
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
 
-fn zip215_cases() -> Vec<([u8; 32], [u8; 64])> {
+pub(super) fn zip215_cases() -> Vec<([u8; 32], [u8; 64])> {
     ZIP215
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -31,7 +31,7 @@ fn zip215_cases() -> Vec<([u8; 32], [u8; 64])> {
 }
 
 /// The 14 small-order encodings the vectors use (8 canonical, then 6 non-canonical).
-fn small_order_encodings() -> Vec<[u8; 32]> {
+pub(super) fn small_order_encodings() -> Vec<[u8; 32]> {
     let mut seen = Vec::new();
     for (vk, _) in zip215_cases() {
         if !seen.contains(&vk) {
@@ -106,7 +106,7 @@ fn undecompressible_key() -> [u8; 32] {
 }
 
 /// Non-canonical encodings (y + p, either sign) of points that are not of small order.
-fn non_canonical_large_order_keys() -> Vec<[u8; 32]> {
+pub(super) fn non_canonical_large_order_keys() -> Vec<[u8; 32]> {
     let small = small_order_encodings();
     let mut out = Vec::new();
     for i in 0..19u8 {
@@ -430,7 +430,10 @@ fn all_valid_batches_pass_whole() {
             }
         })
         .collect();
-    let items: Vec<Prepared> = chunk.iter().map(|p| p.prepare().unwrap()).collect();
+    let items: Vec<Prepared> = chunk
+        .iter()
+        .map(|p| Prepared::new(&p.key, p.message().as_ref(), &p.tx.signature).unwrap())
+        .collect();
     for _ in 0..5 {
         assert!(batch_holds(&items, &mut BatchRng::from_os().unwrap()));
     }
@@ -489,7 +492,8 @@ fn prepared(n: usize, bad: impl Fn(usize) -> bool) -> Vec<Prepared> {
                 id: t.tx.id(),
                 tx: t.clone(),
             };
-            let prepared = p.prepare().expect("test items parse");
+            let prepared = Prepared::new(&p.key, p.message().as_ref(), &p.tx.signature)
+                .expect("test items parse");
             // The reference implementation agrees with the intended validity.
             let msg = SigDomain::Tx.message(&t.tx.id());
             assert_eq!(
