@@ -263,3 +263,44 @@ fn a_failed_outbox_write_fails_the_store_and_a_reopen_shows_none_of_it() {
     s.stage_batch(&batch).unwrap();
     assert_eq!(s.bridge_stats().unwrap().last_staged_height, 1);
 }
+
+#[test]
+fn a_journal_write_that_does_not_commit_leaves_the_index_as_the_file_is() {
+    use crate::storage::journal::{JournalOp, JournalStore};
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.path().join("journal.redb"))
+        .unwrap();
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
+    let disk = FullDisk {
+        inner: FileBackend::new(file).unwrap(),
+        budget: budget.clone(),
+    };
+    let j = JournalStore::with_backend(disk, CHAIN).unwrap();
+    let (b, _, _) = block(&Storage::in_memory(CHAIN).unwrap().head().unwrap(), 3, 10);
+    let put = |seq: u64, t: &SignedTx| JournalOp::Put {
+        seq,
+        id: t.tx.id(),
+        bytes: encode(t),
+    };
+    j.write(&[put(0, &b.txs[0]), put(1, &b.txs[1])]).unwrap();
+    let before = j.index_rows();
+    assert_eq!(before.len(), 2);
+
+    // A write that removes a row, puts a new one, re-puts a kept id under a new sequence and
+    // removes what it put, then fails to commit: the index is as before it.
+    budget.store(0, Ordering::SeqCst);
+    let failed = j.write(&[
+        JournalOp::Remove(b.txs[0].tx.id()),
+        put(2, &b.txs[2]),
+        put(3, &b.txs[1]),
+        JournalOp::Remove(b.txs[2].tx.id()),
+    ]);
+    assert!(failed.is_err());
+    assert_eq!(j.index_rows(), before);
+    assert_eq!(j.len(), 2);
+}

@@ -11,8 +11,9 @@
 //!   handed out in increasing order by the mempool, so an admission appends at the B-tree's right
 //!   edge (few pages copied per commit) and the lazy removals of committed transactions, which
 //!   arrive roughly in arrival order, cluster at its left edge.
-//! - An in-memory index id -> sequence, loaded on open and updated only after a write commits, so
-//!   a removal by id costs one lookup and a failed write leaves the index as the file is.
+//! - An in-memory index id -> sequence, loaded on open, changed as a write applies its operations
+//!   and changed back if the write does not commit, so a removal by id costs one lookup and a
+//!   failed write leaves the index as the file is.
 //! - One write (`write`) is one redb transaction with immediate durability: once it returns `Ok`,
 //!   every put in it survives a crash (the mempool acknowledges only after that). Operations are
 //!   applied in the order given, so a put followed by a removal of the same id (admitted, then
@@ -118,12 +119,50 @@ pub struct JournalCheck {
     pub problems: Vec<(u64, String)>,
 }
 
+/// The index changes of one `write`, undone when it is dropped before the write committed (an
+/// error, or a panic: the lock's map then still matches the file).
+struct IndexUndo<'a> {
+    index: &'a mut FastMap<Hash, u64>,
+    /// Each changed id with its value before the change, in order.
+    undo: Vec<(Hash, Option<u64>)>,
+    committed: bool,
+}
+
+impl IndexUndo<'_> {
+    /// Sets `id`'s sequence (`None`: removes it); its value before.
+    fn set(&mut self, id: Hash, seq: Option<u64>) -> Option<u64> {
+        let old = match seq {
+            Some(s) => self.index.insert(id, s),
+            None => self.index.remove(&id),
+        };
+        if old != seq {
+            self.undo.push((id, old));
+        }
+        old
+    }
+}
+
+impl Drop for IndexUndo<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for (id, old) in self.undo.drain(..).rev() {
+            match old {
+                Some(s) => self.index.insert(id, s),
+                None => self.index.remove(&id),
+            };
+        }
+    }
+}
+
 /// The journal database; see the module comment.
 pub struct JournalStore {
     db: Database,
     path: Option<PathBuf>,
     health: Arc<StorageHealth>,
-    /// Id -> sequence of every row; the lock also serializes writes.
+    /// Id -> sequence of every row; the lock also serializes writes. Changed during a write and
+    /// restored if the write does not commit (`IndexUndo`).
     index: Mutex<FastMap<Hash, u64>>,
 }
 
@@ -153,6 +192,26 @@ impl JournalStore {
             .create_with_backend(InMemoryBackend::new())
             .ctx("creating in-memory journal")?;
         Self::init(db, None, Arc::default(), chain_id)
+    }
+
+    /// A journal on `backend` (tests: a backend that fails on demand).
+    #[cfg(test)]
+    pub(crate) fn with_backend(
+        backend: impl redb::StorageBackend,
+        chain_id: &str,
+    ) -> Result<Self, StorageError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .ctx("creating journal")?;
+        Self::init(db, None, Arc::default(), chain_id)
+    }
+
+    /// The index's rows, sorted (tests).
+    #[cfg(test)]
+    pub(crate) fn index_rows(&self) -> Vec<(Hash, u64)> {
+        let mut rows: Vec<(Hash, u64)> = self.index().iter().map(|(h, s)| (*h, *s)).collect();
+        rows.sort();
+        rows
     }
 
     fn init(
@@ -227,8 +286,8 @@ impl JournalStore {
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, FastMap<Hash, u64>> {
-        // The map is only replaced whole after a commit; a poisoned lock still holds a map
-        // that matches the file.
+        // A write that does not commit restores the map, even when it panics (`IndexUndo`), so
+        // a poisoned lock still holds a map that matches the file.
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -261,11 +320,14 @@ impl JournalStore {
             return Err(StorageError::FailedEarlier(reason.to_owned()));
         }
         let mut index = self.index();
-        // Changes to the index, applied only once the transaction commits.
-        // Sized for the write up front: a batch's write holds about a thousand operations, and
-        // growing a map that far rehashes it ten times.
-        let mut overlay: FastMap<Hash, Option<u64>> =
-            FastMap::with_capacity_and_hasher(ops.len(), Default::default());
+        // The index is changed as the operations are applied (one map operation each: the
+        // map is as large as the backlog, and each lookup of it misses the CPU caches), and
+        // changed back by the guard unless the transaction commits.
+        let mut index = IndexUndo {
+            index: &mut index,
+            undo: Vec::with_capacity(ops.len()),
+            committed: false,
+        };
         // Rows to delete, deleted after the puts (`delete_rows`). The same as deleting each in
         // its place: sequences are unique and never reused, so no put of this write lands on a
         // row deleted here, except a row put and then removed in this same write, which must
@@ -277,26 +339,16 @@ impl JournalStore {
             for op in ops {
                 match op {
                     JournalOp::Put { seq, id, bytes } => {
+                        t.insert(*seq, bytes.as_slice()).ctx("writing journal")?;
                         // The same id journaled again (it was removed and re-admitted) under a
                         // new sequence: the old row goes.
-                        let old = match overlay.get(id) {
-                            Some(s) => *s,
-                            None => index.get(id).copied(),
-                        };
-                        if let Some(old) = old.filter(|o| o != seq) {
+                        if let Some(old) = index.set(*id, Some(*seq)).filter(|o| o != seq) {
                             doomed.push(old);
                         }
-                        t.insert(*seq, bytes.as_slice()).ctx("writing journal")?;
-                        overlay.insert(*id, Some(*seq));
                     }
                     JournalOp::Remove(id) => {
-                        let old = match overlay.get(id) {
-                            Some(s) => *s,
-                            None => index.get(id).copied(),
-                        };
-                        if let Some(seq) = old {
+                        if let Some(seq) = index.set(*id, None) {
                             doomed.push(seq);
-                            overlay.insert(*id, None);
                         }
                     }
                 }
@@ -304,13 +356,8 @@ impl JournalStore {
             delete_rows(&mut t, doomed)?;
         }
         txn.commit().ctx("committing journal")?;
-        for (id, seq) in overlay {
-            match seq {
-                Some(s) => index.insert(id, s),
-                None => index.remove(&id),
-            };
-        }
-        shrink_sparse(&mut index, INDEX_SHRINK_FLOOR);
+        index.committed = true;
+        shrink_sparse(index.index, INDEX_SHRINK_FLOOR);
         Ok(())
     }
 
