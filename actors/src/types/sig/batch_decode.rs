@@ -173,10 +173,19 @@ mod lanes {
         })
     }
 
-    /// Decodes up to eight encodings (the self-check and `available` guard every caller).
+    /// Decodes up to eight encodings in the lanes, or through dalek on a CPU without the
+    /// features (so this stays sound whoever calls it; `available` also requires the
+    /// self-check before `decompress_all` uses it).
     pub(super) fn decompress(group: &[[u8; 32]]) -> Vec<Option<EdwardsPoint>> {
-        // SAFETY: only called once `available` found AVX-512F and IFMA on this CPU (or from
-        // `self_check`, which `available` runs only after the same detection).
+        if !(std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512ifma"))
+        {
+            return group
+                .iter()
+                .map(|e| CompressedEdwardsY(*e).decompress())
+                .collect();
+        }
+        // SAFETY: the CPU has AVX-512F and IFMA (checked just above; the detection is cached).
         unsafe { decompress8(group) }
     }
 
