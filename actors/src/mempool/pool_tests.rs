@@ -860,6 +860,131 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The eviction order is built only when an admission needs room and dropped when the
+    /// pool runs low (`Pool::eviction_order`). A pool doing that answers every operation as one
+    /// that kept the order all along: the same admissions, evictions (ids and reasons),
+    /// selections and removals.
+    #[test]
+    fn an_eviction_order_built_on_demand_evicts_as_one_kept_all_along(
+        ops in prop::collection::vec(op(), 1..80)
+    ) {
+        let keys: Vec<Keypair> = (1..=4).map(key).collect();
+        let cfg = PoolConfig {
+            max_size: 12,
+            account_limit: 5,
+            future_limit: 2,
+            ..config()
+        };
+        let mut lazy = Pool::new(cfg.clone());
+        let mut kept = Pool::new(cfg);
+        kept.pin_eviction_order();
+        let mut state: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        let mut attempts: std::collections::VecDeque<Vec<VerifiedTx>> = Default::default();
+        for op in ops {
+            match op {
+                Op::Admit { sender, ahead, priority } => {
+                    let kp = &keys[sender as usize];
+                    let committed = *state.get(&kp.public()).unwrap_or(&0);
+                    let next = lazy.pending_nonce(&kp.public(), committed);
+                    prop_assert_eq!(next, kept.pending_nonce(&kp.public(), committed));
+                    let t = tx(kp, next + u64::from(ahead), u64::from(priority));
+                    let a = lazy.admit(t.clone(), committed, 0);
+                    let b = kept.admit(t, committed, 0);
+                    prop_assert_eq!(a, b);
+                }
+                Op::Select(max, gas) => {
+                    let limits = BlockLimits {
+                        txs: usize::from(max),
+                        gas: u64::from(gas) * 1_000 + 500,
+                        bytes: u64::MAX,
+                    };
+                    let a = lazy.select(limits, 0, &HashMap::new()).txs;
+                    let b = kept.select(limits, 0, &HashMap::new()).txs;
+                    prop_assert_eq!(ids(&a), ids(&b));
+                    attempts.push_back(a);
+                }
+                Op::Block { fail: true, .. } => {
+                    prop_assert_eq!(lazy.return_in_flight(), kept.return_in_flight());
+                    attempts.clear();
+                }
+                Op::Block { fail: false, drop } => {
+                    let mut included = Vec::new();
+                    let mut dropped = Vec::new();
+                    let mut nonces = BTreeMap::new();
+                    for (i, t) in attempts.pop_front().unwrap_or_default().into_iter().enumerate() {
+                        let s = t.tx().sender;
+                        let expected = *state.get(&s).unwrap_or(&0);
+                        if drop.is_some_and(|(at, _)| usize::from(at) == i) {
+                            dropped.push((t.id(), DropReason::Timeout));
+                        } else if t.tx().nonce == expected {
+                            state.insert(s, expected + 1);
+                            nonces.insert(s, expected + 1);
+                            included.push(t.id());
+                        } else {
+                            dropped.push((t.id(), DropReason::Nonce { expected, got: t.tx().nonce }));
+                        }
+                    }
+                    prop_assert_eq!(
+                        lazy.on_block(&included, &nonces, &dropped),
+                        kept.on_block(&included, &nonces, &dropped)
+                    );
+                }
+                Op::Expire => prop_assert_eq!(lazy.expire(u64::MAX), kept.expire(u64::MAX)),
+                Op::FutureTtl => prop_assert_eq!(
+                    lazy.evict_stale_futures(60_001),
+                    kept.evict_stale_futures(60_001)
+                ),
+            }
+            lazy.check_invariants();
+            kept.check_invariants();
+            prop_assert!(kept.eviction_order);
+        }
+    }
+}
+
+/// Both switches of the eviction order: a full pool builds it, a drained one drops it, and a
+/// full one builds it again.
+#[test]
+fn the_eviction_order_is_built_when_full_and_dropped_when_low() {
+    let mut pool = Pool::new(PoolConfig {
+        max_size: 8,
+        ..config()
+    });
+    let keys: Vec<Keypair> = (1..=9).map(key).collect();
+    for k in &keys[..8] {
+        pool.admit(tx(k, 0, 0), 0, 0).unwrap();
+    }
+    assert!(!pool.eviction_order, "built before anything needed room");
+    pool.check_invariants();
+    // Full: a higher band evicts, and the order is built for it.
+    let evicted = pool.admit(tx(&keys[8], 0, 3), 0, 0).unwrap();
+    assert_eq!(evicted.len(), 1);
+    assert!(pool.eviction_order);
+    pool.check_invariants();
+    // Drained below a quarter: dropped.
+    let picked = sel(&mut pool, 7, 0);
+    let mut nonces = BTreeMap::new();
+    for t in &picked {
+        nonces.insert(t.tx().sender, 1);
+    }
+    pool.on_block(&ids(&picked), &nonces, &[]);
+    assert!(pool.len() < 2, "{}", pool.len());
+    assert!(!pool.eviction_order);
+    pool.check_invariants();
+    // Full again: built again, and it evicts as before.
+    let more: Vec<Keypair> = (20..=28).map(key).collect();
+    for k in &more[..8 - pool.len()] {
+        pool.admit(tx(k, 0, 0), 0, 0).unwrap();
+    }
+    assert!(!pool.eviction_order);
+    assert_eq!(pool.admit(tx(&more[8], 0, 3), 0, 0).unwrap().len(), 1);
+    assert!(pool.eviction_order);
+    pool.check_invariants();
+}
+
 /// What happens to batches admitted with `admit_pending` while their journal writes are
 /// under way (`batches_resolved_in_any_order_leave_acknowledged_durable_transactions`).
 #[derive(Debug, Clone)]
