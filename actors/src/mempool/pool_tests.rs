@@ -727,6 +727,59 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What a committed block makes of an attempt, as `Op::Block` describes it: each tx at its
+/// sender's next nonce (in `state`, raised as it goes) is included, the one at position
+/// `drop.0` is dropped for good or, with `drop.1`, to retry, and the rest are dropped for
+/// their nonce.
+fn settle(
+    block: Vec<VerifiedTx>,
+    drop: Option<(u8, bool)>,
+    state: &mut BTreeMap<PublicKey, u64>,
+) -> Settled {
+    let mut included = Vec::new();
+    let mut dropped = Vec::new();
+    let mut nonces = BTreeMap::new();
+    for (i, t) in block.into_iter().enumerate() {
+        let s = t.tx().sender;
+        let expected = *state.get(&s).unwrap_or(&0);
+        if let Some((at, retry)) = drop
+            && usize::from(at) == i
+        {
+            let reason = if retry {
+                DropReason::BlockFull(crate::vm::BlockLimit::Gas)
+            } else {
+                DropReason::Timeout
+            };
+            dropped.push((t.id(), reason));
+        } else if t.tx().nonce == expected {
+            state.insert(s, expected + 1);
+            nonces.insert(s, expected + 1);
+            included.push(t.id());
+        } else {
+            dropped.push((
+                t.id(),
+                DropReason::Nonce {
+                    expected,
+                    got: t.tx().nonce,
+                },
+            ));
+        }
+    }
+    Settled {
+        included,
+        nonces,
+        dropped,
+    }
+}
+
+/// A settled block as `Pool::on_block` takes it: the included ids, the senders' new next
+/// nonces and the drops.
+struct Settled {
+    included: Vec<Hash>,
+    nonces: BTreeMap<PublicKey, u64>,
+    dropped: Vec<(Hash, DropReason)>,
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -798,30 +851,8 @@ proptest! {
                     attempts.clear();
                 }
                 Op::Block { fail: false, drop } => {
-                    let mut included = Vec::new();
-                    let mut dropped = Vec::new();
-                    let mut nonces = BTreeMap::new();
                     let block = attempts.pop_front().unwrap_or_default();
-                    for (i, t) in block.into_iter().enumerate() {
-                        let s = t.tx().sender;
-                        let expected = *state.get(&s).unwrap_or(&0);
-                        if let Some((at, retry)) = drop
-                            && usize::from(at) == i
-                        {
-                            let reason = if retry {
-                                DropReason::BlockFull(crate::vm::BlockLimit::Gas)
-                            } else {
-                                DropReason::Timeout
-                            };
-                            dropped.push((t.id(), reason));
-                        } else if t.tx().nonce == expected {
-                            state.insert(s, expected + 1);
-                            nonces.insert(s, expected + 1);
-                            included.push(t.id());
-                        } else {
-                            dropped.push((t.id(), DropReason::Nonce { expected, got: t.tx().nonce }));
-                        }
-                    }
+                    let Settled { included, nonces, dropped } = settle(block, drop, &mut state);
                     for id in &included {
                         pending.remove(id);
                     }
@@ -911,22 +942,8 @@ proptest! {
                     attempts.clear();
                 }
                 Op::Block { fail: false, drop } => {
-                    let mut included = Vec::new();
-                    let mut dropped = Vec::new();
-                    let mut nonces = BTreeMap::new();
-                    for (i, t) in attempts.pop_front().unwrap_or_default().into_iter().enumerate() {
-                        let s = t.tx().sender;
-                        let expected = *state.get(&s).unwrap_or(&0);
-                        if drop.is_some_and(|(at, _)| usize::from(at) == i) {
-                            dropped.push((t.id(), DropReason::Timeout));
-                        } else if t.tx().nonce == expected {
-                            state.insert(s, expected + 1);
-                            nonces.insert(s, expected + 1);
-                            included.push(t.id());
-                        } else {
-                            dropped.push((t.id(), DropReason::Nonce { expected, got: t.tx().nonce }));
-                        }
-                    }
+                    let block = attempts.pop_front().unwrap_or_default();
+                    let Settled { included, nonces, dropped } = settle(block, drop, &mut state);
                     prop_assert_eq!(
                         lazy.on_block(&included, &nonces, &dropped),
                         kept.on_block(&included, &nonces, &dropped)
