@@ -471,9 +471,10 @@ pub struct Pool {
     /// time an admission needs room (`keep_eviction_order`) and dropped again once the pool is
     /// below a quarter of both its limits (`on_block`). Keeping them re-keyed two ordered sets
     /// on every admission, about 2.4% of the node's CPU at the peak, for a pool that was
-    /// never full. The hysteresis bounds the rebuilds: each one (O(senders) inserts) follows
-    /// at least three quarters of `max_size` admissions or of `max_bytes` admitted since the
-    /// last drop, so it costs O(1) amortized per admission whatever a client sends.
+    /// never full. The hysteresis bounds the rebuilds: each one (a pass over the senders and a
+    /// sort of their keys) follows at least three quarters of `max_size` admissions or of
+    /// `max_bytes` admitted since the last drop, so it costs O(log n) amortized per admission
+    /// whatever a client sends.
     eviction_order: bool,
     /// Tests: never drop the eviction order, to compare a pool that kept it all along with
     /// one that builds it on demand.

@@ -46,6 +46,11 @@ pub(crate) fn decompress_all(encodings: &[[u8; 32]]) -> Vec<Option<EdwardsPoint>
         }
         return out;
     }
+    one_by_one(encodings)
+}
+
+/// dalek's `decompress` of each encoding: the path wherever the lanes are not used.
+fn one_by_one(encodings: &[[u8; 32]]) -> Vec<Option<EdwardsPoint>> {
     encodings
         .iter()
         .map(|e| CompressedEdwardsY(*e).decompress())
@@ -180,10 +185,7 @@ mod lanes {
         if !(std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512ifma"))
         {
-            return group
-                .iter()
-                .map(|e| CompressedEdwardsY(*e).decompress())
-                .collect();
+            return super::one_by_one(group);
         }
         // SAFETY: the CPU has AVX-512F and IFMA (checked just above; the detection is cached).
         unsafe { decompress8(group) }
