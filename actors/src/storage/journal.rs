@@ -128,13 +128,18 @@ struct IndexUndo<'a> {
     committed: bool,
 }
 
+/// Sets `id`'s sequence in `index` (`None`: removes it); its value before.
+fn set_seq(index: &mut FastMap<Hash, u64>, id: Hash, seq: Option<u64>) -> Option<u64> {
+    match seq {
+        Some(s) => index.insert(id, s),
+        None => index.remove(&id),
+    }
+}
+
 impl IndexUndo<'_> {
-    /// Sets `id`'s sequence (`None`: removes it); its value before.
+    /// Sets `id`'s sequence (`None`: removes it), remembering the value before; returns it.
     fn set(&mut self, id: Hash, seq: Option<u64>) -> Option<u64> {
-        let old = match seq {
-            Some(s) => self.index.insert(id, s),
-            None => self.index.remove(&id),
-        };
+        let old = set_seq(self.index, id, seq);
         if old != seq {
             self.undo.push((id, old));
         }
@@ -148,10 +153,7 @@ impl Drop for IndexUndo<'_> {
             return;
         }
         for (id, old) in self.undo.drain(..).rev() {
-            match old {
-                Some(s) => self.index.insert(id, s),
-                None => self.index.remove(&id),
-            };
+            set_seq(self.index, id, old);
         }
     }
 }
