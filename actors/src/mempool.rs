@@ -21,14 +21,15 @@
 //! - With `mempool.persist` on, a transaction is acknowledged only once its journal write is
 //!   durable. Until then it is in the pool but not selectable (`Pool::admit_pending`), so no
 //!   block can carry a transaction whose admission may still be withdrawn; once durable it
-//!   becomes selectable (`Pool::mark_durable`). Its journal row holds its arrival sequence, and
-//!   the same write forgets what its admission evicted (queued under the pool lock, so the
+//!   becomes selectable (`Pool::mark_durable`). Its journal entry holds its arrival sequence,
+//!   and the same write forgets what its admission evicted (queued under the pool lock, so the
 //!   journal sees pool changes in the order they happened).
-//! - Rows of committed, expired or dropped transactions are forgotten lazily: queued when the
-//!   pool lets them go and written with the next journal write (an admission's, or the actor's
-//!   timer flush). A block commit never touches the journal. A row not yet forgotten when the
-//!   node stops is harmless: restore re-admits the journal in arrival order against committed
-//!   state, which refuses it (nonce used, or expired), and forgets it then.
+//! - Committed, expired or dropped transactions are forgotten lazily: queued when the pool
+//!   lets them go and written with the next journal write (an admission's, or the actor's
+//!   timer flush); committed ones as `JournalOp::Settle`, which writes nothing until their
+//!   journal row empties. A block commit never touches the journal. An entry not yet
+//!   forgotten when the node stops is harmless: restore re-admits the journal in arrival order
+//!   against committed state, which refuses it (nonce used, or expired), and forgets it then.
 //! - A failed journal write refuses exactly the batches it held (503 `journal_unavailable`)
 //!   and takes them back out of the pool; what they evicted comes back where it still fits
 //!   (`Pool::undo`). No earlier, acknowledged transaction is touched.
@@ -205,6 +206,13 @@ impl Admission {
     fn forget(&self, ids: &[Hash]) {
         if let Some(j) = &self.journal {
             j.forget(ids);
+        }
+    }
+
+    /// [`Admission::forget`] for transactions a committed block included.
+    fn forget_committed(&self, ids: &[Hash]) {
+        if let Some(j) = &self.journal {
+            j.forget_committed(ids);
         }
     }
 
@@ -689,7 +697,7 @@ impl Handler<BlockDone> for Mempool {
         self.publish(pool);
         // Lazily: the block's commit did not touch the journal; these rows go with the next
         // journal write (queued under the pool lock, see `Admission::forget`).
-        self.admission.forget(&msg.included);
+        self.admission.forget_committed(&msg.included);
         self.admission.forget(&removed);
     }
 }

@@ -20,8 +20,13 @@ use crate::vm::DropReason;
 /// One write the mempool made on its journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum JournalCall {
-    /// `write`: ids put (in arrival-sequence order), ids forgotten (in queue order).
-    Write { put: Vec<Hash>, remove: Vec<Hash> },
+    /// `write`: ids put (in arrival-sequence order), ids forgotten (in queue order), ids
+    /// forgotten as committed (in queue order).
+    Write {
+        put: Vec<Hash>,
+        remove: Vec<Hash>,
+        settle: Vec<Hash>,
+    },
 }
 
 /// Records every journal call and otherwise succeeds; holds nothing (`load` is empty).
@@ -40,6 +45,7 @@ impl Journal for RecordingJournal {
     fn write(&self, ops: &[JournalOp]) -> Result<(), StorageError> {
         let mut put = Vec::new();
         let mut remove = Vec::new();
+        let mut settle = Vec::new();
         for op in ops {
             match op {
                 JournalOp::Put { seq, id, bytes } => {
@@ -48,12 +54,14 @@ impl Journal for RecordingJournal {
                     put.push((*seq, *id));
                 }
                 JournalOp::Remove(id) => remove.push(*id),
+                JournalOp::Settle(id) => settle.push(*id),
             }
         }
         put.sort();
         self.calls.lock().unwrap().push(JournalCall::Write {
             put: put.into_iter().map(|(_, id)| id).collect(),
             remove,
+            settle,
         });
         Ok(())
     }
@@ -120,7 +128,8 @@ fn admit_is_journaled_before_it_is_acknowledged_and_committed_rows_go_lazily() {
             f.journal.calls(),
             vec![JournalCall::Write {
                 put: ids(&txs),
-                remove: vec![]
+                remove: vec![],
+                settle: vec![]
             }]
         );
         for t in &txs {
@@ -178,7 +187,8 @@ fn admit_is_journaled_before_it_is_acknowledged_and_committed_rows_go_lazily() {
             f.journal.calls().last(),
             Some(&JournalCall::Write {
                 put: vec![],
-                remove: ids(&chosen)
+                remove: vec![],
+                settle: ids(&chosen)
             })
         );
         let c = deploy(&b, 1);
@@ -189,7 +199,8 @@ fn admit_is_journaled_before_it_is_acknowledged_and_committed_rows_go_lazily() {
             f.journal.calls().last(),
             Some(&JournalCall::Write {
                 put: vec![c.id()],
-                remove: vec![]
+                remove: vec![],
+                settle: vec![]
             }),
             "nothing forgotten twice"
         );
@@ -228,7 +239,8 @@ fn a_dropped_transaction_leaves_the_pool_and_the_journal() {
             f.journal.calls().last(),
             Some(&JournalCall::Write {
                 put: vec![],
-                remove: vec![t.id()]
+                remove: vec![t.id()],
+                settle: vec![]
             })
         );
         assert_eq!(f.stats.mempool_size.load(Ordering::Relaxed), 0);
@@ -286,7 +298,8 @@ fn refused_admissions_change_nothing_and_journal_nothing() {
             f.journal.calls(),
             vec![JournalCall::Write {
                 put: vec![d.id()],
-                remove: vec![]
+                remove: vec![],
+                settle: vec![]
             }],
             "only the admitted transaction is journaled"
         );

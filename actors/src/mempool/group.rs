@@ -123,11 +123,21 @@ impl GroupCommit {
 
     /// Queues removals that need no answer; they go out with the next write.
     pub fn forget(&self, ids: &[Hash]) {
+        self.queue_removals(ids, JournalOp::Remove);
+    }
+
+    /// Queues the removal of transactions a committed block included (`JournalOp::Settle`:
+    /// cheaper, since restore refuses them anyway); they go out with the next write.
+    pub fn forget_committed(&self, ids: &[Hash]) {
+        self.queue_removals(ids, JournalOp::Settle);
+    }
+
+    fn queue_removals(&self, ids: &[Hash], op: fn(Hash) -> JournalOp) {
         if ids.is_empty() {
             return;
         }
         let mut q = self.lock();
-        q.ops.extend(ids.iter().map(|id| JournalOp::Remove(*id)));
+        q.ops.extend(ids.iter().map(|id| op(*id)));
     }
 
     /// Operations queued and not yet being written.

@@ -88,19 +88,20 @@ pub struct CheckReport {
     /// Problems found (at most `MAX_PROBLEMS`; `problem_count` counts them all).
     pub problems: Vec<Problem>,
     pub problem_count: u64,
-    /// Rows in the mempool journal file (`journal.redb`), when one was checked.
+    /// Pending transactions in the mempool journal file (`journal.redb`), when one was
+    /// checked (the name is from layout 1, which kept a row per transaction).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_rows: Option<u64>,
-    /// Of those, rows whose transaction is committed: removal is lazy (`storage::journal`),
+    /// Of those, transactions already committed: removal is lazy (`storage::journal`),
     /// so these are normal and restore forgets them; not problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_committed: Option<u64>,
 }
 
 impl CheckReport {
-    /// Folds in the check of the mempool journal file (`JournalStore::check`): its rows and
-    /// committed rows are reported, its problems (table `journal`, key the row's sequence)
-    /// added.
+    /// Folds in the check of the mempool journal file (`JournalStore::check`): its pending and
+    /// committed transactions are reported, its problems (table `journal`, key the entry's
+    /// sequence, or the row's number for a row that does not parse) added.
     pub fn add_journal(&mut self, j: super::JournalCheck) {
         self.journal_rows = Some(j.rows);
         self.journal_committed = Some(j.committed);
