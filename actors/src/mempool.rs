@@ -55,7 +55,7 @@ use crate::storage::{JournalOp, JournalStore, Storage, StorageError};
 use crate::types::{Action, Address, Hash, PublicKey, SignedTx, VerifiedTx, encode};
 use crate::vm::DropReason;
 use group::GroupCommit;
-use pool::{AdmitError, Admitted, BlockLimits, EvictReason, Evicted, Pool};
+use pool::{AdmitError, Admitted, BlockLimits, Departure, EvictReason, Evicted, Pool};
 
 /// How often expired transactions are removed (and queued journal removals written).
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -118,8 +118,6 @@ pub struct Shared {
     /// their deploy leaves the pool; they are checked against the pool on use and pruned after
     /// every block.
     deploys: HashMap<Address, Hash>,
-    /// Next arrival sequence to journal; above every journaled one.
-    journal_seq: u64,
 }
 
 impl Shared {
@@ -127,7 +125,6 @@ impl Shared {
         Shared {
             pool,
             deploys: HashMap::new(),
-            journal_seq: 0,
         }
     }
 }
@@ -169,6 +166,13 @@ impl Admission {
         stats: Arc<NodeStats>,
         metrics: NodeMetrics,
     ) -> Self {
+        if journal.is_some() {
+            // The journal forgets transactions by arrival sequence, as the pool reports them.
+            pool.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pool
+                .track_departures();
+        }
         Admission {
             pool,
             storage,
@@ -201,18 +205,13 @@ impl Admission {
         self.metrics.mempool_accounts.set(accounts as i64);
     }
 
-    /// Queues journal removals of transactions the pool let go. Call with the pool lock held,
-    /// so the journal sees removals and re-admissions of one id in the order they happened.
-    fn forget(&self, ids: &[Hash]) {
+    /// Queues the journal removals of every transaction that left `pool` since the last
+    /// call (`Pool::take_departures`). Call with the pool lock held (the caller has `pool`
+    /// from it), so the journal sees removals in the order the pool changed.
+    fn forget_departed(&self, pool: &mut Pool) {
+        let departed = pool.take_departures();
         if let Some(j) = &self.journal {
-            j.forget(ids);
-        }
-    }
-
-    /// [`Admission::forget`] for transactions a committed block included.
-    fn forget_committed(&self, ids: &[Hash]) {
-        if let Some(j) = &self.journal {
-            j.forget_committed(ids);
+            j.forget(&departed);
         }
     }
 
@@ -333,11 +332,7 @@ impl Admission {
         let mut evicted: Vec<Evicted> = Vec::new();
         let ticket = {
             let mut shared = self.pool();
-            let Shared {
-                pool,
-                deploys,
-                journal_seq,
-            } = &mut *shared;
+            let Shared { pool, deploys } = &mut *shared;
             for (position, tx) in txs.into_iter().enumerate() {
                 let id = tx.id();
                 let sender = tx.tx().sender;
@@ -389,28 +384,25 @@ impl Admission {
                     }
                 }
             }
-            let evicted_ids: Vec<Hash> = evicted.iter().map(|e| e.id).collect();
             let ticket = match group {
                 Some(g) if !(admitted.is_empty() && evicted.is_empty()) => {
-                    // Arrival sequences in admission order; a tx evicted later in the same
-                    // batch is not journaled at all (by admission: another batch's tx evicted
-                    // here and then resubmitted in this batch is journaled, after the removal
-                    // of its old row). Queued under the pool lock: the journal sees this batch
-                    // after every pool change before it.
+                    // Journaled under the pool's arrival sequences, in admission order; a tx
+                    // evicted later in the same batch is not journaled at all (by admission:
+                    // another batch's tx evicted here and then resubmitted in this batch is
+                    // journaled, under its new sequence). The removals first: everything that
+                    // left the pool up to now, this batch's evictions included. Queued under
+                    // the pool lock: the journal sees this batch after every pool change
+                    // before it.
                     let gone: HashSet<u64> = evicted.iter().map(Evicted::seq).collect();
-                    let mut ops: Vec<JournalOp> = evicted_ids
-                        .iter()
-                        .map(|id| JournalOp::Remove(*id))
-                        .collect();
+                    let mut ops: Vec<JournalOp> = departure_ops(&pool.take_departures());
                     let journaled = admitted
                         .iter()
-                        .filter(|(_, _, seq)| !seq.is_some_and(|s| gone.contains(&s)));
-                    for (position, id, _) in journaled {
+                        .filter_map(|(position, id, seq)| Some((position, id, (*seq)?)))
+                        .filter(|(_, _, seq)| !gone.contains(seq));
+                    for (position, id, seq) in journaled {
                         let Some(bytes) = encoded.get_mut(*position).and_then(Option::take) else {
                             continue; // unreachable: every tx of the batch was encoded
                         };
-                        let seq = *journal_seq;
-                        *journal_seq += 1;
                         ops.push(JournalOp::Put {
                             seq,
                             id: *id,
@@ -420,10 +412,8 @@ impl Admission {
                     Some(g.enqueue(ops))
                 }
                 _ => {
-                    if !journal {
-                        // Restore: rows of what re-admission evicted go now.
-                        self.forget(&evicted_ids);
-                    }
+                    // Restore (its rewrite supersedes these), or nothing admitted.
+                    self.forget_departed(pool);
                     None
                 }
             };
@@ -455,9 +445,10 @@ impl Admission {
                             "mempool journal write failed; rejecting the batch"
                         );
                     }
-                    let lost = shared.pool.undo(&admissions, evicted);
-                    // Their rows were to go in the failed write; they are no longer pending.
-                    self.forget(&lost);
+                    // What could not come back is recorded as departed again (its removal was
+                    // in the failed write).
+                    shared.pool.undo(&admissions, evicted);
+                    self.forget_departed(&mut shared.pool);
                     let err = MempoolError::Journal(e);
                     for r in results.iter_mut() {
                         if r.is_ok() {
@@ -477,47 +468,73 @@ impl Admission {
     }
 
     /// Re-admits the journal after a start, in arrival order: first moves an older version's
-    /// journal out of the chain database (once), then re-admits every row against committed
-    /// state and forgets the rows that are no longer valid (committed, expired, or evicted by
-    /// a smaller `mempool.max_size`/`max_bytes` than before). Returns how many are pending.
+    /// journal out of the chain database (once), then re-admits every transaction against
+    /// committed state, and rewrites the journal in one write to hold exactly what it
+    /// re-admitted, under the pool's arrival sequences (the journal forgets by sequence), so
+    /// what is no longer valid (committed, expired, or evicted by a smaller
+    /// `mempool.max_size`/`max_bytes` than before) leaves it. A failed rewrite fails the
+    /// restore (the node does not start on a journal it cannot write). Runs on an empty pool,
+    /// before any admission. Returns how many are pending.
     pub fn restore(&self) -> Result<usize, MempoolError> {
         let Some(group) = &self.journal else {
             return Ok(0);
         };
-        let journal = group.journal();
-        journal
-            .migrate(&self.storage)
-            .map_err(|e| MempoolError::Storage(Arc::new(e)))?;
-        let txs = journal
-            .load()
-            .map_err(|e| MempoolError::Storage(Arc::new(e)))?;
-        let next_seq = txs.last().map_or(0, |(s, _)| s.saturating_add(1));
-        {
-            let mut shared = self.pool();
-            shared.journal_seq = shared.journal_seq.max(next_seq);
+        let storage_err = |e: StorageError| MempoolError::Storage(Arc::new(e));
+        if !self.pool().pool.is_empty() {
+            return Err(storage_err(StorageError::Corrupt(
+                "the mempool journal is restored before any admission".into(),
+            )));
         }
+        let journal = group.journal();
+        journal.migrate(&self.storage).map_err(storage_err)?;
+        let txs = journal.load().map_err(storage_err)?;
+        let encoded: Vec<Vec<u8>> = txs.iter().map(|(_, t)| encode(t)).collect();
         let verified: Vec<VerifiedTx> = txs
             .into_iter()
             .map(|(_, t)| VerifiedTx::from_trusted(t))
             .collect();
         let ids: Vec<Hash> = verified.iter().map(|t| t.id()).collect();
-        // Already journaled (with their sequences): admit without writing them again.
-        let results = self.admit_batch(verified, Vec::new(), false);
-        let stale: Vec<Hash> = ids
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_err())
-            .map(|(id, _)| *id)
-            .collect();
-        {
-            let _shared = self.pool();
-            self.forget(&stale);
-        }
-        // Written now, so a journal full of committed rows is cleaned at start.
-        self.flush();
+        // Journaled already: admitted durable at once, without a write of their own.
+        self.admit_batch(verified, Vec::new(), false);
+        let ticket = {
+            let mut shared = self.pool();
+            // Superseded by the rewrite.
+            shared.pool.take_departures();
+            let mut ops = vec![JournalOp::Clear];
+            let mut last: Option<u64> = None;
+            for (id, bytes) in ids.iter().zip(encoded) {
+                // In arrival order, so their new sequences increase; a transaction the file
+                // held twice (damage) is put once.
+                if let Some(adm) = shared.pool.admitted(id)
+                    && last.is_none_or(|l| adm.seq > l)
+                {
+                    last = Some(adm.seq);
+                    ops.push(JournalOp::Put {
+                        seq: adm.seq,
+                        id: *id,
+                        bytes,
+                    });
+                }
+            }
+            group.enqueue(ops)
+        };
+        group.wait(ticket).map_err(MempoolError::Journal)?;
         let shared = self.pool();
         Ok(ids.iter().filter(|id| shared.pool.contains(id)).count())
     }
+}
+
+/// The journal removals of `departed`: a transaction a committed block included is settled
+/// (restore would refuse it anyway, so the journal writes nothing for it until its row
+/// empties); any other is removed for good.
+fn departure_ops(departed: &[Departure]) -> Vec<JournalOp> {
+    departed
+        .iter()
+        .map(|d| match d.committed {
+            true => JournalOp::Settle(d.seq),
+            false => JournalOp::Remove(d.seq),
+        })
+        .collect()
 }
 
 /// Logs (rate-limited) the refusals an operator should hear about.
@@ -607,8 +624,7 @@ impl Actor for Mempool {
                 if !(expired.is_empty() && futures.is_empty()) {
                     a.publish(&shared.pool);
                 }
-                a.forget(&expired);
-                a.forget(&futures);
+                a.forget_departed(&mut shared.pool);
                 (expired, futures)
             };
             if !expired.is_empty() {
@@ -665,7 +681,7 @@ impl Handler<Select> for Mempool {
             let Shared { pool, deploys, .. } = &mut *shared;
             let selection = pool.select(limits, now_ms(), deploys);
             self.publish(pool);
-            self.admission.forget(&selection.expired);
+            self.admission.forget_departed(pool);
             selection
         };
         if !selection.expired.is_empty() {
@@ -692,13 +708,13 @@ impl Handler<BlockDone> for Mempool {
     fn handle(&mut self, msg: BlockDone, _: &mut Context<Self>) {
         let mut shared = self.pool();
         let Shared { pool, deploys, .. } = &mut *shared;
-        let removed = pool.on_block(&msg.included, &msg.nonces, &msg.dropped);
+        pool.on_block(&msg.included, &msg.nonces, &msg.dropped);
         deploys.retain(|_, id| pool.contains(id));
         self.publish(pool);
-        // Lazily: the block's commit did not touch the journal; these rows go with the next
-        // journal write (queued under the pool lock, see `Admission::forget`).
-        self.admission.forget_committed(&msg.included);
-        self.admission.forget(&removed);
+        // Lazily: the block's commit did not touch the journal; its transactions (settled)
+        // and those it dropped go with the next journal write (queued under the pool lock,
+        // see `Admission::forget_departed`).
+        self.admission.forget_departed(pool);
     }
 }
 
@@ -712,11 +728,11 @@ impl Handler<ReturnInFlight> for Mempool {
     fn handle(&mut self, _: ReturnInFlight, _: &mut Context<Self>) {
         let mut shared = self.pool();
         let Shared { pool, deploys, .. } = &mut *shared;
-        let removed = pool.return_in_flight();
+        pool.return_in_flight();
         deploys.retain(|_, id| pool.contains(id));
         self.publish(pool);
         // Dropped for good by a committed block while a later attempt held their senders.
-        self.admission.forget(&removed);
+        self.admission.forget_departed(pool);
     }
 }
 

@@ -2,7 +2,7 @@
 //! in place of the journal (over in-memory storage for committed nonces and contracts): what
 //! each message answers, and what reaches the journal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,7 @@ use super::pool::Pool;
 use super::tests::{call, deploy};
 use super::*;
 use crate::metrics::{NodeMetrics, NodeStats};
+
 use crate::storage::{JournalOp, Storage, StorageError};
 use crate::testkit::CHAIN;
 use crate::types::{Address, Hash, Keypair, SignedTx, VerifiedTx};
@@ -30,9 +31,12 @@ enum JournalCall {
 }
 
 /// Records every journal call and otherwise succeeds; holds nothing (`load` is empty).
+/// Removals name sequences: they are recorded as the ids put under them (a sequence never put
+/// would fail the test).
 #[derive(Default)]
 struct RecordingJournal {
     calls: Mutex<Vec<JournalCall>>,
+    put: Mutex<HashMap<u64, Hash>>,
 }
 
 impl RecordingJournal {
@@ -46,15 +50,18 @@ impl Journal for RecordingJournal {
         let mut put = Vec::new();
         let mut remove = Vec::new();
         let mut settle = Vec::new();
+        let mut seqs = self.put.lock().unwrap();
         for op in ops {
             match op {
                 JournalOp::Put { seq, id, bytes } => {
                     let tx: SignedTx = crate::types::decode_trusted(bytes).unwrap();
                     assert_eq!(*id, tx.tx.id(), "the journal is given each tx's own id");
+                    assert!(seqs.insert(*seq, *id).is_none(), "sequence {seq} put twice");
                     put.push((*seq, *id));
                 }
-                JournalOp::Remove(id) => remove.push(*id),
-                JournalOp::Settle(id) => settle.push(*id),
+                JournalOp::Remove(seq) => remove.push(seqs[seq]),
+                JournalOp::Settle(seq) => settle.push(seqs[seq]),
+                JournalOp::Clear => seqs.clear(),
             }
         }
         put.sort();

@@ -25,8 +25,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::pool::Departure;
 use crate::storage::{JournalOp, StorageError};
-use crate::types::Hash;
 
 use super::Journal;
 
@@ -121,23 +121,14 @@ impl GroupCommit {
         Ticket(t)
     }
 
-    /// Queues removals that need no answer; they go out with the next write.
-    pub fn forget(&self, ids: &[Hash]) {
-        self.queue_removals(ids, JournalOp::Remove);
-    }
-
-    /// Queues the removal of transactions a committed block included (`JournalOp::Settle`:
-    /// cheaper, since restore refuses them anyway); they go out with the next write.
-    pub fn forget_committed(&self, ids: &[Hash]) {
-        self.queue_removals(ids, JournalOp::Settle);
-    }
-
-    fn queue_removals(&self, ids: &[Hash], op: fn(Hash) -> JournalOp) {
-        if ids.is_empty() {
+    /// Queues removals that need no answer (transactions that left the pool); they go out
+    /// with the next write.
+    pub fn forget(&self, departed: &[Departure]) {
+        if departed.is_empty() {
             return;
         }
         let mut q = self.lock();
-        q.ops.extend(ids.iter().map(|id| op(*id)));
+        q.ops.extend(super::departure_ops(departed));
     }
 
     /// Operations queued and not yet being written.
@@ -228,8 +219,12 @@ mod tests {
         }
     }
 
-    fn rm(b: u8) -> JournalOp {
-        JournalOp::Remove(Hash([b; 32]))
+    fn rm(seq: u64) -> JournalOp {
+        JournalOp::Remove(seq)
+    }
+
+    fn gone(seq: u64, committed: bool) -> Departure {
+        Departure { seq, committed }
     }
 
     #[test]
@@ -252,12 +247,12 @@ mod tests {
         // Three more batches and a removal queue up meanwhile, each waiting on its own thread.
         let waiters: Vec<_> = (1..=3u8)
             .map(|b| {
-                let t = g.enqueue(vec![rm(b)]);
+                let t = g.enqueue(vec![rm(b.into())]);
                 let g = g.clone();
                 std::thread::spawn(move || g.wait(t))
             })
             .collect();
-        g.forget(&[Hash([9; 32])]);
+        g.forget(&[gone(9, true)]);
         tx.send(()).unwrap();
         first.join().unwrap().unwrap();
         // Let the second write through too.
@@ -270,7 +265,7 @@ mod tests {
         assert_eq!(writes[0], vec![rm(0)]);
         // Queue order, in one write.
         let mut second = writes[1].clone();
-        assert_eq!(second.pop(), Some(JournalOp::Remove(Hash([9; 32]))));
+        assert_eq!(second.pop(), Some(JournalOp::Settle(9)));
         second.sort_by_key(|op| format!("{op:?}"));
         assert_eq!(second, vec![rm(1), rm(2), rm(3)]);
         assert_eq!(g.writes(), 2);
@@ -303,9 +298,12 @@ mod tests {
         let g = GroupCommit::new(probe.clone());
         g.flush();
         assert!(probe.writes.lock().unwrap().is_empty());
-        g.forget(&[Hash([1; 32]), Hash([2; 32])]);
+        g.forget(&[gone(1, false), gone(2, true)]);
         g.forget(&[]);
         g.flush();
-        assert_eq!(*probe.writes.lock().unwrap(), vec![vec![rm(1), rm(2)]]);
+        assert_eq!(
+            *probe.writes.lock().unwrap(),
+            vec![vec![rm(1), JournalOp::Settle(2)]]
+        );
     }
 }

@@ -205,6 +205,14 @@ impl Evicted {
     }
 }
 
+/// A transaction that left the pool, by its arrival sequence (`Pool::track_departures`): what
+/// the journal forgets. `committed`: a committed block included it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departure {
+    pub seq: u64,
+    pub committed: bool,
+}
+
 impl PartialEq for Evicted {
     fn eq(&self, other: &Self) -> bool {
         (self.id, self.reason) == (other.id, other.reason)
@@ -466,6 +474,9 @@ pub struct Pool {
     /// batch is unresolved (`undo` and `settle` remove it), so this holds at most the
     /// evictions of the batches in flight.
     awaiting: FastMap<u64, Option<bool>>,
+    /// Every transaction that left since the last `take_departures`, when tracked (`None`
+    /// otherwise): the journal forgets entries by sequence, so it needs no index by id.
+    departed: Option<Vec<Departure>>,
     /// Whether `victims` and `sizes` (and the accounts' `victim` and `size` keys) are kept.
     /// Only eviction reads them, and only a full pool evicts, so they are built the first
     /// time an admission needs room (`keep_eviction_order`) and dropped again once the pool is
@@ -499,9 +510,31 @@ impl Pool {
             bytes: 0,
             vclock: 0,
             awaiting: FastMap::default(),
+            departed: None,
             eviction_order: false,
             #[cfg(test)]
             pin_eviction_order: false,
+        }
+    }
+
+    /// From now on, records every transaction that leaves (see [`Departure`]) until
+    /// `take_departures` hands them over. The mempool's journal needs them; a pool without
+    /// one does not track, so nothing accumulates.
+    pub fn track_departures(&mut self) {
+        self.departed.get_or_insert_with(Vec::new);
+    }
+
+    /// The departures recorded since the last call, in the order they happened.
+    pub fn take_departures(&mut self) -> Vec<Departure> {
+        self.departed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn depart(&mut self, seq: u64, committed: bool) {
+        if let Some(d) = &mut self.departed {
+            d.push(Departure { seq, committed });
         }
     }
 
@@ -872,6 +905,8 @@ impl Pool {
             }) && self.entries.len() < self.config.max_size
                 && self.bytes.saturating_add(e.entry.bytes) <= self.config.max_bytes;
             if !fits {
+                // Its departure at eviction went with the failed write: recorded again.
+                self.depart(e.entry.seq, false);
                 lost.push(e.id);
                 continue;
             }
@@ -1052,7 +1087,7 @@ impl Pool {
             if let Some(a) = self.accounts.get_mut(&sender) {
                 a.base = a.base.max(nonce.saturating_add(1));
             }
-            self.remove(id);
+            self.take_as(id, true);
         }
         for (sender, nonce) in new_nonces {
             if let Some(a) = self.accounts.get_mut(sender) {
@@ -1559,7 +1594,13 @@ impl Pool {
     /// [`Pool::remove`], also returning the account's slot of the transaction (always there
     /// by the invariants).
     fn take(&mut self, id: &Hash) -> Option<(Entry, Option<Slot>)> {
+        self.take_as(id, false)
+    }
+
+    /// [`Pool::take`], recording the departure as `committed` or not.
+    fn take_as(&mut self, id: &Hash, committed: bool) -> Option<(Entry, Option<Slot>)> {
         let entry = self.entries.remove(id)?;
+        self.depart(entry.seq, committed);
         if let Some(k) = entry.expiry_key() {
             self.expiries.remove(&k);
         }

@@ -792,13 +792,18 @@ proptest! {
             future_limit: 2,
             ..config()
         });
+        pool.track_departures();
         // Committed next nonce per sender (the chain), and the pending ids the pool should hold.
         let mut state: BTreeMap<PublicKey, u64> = BTreeMap::new();
         let mut pending: BTreeSet<Hash> = BTreeSet::new();
+        // The pending transactions by arrival sequence, as the departures (what the journal
+        // forgets) must leave them: each leaves once, flagged committed iff a block included it.
+        let mut by_seq: BTreeMap<u64, Hash> = BTreeMap::new();
         // The selections not settled yet, oldest first: the producer selects block N+1 while
         // N commits (this goes deeper than it does).
         let mut attempts: std::collections::VecDeque<Vec<VerifiedTx>> = Default::default();
         for op in ops {
+            let mut included_now: BTreeSet<Hash> = BTreeSet::new();
             match op {
                 Op::Admit { sender, ahead, priority } => {
                     let kp = &keys[sender as usize];
@@ -809,6 +814,8 @@ proptest! {
                     match pool.admit(t.clone(), committed, 0) {
                         Ok(evicted) => {
                             pending.insert(t.id());
+                            let seq = pool.admitted(&t.id()).map(|a| a.seq);
+                            prop_assert!(seq.is_some_and(|s| by_seq.insert(s, t.id()).is_none()));
                             for e in &evicted {
                                 prop_assert!(pending.remove(&e.id), "evicted an unknown id");
                                 prop_assert!(
@@ -856,6 +863,7 @@ proptest! {
                     for id in &included {
                         pending.remove(id);
                     }
+                    included_now.extend(included.iter().copied());
                     for id in pool.on_block(&included, &nonces, &dropped) {
                         prop_assert!(pending.remove(&id), "removed an unknown id");
                     }
@@ -874,6 +882,13 @@ proptest! {
                 }
             }
             pool.check_invariants();
+            for d in pool.take_departures() {
+                let id = by_seq.remove(&d.seq);
+                prop_assert!(id.is_some(), "sequence {} departed twice or never came", d.seq);
+                prop_assert_eq!(d.committed, id.is_some_and(|id| included_now.contains(&id)));
+            }
+            prop_assert_eq!(by_seq.len(), pending.len(), "a departure not reported");
+            prop_assert!(by_seq.values().all(|id| pending.contains(id)));
             prop_assert_eq!(pool.attempts(), attempts.len());
             if attempts.is_empty() {
                 prop_assert_eq!(pool.in_flight(), 0, "settled, yet in flight");
@@ -1600,20 +1615,34 @@ fn undo_after_concurrent_changes_keeps_the_pool_bounded() {
         max_size: 2,
         ..config()
     });
+    pool.track_departures();
     let (a0, b1) = (tx(&a, 0, 0), tx(&b, 1, 0)); // b1: future
     pool.admit(a0.clone(), 0, 0).unwrap();
     pool.admit(b1.clone(), 0, 0).unwrap();
+    let (a0_seq, b1_seq) = (pool.admitted(&a0.id()).unwrap().seq, 1);
     let c0 = tx(&c, 0, 0);
     let evicted = pool.admit_pending(c0.clone(), 0, 0).unwrap();
     let c0_adm = pool.admitted(&c0.id()).unwrap();
     assert_eq!(evicted_ids(&evicted), vec![b1.id()]);
+    assert_eq!(evicted[0].seq(), b1_seq);
     // Meanwhile a block takes a0 and b sends another transaction at nonce 1.
     assert_eq!(sel(&mut pool, 10, 0).len(), 1);
     pool.on_block(&[a0.id()], &BTreeMap::new(), &[]);
     let b1_again = tx(&b, 1, 1);
     pool.admit(b1_again.clone(), 0, 0).unwrap();
+    let gone = |seq, committed| Departure { seq, committed };
+    assert_eq!(
+        pool.take_departures(),
+        vec![gone(b1_seq, false), gone(a0_seq, true)]
+    );
     let lost = pool.undo(&[c0_adm], evicted);
     assert_eq!(lost, vec![b1.id()]);
+    // The journal forgets c0 (never written: the write failed) and b1 again (its removal
+    // was in that failed write).
+    assert_eq!(
+        pool.take_departures(),
+        vec![gone(c0_adm.seq, false), gone(b1_seq, false)]
+    );
     assert!(pool.contains(&b1_again.id()) && !pool.contains(&c0.id()));
     assert_eq!(pool.len(), 1);
     pool.check_invariants();

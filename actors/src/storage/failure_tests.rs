@@ -265,7 +265,7 @@ fn a_failed_outbox_write_fails_the_store_and_a_reopen_shows_none_of_it() {
 }
 
 #[test]
-fn a_journal_write_that_does_not_commit_leaves_the_index_as_the_file_is() {
+fn a_journal_write_that_does_not_commit_leaves_the_state_as_the_file_is() {
     use crate::storage::journal::{JournalOp, JournalStore};
     let dir = tempfile::tempdir().unwrap();
     let file = std::fs::OpenOptions::new()
@@ -289,16 +289,16 @@ fn a_journal_write_that_does_not_commit_leaves_the_index_as_the_file_is() {
     };
     j.write(&[put(0, &b.txs[0]), put(1, &b.txs[1])]).unwrap();
     let before = j.state_rows();
-    assert_eq!(before.0.len(), 2);
+    assert_eq!(j.len(), 2);
 
-    // A write that removes a row, puts a new one, re-puts a kept id under a new sequence and
-    // removes what it put, then fails to commit: the index is as before it.
+    // A write that removes an entry, puts two and removes one of them, then fails to commit:
+    // the state is as before it (it changes only after a commit).
     budget.store(0, Ordering::SeqCst);
     let failed = j.write(&[
-        JournalOp::Remove(b.txs[0].tx.id()),
+        JournalOp::Remove(0),
         put(2, &b.txs[2]),
         put(3, &b.txs[1]),
-        JournalOp::Remove(b.txs[2].tx.id()),
+        JournalOp::Remove(2),
     ]);
     assert!(failed.is_err());
     assert_eq!(j.state_rows(), before);
