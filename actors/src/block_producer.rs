@@ -867,7 +867,10 @@ mod tests {
                 bytes: m.max_bytes,
             };
             let mut pool = self.pool.lock().unwrap();
-            MessageResult(pool.select(limits, 0, &Default::default()).txs)
+            MessageResult(
+                pool.select(limits, 0, &std::collections::HashMap::new())
+                    .txs,
+            )
         }
     }
 

@@ -42,7 +42,7 @@ pub mod pool;
 #[cfg(test)]
 mod actor_tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -52,7 +52,10 @@ use actix::prelude::*;
 use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::ratelimit::LogLimiter;
 use crate::storage::{JournalOp, JournalStore, Storage, StorageError};
-use crate::types::{Action, Address, Hash, PublicKey, SignedTx, VerifiedTx, encode};
+use crate::types::{Action, Address, FastMap, Hash, PublicKey, SignedTx, VerifiedTx, encode};
+
+/// A `HashSet` with the hasher of `FastMap`.
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use crate::vm::DropReason;
 use group::GroupCommit;
 use pool::{AdmitError, Admitted, BlockLimits, Departure, EvictReason, Evicted, Pool};
@@ -117,14 +120,14 @@ pub struct Shared {
     /// Contracts that pending deploys will create, with the deploy's id. Entries go stale once
     /// their deploy leaves the pool; they are checked against the pool on use and pruned after
     /// every block.
-    deploys: HashMap<Address, Hash>,
+    deploys: FastMap<Address, Hash>,
 }
 
 impl Shared {
     pub fn new(pool: Pool) -> Self {
         Shared {
             pool,
-            deploys: HashMap::new(),
+            deploys: FastMap::default(),
         }
     }
 }
@@ -152,8 +155,8 @@ impl std::fmt::Debug for Admission {
 /// Committed state a batch needs, read before the pool lock is taken.
 #[derive(Default)]
 struct StateView {
-    nonces: HashMap<PublicKey, Result<u64, Arc<StorageError>>>,
-    deployed: HashMap<Address, Result<bool, Arc<StorageError>>>,
+    nonces: FastMap<PublicKey, Result<u64, Arc<StorageError>>>,
+    deployed: FastMap<Address, Result<bool, Arc<StorageError>>>,
 }
 
 impl Admission {
@@ -393,7 +396,7 @@ impl Admission {
                     // left the pool up to now, this batch's evictions included. Queued under
                     // the pool lock: the journal sees this batch after every pool change
                     // before it.
-                    let gone: HashSet<u64> = evicted.iter().map(Evicted::seq).collect();
+                    let gone: FastSet<u64> = evicted.iter().map(Evicted::seq).collect();
                     let mut ops: Vec<JournalOp> = departure_ops(&pool.take_departures());
                     let journaled = admitted
                         .iter()

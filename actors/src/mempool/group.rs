@@ -30,6 +30,9 @@ use crate::storage::{JournalOp, StorageError};
 
 use super::Journal;
 
+/// Most operations the next queue is given room for up front (about 600 KiB).
+const QUEUE_ROOM: usize = 8192;
+
 /// A batch's place in the journal queue; `wait` on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
@@ -172,7 +175,11 @@ impl GroupCommit {
     /// Becomes the leader: writes everything queued, with the queue unlocked meanwhile.
     fn lead<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
         q.leading = true;
-        let ops = std::mem::take(&mut q.ops);
+        // The next queue starts with room for as many (under load each write carries about
+        // as much as the last), instead of growing by reallocation one batch at a time; at
+        // most `QUEUE_ROOM`, so an idle node does not keep a burst's room.
+        let room = q.ops.len().min(QUEUE_ROOM);
+        let ops = std::mem::replace(&mut q.ops, Vec::with_capacity(room));
         let mut lead = Lead {
             group: self,
             from: q.settled,

@@ -952,11 +952,11 @@ impl Pool {
     /// such a contract waits (keeping its place) until its deploy is selected, then competes
     /// again, because fair order may otherwise put the call first in the block, where it
     /// could only revert with "unknown contract".
-    pub fn select(
+    pub fn select<S: std::hash::BuildHasher>(
         &mut self,
         limits: BlockLimits,
         now_ms: u64,
-        deploys: &HashMap<Address, Hash>,
+        deploys: &HashMap<Address, Hash, S>,
     ) -> Selection {
         let mut out = Selection {
             txs: Vec::with_capacity(limits.txs.min(self.ready.len())),
