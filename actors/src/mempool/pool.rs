@@ -1103,10 +1103,15 @@ impl Pool {
                 .map(|(id, _)| *id),
         );
         // What is left of this attempt (still pending, still flagged in flight), with the
-        // sender: every id of the attempt is looked up once, here (most were just included).
+        // sender. The included ids are gone already: a block keeps its selection's order, so
+        // they are skipped by walking `included` alongside; any other id is looked up once,
+        // here. (Were the orders to differ, the included ids would be looked up and not
+        // found: the same answer, at the cost of a lookup of the backlog-sized map each.)
+        let mut next_included = included.iter().peekable();
         let left: FastMap<Hash, PublicKey> = attempt
             .ids
             .iter()
+            .filter(|id| next_included.next_if_eq(id).is_none())
             .chain(&doomed)
             .filter_map(|id| self.entries.get(id).map(|e| (*id, e.tx.tx().sender)))
             .collect();
