@@ -17,7 +17,8 @@
 //!   a sequence is the last row starting at or below it.
 //! - Removals name a sequence, not an id, so the journal keeps no index by id (a map as large
 //!   as the backlog, whose lookups missed the CPU caches: two thirds of the journal's CPU):
-//!   in memory it keeps, per row, its range and the framed size of each live entry.
+//!   in memory it keeps, per row, each entry's offset from the row's key and its framed size
+//!   (0 once removed), about 8 bytes per entry still in the file.
 //! - `dropped`: the sequence of each entry whose transaction was removed while other entries of
 //!   its row are still live, so a restart does not bring it back. Only removals that restore
 //!   would not refuse by itself need one (`JournalOp::Remove`: evicted, expired, dropped); a
@@ -186,10 +187,10 @@ pub struct JournalCheck {
 /// A row's bookkeeping: its entries and the framed size of each live one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
-    /// `(sequence - first, framed size)` of every entry in the file's row, in order; size 0
-    /// once removed (a frame is never empty). As long as the row's entries in the file, so
-    /// bounded like the file (a dense array over the row's range would not be: sequences
-    /// skipped between puts would count).
+    /// `(sequence - first, framed size)` of every entry of the file's row, in order; size 0
+    /// once removed (a frame is never empty). One per entry in the file, so bounded like the
+    /// file (a dense array over the row's range would not be: sequences skipped between puts
+    /// would count).
     entries: Vec<(u32, u32)>,
     live: u64,
     live_bytes: u64,
