@@ -53,12 +53,12 @@ use crate::metrics::{NodeMetrics, NodeStats, now_ms};
 use crate::ratelimit::LogLimiter;
 use crate::storage::{JournalOp, JournalStore, Storage, StorageError};
 use crate::types::{Action, Address, FastMap, Hash, PublicKey, SignedTx, VerifiedTx, encode};
-
-/// A `HashSet` with the hasher of `FastMap`.
-type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use crate::vm::DropReason;
 use group::GroupCommit;
 use pool::{AdmitError, Admitted, BlockLimits, Departure, EvictReason, Evicted, Pool};
+
+/// A `HashSet` with the hasher of `FastMap`.
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// How often expired transactions are removed (and queued journal removals written).
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -414,9 +414,17 @@ impl Admission {
                     }
                     Some(g.enqueue(ops))
                 }
-                _ => {
-                    // Restore (its rewrite supersedes these), or nothing admitted.
+                _ if journal => {
+                    // Nothing admitted or evicted: whatever left before goes with the next
+                    // write.
                     self.forget_departed(pool);
+                    None
+                }
+                _ => {
+                    // Restore: its rewrite supersedes these, which name the pool's new
+                    // sequences, not the file's (applied to the file they could hit another
+                    // transaction's entry).
+                    pool.take_departures();
                     None
                 }
             };

@@ -844,8 +844,9 @@ impl Pool {
     /// still fits. Unlike `rollback`, other admissions may have changed the pool since (they
     /// run concurrently with the journal write), so an evicted transaction comes back only if
     /// its id and nonce are free, its nonce is not below its sender's committed nonce, and the
-    /// pool has room for it; the ids that could not come back are returned (the caller forgets
-    /// them from the journal, since they are no longer pending). One evicted before its own
+    /// pool has room for it; the ids that could not come back are returned, and recorded as
+    /// departed again when departures are tracked (the journal must forget them: their
+    /// removal was in the failed write). One evicted before its own
     /// admission's write outcome reached the pool comes back as that write left it
     /// (`awaiting`): durable if it succeeded, not at all (and not in the answer: it has no
     /// row) if it failed, and pending if that outcome has not reached the pool yet.
