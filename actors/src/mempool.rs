@@ -1173,6 +1173,9 @@ mod tests {
         assert!(shared.pool.contains(&d.id()) && shared.pool.contains(&c.id()));
         drop(shared);
         assert_eq!(journal_ids(&journal).len(), 2);
+        // Restore rewrites the journal under the pool's sequences: only on an empty pool.
+        assert!(matches!(m2.restore(), Err(MempoolError::Storage(_))));
+        assert_eq!(journal_ids(&journal).len(), 2);
         // Restored transactions are durable: selectable at once.
         assert_eq!(select_all(&m2), vec![d.id(), c.id()]);
         m2.pool().pool.return_in_flight();
