@@ -249,11 +249,13 @@ struct State {
 }
 
 impl State {
-    /// The row holding a live entry at `seq`, with its first sequence and the entry's size.
-    fn live(&self, seq: u64) -> Option<(u64, u32)> {
+    /// The row holding a live entry at `seq`: its first sequence, the entry's position in
+    /// its `entries`, and the entry's size.
+    fn live(&self, seq: u64) -> Option<(u64, usize, u32)> {
         let (first, row) = self.rows.range(..=seq).next_back()?;
-        let size = row.size_of(*first, seq);
-        (size > 0).then_some((*first, size))
+        let pos = row.find(*first, seq)?;
+        let size = row.entries[pos].1;
+        (size > 0).then_some((*first, pos, size))
     }
 
     /// The last sequence in the file, if any row is.
@@ -475,8 +477,9 @@ impl JournalStore {
         let mut new = NewRow {
             entries: Vec::new(),
         };
-        // Removals of entries of rows in the file: (row, sequence, size, marked).
-        let mut kills: Vec<(u64, u64, u32, bool)> = Vec::new();
+        // Removals of entries of rows in the file: (row, sequence, position in the row's
+        // `entries`, size, marked).
+        let mut kills: Vec<(u64, u64, usize, u32, bool)> = Vec::new();
         let mut floor = state.last_seq();
         for op in ops {
             let (seq, mark) = match op {
@@ -505,13 +508,13 @@ impl JournalStore {
             if new.kill(seq) || clear {
                 continue;
             }
-            if let Some((row, size)) = state.live(seq) {
-                kills.push((row, seq, size, mark));
+            if let Some((row, pos, size)) = state.live(seq) {
+                kills.push((row, seq, pos, size, mark));
             }
         }
         // Each sequence once (a removal repeated within the write), grouped by row.
         // A removal and a settlement of one sequence: the removal's mark wins (sorted first).
-        kills.sort_unstable_by_key(|k| (k.0, k.1, !k.3));
+        kills.sort_unstable_by_key(|k| (k.0, k.1, !k.4));
         kills.dedup_by_key(|k| k.1);
 
         let txn = self.db.begin_write().ctx("beginning journal write")?;
@@ -533,25 +536,28 @@ impl JournalStore {
                     continue;
                 };
                 let mut row = old.clone();
-                for &(_, seq, size, _) in group {
-                    if let Some(i) = row.find(first, seq) {
-                        row.entries[i].1 = 0;
+                // Positions found in this same state (`State::live`), so they name the entry.
+                for &(_, _, pos, size, _) in group {
+                    if let Some(e) = row.entries.get_mut(pos) {
+                        e.1 = 0;
                     }
                     row.live = row.live.saturating_sub(1);
                     row.live_bytes = row.live_bytes.saturating_sub(u64::from(size));
                 }
-                let last = row.last(first);
-                if row.live == 0 {
+                let emptied = row.live == 0;
+                let sparse = row.live_bytes.saturating_mul(COMPACT_RATIO) < row.bytes;
+                if (emptied || sparse) && row.marks > 0 {
+                    // The row goes, or is rewritten without its removed entries.
+                    dropped
+                        .retain_in(first..=row.last(first), |_, _| false)
+                        .ctx("writing journal")?;
+                }
+                if emptied {
                     rows.remove(first).ctx("writing journal")?;
-                    if row.marks > 0 {
-                        dropped
-                            .retain_in(first..=last, |_, _| false)
-                            .ctx("writing journal")?;
-                    }
                     gone.push(first);
                     continue;
                 }
-                if row.live_bytes.saturating_mul(COMPACT_RATIO) < row.bytes {
+                if sparse {
                     // Mostly dead: rewritten with its live entries only, marks gone.
                     let value = rows
                         .get(first)
@@ -570,16 +576,11 @@ impl JournalStore {
                         }
                     }
                     rows.insert(first, kept.as_slice()).ctx("writing journal")?;
-                    if row.marks > 0 {
-                        dropped
-                            .retain_in(first..=last, |_, _| false)
-                            .ctx("writing journal")?;
-                    }
                     row.entries.retain(|e| e.1 > 0);
                     row.bytes = kept.len() as u64;
                     row.marks = 0;
                 } else {
-                    for &(_, seq, _, mark) in group {
+                    for &(_, seq, _, _, mark) in group {
                         if mark {
                             dropped.insert(seq, ()).ctx("writing journal")?;
                             row.marks += 1;
