@@ -712,6 +712,15 @@ enum Op {
     FutureTtl,
 }
 
+/// The limits `Op::Select(max, gas)` selects with.
+fn select_limits(max: u8, gas: u8) -> BlockLimits {
+    BlockLimits {
+        txs: usize::from(max),
+        gas: u64::from(gas) * 1_000 + 500,
+        bytes: u64::MAX,
+    }
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (0u8..4, 0u8..4, 0u8..4).prop_map(|(sender, ahead, priority)| Op::Admit {
@@ -828,11 +837,7 @@ proptest! {
                     }
                 }
                 Op::Select(max, gas) => {
-                    let limits = BlockLimits {
-                        txs: usize::from(max),
-                        gas: u64::from(gas) * 1_000 + 500,
-                        bytes: u64::MAX,
-                    };
+                    let limits = select_limits(max, gas);
                     let picked = pool.select(limits, 0, &HashMap::new()).txs;
                     prop_assert!(picked.len() <= usize::from(max));
                     prop_assert!(picked.len() <= usize::from(gas));
@@ -942,11 +947,7 @@ proptest! {
                     prop_assert_eq!(a, b);
                 }
                 Op::Select(max, gas) => {
-                    let limits = BlockLimits {
-                        txs: usize::from(max),
-                        gas: u64::from(gas) * 1_000 + 500,
-                        bytes: u64::MAX,
-                    };
+                    let limits = select_limits(max, gas);
                     let a = lazy.select(limits, 0, &HashMap::new()).txs;
                     let b = kept.select(limits, 0, &HashMap::new()).txs;
                     prop_assert_eq!(ids(&a), ids(&b));
