@@ -8,7 +8,7 @@
 
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned};
 use sha2::{Digest, Sha256};
 
 use super::bytes::Hash;
@@ -92,8 +92,9 @@ fn encodes_to<T: Serialize + ?Sized>(value: &T, bytes: &[u8]) -> bool {
     .unwrap_or(false)
 }
 
-/// Decodes bytes this node wrote itself (storage); skips the canonical re-encoding check.
-pub fn decode_trusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// Decodes bytes this node wrote itself (storage); skips the canonical re-encoding check. `T`
+/// may borrow from `bytes` (a view that reads a few fields without allocating the rest).
+pub fn decode_trusted<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     let (value, rest): (T, &[u8]) =
         postcard::take_from_bytes(bytes).map_err(DecodeError::Malformed)?;
     if !rest.is_empty() {
