@@ -247,26 +247,44 @@ impl Admission {
         }
     }
 
-    /// The committed nonces and contract existence `txs` need, from one snapshot, with no
-    /// lock held. Each sender and contract is read once per batch.
-    fn read_state(&self, txs: &[VerifiedTx]) -> Result<StateView, StorageError> {
-        let snapshot = self.storage.snapshot()?;
+    /// Whether the contracts `txs` call exist in committed state, from one snapshot, with no
+    /// lock held. Each contract is read once per batch. Nonces are read only for senders the
+    /// pool does not know ([`Admission::read_nonces`]).
+    fn read_contracts(&self, txs: &[VerifiedTx]) -> Result<StateView, StorageError> {
         let mut view = StateView::default();
+        let mut snapshot = None;
+        for tx in txs {
+            if let Action::Call { contract, .. } = &tx.tx().action
+                && !view.deployed.contains_key(contract)
+            {
+                let snapshot = match &mut snapshot {
+                    Some(s) => s,
+                    None => snapshot.insert(self.storage.snapshot()?),
+                };
+                let deployed = snapshot
+                    .contract(contract)
+                    .map(|c| c.is_some())
+                    .map_err(Arc::new);
+                view.deployed.insert(*contract, deployed);
+            }
+        }
+        Ok(view)
+    }
+
+    /// The committed next nonces of the senders of `txs` that `view` lacks, from one snapshot,
+    /// with no lock held; each sender is read once. If no snapshot can be taken, each gets the
+    /// error, so its transactions are refused with it.
+    fn read_nonces<'a>(&self, txs: impl Iterator<Item = &'a VerifiedTx>, view: &mut StateView) {
+        let snapshot = self.storage.snapshot().map_err(Arc::new);
         for tx in txs {
             let sender = tx.tx().sender;
             view.nonces
                 .entry(sender)
-                .or_insert_with(|| snapshot.nonce(&sender).map_err(Arc::new));
-            if let Action::Call { contract, .. } = &tx.tx().action {
-                view.deployed.entry(*contract).or_insert_with(|| {
-                    snapshot
-                        .contract(contract)
-                        .map(|c| c.is_some())
-                        .map_err(Arc::new)
+                .or_insert_with(|| match &snapshot {
+                    Ok(s) => s.nonce(&sender).map_err(Arc::new),
+                    Err(e) => Err(e.clone()),
                 });
-            }
         }
-        Ok(view)
     }
 
     /// Whether admitted transactions are journaled (`mempool.persist`): only then are the bytes
@@ -306,7 +324,7 @@ impl Admission {
         journal: bool,
     ) -> Vec<Result<Hash, MempoolError>> {
         let now = now_ms();
-        let view = match self.read_state(&txs) {
+        let mut view = match self.read_contracts(&txs) {
             Ok(v) => v,
             Err(e) => {
                 let err = MempoolError::Storage(Arc::new(e));
@@ -325,7 +343,9 @@ impl Admission {
             }
             None => Vec::new(),
         };
-        let mut results = Vec::with_capacity(txs.len());
+        let total = txs.len();
+        let mut txs: Vec<Option<VerifiedTx>> = txs.into_iter().map(Some).collect();
+        let mut results = Vec::with_capacity(total);
         // Position in `txs`, id and arrival sequence of each admitted transaction.
         let mut admitted: Vec<(usize, Hash, Option<u64>)> = Vec::new();
         // Each admission as the pool names it (id, arrival sequence, sender and nonce), for
@@ -333,12 +353,42 @@ impl Admission {
         // batch meanwhile.
         let mut admissions: Vec<Admitted> = Vec::new();
         let mut evicted: Vec<Evicted> = Vec::new();
-        let ticket = {
-            let mut shared = self.pool();
+        let mut shared = self.pool();
+        // In order; `results[i]` is the answer for `txs[i]`.
+        let mut position = 0;
+        loop {
             let Shared { pool, deploys } = &mut *shared;
-            for (position, tx) in txs.into_iter().enumerate() {
-                let id = tx.id();
+            while let Some(Some(tx)) = txs.get(position) {
                 let sender = tx.tx().sender;
+                // A sender the pool holds transactions of: its committed next nonce as the
+                // pool last learned it (from committed state when its account was made, then
+                // from every committed block's `on_block`). A block committed whose `on_block`
+                // has not run yet is the only way the store can be ahead of it, and that
+                // block's transactions of this sender are still in the pool, in flight, at
+                // exactly those nonces: a transaction at one of them is refused as
+                // `NonceTaken` (or `Duplicate`) instead of `NonceTooLow`, and every other
+                // answer is the one a read of the store would give. The read is skipped: one
+                // B-tree search of the chain's file per sender, 1.4% of the node's CPU at
+                // 100,000 tx/s from 2,000 senders. Other senders' nonces are read below, with
+                // the lock released.
+                let state_nonce = match view.nonces.get(&sender) {
+                    Some(Ok(n)) => *n,
+                    Some(Err(e)) => {
+                        results.push(Err(MempoolError::Storage(e.clone())));
+                        position += 1;
+                        continue;
+                    }
+                    None => match pool.known_nonce(&sender) {
+                        Some(n) => n,
+                        None => break,
+                    },
+                };
+                let Some(tx) = txs[position].take() else {
+                    break; // unreachable: matched `Some` above
+                };
+                let at = position;
+                position += 1;
+                let id = tx.id();
                 if let Action::Call { contract, .. } = &tx.tx().action {
                     let deployed = match view.deployed.get(contract) {
                         Some(Ok(d)) => *d,
@@ -356,14 +406,6 @@ impl Admission {
                 }
                 let creates =
                     matches!(tx.tx().action, Action::Deploy { .. }).then(|| tx.tx().target());
-                let state_nonce = match view.nonces.get(&sender) {
-                    Some(Ok(n)) => *n,
-                    Some(Err(e)) => {
-                        results.push(Err(MempoolError::Storage(e.clone())));
-                        continue;
-                    }
-                    None => 0,
-                };
                 let outcome = match group {
                     Some(_) => pool.admit_pending(tx, state_nonce, now),
                     None => pool.admit(tx, state_nonce, now),
@@ -375,7 +417,7 @@ impl Admission {
                             admissions.push(adm);
                             adm.seq
                         });
-                        admitted.push((position, id, seq));
+                        admitted.push((at, id, seq));
                         if let Some(address) = creates {
                             deploys.insert(address, id);
                         }
@@ -387,6 +429,18 @@ impl Admission {
                     }
                 }
             }
+            if position >= total {
+                break;
+            }
+            // `txs[position]`'s sender is not in the pool: the nonces of every sender still to
+            // come that no read gave yet are read now, without the lock, so the loop does not
+            // stop here again (a sender the pool drops meanwhile is then known from the read).
+            drop(shared);
+            self.read_nonces(txs[position..].iter().flatten(), &mut view);
+            shared = self.pool();
+        }
+        let ticket = {
+            let Shared { pool, .. } = &mut *shared;
             let ticket = match group {
                 Some(g) if !(admitted.is_empty() && evicted.is_empty()) => {
                     // Journaled under the pool's arrival sequences, in admission order; a tx
@@ -435,6 +489,7 @@ impl Admission {
             }
             ticket
         };
+        drop(shared);
         if let (Some(g), Some(ticket)) = (group, ticket) {
             // The pool lock is free while the journal writes (other batches join this write
             // or the next one; blocks are selected meanwhile).
@@ -1238,6 +1293,84 @@ mod tests {
             "committed rows forgotten at restore"
         );
         assert_eq!(journal.inner.check(&storage).unwrap().committed, 0);
+    }
+
+    /// Nonces of senders the pool holds come from the pool, others' from the store, in one
+    /// batch in order. While a committed block's `on_block` has not run, the store is ahead of
+    /// the pool for its senders: a new transaction at a nonce that block used is still refused
+    /// (the block's own transaction holds that nonce in the pool), and the next nonce is
+    /// admitted. A sender the pool does not hold is read from the store even after senders it
+    /// does hold, in the same batch.
+    #[test]
+    fn a_batch_takes_nonces_from_the_pool_where_it_holds_the_sender_and_reads_the_rest() {
+        let storage = Arc::new(Storage::in_memory(CHAIN).unwrap());
+        let journal = FlakyJournal::new();
+        let m = admission(&storage, journal.clone(), 10);
+        let (a, b, c) = (
+            Keypair::from_seed([1; 32]),
+            Keypair::from_seed([2; 32]),
+            Keypair::from_seed([3; 32]),
+        );
+        let a0 = deploy(&a, 0);
+        m.admit(vec![a0.clone()]).remove(0).unwrap();
+        assert_eq!(select_all(&m), vec![a0.id()]);
+        // Block 1 commits `a0` and, from outside this pool, `c`'s nonces 0 and 1; its
+        // `on_block` has not run.
+        let c_txs: Vec<SignedTx> = (0..2).map(|n| deploy(&c, n).signed().clone()).collect();
+        let mut writes = WriteSet::default();
+        writes.nonces.insert(a.public(), 1);
+        writes.nonces.insert(c.public(), 2);
+        let mut txs = vec![a0.signed().clone()];
+        txs.extend(c_txs);
+        let (block, receipts) =
+            crate::storage::tests::make_block(&storage.head().unwrap(), txs, &writes);
+        storage.commit_block(&block, &receipts, &writes).unwrap();
+
+        let other_a0 = signed(&a, 0, testkit::deploy(vec![0, 97, 115, 109, 1, 0, 0, 0, 0]));
+        let a1 = call(&a, 1, a0.tx().target());
+        let b0 = deploy(&b, 0);
+        let c1 = deploy(&c, 1);
+        let c2 = deploy(&c, 2);
+        let r = m.admit(vec![
+            other_a0.clone(),
+            a1.clone(),
+            b0.clone(),
+            c1.clone(),
+            c2.clone(),
+        ]);
+        assert!(
+            matches!(
+                r[0],
+                Err(MempoolError::Rejected(AdmitError::NonceTaken { nonce: 0 }))
+            ),
+            "{:?}",
+            r[0]
+        );
+        assert_eq!(r[1].as_ref().ok(), Some(&a1.id()), "{:?}", r[1]);
+        assert_eq!(r[2].as_ref().ok(), Some(&b0.id()), "{:?}", r[2]);
+        assert!(
+            matches!(
+                r[3],
+                Err(MempoolError::Rejected(AdmitError::NonceTooLow {
+                    expected: 2,
+                    got: 1
+                }))
+            ),
+            "{:?}",
+            r[3]
+        );
+        assert_eq!(r[4].as_ref().ok(), Some(&c2.id()), "{:?}", r[4]);
+        let mut want = vec![a1.id(), b0.id(), c2.id()];
+        want.sort();
+        let mut pending: Vec<Hash> = journal_ids(&journal)
+            .into_iter()
+            .filter(|id| *id != a0.id())
+            .collect();
+        pending.sort();
+        assert_eq!(
+            pending, want,
+            "what was admitted, and only that, is journaled"
+        );
     }
 
     /// A data dir from before the journal file: its rows in the chain database come back

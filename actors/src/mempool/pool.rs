@@ -799,6 +799,15 @@ impl Pool {
         }
     }
 
+    /// The committed next nonce of a sender with pending transactions, as the pool last learned
+    /// it (`base`: from committed state when its account was made, raised by every `on_block`
+    /// since); `None` for a sender with none. Never above the store's; below it only while a
+    /// committed block's `on_block` has not run, whose transactions of this sender are then
+    /// still here, in flight, at the nonces in between.
+    pub fn known_nonce(&self, sender: &PublicKey) -> Option<u64> {
+        self.accounts.get(sender).map(|a| a.base)
+    }
+
     /// The current admission of a pending transaction (see [`Admitted`]).
     pub fn admitted(&self, id: &Hash) -> Option<Admitted> {
         let e = self.entries.get(id)?;
