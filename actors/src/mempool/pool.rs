@@ -828,13 +828,23 @@ impl Pool {
         // A sorted, deduplicated Vec rather than a BTreeSet: one allocation for the batch, not
         // a tree insert per transaction. Senders' refreshes are independent of one another, so
         // their order does not matter.
+        //
+        // Only a sender whose newly durable transaction is at its cursor is refreshed: the
+        // durable flag is read by nothing else a refresh derives (the gap, the tail's keys),
+        // and a transaction elsewhere cannot be the head, so the refresh would leave the
+        // sender as it is. Under a backlog a sender's new transactions queue behind others, so
+        // this skips most refreshes (they were most of this function's cost, about 1.5% of
+        // the node's CPU at 100,000 tx/s).
         let mut touched = Vec::with_capacity(admitted.len());
         for adm in admitted {
+            let cursor = self.accounts.get(&adm.sender).map(|a| a.cursor);
             match self.admission_slot(adm) {
                 Some(slot) => {
                     if !slot.durable {
                         slot.durable = true;
-                        touched.push(adm.sender);
+                        if cursor == Some(adm.nonce) {
+                            touched.push(adm.sender);
+                        }
                     }
                 }
                 // Evicted meanwhile: the evicting batch's `undo` may put it back, durable.
