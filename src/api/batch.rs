@@ -18,6 +18,16 @@
 //! transaction is length-prefixed so one undecodable transaction is refused on its own (like a
 //! malformed JSON element) without losing the position of the ones after it.
 //!
+//! The answer to a batch is JSON unless the request's `Accept` names `application/octet-stream`;
+//! then it is binary ([`encode_answer`], [`parse_answer`]), the same results in the same order:
+//!
+//! ```text
+//! answer  = count:u32-le  element * count
+//! element = flags:u8  id:32 (if flags & 2)  code:u8-len-prefixed  message:u16-le-len-prefixed
+//!                                           (the last two only if !(flags & 1): refused)
+//! flags   = bit 0 accepted, bit 1 id present (an accepted element always has its id); others 0
+//! ```
+//!
 //! Invariants:
 //! - Work and memory are bounded by the body length and by `max`: element `max + 1` ends the
 //!   parse with [`BatchError::TooLong`] (for the binary framing: a declared count above `max`,
@@ -32,6 +42,7 @@
 use std::cell::Cell;
 use std::fmt;
 
+use accumen_actors::types::Hash;
 use serde::Deserializer as _;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -211,6 +222,129 @@ pub fn frame_encoded<T: AsRef<[u8]>>(encoded: &[T]) -> Result<Vec<u8>, FrameTooL
 pub fn encode_binary(txs: &[accumen_actors::types::SignedTx]) -> Result<Vec<u8>, FrameTooLarge> {
     let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encode()).collect();
     frame_encoded(&encoded)
+}
+
+/// One element of a batch answer as the binary answer carries it: the transaction's id where
+/// the node could read one, and the error (its code and message) of a refused one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementAnswer {
+    pub id: Option<Hash>,
+    /// `None`: accepted.
+    pub error: Option<(String, String)>,
+}
+
+impl ElementAnswer {
+    pub fn accepted(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// What [`encode_answer`] takes of one element: its id if known, and a refused one's error
+/// code and message.
+pub type AnswerItem<'a> = (Option<&'a Hash>, Option<(&'a str, &'a str)>);
+
+const ACCEPTED: u8 = 1;
+const HAS_ID: u8 = 2;
+
+/// The binary answer (module comment) to a batch whose elements came out as `elements`: each
+/// its id if known and, if refused, its error code and message. A message longer than 65,535
+/// bytes (none is: the API cuts them to a few hundred) is cut on a character boundary.
+pub fn encode_answer<'a>(elements: impl ExactSizeIterator<Item = AnswerItem<'a>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX + elements.len() * 33);
+    // Lossless: a batch has at most `api.max_batch` elements, far below u32::MAX.
+    out.extend_from_slice(&(elements.len() as u32).to_le_bytes());
+    for (id, error) in elements {
+        let flags = (u8::from(error.is_none()) * ACCEPTED) | (u8::from(id.is_some()) * HAS_ID);
+        out.push(flags);
+        if let Some(id) = id {
+            out.extend_from_slice(&id.0);
+        }
+        if let Some((code, message)) = error {
+            let code = cut(code, usize::from(u8::MAX));
+            let message = cut(message, usize::from(u16::MAX));
+            // Lossless: both cut to their prefix's range just above.
+            out.push(code.len() as u8);
+            out.extend_from_slice(code.as_bytes());
+            out.extend_from_slice(&(message.len() as u16).to_le_bytes());
+            out.extend_from_slice(message.as_bytes());
+        }
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Why bytes are not a binary batch answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the answer ends inside element {index} (or its count)")]
+    Truncated { index: usize },
+    #[error("element {index} has flags {flags:#04x}: unknown bits, or accepted without an id")]
+    Flags { index: usize, flags: u8 },
+    #[error("element {index}'s error code or message is not UTF-8")]
+    NotUtf8 { index: usize },
+    #[error("{bytes} bytes after the last of the {count} elements")]
+    Trailing { count: usize, bytes: usize },
+}
+
+/// Reads a binary batch answer (module comment) back into its elements, in order. The count is
+/// checked against the bytes as they are read, so a forged count costs nothing.
+pub fn parse_answer(bytes: &[u8]) -> Result<Vec<ElementAnswer>, AnswerError> {
+    let count = read_u32(bytes).ok_or(AnswerError::Truncated { index: 0 })? as usize;
+    let mut rest = &bytes[PREFIX..];
+    // Every element takes at least one byte.
+    let mut out = Vec::with_capacity(count.min(rest.len()));
+    for index in 0..count {
+        let truncated = AnswerError::Truncated { index };
+        let (&flags, tail) = rest.split_first().ok_or(truncated.clone())?;
+        rest = tail;
+        if flags & !(ACCEPTED | HAS_ID) != 0 || flags == ACCEPTED {
+            return Err(AnswerError::Flags { index, flags });
+        }
+        let id = if flags & HAS_ID != 0 {
+            let (id, tail) = rest.split_first_chunk::<32>().ok_or(truncated.clone())?;
+            rest = tail;
+            Some(Hash(*id))
+        } else {
+            None
+        };
+        let error = if flags & ACCEPTED == 0 {
+            let (&len, tail) = rest.split_first().ok_or(truncated.clone())?;
+            let (code, tail) = tail
+                .split_at_checked(usize::from(len))
+                .ok_or(truncated.clone())?;
+            let (len, tail) = tail.split_first_chunk::<2>().ok_or(truncated.clone())?;
+            let len = usize::from(u16::from_le_bytes(*len));
+            let (message, tail) = tail.split_at_checked(len).ok_or(truncated)?;
+            rest = tail;
+            let text = |b: &[u8]| {
+                std::str::from_utf8(b)
+                    .map(str::to_string)
+                    .map_err(|_| AnswerError::NotUtf8 { index })
+            };
+            Some((text(code)?, text(message)?))
+        } else {
+            None
+        };
+        out.push(ElementAnswer { id, error });
+    }
+    if !rest.is_empty() {
+        return Err(AnswerError::Trailing {
+            count,
+            bytes: rest.len(),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -434,5 +568,91 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn binary_answer_round_trips_every_kind_of_element() {
+        let id = Hash([7; 32]);
+        let other = Hash([8; 32]);
+        let long = "é".repeat(40_000);
+        let elements: Vec<AnswerItem<'_>> = vec![
+            (Some(&id), None),
+            (
+                Some(&other),
+                Some(("nonce_taken", "another pending transaction…")),
+            ),
+            (None, Some(("malformed_tx", "transaction 2: decode"))),
+            (Some(&id), Some(("", ""))),
+            (None, Some(("long", long.as_str()))),
+        ];
+        let bytes = encode_answer(elements.clone().into_iter());
+        let back = parse_answer(&bytes).unwrap();
+        assert_eq!(back.len(), elements.len());
+        for (b, (id, error)) in back.iter().zip(&elements) {
+            assert_eq!(b.id.as_ref(), *id);
+            assert_eq!(b.accepted(), error.is_none());
+            if let (Some((code, message)), Some((c, m))) = (error, &b.error) {
+                assert_eq!(c, code);
+                if message.len() <= usize::from(u16::MAX) {
+                    assert_eq!(m, message);
+                } else {
+                    // Cut on a character boundary, never past the prefix's range.
+                    assert!(m.len() <= usize::from(u16::MAX) && message.starts_with(m.as_str()));
+                }
+            }
+        }
+        assert_eq!(
+            parse_answer(&encode_answer(std::iter::empty())).unwrap(),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_damaged_binary_answer_is_refused_not_misread() {
+        let id = Hash([7; 32]);
+        let bytes = encode_answer(
+            vec![
+                (Some(&id), None),
+                (None, Some(("account_limit", "sender already has…"))),
+            ]
+            .into_iter(),
+        );
+        // Cut anywhere: an error, never a shorter answer.
+        for cut in 0..bytes.len() {
+            assert!(
+                matches!(
+                    parse_answer(&bytes[..cut]),
+                    Err(AnswerError::Truncated { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            parse_answer(&longer),
+            Err(AnswerError::Trailing { count: 2, bytes: 1 })
+        );
+        // Accepted without an id, and an unknown flag bit.
+        for flags in [ACCEPTED, 4 | HAS_ID] {
+            let mut bad = bytes.clone();
+            bad[4] = flags;
+            assert_eq!(
+                parse_answer(&bad),
+                Err(AnswerError::Flags { index: 0, flags })
+            );
+        }
+        // A forged count far above what the bytes hold costs no allocation of that size.
+        let mut forged = bytes.clone();
+        forged[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            parse_answer(&forged),
+            Err(AnswerError::Truncated { index: 2 })
+        ));
+        // A message that is not UTF-8.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        assert_eq!(parse_answer(&bad), Err(AnswerError::NotUtf8 { index: 1 }));
     }
 }

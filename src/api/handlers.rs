@@ -508,20 +508,43 @@ pub async fn submit_txs(
             };
         }
     }
-    let accepted = results.iter().filter(|r| r.accepted).count();
-    let bytes = json_bytes(&BatchAnswer {
-        accepted,
-        rejected: results.len() - accepted,
-        results: &results,
-    })?;
+    // Binary when the client asks for it (`batch::encode_answer`): the same results without
+    // the JSON around them, so neither side writes or reads 64 hex digits an id.
+    let binary = crate::api::sync::wants_binary(&req);
+    let bytes = if binary {
+        batch::encode_answer(results.iter().map(|r| {
+            // Every element was answered above; an accepted one always carries its id.
+            let error = (!r.accepted).then(|| {
+                r.error
+                    .as_ref()
+                    .map_or(("internal", "no answer"), |e| (e.code, e.message.as_str()))
+            });
+            (r.tx_hash.as_ref(), error)
+        }))
+    } else {
+        let accepted = results.iter().filter(|r| r.accepted).count();
+        json_bytes(&BatchAnswer {
+            accepted,
+            rejected: results.len() - accepted,
+            results: &results,
+        })?
+    };
     drop(results);
     drop(body);
-    Ok(HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(HeldAnswer {
-            bytes: bytes.into(),
-            _held: answer_held,
-        }))
+    let mut answer = HttpResponse::Ok();
+    if binary {
+        answer.content_type(batch::BINARY_CONTENT_TYPE);
+    } else {
+        answer.content_type(actix_web::http::header::ContentType::json());
+    }
+    answer.insert_header((
+        actix_web::http::header::VARY,
+        actix_web::http::header::HeaderValue::from_static("accept"),
+    ));
+    Ok(answer.body(HeldAnswer {
+        bytes: bytes.into(),
+        _held: answer_held,
+    }))
 }
 
 /// One parsed element: the transaction with its id, and (binary) the bytes it came in.

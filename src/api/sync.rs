@@ -176,7 +176,7 @@ pub async fn blocks(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
 
 /// Whether the request's `Accept` names the binary answer (any parameters, but not `q=0`,
 /// which says "not this one"); JSON for everything else, as before the binary answer existed.
-fn wants_binary(req: &HttpRequest) -> bool {
+pub(crate) fn wants_binary(req: &HttpRequest) -> bool {
     req.headers()
         .get_all(actix_web::http::header::ACCEPT)
         .filter_map(|v| v.to_str().ok())

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use accumen::api::batch::frame_encoded;
+use accumen::api::batch::{BINARY_CONTENT_TYPE, frame_encoded, parse_answer};
 use accumen::client::HttpClient;
 use accumen_actors::chain::sync::{
     BINARY_ANSWER, SyncAnswer, decode_hex_block, is_binary_answer, split_binary_answer,
@@ -598,39 +598,38 @@ fn send(
         let n = run.batch.min(run.total - first);
         run.sent_ns[k].store(run.since_start_ns(), Ordering::Relaxed);
         run.offered.fetch_add(n as u64, Ordering::Relaxed);
-        let content_type = match format {
-            Format::Binary => accumen::api::batch::BINARY_CONTENT_TYPE,
-            Format::Json => "application/json",
+        // Binary bodies ask for the binary answer (a node without it answers JSON, read below).
+        let (content_type, accept) = match format {
+            Format::Binary => (BINARY_CONTENT_TYPE, BINARY_CONTENT_TYPE),
+            Format::Json => ("application/json", "application/json"),
         };
-        match client.post_raw("/v1/txs", content_type, body) {
-            Ok((200, answer)) => {
-                let results = match serde_json::from_slice::<AnswerView<'_>>(&answer) {
-                    Ok(v) if v.results.len() == n => v.results,
-                    _ => {
-                        run.error("bad_answer", n as u64);
-                        continue;
-                    }
+        match client.post_accepting("/v1/txs", content_type, body, accept) {
+            Ok((200, answer_type, answer)) => {
+                let Some(outcomes) = outcomes(&answer_type, &answer).filter(|o| o.len() == n)
+                else {
+                    run.error("bad_answer", n as u64);
+                    continue;
                 };
                 let mut accepted = 0;
-                for (i, r) in results.iter().enumerate() {
-                    if r.accepted {
-                        run.accepted[first + i].store(true, Ordering::Relaxed);
-                        accepted += 1;
-                    } else {
-                        let code = r.error.as_ref().map_or("unknown", |e| &*e.code);
-                        run.error(code, 1);
+                for (i, refused) in outcomes.iter().enumerate() {
+                    match refused {
+                        None => {
+                            run.accepted[first + i].store(true, Ordering::Relaxed);
+                            accepted += 1;
+                        }
+                        Some(code) => run.error(code, 1),
                     }
                 }
                 run.accepted_n.fetch_add(accepted, Ordering::Relaxed);
                 run.acked_out.record(
-                    results
+                    outcomes
                         .iter()
                         .zip(&run.ids[first..first + n])
-                        .filter(|(r, _)| r.accepted)
+                        .filter(|(refused, _)| refused.is_none())
                         .map(|(_, id)| id),
                 );
             }
-            Ok((status, answer)) => {
+            Ok((status, _, answer)) => {
                 let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
                 let code = v["error"]["code"]
                     .as_str()
@@ -640,6 +639,29 @@ fn send(
             Err(_) => run.error("transport", n as u64),
         }
     }
+}
+
+/// Each element of a `POST /v1/txs` answer, binary (as `send` asks for binary bodies) or JSON:
+/// `None` if accepted, else its error code. `None` for an answer that is neither.
+fn outcomes(content_type: &str, answer: &[u8]) -> Option<Vec<Option<String>>> {
+    if is_binary_answer(content_type) {
+        let elements = parse_answer(answer).ok()?;
+        return Some(
+            elements
+                .into_iter()
+                .map(|e| e.error.map(|(code, _)| code))
+                .collect(),
+        );
+    }
+    let view = serde_json::from_slice::<AnswerView<'_>>(answer).ok()?;
+    Some(
+        view.results
+            .into_iter()
+            .map(|r| {
+                (!r.accepted).then(|| r.error.map_or_else(|| "unknown".into(), |e| e.code.into()))
+            })
+            .collect(),
+    )
 }
 
 /// What `send` reads of a `POST /v1/txs` answer: each element's `accepted` and error code.

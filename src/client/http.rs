@@ -292,6 +292,18 @@ impl HttpClient {
         self.request("POST", path, Some((content_type, body)))
     }
 
+    /// `POST path` with raw bytes, asking for the media type `accept` (e.g. the binary batch
+    /// answer); the status, the answer's `Content-Type` (empty if none) and the raw answer.
+    pub fn post_accepting(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        accept: &str,
+    ) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        self.send("POST", path, Some((content_type, body)), accept)
+    }
+
     /// `POST path` with a binary body (`application/octet-stream`); the answer parsed as JSON.
     pub fn post_binary(&self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
         let (status, answer) = self.request(

@@ -247,3 +247,100 @@ fn bad_binary_bodies_are_refused_and_admit_nothing() {
     assert_eq!(v["results"][3]["tx_hash"], good[1].tx.id().to_hex());
     node.wait_included(&good[0].tx.id().to_hex());
 }
+
+/// `Accept: application/octet-stream` on `POST /v1/txs` gets the binary answer: the same
+/// results as the JSON answer to the same batch (accepted with their ids, refused with their
+/// code and message, and a malformed element without an id), for a binary body and a JSON one;
+/// a refusal of the whole request stays JSON.
+#[test]
+fn the_binary_answer_says_what_the_json_answer_says() {
+    use accumen::api::batch::{BINARY_CONTENT_TYPE, parse_answer};
+    let node = TestNode::start("block_time: \"2s\"");
+    let mut deployer = Sender::new(70);
+    let counter = deploy(&node, &mut deployer, fixture("counter"));
+    let mut s = Sender::new(71);
+    let good = s.call(counter, "increment", &[]);
+    let next = s.call(counter, "increment", &[]);
+    // Accepted, accepted, malformed bytes (no id), and a duplicate of the first (refused, id).
+    let frames: Vec<Vec<u8>> = vec![
+        good.encode(),
+        next.encode(),
+        vec![0xff, 0x00],
+        good.encode(),
+    ];
+    let body = frame_encoded(&frames).unwrap();
+    let (status, content_type, answer) = node
+        .client()
+        .post_accepting("/v1/txs", BINARY_CONTENT_TYPE, &body, BINARY_CONTENT_TYPE)
+        .unwrap();
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(content_type, BINARY_CONTENT_TYPE);
+    let elements = parse_answer(&answer).unwrap();
+    assert_eq!(elements.len(), 4);
+    assert!(elements[0].accepted() && elements[1].accepted());
+    assert_eq!(elements[0].id, Some(good.tx.id()));
+    assert_eq!(elements[1].id, Some(next.tx.id()));
+    assert_eq!(elements[2].id, None);
+    assert_eq!(
+        elements[2].error.as_ref().map(|(c, _)| c.as_str()),
+        Some("malformed_tx")
+    );
+    assert_eq!(elements[3].id, Some(good.tx.id()));
+    let (code, message) = elements[3].error.clone().unwrap();
+    assert_eq!(code, "duplicate");
+
+    // The same batch again as JSON answers with the same codes and messages: all refused now
+    // (the first two are pending), each element as the binary answer says it.
+    let (status, v) = post_binary(&node, "/v1/txs", &body);
+    assert_eq!(status, 200, "{v}");
+    let json_dup = &v["results"][3];
+    assert_eq!(json_dup["error"]["code"], "duplicate", "{v}");
+    assert_eq!(json_dup["error"]["message"], message.as_str(), "{v}");
+    let (_, _, again) = node
+        .client()
+        .post_accepting("/v1/txs", BINARY_CONTENT_TYPE, &body, BINARY_CONTENT_TYPE)
+        .unwrap();
+    let again = parse_answer(&again).unwrap();
+    for (i, (b, j)) in again
+        .iter()
+        .zip(v["results"].as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(b.accepted(), j["accepted"] == true, "element {i}: {v}");
+        assert_eq!(
+            b.id.map(|h| h.to_hex()).unwrap_or_default(),
+            j["tx_hash"].as_str().unwrap_or_default(),
+            "element {i}: {v}"
+        );
+        let (code, message) = b.error.clone().unwrap();
+        assert_eq!(j["error"]["code"], code.as_str(), "element {i}: {v}");
+        assert_eq!(j["error"]["message"], message.as_str(), "element {i}: {v}");
+    }
+
+    // A JSON body may ask for the binary answer too.
+    let third = s.call(counter, "increment", &[]);
+    let json = serde_json::to_vec(&[&third]).unwrap();
+    let (status, content_type, answer) = node
+        .client()
+        .post_accepting("/v1/txs", "application/json", &json, BINARY_CONTENT_TYPE)
+        .unwrap();
+    assert_eq!((status, content_type.as_str()), (200, BINARY_CONTENT_TYPE));
+    let elements = parse_answer(&answer).unwrap();
+    assert_eq!(elements.len(), 1);
+    assert!(elements[0].accepted());
+    assert_eq!(elements[0].id, Some(third.tx.id()));
+
+    // A malformed framing refuses the whole request, in JSON whatever was asked.
+    let (status, content_type, answer) = node
+        .client()
+        .post_accepting("/v1/txs", BINARY_CONTENT_TYPE, &[1, 0], BINARY_CONTENT_TYPE)
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(error_code(&v), "malformed_batch", "{v}");
+    node.wait_included(&third.tx.id().to_hex());
+}
