@@ -16,7 +16,8 @@
 //! `g / senders`), not by id: it trusts the node it measures, so it neither re-encodes blocks
 //! to check them (as a follower must) nor hashes every transaction. Parsing blocks and hashing
 //! ids had been about 70% of this tool's CPU at 35,000 tx/s, CPU the node did not get. It asks
-//! for the binary sync answer (no hex for the node to write or for the tool to read). Every second a
+//! for the binary sync answer and, for binary bodies, the binary `/v1/txs` answer (no hex for the
+//! node to write or for the tool to read), and reads blocks through a borrowing view. Every second a
 //! progress line goes to stderr (offered, accepted, committed, p50/p99 so far, errors); at the
 //! end a summary goes to stdout, human-readable or, with `--json`, one JSON object:
 //! `committed_tps`, `p50_ms`, `p95_ms`, `p99_ms`, `max_ms`, `errors` (refused transactions by
