@@ -344,7 +344,8 @@ impl Admission {
             None => Vec::new(),
         };
         let total = txs.len();
-        let mut txs: Vec<Option<VerifiedTx>> = txs.into_iter().map(Some).collect();
+        // Taken in order; `as_slice` is what is still to come.
+        let mut rest = txs.into_iter();
         let mut results = Vec::with_capacity(total);
         // Position in `txs`, id and arrival sequence of each admitted transaction.
         let mut admitted: Vec<(usize, Hash, Option<u64>)> = Vec::new();
@@ -355,10 +356,9 @@ impl Admission {
         let mut evicted: Vec<Evicted> = Vec::new();
         let mut shared = self.pool();
         // In order; `results[i]` is the answer for `txs[i]`.
-        let mut position = 0;
         loop {
             let Shared { pool, deploys } = &mut *shared;
-            while let Some(Some(tx)) = txs.get(position) {
+            while let Some(tx) = rest.as_slice().first() {
                 let sender = tx.tx().sender;
                 // A sender the pool holds transactions of: its committed next nonce as the
                 // pool last learned it (from committed state when its account was made, then
@@ -375,7 +375,7 @@ impl Admission {
                     Some(Ok(n)) => *n,
                     Some(Err(e)) => {
                         results.push(Err(MempoolError::Storage(e.clone())));
-                        position += 1;
+                        rest.next();
                         continue;
                     }
                     None => match pool.known_nonce(&sender) {
@@ -383,11 +383,10 @@ impl Admission {
                         None => break,
                     },
                 };
-                let Some(tx) = txs[position].take() else {
-                    break; // unreachable: matched `Some` above
+                let at = total - rest.len();
+                let Some(tx) = rest.next() else {
+                    break; // unreachable: `first` was `Some` above
                 };
-                let at = position;
-                position += 1;
                 let id = tx.id();
                 if let Action::Call { contract, .. } = &tx.tx().action {
                     let deployed = match view.deployed.get(contract) {
@@ -429,14 +428,15 @@ impl Admission {
                     }
                 }
             }
-            if position >= total {
+            if rest.as_slice().is_empty() {
                 break;
             }
-            // `txs[position]`'s sender is not in the pool: the nonces of every sender still to
-            // come that no read gave yet are read now, without the lock, so the loop does not
-            // stop here again (a sender the pool drops meanwhile is then known from the read).
+            // The next transaction's sender is not in the pool: the nonces of every sender
+            // still to come that no read gave yet are read now, without the lock, so the loop
+            // does not stop here again (a sender the pool drops meanwhile is then known from
+            // the read).
             drop(shared);
-            self.read_nonces(txs[position..].iter().flatten(), &mut view);
+            self.read_nonces(rest.as_slice().iter(), &mut view);
             shared = self.pool();
         }
         let ticket = {

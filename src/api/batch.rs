@@ -260,8 +260,8 @@ pub fn encode_answer<'a>(elements: impl ExactSizeIterator<Item = AnswerItem<'a>>
             out.extend_from_slice(&id.0);
         }
         if let Some((code, message)) = error {
-            let code = cut(code, usize::from(u8::MAX));
-            let message = cut(message, usize::from(u16::MAX));
+            let code = &code[..code.floor_char_boundary(usize::from(u8::MAX))];
+            let message = &message[..message.floor_char_boundary(usize::from(u16::MAX))];
             // Lossless: both cut to their prefix's range just above.
             out.push(code.len() as u8);
             out.extend_from_slice(code.as_bytes());
@@ -270,18 +270,6 @@ pub fn encode_answer<'a>(elements: impl ExactSizeIterator<Item = AnswerItem<'a>>
         }
     }
     out
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Why bytes are not a binary batch answer.

@@ -68,11 +68,7 @@ const MAX_ELEMENT_ERROR: usize = 200;
 
 fn brief(mut msg: String) -> String {
     if msg.len() > MAX_ELEMENT_ERROR {
-        let mut end = MAX_ELEMENT_ERROR;
-        while !msg.is_char_boundary(end) {
-            end -= 1;
-        }
-        msg.truncate(end);
+        msg.truncate(msg.floor_char_boundary(MAX_ELEMENT_ERROR));
         msg.push('…');
     }
     msg
@@ -510,9 +506,8 @@ pub async fn submit_txs(
     }
     // Binary when the client asks for it (`batch::encode_answer`): the same results without
     // the JSON around them, so neither side writes or reads 64 hex digits an id.
-    let binary = crate::api::sync::wants_binary(&req);
-    let bytes = if binary {
-        batch::encode_answer(results.iter().map(|r| {
+    let (bytes, content_type) = if crate::api::sync::wants_binary(&req) {
+        let bytes = batch::encode_answer(results.iter().map(|r| {
             // Every element was answered above; an accepted one always carries its id.
             let error = (!r.accepted).then(|| {
                 r.error
@@ -520,31 +515,29 @@ pub async fn submit_txs(
                     .map_or(("internal", "no answer"), |e| (e.code, e.message.as_str()))
             });
             (r.tx_hash.as_ref(), error)
-        }))
+        }));
+        (bytes, batch::BINARY_CONTENT_TYPE)
     } else {
         let accepted = results.iter().filter(|r| r.accepted).count();
-        json_bytes(&BatchAnswer {
+        let bytes = json_bytes(&BatchAnswer {
             accepted,
             rejected: results.len() - accepted,
             results: &results,
-        })?
+        })?;
+        (bytes, "application/json")
     };
     drop(results);
     drop(body);
-    let mut answer = HttpResponse::Ok();
-    if binary {
-        answer.content_type(batch::BINARY_CONTENT_TYPE);
-    } else {
-        answer.content_type(actix_web::http::header::ContentType::json());
-    }
-    answer.insert_header((
-        actix_web::http::header::VARY,
-        actix_web::http::header::HeaderValue::from_static("accept"),
-    ));
-    Ok(answer.body(HeldAnswer {
-        bytes: bytes.into(),
-        _held: answer_held,
-    }))
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            actix_web::http::header::VARY,
+            actix_web::http::header::HeaderValue::from_static("accept"),
+        ))
+        .body(HeldAnswer {
+            bytes: bytes.into(),
+            _held: answer_held,
+        }))
 }
 
 /// One parsed element: the transaction with its id, and (binary) the bytes it came in.

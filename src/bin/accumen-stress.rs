@@ -665,7 +665,7 @@ fn outcomes(content_type: &str, answer: &[u8]) -> Option<Vec<Option<String>>> {
     )
 }
 
-/// What `send` reads of a `POST /v1/txs` answer: each element's `accepted` and error code.
+/// What `send` reads of a JSON `POST /v1/txs` answer: each element's `accepted` and error code.
 /// Parsed into these borrowing structs (the ids, which the tool already knows, are skipped)
 /// rather than a `serde_json::Value`, whose map and strings per element were about a fifth of
 /// this tool's CPU at 100,000 tx/s: CPU the node it shares the machine with did not get.
@@ -1081,10 +1081,19 @@ mod tests {
             blocks.iter().map(Block::encode),
             usize::MAX,
         );
-        let content_type = BINARY_ANSWER;
-        let seen = committed_blocks(&binary, content_type, 7).unwrap();
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[1][5], (blocks[1].txs[5].tx.sender, 5 * 1_000_003));
-        assert!(committed_blocks(&binary, content_type, 6).is_err());
+        let json = serde_json::to_vec(&json!({
+            "sequencer_height": 9,
+            "blocks": blocks.iter().map(|b| hex::encode(b.encode())).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        for (body, content_type) in [(&binary, BINARY_ANSWER), (&json, "application/json")] {
+            let seen = committed_blocks(body, content_type, 7).unwrap();
+            assert_eq!(seen.len(), 2, "{content_type}");
+            assert_eq!(seen[1][5], (blocks[1].txs[5].tx.sender, 5 * 1_000_003));
+            assert!(
+                committed_blocks(body, content_type, 6).is_err(),
+                "{content_type}"
+            );
+        }
     }
 }

@@ -12,7 +12,6 @@ use super::pool::Pool;
 use super::tests::{call, deploy};
 use super::*;
 use crate::metrics::{NodeMetrics, NodeStats};
-
 use crate::storage::{JournalOp, Storage, StorageError};
 use crate::testkit::CHAIN;
 use crate::types::{Address, Hash, Keypair, SignedTx, VerifiedTx};

@@ -837,12 +837,11 @@ impl Pool {
         // the node's CPU at 100,000 tx/s).
         let mut touched = Vec::with_capacity(admitted.len());
         for adm in admitted {
-            let cursor = self.accounts.get(&adm.sender).map(|a| a.cursor);
-            match self.admission_slot(adm) {
-                Some(slot) => {
+            match self.admission_slot_at(adm) {
+                Some((slot, cursor)) => {
                     if !slot.durable {
                         slot.durable = true;
-                        if cursor == Some(adm.nonce) {
+                        if cursor == adm.nonce {
                             touched.push(adm.sender);
                         }
                     }
@@ -1543,11 +1542,18 @@ impl Pool {
     /// holds its id and sequence. Found through the account (small, cache-warm) rather than
     /// `entries`.
     fn admission_slot(&mut self, adm: &Admitted) -> Option<&mut Slot> {
-        self.accounts
-            .get_mut(&adm.sender)?
+        self.admission_slot_at(adm).map(|(slot, _)| slot)
+    }
+
+    /// [`Pool::admission_slot`], with its sender's cursor (one lookup of the account).
+    fn admission_slot_at(&mut self, adm: &Admitted) -> Option<(&mut Slot, u64)> {
+        let a = self.accounts.get_mut(&adm.sender)?;
+        let cursor = a.cursor;
+        let slot = a
             .txs
             .get_mut(&adm.nonce)
-            .filter(|s| s.id == adm.id && s.seq == adm.seq)
+            .filter(|s| s.id == adm.id && s.seq == adm.seq)?;
+        Some((slot, cursor))
     }
 
     /// The account slot of a pending transaction.

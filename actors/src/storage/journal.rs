@@ -711,14 +711,8 @@ impl JournalStore {
             Err(TableError::TableDoesNotExist(_)) => return Err(missing("rows")),
             Err(e) => return Err(e).ctx("opening journal rows"),
         };
-        let marked: std::collections::HashSet<u64> = match rtx.open_table(DROPPED) {
-            Ok(t) => {
-                let mut set = std::collections::HashSet::new();
-                for m in t.iter().ctx("reading journal")? {
-                    set.insert(m.ctx("reading journal")?.0.value());
-                }
-                set
-            }
+        let marked = match rtx.open_table(DROPPED) {
+            Ok(t) => read_marks(&t)?,
             Err(TableError::TableDoesNotExist(_)) => return Err(missing("dropped")),
             Err(e) => return Err(e).ctx("opening journal dropped"),
         };
@@ -736,7 +730,7 @@ impl JournalStore {
                         continue;
                     }
                 };
-                if marked.contains(&e.seq) {
+                if marked.binary_search(&e.seq).is_ok() {
                     continue;
                 }
                 out.rows += 1;
@@ -769,15 +763,19 @@ impl JournalStore {
     }
 }
 
+/// Every sequence marked dropped, in ascending order (the table's key order).
+fn read_marks(t: &redb::ReadOnlyTable<u64, ()>) -> Result<Vec<u64>, StorageError> {
+    t.iter()
+        .ctx("reading journal")?
+        .map(|m| Ok(m.ctx("reading journal")?.0.value()))
+        .collect()
+}
+
 /// The in-memory state of the file in `db`: every entry not marked dropped is live.
 fn read_state(db: &Database) -> Result<State, StorageError> {
     let rtx = db.begin_read().ctx("beginning journal read")?;
     let rows = rtx.open_table(ROWS).ctx("opening journal rows")?;
-    let dropped = rtx.open_table(DROPPED).ctx("opening journal dropped")?;
-    let mut marks: Vec<u64> = Vec::new();
-    for m in dropped.iter().ctx("reading journal")? {
-        marks.push(m.ctx("reading journal")?.0.value());
-    }
+    let marks = read_marks(&rtx.open_table(DROPPED).ctx("opening journal dropped")?)?;
     let mut state = State::default();
     let mut prev_last: Option<u64> = None;
     for row in rows.iter().ctx("reading journal")? {
